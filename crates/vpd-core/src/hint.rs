@@ -1,0 +1,92 @@
+//! SPEC section 8: what `vpd hint` does when a directory is entered.
+//!
+//! A committed `.viewport/workspace.yaml` never grants anything; it only makes vpd ask. So
+//! does a `local.yaml` that was not made on this machine (trusting it records it, like
+//! `direnv allow`). Declined questions are remembered per directory and org.
+
+use crate::files::parse_hint;
+use crate::resolve::{DirFacts, FileRead, LocalReason, PairingRef, Resolution};
+use std::path::{Path, PathBuf};
+
+/// A remembered "no" (`hint-declines.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    pub directory: PathBuf,
+    pub org_id: String,
+    pub kind: Question,
+}
+
+/// Which question was declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    /// "Bind this directory to <org>?" from a `workspace.yaml`.
+    Bind,
+    /// "This directory has a binding file that was not made on this machine. Trust it?"
+    Trust,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HintAction {
+    /// Nothing to say: a binding applies, the user opted out, or already said no.
+    Quiet,
+    /// Ask "Bind this directory to <org_name>? [Y/n]".
+    AskBind { dir: PathBuf, org_id: String, org_name: String },
+    /// Ask "This directory has a binding file that was not made on this machine. Trust it? [y/N]".
+    AskTrust { dir: PathBuf, org_id: String, org_name: String },
+    /// "This repo suggests org <label>, but you're not paired to it. Run `vpd pair --org <label>`."
+    NotPaired { dir: PathBuf, org_id: String, label: String },
+    /// A file could not be used; say so (streaming stays off).
+    Warn { dir: PathBuf, message: String },
+}
+
+/// Decides the hint for the directory whose walk produced `facts` and `resolution`.
+pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRef<'_>], declines: &[Decline]) -> HintAction {
+    let declined = |dir: &Path, org: &str, kind: Question| {
+        declines.iter().any(|d| d.directory == dir && d.org_id == org && d.kind == kind)
+    };
+    let name_of = |org: &str| pairings.iter().find(|p| p.org_id == org).map(|p| p.name.to_string());
+    match resolution {
+        Resolution::Pinned { .. } => HintAction::Quiet,
+        Resolution::LocalOnly { reason, binding_dir } => {
+            let dir = binding_dir.clone().unwrap_or_default();
+            match reason {
+                LocalReason::StreamingDisabled => HintAction::Quiet,
+                LocalReason::Invalid { message } => HintAction::Warn { dir, message: message.clone() },
+                LocalReason::Untrusted { org_id } | LocalReason::NotPaired { org_id } => match name_of(org_id) {
+                    Some(_) if declined(&dir, org_id, Question::Trust) => HintAction::Quiet,
+                    Some(org_name) if matches!(reason, LocalReason::Untrusted { .. }) => {
+                        HintAction::AskTrust { dir, org_id: org_id.clone(), org_name }
+                    }
+                    _ => HintAction::NotPaired { dir, org_id: org_id.clone(), label: org_id.clone() },
+                },
+                LocalReason::NoBinding => from_workspace_hint(facts, pairings, &declined),
+            }
+        }
+    }
+}
+
+fn from_workspace_hint(
+    facts: &[DirFacts],
+    pairings: &[PairingRef<'_>],
+    declined: &dyn Fn(&Path, &str, Question) -> bool,
+) -> HintAction {
+    let Some(f) = facts.iter().find(|f| f.hint != FileRead::Missing) else {
+        return HintAction::Quiet;
+    };
+    let bytes = match &f.hint {
+        FileRead::Bytes(b) => b,
+        FileRead::Unreadable(why) => {
+            return HintAction::Warn { dir: f.dir.clone(), message: format!("workspace.yaml: {why}") }
+        }
+        FileRead::Missing => unreachable!(),
+    };
+    let hint = match parse_hint(bytes) {
+        Ok(h) => h,
+        Err(e) => return HintAction::Warn { dir: f.dir.clone(), message: format!("workspace.yaml: {e}") },
+    };
+    match pairings.iter().find(|p| p.org_id == hint.org_id) {
+        Some(_) if declined(&f.dir, &hint.org_id, Question::Bind) => HintAction::Quiet,
+        Some(p) => HintAction::AskBind { dir: f.dir.clone(), org_id: hint.org_id.clone(), org_name: p.name.to_string() },
+        None => HintAction::NotPaired { dir: f.dir.clone(), label: hint.label().to_string(), org_id: hint.org_id },
+    }
+}

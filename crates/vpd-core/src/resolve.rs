@@ -1,0 +1,167 @@
+//! SPEC section 7: which binding a session started in a directory is pinned to.
+//!
+//! The caller walks from the session's canonical working directory up to the root and hands
+//! over one [`DirFacts`] per directory, nearest first. The nearest *applicable*
+//! `.viewport/local.yaml` decides; a file above the nearest repository root applies only when
+//! it says `recursive: true`. It pins the session only when it is recorded in
+//! `directories.json` (made on this machine, unchanged since), says `streaming: enabled` and
+//! names a current pairing. Everything else is local-only, never streaming by accident.
+
+use crate::files::{file_hash, parse_local, Streaming};
+use std::path::{Path, PathBuf};
+
+/// What the caller found for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRead {
+    Missing,
+    Bytes(Vec<u8>),
+    /// Present but not usable: not a regular file, too large, unreadable, a symlink loop.
+    Unreadable(String),
+}
+
+/// Facts about one directory on the walk up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirFacts {
+    pub dir: PathBuf,
+    /// The directory holds `.git` (a repository root). Callers may stop reporting this above
+    /// the nearest one: only the nearest matters.
+    pub is_repo_root: bool,
+    pub local: FileRead,
+    pub hint: FileRead,
+}
+
+/// A binding this machine made (`directories.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRecord {
+    pub directory: PathBuf,
+    pub org_id: String,
+    pub file_hash: String,
+}
+
+/// A current pairing, as far as policy needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairingRef<'a> {
+    pub org_id: &'a str,
+    pub name: &'a str,
+    pub slug: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Stream to this pairing for the session's whole life.
+    Pinned { org_id: String, binding_dir: PathBuf, recursive: bool },
+    /// Nothing leaves the machine.
+    LocalOnly { reason: LocalReason, binding_dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalReason {
+    /// No applicable `local.yaml`.
+    NoBinding,
+    /// The nearest applicable file says `streaming: disabled`.
+    StreamingDisabled,
+    /// The file was not written by `vpd bind` on this machine, or was changed since.
+    Untrusted { org_id: String },
+    /// The file names an org this machine is not paired with.
+    NotPaired { org_id: String },
+    /// The file could not be used; the message says why.
+    Invalid { message: String },
+}
+
+impl LocalReason {
+    /// Stable code for `--json` and the UI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LocalReason::NoBinding => "no_binding",
+            LocalReason::StreamingDisabled => "streaming_disabled",
+            LocalReason::Untrusted { .. } => "binding_untrusted",
+            LocalReason::NotPaired { .. } => "not_paired",
+            LocalReason::Invalid { .. } => "binding_invalid",
+        }
+    }
+}
+
+/// Decides the binding for a session started at `facts[0].dir`.
+pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[PairingRef<'_>]) -> Resolution {
+    let mut repo_root_below = false;
+    for f in facts {
+        match &f.local {
+            FileRead::Missing => {}
+            FileRead::Unreadable(why) => {
+                return local(LocalReason::Invalid { message: why.clone() }, &f.dir);
+            }
+            FileRead::Bytes(bytes) => {
+                let file = match parse_local(bytes) {
+                    Ok(file) => file,
+                    Err(message) => return local(LocalReason::Invalid { message }, &f.dir),
+                };
+                if !repo_root_below || file.recursive {
+                    return decide(&f.dir, bytes, file, records, pairings);
+                }
+            }
+        }
+        repo_root_below |= f.is_repo_root;
+    }
+    Resolution::LocalOnly { reason: LocalReason::NoBinding, binding_dir: None }
+}
+
+fn local(reason: LocalReason, dir: &Path) -> Resolution {
+    Resolution::LocalOnly { reason, binding_dir: Some(dir.to_path_buf()) }
+}
+
+fn decide(
+    dir: &Path,
+    bytes: &[u8],
+    file: crate::LocalFile,
+    records: &[BindingRecord],
+    pairings: &[PairingRef<'_>],
+) -> Resolution {
+    if file.streaming == Streaming::Disabled {
+        return local(LocalReason::StreamingDisabled, dir);
+    }
+    let hash = file_hash(bytes);
+    let recorded = records.iter().any(|r| r.directory == dir && r.org_id == file.org_id && r.file_hash == hash);
+    if !recorded {
+        return local(LocalReason::Untrusted { org_id: file.org_id }, dir);
+    }
+    if !pairings.iter().any(|p| p.org_id == file.org_id) {
+        return local(LocalReason::NotPaired { org_id: file.org_id }, dir);
+    }
+    Resolution::Pinned { org_id: file.org_id, binding_dir: dir.to_path_buf(), recursive: file.recursive }
+}
+
+/// Finds the pairing an `--org` argument names: a workspace ULID, a slug, or a name
+/// (case-insensitive). A name shared by two pairings is ambiguous.
+pub fn select_pairing<'a, 'b>(pairings: &'b [PairingRef<'a>], query: &str) -> Result<PairingRef<'a>, SelectError> {
+    let q = query.trim();
+    if let Some(p) = pairings.iter().find(|p| p.org_id == q) {
+        return Ok(*p);
+    }
+    if let Some(p) = pairings.iter().find(|p| p.slug == q) {
+        return Ok(*p);
+    }
+    let named: Vec<_> = pairings.iter().filter(|p| p.name.eq_ignore_ascii_case(q)).collect();
+    match named.as_slice() {
+        [one] => Ok(**one),
+        [] => Err(SelectError::NotFound),
+        _ => Err(SelectError::Ambiguous),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectError {
+    NotFound,
+    Ambiguous,
+}
+
+/// `~/work/api` for paths under `home`, the path itself otherwise.
+pub fn display_dir(path: &Path, home: Option<&Path>) -> String {
+    if let Some(home) = home {
+        if let Ok(rest) = path.strip_prefix(home) {
+            if !home.as_os_str().is_empty() && home != Path::new("/") {
+                return if rest.as_os_str().is_empty() { "~".into() } else { format!("~/{}", rest.display()) };
+            }
+        }
+    }
+    path.display().to_string()
+}

@@ -1,0 +1,201 @@
+//! SPEC section 7 as a table: each row is a small directory tree (which directories are
+//! repository roots, which hold a local.yaml and whether this machine recorded it), a working
+//! directory, and the expected outcome.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vpd_core::files::render_local;
+use vpd_core::hint::{decide, Decline, HintAction, Question};
+use vpd_core::resolve::select_pairing;
+use vpd_core::{file_hash, resolve, BindingRecord, DirFacts, FileRead, LocalReason, PairingRef, Resolution};
+
+const ACME: &str = "01J7M8N9P0Q1R2S3T4V5V6W7X8";
+const OSS: &str = "01J7M8N9P0Q1R2S3T4V5V6W7X9";
+const STRANGER: &str = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+
+fn pairings() -> Vec<PairingRef<'static>> {
+    vec![
+        PairingRef { org_id: ACME, name: "Acme Engineering", slug: "acme" },
+        PairingRef { org_id: OSS, name: "OSS Maintainers", slug: "oss" },
+    ]
+}
+
+#[derive(Default)]
+struct Tree {
+    git: Vec<&'static str>,
+    local: HashMap<&'static str, String>,
+    hint: HashMap<&'static str, String>,
+    unreadable: Vec<&'static str>,
+    /// directories whose local.yaml this machine recorded (as written now)
+    recorded: Vec<&'static str>,
+    /// extra records: (dir, org, content hashed)
+    records: Vec<BindingRecord>,
+}
+
+impl Tree {
+    fn git(mut self, d: &'static str) -> Self {
+        self.git.push(d);
+        self
+    }
+    fn bound(mut self, d: &'static str, org: &str, recursive: bool) -> Self {
+        self.local.insert(d, render_local(org, "2026-05-11T14:42:00Z", recursive));
+        self.recorded.push(d);
+        self
+    }
+    fn file(mut self, d: &'static str, text: &str) -> Self {
+        self.local.insert(d, text.to_string());
+        self
+    }
+    fn hint(mut self, d: &'static str, text: &str) -> Self {
+        self.hint.insert(d, text.to_string());
+        self
+    }
+    fn unreadable(mut self, d: &'static str) -> Self {
+        self.unreadable.push(d);
+        self
+    }
+    fn record(mut self, d: &'static str, org: &str, text: &str) -> Self {
+        self.records.push(BindingRecord { directory: d.into(), org_id: org.into(), file_hash: file_hash(text.as_bytes()) });
+        self
+    }
+
+    fn facts(&self, cwd: &str) -> Vec<DirFacts> {
+        let mut out = Vec::new();
+        let mut p = Some(Path::new(cwd));
+        while let Some(dir) = p {
+            let key = dir.to_str().unwrap();
+            let local = if self.unreadable.contains(&key) {
+                FileRead::Unreadable("too many levels of symbolic links".into())
+            } else {
+                self.local.get(key).map_or(FileRead::Missing, |t| FileRead::Bytes(t.clone().into_bytes()))
+            };
+            out.push(DirFacts {
+                dir: dir.to_path_buf(),
+                is_repo_root: self.git.contains(&key),
+                local,
+                hint: self.hint.get(key).map_or(FileRead::Missing, |t| FileRead::Bytes(t.clone().into_bytes())),
+            });
+            p = dir.parent();
+        }
+        out
+    }
+
+    fn records(&self) -> Vec<BindingRecord> {
+        let mut r: Vec<_> = self
+            .recorded
+            .iter()
+            .map(|d| {
+                let text = &self.local[d];
+                let org = vpd_core::files::parse_local(text.as_bytes()).unwrap().org_id;
+                BindingRecord { directory: PathBuf::from(d), org_id: org, file_hash: file_hash(text.as_bytes()) }
+            })
+            .collect();
+        r.extend(self.records.iter().cloned());
+        r
+    }
+
+    fn resolve(&self, cwd: &str) -> Resolution {
+        resolve(&self.facts(cwd), &self.records(), &pairings())
+    }
+}
+
+fn pinned(org: &str, dir: &str) -> Resolution {
+    let recursive = false;
+    Resolution::Pinned { org_id: org.into(), binding_dir: dir.into(), recursive }
+}
+fn pinned_rec(org: &str, dir: &str) -> Resolution {
+    Resolution::Pinned { org_id: org.into(), binding_dir: dir.into(), recursive: true }
+}
+fn local(reason: LocalReason, dir: Option<&str>) -> Resolution {
+    Resolution::LocalOnly { reason, binding_dir: dir.map(PathBuf::from) }
+}
+
+#[test]
+fn resolution_table() {
+    let committed = format!("org_id: {ACME}\nstreaming: enabled\nbound_at: \"2026-01-01T00:00:00Z\"\n");
+    let rows: Vec<(&str, Tree, &str, Resolution)> = vec![
+        ("nothing anywhere", Tree::default().git("/h/api"), "/h/api/src", local(LocalReason::NoBinding, None)),
+        ("bound repo, session at its root", Tree::default().git("/h/api").bound("/h/api", ACME, false), "/h/api", pinned(ACME, "/h/api")),
+        ("bound repo, deep subdirectory", Tree::default().git("/h/api").bound("/h/api", ACME, false), "/h/api/a/b/c", pinned(ACME, "/h/api")),
+        ("bound plain directory covers its subdirectories", Tree::default().bound("/h/work", ACME, false), "/h/work/x/y", pinned(ACME, "/h/work")),
+        ("non-recursive binding above a repo does not reach into it", Tree::default().git("/h/code/api").bound("/h/code", ACME, false), "/h/code/api/src", local(LocalReason::NoBinding, None)),
+        ("recursive binding above a repo reaches every repo below", Tree::default().git("/h/code/api").bound("/h/code", ACME, true), "/h/code/api/src", pinned_rec(ACME, "/h/code")),
+        ("recursive binding, session outside any repo", Tree::default().bound("/h/code", ACME, true), "/h/code/notes", pinned_rec(ACME, "/h/code")),
+        ("nearest file wins: repo bound to OSS under recursive Acme", Tree::default().git("/h/code/relay").bound("/h/code", ACME, true).bound("/h/code/relay", OSS, false), "/h/code/relay/src", pinned(OSS, "/h/code/relay")),
+        ("nested repos: inner repo unbound, outer repo bound non-recursively", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false), "/h/mono/vendor/lib/src", local(LocalReason::NoBinding, None)),
+        ("nested repos: outer repo bound recursively reaches the inner one", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, true), "/h/mono/vendor/lib", pinned_rec(ACME, "/h/mono")),
+        ("nested repos: session in the outer repo", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false), "/h/mono/docs", pinned(ACME, "/h/mono")),
+        ("binding inside a repo subdirectory applies below it", Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false), "/h/mono/svc/x", pinned(OSS, "/h/mono/svc")),
+        ("binding inside a repo subdirectory does not apply to siblings", Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false), "/h/mono/web", local(LocalReason::NoBinding, None)),
+        ("streaming: disabled opts a subtree out", Tree::default().bound("/h/code", ACME, true).git("/h/code/secret").file("/h/code/secret", &format!("org_id: {ACME}\nstreaming: disabled\n")), "/h/code/secret/x", local(LocalReason::StreamingDisabled, Some("/h/code/secret"))),
+        ("disabled needs no trust (it never grants)", Tree::default().file("/h/x", &format!("org_id: {STRANGER}\nstreaming: disabled\n")), "/h/x", local(LocalReason::StreamingDisabled, Some("/h/x"))),
+        ("unknown streaming value is local-only", Tree::default().file("/h/x", &format!("org_id: {ACME}\nstreaming: on\n")), "/h/x", local(LocalReason::Invalid { message: "streaming must be `enabled` or `disabled`, found \"on\"".into() }, Some("/h/x"))),
+        ("malformed org_id is local-only", Tree::default().file("/h/x", "org_id: ../../x\nstreaming: enabled\n"), "/h/x/y", local(LocalReason::Invalid { message: "org_id \"../../x\" is not a workspace ULID".into() }, Some("/h/x"))),
+        ("a broken nearer file is not skipped for a good one above", Tree::default().bound("/h", ACME, true).file("/h/x", "{{{{"), "/h/x", match Tree::default().file("/h/x", "{{{{").resolve("/h/x") { r @ Resolution::LocalOnly { .. } => r, _ => unreachable!() }),
+        ("symlink loop / unreadable file is local-only", Tree::default().bound("/h", ACME, true).unreadable("/h/x"), "/h/x/y", local(LocalReason::Invalid { message: "too many levels of symbolic links".into() }, Some("/h/x"))),
+        ("unknown keys are ignored", { let t = format!("org_id: {ACME}\nstreaming: enabled\ncolour: blue\n"); Tree::default().file("/h/x", &t).record("/h/x", ACME, &t) }, "/h/x", pinned(ACME, "/h/x")),
+        ("reference-format file, recorded", { let t = format!("organization_id: {ACME}\nremote:\n  stream: true\n"); Tree::default().file("/h/x", &t).record("/h/x", ACME, &t) }, "/h/x", pinned(ACME, "/h/x")),
+        ("reference-format file, stream false", Tree::default().file("/h/x", &format!("organization_id: {ACME}\nremote:\n  stream: false\n")), "/h/x", local(LocalReason::StreamingDisabled, Some("/h/x"))),
+        ("recorded but org no longer paired", { let t = format!("org_id: {STRANGER}\nstreaming: enabled\n"); Tree::default().file("/h/x", &t).record("/h/x", STRANGER, &t) }, "/h/x", local(LocalReason::NotPaired { org_id: STRANGER.into() }, Some("/h/x"))),
+        // The untrusted cases: none of them grants streaming.
+        ("committed in a fresh clone (no record)", Tree::default().git("/h/clone").file("/h/clone", &committed), "/h/clone/src", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/clone"))),
+        ("copied from another directory (record is for the original)", Tree::default().git("/h/a").git("/h/b").bound("/h/a", ACME, false).file("/h/b", &render_local(ACME, "2026-05-11T14:42:00Z", false)), "/h/b", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/b"))),
+        ("edited by hand after vpd bind (hash differs)", Tree::default().git("/h/a").record("/h/a", ACME, &render_local(ACME, "2026-05-11T14:42:00Z", false)).file("/h/a", &render_local(ACME, "2026-05-11T14:42:00Z", true)), "/h/a", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/a"))),
+        ("edited to point at another org", Tree::default().git("/h/a").record("/h/a", ACME, &render_local(ACME, "t", false)).file("/h/a", &render_local(OSS, "t", false)), "/h/a", local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/a"))),
+        ("untrusted nearer file is not skipped for a trusted one above", Tree::default().bound("/h/code", ACME, true).git("/h/code/evil").file("/h/code/evil", &format!("org_id: {OSS}\nstreaming: enabled\nrecursive: true\n")), "/h/code/evil", local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/code/evil"))),
+        ("a hint never grants", Tree::default().git("/h/api").hint("/h/api", &format!("org_id: {ACME}\n")), "/h/api", local(LocalReason::NoBinding, None)),
+    ];
+    let mut failures = Vec::new();
+    for (name, tree, cwd, want) in rows {
+        let got = tree.resolve(cwd);
+        if got != want {
+            failures.push(format!("{name}\n   want {want:?}\n    got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn hint_table() {
+    let hint_acme = format!("org_id: {ACME}\norg_name: Acme Engineering\norg_slug: acme\n");
+    let hint_stranger = format!("org_id: {STRANGER}\norg_slug: globex\n");
+    let decl = |d: &str, o: &str, kind| Decline { directory: d.into(), org_id: o.into(), kind };
+    let rows: Vec<(&str, Tree, &str, Vec<Decline>, HintAction)> = vec![
+        ("paired org suggested", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api/src", vec![], HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
+        ("declined before", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api/src", vec![decl("/h/api", ACME, Question::Bind)], HintAction::Quiet),
+        ("a decline elsewhere does not count", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api", vec![decl("/h/web", ACME, Question::Bind)], HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
+        ("unpaired org suggested", Tree::default().hint("/h/g", &hint_stranger), "/h/g", vec![], HintAction::NotPaired { dir: "/h/g".into(), org_id: STRANGER.into(), label: "globex".into() }),
+        ("binding applies: quiet", Tree::default().hint("/h/api", &hint_acme).bound("/h/api", ACME, false), "/h/api", vec![], HintAction::Quiet),
+        ("binding applies to another org: quiet", Tree::default().hint("/h/api", &hint_acme).bound("/h/api", OSS, false), "/h/api", vec![], HintAction::Quiet),
+        ("opted out: quiet", Tree::default().hint("/h/api", &hint_acme).file("/h/api", &format!("org_id: {ACME}\nstreaming: disabled\n")), "/h/api", vec![], HintAction::Quiet),
+        ("committed local.yaml: ask to trust", Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)), "/h/c", vec![], HintAction::AskTrust { dir: "/h/c".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
+        ("committed local.yaml, trust declined", Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)), "/h/c", vec![decl("/h/c", ACME, Question::Trust)], HintAction::Quiet),
+        ("committed local.yaml for an unpaired org", Tree::default().git("/h/c").file("/h/c", &render_local(STRANGER, "t", false)), "/h/c", vec![], HintAction::NotPaired { dir: "/h/c".into(), org_id: STRANGER.into(), label: STRANGER.into() }),
+        ("broken hint: warn", Tree::default().hint("/h/x", "org_id: nope\n"), "/h/x", vec![], HintAction::Warn { dir: "/h/x".into(), message: "workspace.yaml: org_id \"nope\" is not a workspace ULID".into() }),
+        ("no hint: quiet", Tree::default().git("/h/x"), "/h/x", vec![], HintAction::Quiet),
+    ];
+    let mut failures = Vec::new();
+    for (name, tree, cwd, declines, want) in rows {
+        let facts = tree.facts(cwd);
+        let res = resolve(&facts, &tree.records(), &pairings());
+        let got = decide(&facts, &res, &pairings(), &declines);
+        if got != want {
+            failures.push(format!("{name}\n   want {want:?}\n    got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn org_selection() {
+    let p = pairings();
+    assert_eq!(select_pairing(&p, ACME).unwrap().slug, "acme");
+    assert_eq!(select_pairing(&p, "oss").unwrap().org_id, OSS);
+    assert_eq!(select_pairing(&p, "acme engineering").unwrap().org_id, ACME);
+    assert!(select_pairing(&p, "globex").is_err());
+    let dup = vec![
+        PairingRef { org_id: ACME, name: "Same", slug: "a" },
+        PairingRef { org_id: OSS, name: "Same", slug: "b" },
+    ];
+    assert_eq!(select_pairing(&dup, "same"), Err(vpd_core::resolve::SelectError::Ambiguous));
+}
