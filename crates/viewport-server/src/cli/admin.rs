@@ -1,0 +1,200 @@
+//! `viewport-server admin …`: works directly on the database file, also while the server
+//! runs (WAL + busy timeout). Every error says how to fix it.
+
+use super::*;
+use crate::store::{Store, StoreError, User, Workspace};
+use crate::{auth, util};
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use std::io::{Read, Write};
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
+    let out = Out { json: args.json };
+    match args.command {
+        AdminCommand::User(UserCommand::Create { email, password_stdin }) => user_create(&store, &out, &email, password_stdin),
+        AdminCommand::Org(OrgCommand::Create { name, slug }) => org_create(&store, &out, &name, &slug),
+        AdminCommand::Org(OrgCommand::List) => {
+            let all = store.all_workspaces()?;
+            let human = all.iter().map(|w| format!("{}  {:<20} {}", w.id, w.slug, w.name)).collect::<Vec<_>>().join("\n");
+            out.print(&human, json!(all.iter().map(ws_json).collect::<Vec<_>>()))
+        }
+        AdminCommand::Member(MemberCommand::Add { org, user }) => {
+            let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
+            let added = store.add_member(&ws.id, &u.id, util::now())?;
+            let human = if added {
+                format!("added {} to {} ({})", u.email, ws.name, ws.slug)
+            } else {
+                format!("{} was already a member of {} ({})", u.email, ws.name, ws.slug)
+            };
+            out.print(&human, json!({"workspace_id": ws.id, "user": u.email, "added": added}))
+        }
+        AdminCommand::Member(MemberCommand::Remove { org, user }) => {
+            let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
+            let revoked = match store.remove_member(&ws.id, &u.id, util::now()) {
+                Ok(n) => n,
+                Err(StoreError::NotFound(_)) => bail!("{} is not a member of {}; see `viewport-server admin member list --org {}`", u.email, ws.slug, ws.slug),
+                Err(e) => return Err(e.into()),
+            };
+            out.print(
+                &format!("removed {} from {} ({}); revoked {revoked} machine pairing(s) there", u.email, ws.name, ws.slug),
+                json!({"workspace_id": ws.id, "user": u.email, "revoked": revoked}),
+            )
+        }
+        AdminCommand::Member(MemberCommand::List { org }) => {
+            let ws = workspace(&store, &org)?;
+            let members = store.members(&ws.id)?;
+            let human = members.iter().map(|m| m.email.clone()).collect::<Vec<_>>().join("\n");
+            let j: Vec<_> = members
+                .iter()
+                .map(|m| json!({"user_id": m.user_id, "email": m.email, "joined_at": util::rfc3339(m.joined_at)}))
+                .collect();
+            out.print(&human, json!(j))
+        }
+        AdminCommand::Machine(MachineCommand::List { org }) => machine_list(&store, &out, &org),
+        AdminCommand::Machine(MachineCommand::Revoke { org, machine_id }) => {
+            let ws = workspace(&store, &org)?;
+            let changed = match store.revoke(&ws.id, &machine_id, "revoked", util::now()) {
+                Ok(c) => c,
+                Err(StoreError::NotFound(_)) => bail!("no machine {machine_id} in {}; see `viewport-server admin machine list --org {}`", ws.slug, ws.slug),
+                Err(e) => return Err(e.into()),
+            };
+            let human = if changed { format!("revoked {machine_id} in {}", ws.slug) } else { format!("{machine_id} was already revoked") };
+            out.print(&human, json!({"workspace_id": ws.id, "machine_id": machine_id, "revoked": true, "changed": changed}))
+        }
+        AdminCommand::Pairing(PairingCommand::Approve { code, org, user }) => {
+            let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
+            let c = vpd_proto::normalize_code(&code).ok_or_else(|| anyhow!("{code:?} is not a pairing code (expected XXXX-XXXX)"))?;
+            let p = match store.approve_code(&c, &ws.id, &u.id, util::now()) {
+                Ok(p) => p,
+                Err(StoreError::NotFound(_)) => bail!("no pending pairing code {code}; run `vpd pair` again for a new one"),
+                Err(StoreError::Gone(m)) => bail!("{m}; run `vpd pair` again for a new code"),
+                Err(StoreError::Forbidden(_)) => bail!(
+                    "{} is not a member of {}; add them first with `viewport-server admin member add --org {} --user {}`",
+                    u.email, ws.slug, ws.slug, u.email
+                ),
+                Err(e) => return Err(e.into()),
+            };
+            out.print(
+                &format!("approved {} for {} ({}): machine {}", p.machine_name, ws.name, ws.slug, p.machine_id),
+                json!({"workspace_id": ws.id, "machine_id": p.machine_id, "runtime_target_id": p.runtime_target_id, "install_id": p.install_id}),
+            )
+        }
+        AdminCommand::Pairing(PairingCommand::Mint { org, user }) => {
+            let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
+            let (code, expires) = match crate::mint_code(&store, &ws.id, &u.id) {
+                Ok(v) => v,
+                Err(StoreError::Forbidden(_)) => bail!(
+                    "{} is not a member of {}; add them first with `viewport-server admin member add --org {} --user {}`",
+                    u.email, ws.slug, ws.slug, u.email
+                ),
+                Err(e) => return Err(e.into()),
+            };
+            let shown = vpd_proto::format_code(&code);
+            out.print(
+                &format!("{shown}\nrun on the machine: vpd pair {shown}\n(valid until {}, once)", util::rfc3339(expires)),
+                json!({"code": shown, "expires_at": util::rfc3339(expires)}),
+            )
+        }
+    }
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print(&self, human: &str, value: serde_json::Value) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
+        } else if !human.is_empty() {
+            writeln!(stdout, "{human}")?;
+        }
+        Ok(())
+    }
+}
+
+fn ws_json(w: &Workspace) -> serde_json::Value {
+    json!({"id": w.id, "name": w.name, "slug": w.slug})
+}
+
+fn workspace(store: &Store, org: &str) -> anyhow::Result<Workspace> {
+    store.find_workspace(org)?.ok_or_else(|| {
+        anyhow!("no workspace {org:?} (give its id or slug); list them with `viewport-server admin org list` or create one with `viewport-server admin org create NAME --slug SLUG`")
+    })
+}
+
+fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
+    let e = util::normalize_email(email).map_err(|m| anyhow!(m))?;
+    store
+        .user_by_email(&e)?
+        .map(|(u, _)| u)
+        .ok_or_else(|| anyhow!("no user {e}; create it with `viewport-server admin user create {e} --password-stdin`"))
+}
+
+fn user_create(store: &Store, out: &Out, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    if !password_stdin {
+        bail!("pass --password-stdin and pipe the password in, e.g. `printf '%s' \"$PW\" | viewport-server admin user create {email} --password-stdin`");
+    }
+    let email = util::normalize_email(email).map_err(|m| anyhow!(m))?;
+    let mut pw = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut pw).context("reading the password from standard input")?;
+    let pw = pw.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pw);
+    util::validate_password(pw).map_err(|m| anyhow!("{m} (read from standard input)"))?;
+    let hash = auth::hash_password(pw)?;
+    let user = match store.create_user(&email, &hash, util::now()) {
+        Ok(u) => u,
+        Err(StoreError::Conflict(m)) => bail!("{m}; pick another email"),
+        Err(e) => return Err(e.into()),
+    };
+    out.print(&format!("created user {} ({})", user.email, user.id), json!({"id": user.id, "email": user.email}))
+}
+
+fn org_create(store: &Store, out: &Out, name: &str, slug: &str) -> anyhow::Result<()> {
+    let name = name.trim();
+    util::validate_name("the workspace name", name).map_err(|m| anyhow!(m))?;
+    util::validate_slug(slug).map_err(|m| anyhow!(m))?;
+    let ws = match store.create_workspace(name, slug, util::now()) {
+        Ok(w) => w,
+        Err(StoreError::Conflict(m)) => bail!("{m}; pick another --slug"),
+        Err(e) => return Err(e.into()),
+    };
+    out.print(&ws.id, ws_json(&ws))
+}
+
+fn machine_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
+    let ws = workspace(store, org)?;
+    let rows = store.machines(&ws.id)?;
+    let opt = |t: Option<i64>| t.map(util::rfc3339);
+    let j: Vec<_> = rows
+        .iter()
+        .map(|m| {
+            json!({
+                "machine_id": m.machine_id,
+                "runtime_target_id": m.runtime_target_id,
+                "name": m.name,
+                "os": m.os,
+                "arch": m.arch,
+                "daemon_version": m.daemon_version,
+                "paired_by": m.paired_by,
+                "paired_at": util::rfc3339(m.paired_at),
+                "revoked_at": opt(m.revoked_at),
+                "revoked_reason": m.revoked_reason,
+                "last_seen_at": opt(m.last_seen_at),
+            })
+        })
+        .collect();
+    let human = if rows.is_empty() {
+        format!("no machines in {} yet", ws.slug)
+    } else {
+        rows.iter()
+            .map(|m| {
+                let state = if m.revoked_at.is_some() { "revoked" } else { "active" };
+                format!("{}  {:<24} {:<8} {}  paired by {}", m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    out.print(&human, json!(j))
+}

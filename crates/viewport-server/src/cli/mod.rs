@@ -1,0 +1,149 @@
+//! The command line: `serve` and `admin …`.
+
+pub mod admin;
+pub mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "viewport-server", version, about = "Self-hostable Viewport platform: pairing, machines, members, relay tokens")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (creates and migrates the database on start).
+    Serve(ServeArgs),
+    /// Manage users, workspaces, members, machines and pairing codes in the database.
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created with mode 0600 when missing).
+    #[arg(long, default_value = "viewport.db", env = "VIEWPORT_DB")]
+    pub db: PathBuf,
+    /// The URL users and daemons reach this server at (default: http://{listen}).
+    #[arg(long, env = "VIEWPORT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// SQLite database file of the server.
+    #[arg(long, global = true, default_value = "viewport.db", env = "VIEWPORT_DB")]
+    pub db: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Users (accounts that sign in to the web pages).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Workspaces (orgs).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Workspace memberships.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Paired machines of a workspace.
+    #[command(subcommand)]
+    Machine(MachineCommand),
+    /// Pairing codes.
+    #[command(subcommand)]
+    Pairing(PairingCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        email: String,
+        /// Read the password from standard input (required; keeps it out of the process list).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Create a workspace; prints its id.
+    Create {
+        name: String,
+        #[arg(long)]
+        slug: String,
+    },
+    /// List every workspace.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Add an existing user to a workspace.
+    Add {
+        /// Workspace id or slug.
+        #[arg(long)]
+        org: String,
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user from a workspace; revokes every machine they paired there.
+    Remove {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// List a workspace's members.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MachineCommand {
+    /// List a workspace's machines.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a machine's pairing (by machine id or runtime target id).
+    Revoke {
+        #[arg(long)]
+        org: String,
+        machine_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PairingCommand {
+    /// Approve a pending code (from `vpd pair`) as a member of the workspace.
+    Approve {
+        code: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Make an "add machine" code for `vpd pair CODE`, paired as USER.
+    Mint {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        user: String,
+    },
+}

@@ -1,0 +1,63 @@
+//! `viewport-server serve`.
+
+use super::ServeArgs;
+use crate::store::Store;
+use crate::{AppState, Config};
+use anyhow::{bail, Context};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen))
+        .trim_end_matches('/')
+        .to_string();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        bail!("--public-url must start with http:// or https:// (got {public_url:?})");
+    }
+    if args.public_url.is_none() && args.listen.ip().is_unspecified() {
+        tracing::warn!("listening on {} without --public-url: pass --public-url with the address users reach, or links and form origin checks will not match", args.listen);
+    }
+    let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
+    let state = AppState::new(store, Config::new(public_url.clone()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another server running there? pick another with --listen)", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr} (db: {})", args.db.display());
+    if public_url != format!("http://{addr}") {
+        tracing::info!("public URL: {public_url}");
+    }
+    if let Some(url) = state.setup_url() {
+        tracing::info!("no user yet: open {url} to create the first account and workspace (link valid until restart)");
+    }
+    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix (service managers).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,252 @@
+//! `viewport-server`: the self-hostable Viewport platform (SPEC section 14): pairing codes,
+//! the approval page, machines, members, relay tokens and the JWKS.
+//!
+//! [`app`] builds the router, [`serve`] runs it on a listener; tests run both in-process.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod keys;
+pub mod limits;
+pub mod pages;
+pub mod store;
+pub mod util;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use store::{Pairing, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where users and daemons reach this server, e.g. `https://viewport.example.com`.
+    pub public_url: String,
+    /// Pairing codes created or claimed per client IP and minute.
+    pub pairing_per_minute: u32,
+    /// Sign-in attempts per IP and per email and minute.
+    pub login_per_minute: u32,
+}
+
+impl Config {
+    pub fn new(public_url: impl Into<String>) -> Config {
+        Config {
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            pairing_per_minute: 30,
+            login_per_minute: 10,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub config: Config,
+    pub keys: keys::Keys,
+    pub limits: limits::Limits,
+    /// Woken on every in-process approval or denial (long polls also re-check the database,
+    /// because the admin CLI approves from another process).
+    pub changes: Notify,
+    setup_token: Mutex<Option<String>>,
+    public_origin: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Loads (or creates) the signing key; when the database has no user yet, makes the
+    /// one-time setup token (see [`AppState::setup_url`]).
+    pub fn new(store: Store, config: Config) -> anyhow::Result<AppState> {
+        let keys = keys::Keys::load_or_create(&store)?;
+        let setup_token = (store.user_count()? == 0).then(util::random_token);
+        let public_origin = origin_of(&config.public_url);
+        Ok(AppState(Arc::new(Inner {
+            limits: limits::Limits::new(config.pairing_per_minute, config.login_per_minute),
+            store,
+            config,
+            keys,
+            changes: Notify::new(),
+            setup_token: Mutex::new(setup_token),
+            public_origin,
+        })))
+    }
+
+    /// Runs a blocking store call off the async executor.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Conflict(format!("database task failed: {e}"))),
+        }
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.config.public_url
+    }
+
+    /// `ws(s)://…/ws` of this server.
+    pub fn relay_endpoint(&self) -> String {
+        relay_endpoint_for(&self.config.public_url)
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.config.public_url.starts_with("https://")
+    }
+
+    /// `{public}/setup?token=…` while no user exists.
+    pub fn setup_url(&self) -> Option<String> {
+        let t = self.setup_token.lock().unwrap_or_else(|e| e.into_inner());
+        t.as_ref().map(|t| format!("{}/setup?token={t}", self.config.public_url))
+    }
+
+    pub(crate) fn setup_token_matches(&self, candidate: &str) -> bool {
+        let t = self.setup_token.lock().unwrap_or_else(|e| e.into_inner());
+        t.as_deref().is_some_and(|t| util::ct_str_eq(t, candidate))
+    }
+
+    pub(crate) fn end_setup(&self) {
+        *self.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Approves a device code (as the page does) and wakes the long polls.
+    pub async fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str) -> Result<Pairing, StoreError> {
+        let (c, w, u) = (code.to_string(), workspace_id.to_string(), user_id.to_string());
+        let r = self.db(move |s| s.approve_code(&c, &w, &u, util::now())).await;
+        self.changes.notify_waiters();
+        r
+    }
+
+    pub async fn deny_code(&self, code: &str, user_id: &str) -> Result<(), StoreError> {
+        let (c, u) = (code.to_string(), user_id.to_string());
+        let r = self.db(move |s| s.deny_code(&c, &u, util::now())).await;
+        self.changes.notify_waiters();
+        r
+    }
+
+    /// Mints an "Add machine" code for `workspace_id` as `user_id`; returns the canonical
+    /// code and its expiry (Unix seconds).
+    pub async fn mint_code(&self, workspace_id: &str, user_id: &str) -> Result<(String, i64), StoreError> {
+        let (w, u) = (workspace_id.to_string(), user_id.to_string());
+        self.db(move |s| mint_code(s, &w, &u)).await
+    }
+}
+
+/// Mints an "Add machine" code (shared by the page and `admin pairing mint`).
+pub fn mint_code(store: &Store, workspace_id: &str, user_id: &str) -> Result<(String, i64), StoreError> {
+    let now = util::now();
+    let expires = now + util::CODE_TTL_SECS;
+    for _ in 0..8 {
+        let code = util::random_code();
+        match store.insert_minted_code(&code, workspace_id, user_id, now, expires) {
+            Ok(()) => return Ok((code, expires)),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict("could not find a free pairing code".into()))
+}
+
+/// `http://h:p/x` → `ws://h:p/x/ws`, `https` → `wss`.
+pub fn relay_endpoint_for(public_url: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}/ws")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}/ws")
+    } else {
+        format!("{base}/ws")
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The router with every route and middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(pages::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+        .layer(middleware::from_fn(api::json_errors))
+        .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Refuses state-changing page requests whose `Origin` is present and not this server's.
+async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && !req.uri().path().starts_with("/api/") {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let ok = origin.to_str().map(|o| o.eq_ignore_ascii_case(&state.public_origin)).unwrap_or(false);
+            if !ok {
+                return pages::layout::error_page(
+                    StatusCode::FORBIDDEN,
+                    "Request refused",
+                    "This form was submitted from another site. Go back to the page and try again.",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(relay_endpoint_for("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+        assert_eq!(relay_endpoint_for("https://v.example.com/"), "wss://v.example.com/ws");
+        assert_eq!(origin_of("https://V.example.com:8443/x?y"), "https://v.example.com:8443");
+    }
+}

@@ -1,0 +1,79 @@
+//! `/orgs/{slug}/machines`: the org's paired machines, with Revoke.
+
+use super::layout::{org_tabs, page};
+use super::{member_org, require_session, see_other, PageErr, PageResult};
+use crate::auth::MaybeSession;
+use crate::store::StoreError;
+use crate::{util, AppState};
+use axum::extract::{Form, Path, State};
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use maud::html;
+use serde::Deserialize;
+
+pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>) -> PageResult {
+    let s = require_session(session, &uri)?;
+    let ws = member_org(&state, &s, &slug).await?;
+    let wid = ws.id.clone();
+    let rows = state.db(move |st| st.machines(&wid)).await?;
+    Ok(page(&format!("Machines · {}", ws.name), Some(&s), html! {
+        h1 { (ws.name) }
+        (org_tabs(&ws.slug, "machines"))
+        @if rows.is_empty() {
+            div.card { p { "No machines yet. Run " code { "vpd pair --org " (ws.slug) } " on a machine, or use " a href=(format!("/orgs/{}/add-machine", ws.slug)) { "Add machine" } "." } }
+        } @else {
+            table {
+                thead { tr { th { "Name" } th { "Machine id" } th { "Paired by" } th { "Paired at" } th { "Last seen" } th { "State" } th {} } }
+                tbody {
+                    @for m in &rows {
+                        tr {
+                            td { (m.name) br; span.muted { (m.os) "/" (m.arch) " · " (m.daemon_version) } }
+                            td.mono { (m.machine_id) }
+                            td { (m.paired_by) }
+                            td { (util::human_time(m.paired_at)) }
+                            td { @if let Some(t) = m.last_seen_at { (util::human_time(t)) } @else { "never" } }
+                            @if m.revoked_at.is_some() {
+                                td.state-revoked { "revoked" @if let Some(r) = &m.revoked_reason { br; span.muted { (r.replace('_', " ")) } } }
+                                td {}
+                            } @else {
+                                td.state-active { "active" }
+                                td {
+                                    form method="post" action=(format!("/orgs/{}/machines/revoke", ws.slug)) {
+                                        input type="hidden" name="csrf" value=(s.csrf());
+                                        input type="hidden" name="machine_id" value=(m.machine_id);
+                                        button.danger type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    machine_id: String,
+}
+
+pub async fn revoke(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>, Form(f): Form<RevokeForm>) -> PageResult {
+    let s = require_session(session, &uri)?;
+    if !s.csrf_ok(&f.csrf) {
+        return Err(PageErr::csrf());
+    }
+    let ws = member_org(&state, &s, &slug).await?;
+    let wid = ws.id.clone();
+    match state.db(move |st| st.revoke(&wid, &f.machine_id, "revoked", util::now())).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound(_)) => return Err(PageErr::not_found()),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(workspace = %ws.id, "machine revoked from the machines page");
+    Ok(see_other(&format!("/orgs/{}/machines", ws.slug)))
+}

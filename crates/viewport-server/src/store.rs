@@ -1,0 +1,997 @@
+//! All persistence. Every SQL statement of the server lives in this file, migrations included.
+//!
+//! The methods speak in domain operations (approve a code, deliver an approval, revoke a
+//! machine) rather than in rows, so a PostgreSQL backend could implement the same surface.
+//! Times are Unix seconds (UTC). Secrets (status tokens, issue tokens, session tokens) are only
+//! ever stored as SHA-256 hashes, handed in by the caller.
+//!
+//! The admin CLI opens the same SQLite file while the server runs, so the connection uses WAL
+//! and a busy timeout, and every multi-row change is one `BEGIN IMMEDIATE` transaction.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use ulid::Ulid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("cannot open the database file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// A unique value is taken (email, slug, code).
+    #[error("{0}")]
+    Conflict(String),
+    /// The thing does not exist (or is not visible in this workspace).
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing exists but is no longer in a state that allows this (used, expired, decided).
+    #[error("{0}")]
+    Gone(String),
+    /// The user may not do this (not a member of the workspace).
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub joined_at: i64,
+}
+
+/// What a daemon tells about itself when it asks for (or claims) a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineInfo {
+    pub name: String,
+    /// Base64url (unpadded) of the 32-byte Ed25519 key, already validated.
+    pub public_key: String,
+    pub daemon_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    /// Asked for by a daemon (`vpd pair`); approved on the page or by the admin CLI.
+    Device,
+    /// Minted on the "Add machine" page (or `admin pairing mint`); claimed by `vpd pair CODE`.
+    Minted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeState {
+    Pending,
+    Approved,
+    Denied,
+    Consumed,
+}
+
+impl CodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeState::Pending => "pending",
+            CodeState::Approved => "approved",
+            CodeState::Denied => "denied",
+            CodeState::Consumed => "consumed",
+        }
+    }
+    fn parse(s: &str) -> CodeState {
+        match s {
+            "pending" => CodeState::Pending,
+            "approved" => CodeState::Approved,
+            "denied" => CodeState::Denied,
+            _ => CodeState::Consumed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PairingCode {
+    /// 8 canonical characters, no dash.
+    pub code: String,
+    pub kind: CodeKind,
+    pub state: CodeState,
+    /// SHA-256 of the status token (device codes only).
+    pub status_token_hash: Option<Vec<u8>>,
+    /// Device codes only.
+    pub machine: Option<MachineInfo>,
+    pub requested_org: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set once approved (device) or at mint time (minted).
+    pub workspace_id: Option<String>,
+    pub approved_by: Option<String>,
+}
+
+impl PairingCode {
+    pub fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// The rows an approval created, as handed to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    pub workspace: Workspace,
+    pub install_id: String,
+    pub runtime_target_id: String,
+    pub machine_id: String,
+    pub machine_name: String,
+}
+
+/// What the runtime endpoints need to check a credential.
+#[derive(Debug, Clone)]
+pub struct RuntimeTarget {
+    pub id: String,
+    pub workspace_id: String,
+    pub machine_id: String,
+    pub public_key: String,
+    pub issue_token_hash: Option<Vec<u8>>,
+    pub revoked_at: Option<i64>,
+}
+
+/// One line of the machines table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRow {
+    pub machine_id: String,
+    pub runtime_target_id: String,
+    pub name: String,
+    pub os: String,
+    pub arch: String,
+    pub daemon_version: String,
+    pub paired_by: String,
+    pub paired_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub last_seen_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub pkcs8_der: Vec<u8>,
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: everything.
+    r#"
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE workspaces (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        slug TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE memberships (
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (workspace_id, user_id)
+    );
+    CREATE TABLE web_sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE pairing_codes (
+        code TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('device', 'minted')),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'consumed')),
+        status_token_hash BLOB,
+        name TEXT, public_key TEXT, daemon_version TEXT, os TEXT, arch TEXT,
+        requested_org TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        workspace_id TEXT REFERENCES workspaces(id),
+        approved_by TEXT REFERENCES users(id),
+        runtime_target_id TEXT,
+        decided_at INTEGER
+    );
+    CREATE TABLE installs (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE machines (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        name TEXT NOT NULL,
+        os TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        daemon_version TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER
+    );
+    CREATE TABLE runtime_targets (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        install_id TEXT NOT NULL REFERENCES installs(id),
+        machine_id TEXT NOT NULL REFERENCES machines(id),
+        public_key TEXT NOT NULL,
+        approved_by TEXT NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER,
+        revoked_reason TEXT,
+        issue_token_hash BLOB
+    );
+    CREATE INDEX runtime_targets_ws ON runtime_targets(workspace_id, approved_by);
+    CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        pkcs8_der BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The one handle on the database. Cheap to clone; calls are blocking (run them off the async
+/// executor, see `AppState::db`).
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn new_id() -> String {
+    Ulid::new().to_string()
+}
+
+impl Store {
+    /// Opens (creating with mode 0600) and migrates the database file.
+    pub fn open(path: &Path) -> Result<Store> {
+        create_private_file(path).map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (unit tests).
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // `journal_mode` answers with a row, so it is queried rather than executed.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::Conflict(format!(
+                "the database was written by a newer viewport-server (schema {version}, this build knows {}); upgrade viewport-server",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        tx.commit()?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- users ------------------------------------------------------------------------
+
+    pub fn user_count(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    }
+
+    pub fn create_user(&self, email: &str, password_hash: &str, now: i64) -> Result<User> {
+        let id = new_id();
+        let n = self.conn().execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(email) DO NOTHING",
+            params![id, email, password_hash, now],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("a user with email {email} already exists")));
+        }
+        Ok(User { id, email: email.to_string() })
+    }
+
+    /// The user and their password hash.
+    pub fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, email, password_hash FROM users WHERE email = ?1",
+                [email],
+                |r| Ok((User { id: r.get(0)?, email: r.get(1)? }, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// Creates the first user, the first workspace and the membership at once (setup page).
+    /// Fails with `Conflict` when a user already exists.
+    pub fn create_first_admin(
+        &self,
+        email: &str,
+        password_hash: &str,
+        org_name: &str,
+        org_slug: &str,
+        now: i64,
+    ) -> Result<(User, Workspace)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        if users > 0 {
+            return Err(StoreError::Conflict("setup is already done".into()));
+        }
+        let user = User { id: new_id(), email: email.to_string() };
+        tx.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![user.id, email, password_hash, now],
+        )?;
+        let ws = insert_workspace(&tx, org_name, org_slug, now)?;
+        tx.execute(
+            "INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)",
+            params![ws.id, user.id, now],
+        )?;
+        tx.commit()?;
+        Ok((user, ws))
+    }
+
+    // ---- workspaces and memberships -----------------------------------------------------
+
+    pub fn create_workspace(&self, name: &str, slug: &str, now: i64) -> Result<Workspace> {
+        let conn = self.conn();
+        insert_workspace(&conn, name, slug, now)
+    }
+
+    pub fn workspace_by_id(&self, id: &str) -> Result<Option<Workspace>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [id], ws_row)
+            .optional()?)
+    }
+
+    pub fn all_workspaces(&self) -> Result<Vec<Workspace>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, name, slug FROM workspaces ORDER BY name, id")?;
+        let rows = st.query_map([], ws_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// By ULID or slug.
+    pub fn find_workspace(&self, id_or_slug: &str) -> Result<Option<Workspace>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, name, slug FROM workspaces WHERE id = ?1 OR slug = ?1",
+                [id_or_slug],
+                ws_row,
+            )
+            .optional()?)
+    }
+
+    /// The workspace with this slug, only when `user_id` is a member (tenancy for pages).
+    pub fn member_workspace_by_slug(&self, user_id: &str, slug: &str) -> Result<Option<Workspace>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT w.id, w.name, w.slug FROM workspaces w
+                 JOIN memberships m ON m.workspace_id = w.id
+                 WHERE w.slug = ?1 AND m.user_id = ?2",
+                [slug, user_id],
+                ws_row,
+            )
+            .optional()?)
+    }
+
+    pub fn workspaces_of_user(&self, user_id: &str) -> Result<Vec<Workspace>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT w.id, w.name, w.slug FROM workspaces w
+             JOIN memberships m ON m.workspace_id = w.id
+             WHERE m.user_id = ?1 ORDER BY w.name, w.id",
+        )?;
+        let rows = st.query_map([user_id], ws_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn is_member(&self, workspace_id: &str, user_id: &str) -> Result<bool> {
+        let conn = self.conn();
+        is_member(&conn, workspace_id, user_id)
+    }
+
+    /// Adds a membership; `Ok(false)` when it already existed.
+    pub fn add_member(&self, workspace_id: &str, user_id: &str, now: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![workspace_id, user_id, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Removes a membership and revokes every runtime target that user approved in that
+    /// workspace (and only there). Returns how many pairings were revoked.
+    pub fn remove_member(&self, workspace_id: &str, user_id: &str, now: i64) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "DELETE FROM memberships WHERE workspace_id = ?1 AND user_id = ?2",
+            [workspace_id, user_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound("that user is not a member of this workspace".into()));
+        }
+        let revoked = tx.execute(
+            "UPDATE runtime_targets SET revoked_at = ?3, revoked_reason = 'member_removed'
+             WHERE workspace_id = ?1 AND approved_by = ?2 AND revoked_at IS NULL",
+            params![workspace_id, user_id, now],
+        )?;
+        // Codes the removed member minted there can no longer be claimed.
+        tx.execute(
+            "UPDATE pairing_codes SET state = 'consumed', decided_at = ?3
+             WHERE workspace_id = ?1 AND approved_by = ?2 AND state IN ('pending', 'approved')",
+            params![workspace_id, user_id, now],
+        )?;
+        tx.commit()?;
+        Ok(revoked)
+    }
+
+    pub fn members(&self, workspace_id: &str) -> Result<Vec<Member>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT u.id, u.email, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.workspace_id = ?1 ORDER BY u.email",
+        )?;
+        let rows = st
+            .query_map([workspace_id], |r| {
+                Ok(Member { user_id: r.get(0)?, email: r.get(1)?, joined_at: r.get(2)? })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    // ---- web sessions -----------------------------------------------------------------
+
+    pub fn create_web_session(&self, token_hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?;
+        conn.execute(
+            "INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash, user_id, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn web_session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<User>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT u.id, u.email FROM web_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                params![token_hash, now],
+                |r| Ok(User { id: r.get(0)?, email: r.get(1)? }),
+            )
+            .optional()?)
+    }
+
+    pub fn delete_web_session(&self, token_hash: &[u8]) -> Result<()> {
+        self.conn().execute("DELETE FROM web_sessions WHERE token_hash = ?1", [token_hash])?;
+        Ok(())
+    }
+
+    // ---- pairing codes ----------------------------------------------------------------
+
+    /// Stores a daemon's code. `Conflict` when the code is already taken (pick another).
+    pub fn insert_device_code(
+        &self,
+        code: &str,
+        status_token_hash: &[u8],
+        machine: &MachineInfo,
+        requested_org: Option<&str>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let n = self.conn().execute(
+            "INSERT INTO pairing_codes (code, kind, state, status_token_hash, name, public_key,
+                 daemon_version, os, arch, requested_org, created_at, expires_at)
+             VALUES (?1, 'device', 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(code) DO NOTHING",
+            params![
+                code,
+                status_token_hash,
+                machine.name,
+                machine.public_key,
+                machine.daemon_version,
+                machine.os,
+                machine.arch,
+                requested_org,
+                now,
+                expires_at
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict("code taken".into()));
+        }
+        Ok(())
+    }
+
+    /// Stores an "Add machine" code minted by `user_id` (who must be a member) for a workspace.
+    pub fn insert_minted_code(&self, code: &str, workspace_id: &str, user_id: &str, now: i64, expires_at: i64) -> Result<()> {
+        let conn = self.conn();
+        if !is_member(&conn, workspace_id, user_id)? {
+            return Err(StoreError::Forbidden("that user is not a member of this workspace".into()));
+        }
+        let n = conn.execute(
+            "INSERT INTO pairing_codes (code, kind, state, created_at, expires_at, workspace_id, approved_by)
+             VALUES (?1, 'minted', 'pending', ?2, ?3, ?4, ?5)
+             ON CONFLICT(code) DO NOTHING",
+            params![code, now, expires_at, workspace_id, user_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict("code taken".into()));
+        }
+        Ok(())
+    }
+
+    pub fn pairing_code(&self, code: &str) -> Result<Option<PairingCode>> {
+        let conn = self.conn();
+        load_code(&conn, code)
+    }
+
+    /// Approves a pending device code for `workspace_id` as `user_id`: creates the install,
+    /// machine and runtime target rows (the issue token comes later, at delivery).
+    pub fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str, now: i64) -> Result<Pairing> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pc = load_code(&tx, code)?
+            .filter(|c| c.kind == CodeKind::Device)
+            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        check_pending(&pc, now)?;
+        let ws = tx
+            .query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [workspace_id], ws_row)
+            .optional()?
+            .ok_or_else(|| StoreError::Forbidden("that user is not a member of this workspace".into()))?;
+        if !is_member(&tx, &ws.id, user_id)? {
+            return Err(StoreError::Forbidden("that user is not a member of this workspace".into()));
+        }
+        let machine = pc.machine.as_ref().ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        let pairing = insert_pairing(&tx, &ws, machine, user_id, None, now)?;
+        tx.execute(
+            "UPDATE pairing_codes SET state = 'approved', workspace_id = ?2, approved_by = ?3,
+                 runtime_target_id = ?4, decided_at = ?5
+             WHERE code = ?1 AND state = 'pending'",
+            params![code, ws.id, user_id, pairing.runtime_target_id, now],
+        )?;
+        tx.commit()?;
+        Ok(pairing)
+    }
+
+    /// Denies a pending device code.
+    pub fn deny_code(&self, code: &str, user_id: &str, now: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pc = load_code(&tx, code)?
+            .filter(|c| c.kind == CodeKind::Device)
+            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        check_pending(&pc, now)?;
+        tx.execute(
+            "UPDATE pairing_codes SET state = 'denied', approved_by = ?2, decided_at = ?3
+             WHERE code = ?1 AND state = 'pending'",
+            params![code, user_id, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Hands out an approved device code exactly once: stores the issue token's hash on the
+    /// runtime target and marks the code consumed, in one transaction. `Ok(None)` when the
+    /// code is not (or no longer) approved — a concurrent poll got it first.
+    pub fn deliver_approval(&self, code: &str, issue_token_hash: &[u8]) -> Result<Option<Pairing>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rt: Option<String> = tx
+            .query_row(
+                "SELECT runtime_target_id FROM pairing_codes
+                 WHERE code = ?1 AND kind = 'device' AND state = 'approved'",
+                [code],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(rt) = rt else { return Ok(None) };
+        let n = tx.execute(
+            "UPDATE pairing_codes SET state = 'consumed' WHERE code = ?1 AND state = 'approved'",
+            [code],
+        )?;
+        if n != 1 {
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE runtime_targets SET issue_token_hash = ?2 WHERE id = ?1 AND issue_token_hash IS NULL",
+            params![rt, issue_token_hash],
+        )?;
+        let pairing = load_pairing(&tx, &rt)?;
+        tx.commit()?;
+        Ok(Some(pairing))
+    }
+
+    /// Claims a minted code: creates the rows with the minter as approver and the issue
+    /// token's hash, marks the code consumed. `NotFound`/`Gone` when it cannot be claimed.
+    pub fn claim_minted_code(&self, code: &str, machine: &MachineInfo, issue_token_hash: &[u8], now: i64) -> Result<Pairing> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pc = load_code(&tx, code)?
+            .filter(|c| c.kind == CodeKind::Minted)
+            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        check_pending(&pc, now)?;
+        let (Some(ws_id), Some(user_id)) = (pc.workspace_id.as_deref(), pc.approved_by.as_deref()) else {
+            return Err(StoreError::NotFound("no such pairing code".into()));
+        };
+        if !is_member(&tx, ws_id, user_id)? {
+            return Err(StoreError::Gone("the member who made this code has left the workspace".into()));
+        }
+        let ws = tx.query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [ws_id], ws_row)?;
+        let pairing = insert_pairing(&tx, &ws, machine, user_id, Some(issue_token_hash), now)?;
+        tx.execute(
+            "UPDATE pairing_codes SET state = 'consumed', runtime_target_id = ?2, decided_at = ?3,
+                 name = ?4, public_key = ?5, daemon_version = ?6, os = ?7, arch = ?8
+             WHERE code = ?1",
+            params![
+                code,
+                pairing.runtime_target_id,
+                now,
+                machine.name,
+                machine.public_key,
+                machine.daemon_version,
+                machine.os,
+                machine.arch
+            ],
+        )?;
+        tx.commit()?;
+        Ok(pairing)
+    }
+
+    // ---- runtime targets and machines ---------------------------------------------------
+
+    /// The runtime target `id` in workspace `workspace_id` (never one of another workspace).
+    pub fn runtime_target(&self, workspace_id: &str, id: &str) -> Result<Option<RuntimeTarget>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, workspace_id, machine_id, public_key, issue_token_hash, revoked_at
+                 FROM runtime_targets WHERE id = ?1 AND workspace_id = ?2",
+                [id, workspace_id],
+                |r| {
+                    Ok(RuntimeTarget {
+                        id: r.get(0)?,
+                        workspace_id: r.get(1)?,
+                        machine_id: r.get(2)?,
+                        public_key: r.get(3)?,
+                        issue_token_hash: r.get(4)?,
+                        revoked_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn touch_machine(&self, workspace_id: &str, machine_id: &str, now: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE machines SET last_seen_at = ?3 WHERE id = ?1 AND workspace_id = ?2",
+            params![machine_id, workspace_id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes the pairing named by its machine id or runtime target id, in this workspace.
+    /// `Ok(false)` when it was already revoked; `NotFound` when there is no such machine here.
+    pub fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str, now: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM runtime_targets WHERE workspace_id = ?1 AND (id = ?2 OR machine_id = ?2)",
+            [workspace_id, machine_or_target_id],
+            |r| r.get(0),
+        )?;
+        if found == 0 {
+            return Err(StoreError::NotFound(format!("no machine {machine_or_target_id} in this workspace")));
+        }
+        let n = tx.execute(
+            "UPDATE runtime_targets SET revoked_at = ?3, revoked_reason = ?4
+             WHERE workspace_id = ?1 AND (id = ?2 OR machine_id = ?2) AND revoked_at IS NULL",
+            params![workspace_id, machine_or_target_id, now, reason],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    pub fn machines(&self, workspace_id: &str) -> Result<Vec<MachineRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT m.id, t.id, m.name, m.os, m.arch, m.daemon_version, u.email, t.created_at,
+                    t.revoked_at, t.revoked_reason, m.last_seen_at
+             FROM runtime_targets t
+             JOIN machines m ON m.id = t.machine_id AND m.workspace_id = t.workspace_id
+             JOIN users u ON u.id = t.approved_by
+             WHERE t.workspace_id = ?1
+             ORDER BY t.revoked_at IS NOT NULL, t.created_at DESC, t.id",
+        )?;
+        let rows = st
+            .query_map([workspace_id], |r| {
+                Ok(MachineRow {
+                    machine_id: r.get(0)?,
+                    runtime_target_id: r.get(1)?,
+                    name: r.get(2)?,
+                    os: r.get(3)?,
+                    arch: r.get(4)?,
+                    daemon_version: r.get(5)?,
+                    paired_by: r.get(6)?,
+                    paired_at: r.get(7)?,
+                    revoked_at: r.get(8)?,
+                    revoked_reason: r.get(9)?,
+                    last_seen_at: r.get(10)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    // ---- signing key ------------------------------------------------------------------
+
+    pub fn signing_key(&self) -> Result<Option<SigningKeyRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT kid, pkcs8_der FROM signing_keys ORDER BY created_at, kid LIMIT 1",
+                [],
+                |r| Ok(SigningKeyRow { kid: r.get(0)?, pkcs8_der: r.get(1)? }),
+            )
+            .optional()?)
+    }
+
+    /// Stores a key unless one exists already, then returns the key in use (so two processes
+    /// racing at first start agree on one key).
+    pub fn ensure_signing_key(&self, candidate: &SigningKeyRow, now: i64) -> Result<SigningKeyRow> {
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n: i64 = tx.query_row("SELECT COUNT(*) FROM signing_keys", [], |r| r.get(0))?;
+            if n == 0 {
+                tx.execute(
+                    "INSERT INTO signing_keys (kid, pkcs8_der, created_at) VALUES (?1, ?2, ?3)",
+                    params![candidate.kid, candidate.pkcs8_der, now],
+                )?;
+            }
+            tx.commit()?;
+        }
+        self.signing_key()?.ok_or_else(|| StoreError::NotFound("signing key".into()))
+    }
+}
+
+fn ws_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace { id: r.get(0)?, name: r.get(1)?, slug: r.get(2)? })
+}
+
+fn insert_workspace(conn: &Connection, name: &str, slug: &str, now: i64) -> Result<Workspace> {
+    let id = new_id();
+    let n = conn.execute(
+        "INSERT INTO workspaces (id, name, slug, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(slug) DO NOTHING",
+        params![id, name, slug, now],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict(format!("the slug {slug} is already taken")));
+    }
+    Ok(Workspace { id, name: name.to_string(), slug: slug.to_string() })
+}
+
+fn is_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM memberships WHERE workspace_id = ?1 AND user_id = ?2",
+            [workspace_id, user_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn check_pending(pc: &PairingCode, now: i64) -> Result<()> {
+    if pc.state != CodeState::Pending {
+        return Err(StoreError::Gone("this pairing code was already used or decided".into()));
+    }
+    if pc.is_expired(now) {
+        return Err(StoreError::Gone("this pairing code has expired".into()));
+    }
+    Ok(())
+}
+
+fn load_code(conn: &Connection, code: &str) -> Result<Option<PairingCode>> {
+    Ok(conn
+        .query_row(
+            "SELECT code, kind, state, status_token_hash, name, public_key, daemon_version, os, arch,
+                    requested_org, created_at, expires_at, workspace_id, approved_by
+             FROM pairing_codes WHERE code = ?1",
+            [code],
+            |r| {
+                let kind: String = r.get(1)?;
+                let kind = if kind == "minted" { CodeKind::Minted } else { CodeKind::Device };
+                let state: String = r.get(2)?;
+                let name: Option<String> = r.get(4)?;
+                let machine = match (kind, name) {
+                    (CodeKind::Device, Some(name)) => Some(MachineInfo {
+                        name,
+                        public_key: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                        daemon_version: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                        os: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                        arch: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    }),
+                    _ => None,
+                };
+                Ok(PairingCode {
+                    code: r.get(0)?,
+                    kind,
+                    state: CodeState::parse(&state),
+                    status_token_hash: r.get(3)?,
+                    machine,
+                    requested_org: r.get(9)?,
+                    created_at: r.get(10)?,
+                    expires_at: r.get(11)?,
+                    workspace_id: r.get(12)?,
+                    approved_by: r.get(13)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn insert_pairing(
+    conn: &Connection,
+    ws: &Workspace,
+    machine: &MachineInfo,
+    approved_by: &str,
+    issue_token_hash: Option<&[u8]>,
+    now: i64,
+) -> Result<Pairing> {
+    let install_id = new_id();
+    let machine_id = new_id();
+    let runtime_target_id = new_id();
+    conn.execute(
+        "INSERT INTO installs (id, workspace_id, created_at) VALUES (?1, ?2, ?3)",
+        params![install_id, ws.id, now],
+    )?;
+    conn.execute(
+        "INSERT INTO machines (id, workspace_id, name, os, arch, daemon_version, created_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![machine_id, ws.id, machine.name, machine.os, machine.arch, machine.daemon_version, now],
+    )?;
+    conn.execute(
+        "INSERT INTO runtime_targets (id, workspace_id, install_id, machine_id, public_key,
+             approved_by, created_at, issue_token_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![runtime_target_id, ws.id, install_id, machine_id, machine.public_key, approved_by, now, issue_token_hash],
+    )?;
+    Ok(Pairing {
+        workspace: ws.clone(),
+        install_id,
+        runtime_target_id,
+        machine_id,
+        machine_name: machine.name.clone(),
+    })
+}
+
+fn load_pairing(conn: &Connection, runtime_target_id: &str) -> Result<Pairing> {
+    Ok(conn.query_row(
+        "SELECT w.id, w.name, w.slug, t.install_id, t.id, m.id, m.name
+         FROM runtime_targets t JOIN workspaces w ON w.id = t.workspace_id
+         JOIN machines m ON m.id = t.machine_id
+         WHERE t.id = ?1",
+        [runtime_target_id],
+        |r| {
+            Ok(Pairing {
+                workspace: Workspace { id: r.get(0)?, name: r.get(1)?, slug: r.get(2)? },
+                install_id: r.get(3)?,
+                runtime_target_id: r.get(4)?,
+                machine_id: r.get(5)?,
+                machine_name: r.get(6)?,
+            })
+        },
+    )?)
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> MachineInfo {
+        MachineInfo {
+            name: "box".into(),
+            public_key: "k".into(),
+            daemon_version: "0.1.0".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+        }
+    }
+
+    #[test]
+    fn approval_is_delivered_once_and_remove_member_is_scoped() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("a@example.com", "h", 0).unwrap();
+        let w1 = s.create_workspace("One", "one", 0).unwrap();
+        let w2 = s.create_workspace("Two", "two", 0).unwrap();
+        s.add_member(&w1.id, &u.id, 0).unwrap();
+        s.add_member(&w2.id, &u.id, 0).unwrap();
+        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
+        s.insert_device_code("BCDFGHJL", b"h", &machine(), None, 0, 900).unwrap();
+        let p1 = s.approve_code("BCDFGHJK", &w1.id, &u.id, 1).unwrap();
+        let p2 = s.approve_code("BCDFGHJL", &w2.id, &u.id, 1).unwrap();
+        assert_ne!(p1.machine_id, p2.machine_id);
+        assert!(matches!(s.approve_code("BCDFGHJK", &w1.id, &u.id, 2), Err(StoreError::Gone(_))));
+        assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_some());
+        assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_none());
+        assert_eq!(s.remove_member(&w1.id, &u.id, 3).unwrap(), 1);
+        assert!(s.runtime_target(&w1.id, &p1.runtime_target_id).unwrap().unwrap().revoked_at.is_some());
+        assert!(s.runtime_target(&w2.id, &p2.runtime_target_id).unwrap().unwrap().revoked_at.is_none());
+        // Tenancy: a target is invisible from another workspace.
+        assert!(s.runtime_target(&w2.id, &p1.runtime_target_id).unwrap().is_none());
+    }
+
+    #[test]
+    fn expired_codes_cannot_be_approved() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("a@example.com", "h", 0).unwrap();
+        let w = s.create_workspace("One", "one", 0).unwrap();
+        s.add_member(&w.id, &u.id, 0).unwrap();
+        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
+        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &u.id, 900), Err(StoreError::Gone(_))));
+        let stranger = s.create_user("b@example.com", "h", 0).unwrap();
+        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, 1), Err(StoreError::Forbidden(_))));
+    }
+}

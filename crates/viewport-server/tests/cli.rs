@@ -1,0 +1,92 @@
+//! The built binary's admin commands against a temporary database.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_viewport-server"))
+        .arg("admin")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn admin_commands_work_on_a_temp_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+
+    ok(run(&db, &["user", "create", "alice@example.com", "--password-stdin"], Some("correct horse battery\n")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Duplicate user and short password: clear errors.
+    let o = run(&db, &["user", "create", "alice@example.com", "--password-stdin"], Some("correct horse battery"));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = run(&db, &["user", "create", "bob@example.com", "--password-stdin"], Some("short"));
+    assert!(!o.status.success());
+
+    let id = ok(run(&db, &["org", "create", "Acme Engineering", "--slug", "acme"], None));
+    let id = id.trim();
+    assert!(vpd_proto::is_ulid(id), "{id:?}");
+    let j: serde_json::Value = serde_json::from_str(&ok(run(&db, &["org", "create", "Two", "--slug", "two", "--json"], None))).unwrap();
+    assert_eq!(j["slug"], "two");
+    assert_eq!(j["name"], "Two");
+
+    // Approving/minting before membership names the fix.
+    let o = run(&db, &["pairing", "mint", "--org", "acme", "--user", "alice@example.com"], None);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("member add"));
+
+    ok(run(&db, &["member", "add", "--org", id, "--user", "alice@example.com"], None));
+    let mint: serde_json::Value = serde_json::from_str(&ok(run(&db, &["pairing", "mint", "--org", "acme", "--user", "alice@example.com", "--json"], None))).unwrap();
+    assert!(vpd_proto::normalize_code(mint["code"].as_str().unwrap()).is_some());
+
+    // A machine paired through the store so the listing has a row.
+    let store = viewport_server::store::Store::open(&db).unwrap();
+    let m = viewport_server::store::MachineInfo { name: "box".into(), public_key: "k".into(), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() };
+    store.insert_device_code("BCDFGHJK", &[0; 32], &m, None, viewport_server::util::now(), viewport_server::util::now() + 900).unwrap();
+    drop(store);
+    ok(run(&db, &["pairing", "approve", "BCDF-GHJK", "--org", "acme", "--user", "alice@example.com"], None));
+    let o = run(&db, &["pairing", "approve", "BCDF-GHJK", "--org", "acme", "--user", "alice@example.com"], None);
+    assert!(!o.status.success(), "a second approval is refused");
+
+    let list: serde_json::Value = serde_json::from_str(&ok(run(&db, &["machine", "list", "--org", "acme", "--json"], None))).unwrap();
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    for k in ["machine_id", "runtime_target_id", "name", "os", "arch", "daemon_version", "paired_by", "paired_at", "revoked_at", "last_seen_at"] {
+        assert!(row.get(k).is_some(), "{k} missing");
+    }
+    assert_eq!(row["paired_by"], "alice@example.com");
+    assert!(row["revoked_at"].is_null());
+
+    ok(run(&db, &["machine", "revoke", "--org", "acme", row["machine_id"].as_str().unwrap()], None));
+    let list: serde_json::Value = serde_json::from_str(&ok(run(&db, &["machine", "list", "--org", "acme", "--json"], None))).unwrap();
+    assert!(list[0]["revoked_at"].is_string());
+
+    // Unknown org: the error says how to find or create one.
+    let o = run(&db, &["machine", "list", "--org", "nope"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("org create"));
+    // Tenancy: the other org lists nothing.
+    assert_eq!(ok(run(&db, &["machine", "list", "--org", "two", "--json"], None)).trim(), "[]");
+}

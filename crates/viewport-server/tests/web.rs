@@ -1,0 +1,236 @@
+//! The pages over real HTTP: sign-in, approve with CSRF, origin checks, tenancy, revoke.
+
+mod common;
+
+use common::*;
+use vpd_proto::pairing::PairingStatus;
+
+async fn get(s: &Server, path: &str, cookie: &str) -> reqwest::Response {
+    s.http.get(s.at(path)).header("cookie", cookie).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn signed_out_pages_redirect_to_signin_with_next() {
+    let s = start().await;
+    let r = s.http.get(s.at("/pair?code=BCDF-GHJK")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/signin?next=%2Fpair%3Fcode%3DBCDF-GHJK");
+    for h in ["content-security-policy", "x-content-type-options", "referrer-policy"] {
+        assert!(r.headers().contains_key(h), "{h} missing");
+    }
+    // next must stay local after sign-in.
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    let r = s.http.get(s.at("/signin")).send().await.unwrap();
+    let csrf_cookie = set_cookie(&r, "vp_csrf").unwrap();
+    let cookie_attrs = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join("|");
+    assert!(cookie_attrs.contains("HttpOnly") && cookie_attrs.contains("SameSite=Lax"));
+    let csrf = csrf_in(&r.text().await.unwrap());
+    let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "correct horse battery"), ("next", "//evil.example/x")])
+        .send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    // Wrong password: 401, no session.
+    let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "wrong password"), ("next", "/")])
+        .send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(set_cookie(&r, "vp_session").is_none());
+    // Sign-in without the double-submit cookie is refused.
+    let r = s.http.post(s.at("/signin"))
+        .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "correct horse battery")])
+        .send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn approve_through_the_page_with_csrf_and_origin_checks() {
+    let s = start().await;
+    let acme = s.org("Acme Engineering", "acme");
+    let other = s.org("Other", "other");
+    s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+
+    let key = new_key();
+    let mut body = body_for(&key, "mehr-mbp");
+    body.requested_org = Some("acme".into());
+    let created = s.create_code(&body).await;
+
+    let r = get(&s, &format!("/pair?code={}", created.code), &cookie).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&created.code));
+    assert!(html.contains("mehr-mbp"));
+    assert!(html.contains(&vpd_proto::fingerprint(key.verifying_key().as_bytes())));
+    assert!(html.contains(&format!(r#"<option value="{}" selected>"#, acme.id)), "requested org pre-selected");
+    let csrf = csrf_in(&html);
+
+    let form = |csrf: &str| vec![("csrf", csrf.to_string()), ("code", created.code.clone()), ("workspace_id", acme.id.clone()), ("action", "approve".to_string())];
+    // No CSRF, wrong CSRF, foreign Origin: refused, nothing changes.
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&[("code", created.code.as_str()), ("workspace_id", acme.id.as_str()), ("action", "approve")]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&form("forged")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).header("origin", "https://evil.example").form(&form(&csrf)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // A workspace the user is not a member of.
+    let mut f = form(&csrf);
+    f[2].1 = other.id.clone();
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&f).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s.status(&created.code, created.status_token.expose(), 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Pending, "nothing changed");
+
+    // The real thing (same-origin Origin header is fine).
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).header("origin", &s.url).form(&form(&csrf)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Approved"));
+
+    // Replay: refused with a clear page, still one machine.
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&form(&csrf)).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("Nothing changed"));
+    assert_eq!(s.store().machines(&acme.id).unwrap().len(), 1);
+
+    // The daemon gets its approval; the page for the used code is now a 404.
+    let r = s.status(&created.code, created.status_token.expose(), 0).await;
+    let a = match r.json::<PairingStatus>().await.unwrap() {
+        PairingStatus::Approved(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(a.workspace_name, "Acme Engineering");
+    assert_eq!(get(&s, &format!("/pair?code={}", created.code), &cookie).await.status(), 404);
+    assert_eq!(get(&s, "/pair?code=BCDF-GHJK", &cookie).await.status(), 404);
+
+    // Machines page lists it with a Revoke form; revoking cuts the credential.
+    let r = get(&s, "/orgs/acme/machines", &cookie).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&a.machine_id) && html.contains("a@example.com") && html.contains("active"));
+    let csrf = csrf_in(&html);
+    let r = s.http.post(s.at("/orgs/acme/machines/revoke")).header("cookie", &cookie)
+        .form(&[("csrf", "wrong"), ("machine_id", a.machine_id.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.relay_token(&a).await.status(), 200);
+    let r = s.http.post(s.at("/orgs/acme/machines/revoke")).header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("machine_id", a.machine_id.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(s.relay_token(&a).await.status(), 403);
+    assert!(get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap().contains("revoked"));
+}
+
+#[tokio::test]
+async fn deny_through_the_page() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let html = get(&s, &format!("/pair?code={}", created.code), &cookie).await.text().await.unwrap();
+    let r = s.http.post(s.at("/pair")).header("cookie", &cookie)
+        .form(&[("csrf", csrf_in(&html).as_str()), ("code", created.code.as_str()), ("workspace_id", acme.id.as_str()), ("action", "deny")])
+        .send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.status(&created.code, created.status_token.expose(), 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Denied);
+    assert!(s.store().machines(&acme.id).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn org_pages_are_404_for_non_members() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    let secret = s.org("Secret", "secret");
+    s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    for p in ["machines", "members", "add-machine"] {
+        assert_eq!(get(&s, &format!("/orgs/acme/{p}"), &cookie).await.status(), 200, "{p}");
+        assert_eq!(get(&s, &format!("/orgs/secret/{p}"), &cookie).await.status(), 404, "{p}");
+        assert_eq!(get(&s, &format!("/orgs/missing/{p}"), &cookie).await.status(), 404, "{p}");
+    }
+    let home = get(&s, "/", &cookie).await.text().await.unwrap();
+    assert!(home.contains("/orgs/acme/machines"));
+    assert!(!home.contains(&secret.id) && !home.contains("Secret"));
+    // POSTs into a foreign org are refused too.
+    let csrf = csrf_in(&get(&s, "/orgs/acme/members", &cookie).await.text().await.unwrap());
+    let r = s.http.post(s.at("/orgs/secret/add-machine")).header("cookie", &cookie).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn members_page_removes_and_revokes_only_there_and_add_machine_mints() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    let two = s.org("Two", "two");
+    let admin = s.user("admin@example.com", &[&acme]);
+    let bob = s.user("bob@example.com", &[&acme, &two]);
+    let bob_acme = s.pair(&new_key(), &acme, &bob).await;
+    let bob_two = s.pair(&new_key(), &two, &bob).await;
+    let admin_acme = s.pair(&new_key(), &acme, &admin).await;
+    let cookie = sign_in(&s, "admin@example.com").await;
+
+    let html = get(&s, "/orgs/acme/members", &cookie).await.text().await.unwrap();
+    assert!(html.contains("bob@example.com"));
+    let csrf = csrf_in(&html);
+    let r = s.http.post(s.at("/orgs/acme/members/remove")).header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("user_id", bob.id.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(s.relay_token(&bob_acme).await.status(), 403);
+    assert_eq!(s.relay_token(&bob_two).await.status(), 200);
+    assert_eq!(s.relay_token(&admin_acme).await.status(), 200);
+
+    // Add back by email.
+    let r = s.http.post(s.at("/orgs/acme/members/add")).header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", "Bob@Example.com")]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(s.store().is_member(&acme.id, &bob.id).unwrap());
+
+    // Add machine: a code that `vpd pair CODE` can claim.
+    let r = s.http.post(s.at("/orgs/acme/add-machine")).header("cookie", &cookie).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let at = html.find("vpd pair ").unwrap() + "vpd pair ".len();
+    let code = &html[at..at + 9];
+    assert!(vpd_proto::normalize_code(code).is_some(), "{code}");
+    let r = s.http.post(s.at(&format!("/api/pairing-codes/{code}/claim"))).json(&body_for(&new_key(), "new")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn setup_page_creates_the_first_user_once() {
+    let s = start().await;
+    let url = s.state.setup_url().expect("a setup link while there is no user");
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    assert_eq!(s.http.get(s.at("/setup?token=wrong")).send().await.unwrap().status(), 404);
+    let r = s.http.get(s.at(&format!("/setup?token={token}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csrf_cookie = set_cookie(&r, "vp_csrf").unwrap();
+    let csrf = csrf_in(&r.text().await.unwrap());
+    let r = s.http.post(s.at("/setup")).header("cookie", &csrf_cookie)
+        .form(&[("csrf", csrf.as_str()), ("token", token.as_str()), ("email", "root@example.com"), ("password", "correct horse battery"), ("org_name", "Acme"), ("org_slug", "acme")])
+        .send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let session = set_cookie(&r, "vp_session").unwrap();
+    assert_eq!(get(&s, "/orgs/acme/machines", &session).await.status(), 200);
+    assert!(s.state.setup_url().is_none());
+    assert_eq!(s.http.get(s.at(&format!("/setup?token={token}"))).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited() {
+    let s = start_with(|c| c.login_per_minute = 2).await;
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    let r = s.http.get(s.at("/signin")).send().await.unwrap();
+    let csrf_cookie = set_cookie(&r, "vp_csrf").unwrap();
+    let csrf = csrf_in(&r.text().await.unwrap());
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+            .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "wrong password")])
+            .send().await.unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes, [401, 401, 429]);
+}

@@ -1,0 +1,188 @@
+//! `vpd bind`, `unbind`, `trust`, `hint`, `resolve`: directory bindings, on the files, in
+//! this process (no daemon needed, so `vpd hint` stays cheap enough for every prompt).
+
+use crate::output::{show, Out};
+use crate::prompt;
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+use vpd_core::hint::{HintAction, Question};
+use vpd_core::{LocalReason, Resolution};
+use vpd_daemon::{binding, config, Error, ErrorCode, Home};
+
+pub fn bind(home: &Home, dir: &Path, org: Option<String>, recursive: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
+    let org = match org {
+        Some(o) => o,
+        None => default_org(home, dir)?,
+    };
+    let outcome = match binding::bind(home, dir, &org, recursive, yes) {
+        Err(e) if e.code == ErrorCode::BindingExists && !out.json => match prompt::ask(&format!("{} Replace it?", e.message.trim_end_matches(|c| c != '.').trim_end_matches('.')), false) {
+            Some(true) => binding::bind(home, dir, &org, recursive, true)?,
+            Some(false) => return Err(Error::new(ErrorCode::Cancelled, "kept the existing binding")),
+            None => return Err(e),
+        },
+        r => r?,
+    };
+    out.emit(&outcome, || {
+        let scope = if outcome.recursive { " (and every repository below it)" } else { "" };
+        format!(
+            "Bound {}{scope} → {}. Sessions started there stream to its relay.{}",
+            show(&outcome.directory),
+            outcome.org_name,
+            if outcome.replaced.is_some() { " The previous binding was replaced." } else { "" }
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Without `--org`: the paired org the directory's workspace.yaml suggests, else the only
+/// pairing.
+fn default_org(home: &Home, dir: &Path) -> Result<String, Error> {
+    let r = binding::resolve(home, dir)?;
+    if let HintAction::AskBind { org_id, .. } = r.hint(home)? {
+        return Ok(org_id);
+    }
+    match r.config.pairings.as_slice() {
+        [one] => Ok(one.workspace_id.clone()),
+        [] => Err(Error::new(ErrorCode::NotPaired, "this machine is not paired with any org yet; run `vpd pair` first")),
+        many => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "which org? Pass --org with one of: {}",
+                many.iter().map(|p| p.workspace_slug.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+pub fn unbind(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
+    let r = binding::unbind(home, dir)?;
+    out.emit(&r, || format!("Unbound {}: sessions started there run local-only.", show(&r.directory)));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn trust(home: &Home, dir: &Path, yes: bool, out: &Out) -> Result<ExitCode, Error> {
+    if !yes {
+        let r = binding::resolve(home, dir)?;
+        if let Resolution::LocalOnly { reason: LocalReason::Untrusted { org_id }, binding_dir: Some(d) } = &r.resolution {
+            let name = r.org_name(org_id).unwrap_or(org_id);
+            match prompt::ask(&format!("Trust {}/.viewport/local.yaml and stream sessions there to {name}?", show(d)), false) {
+                Some(true) => {}
+                Some(false) => return Err(Error::new(ErrorCode::Cancelled, "not trusted")),
+                None => return Err(Error::new(ErrorCode::InvalidArgument, "pass --yes to trust without a terminal to ask on")),
+            }
+        }
+    }
+    let rec = binding::trust(home, dir)?;
+    out.emit(&rec, || format!("Trusted {}/.viewport/local.yaml.", show(&rec.directory)));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resolve(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
+    let r = binding::resolve(home, dir)?;
+    let value = match &r.resolution {
+        Resolution::Pinned { org_id, binding_dir, recursive } => json!({
+            "directory": r.dir, "streaming": true, "orgId": org_id, "orgName": r.org_name(org_id),
+            "bindingDir": binding_dir, "recursive": recursive, "reason": null, "message": null,
+        }),
+        Resolution::LocalOnly { reason, binding_dir } => json!({
+            "directory": r.dir, "streaming": false, "orgId": null, "orgName": null,
+            "bindingDir": binding_dir, "recursive": null, "reason": reason.code(), "message": reason_text(&r, reason),
+        }),
+    };
+    out.emit(&value, || match &r.resolution {
+        Resolution::Pinned { org_id, binding_dir, .. } => format!(
+            "streaming to {} (binding {})",
+            r.org_name(org_id).unwrap_or(org_id),
+            show(binding_dir)
+        ),
+        Resolution::LocalOnly { reason, .. } => format!("local only: {}", reason_text(&r, reason)),
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reason_text(r: &binding::Resolved, reason: &LocalReason) -> String {
+    match reason {
+        LocalReason::NoBinding => "no binding".into(),
+        LocalReason::StreamingDisabled => "streaming: disabled".into(),
+        LocalReason::Untrusted { org_id } => format!(
+            "the binding file (org {}) was not made on this machine; run `vpd trust` to trust it",
+            r.org_name(org_id).unwrap_or(org_id)
+        ),
+        LocalReason::NotPaired { org_id } => format!("bound to org {org_id}, which this machine is not paired with"),
+        LocalReason::Invalid { message } => format!("the binding file cannot be used: {message}"),
+    }
+}
+
+pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, out: &Out) -> Result<ExitCode, Error> {
+    if reset {
+        let n = binding::reset_declines(home, if all { None } else { Some(dir) })?;
+        out.emit(&json!({"forgotten": n}), || format!("Forgot {n} remembered answer(s)."));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = binding::resolve(home, dir)?;
+    let action = r.hint(home)?;
+    if out.json {
+        out.json(&action_json(&action));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ask = |q: &str, default: bool| if no_prompt { None } else { prompt::ask(q, default) };
+    match action {
+        HintAction::Quiet => {}
+        HintAction::Warn { dir, message } => {
+            eprintln!("vpd: ignoring {}/.viewport ({message}); sessions here run local-only.", show(&dir))
+        }
+        HintAction::NotPaired { label, .. } => {
+            eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.")
+        }
+        HintAction::AskBind { dir, org_id, org_name } => match ask(&format!("vpd: Bind {} to {org_name}?", show(&dir)), true) {
+            Some(true) => {
+                let o = binding::bind(home, &dir, &org_id, false, false)?;
+                eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);
+            }
+            Some(false) => {
+                binding::decline(home, &dir, &org_id, Question::Bind)?;
+                eprintln!("vpd: OK, not asking again for {} (`vpd hint --reset` to undo).", show(&dir));
+            }
+            None => {
+                let slug = config::read(home).ok().and_then(|c| c.pairing(&org_id).map(|p| p.workspace_slug.clone())).unwrap_or(org_id);
+                eprintln!("vpd: This repo suggests org {org_name}. Run `vpd bind {} --org {slug}` to stream sessions here.", show(&dir));
+            }
+        },
+        HintAction::AskTrust { dir, org_id, org_name } => {
+            let q = format!(
+                "vpd: {}/.viewport/local.yaml binds this directory to {org_name}, but the file was not made on this machine. Trust it?",
+                show(&dir)
+            );
+            match ask(&q, false) {
+                Some(true) => {
+                    binding::trust(home, &dir)?;
+                    eprintln!("vpd: Trusted. Sessions started there stream to {org_name}.");
+                }
+                Some(false) => {
+                    binding::decline(home, &dir, &org_id, Question::Trust)?;
+                    eprintln!("vpd: Not trusted; sessions there run local-only (`vpd trust` to change your mind).");
+                }
+                None => eprintln!(
+                    "vpd: {}/.viewport/local.yaml was not made on this machine, so it grants nothing. Run `vpd trust {}` to trust it.",
+                    show(&dir),
+                    show(&dir)
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action_json(a: &HintAction) -> serde_json::Value {
+    match a {
+        HintAction::Quiet => json!({"action": "quiet"}),
+        HintAction::AskBind { dir, org_id, org_name } => json!({"action": "ask_bind", "dir": dir, "orgId": org_id, "orgName": org_name}),
+        HintAction::AskTrust { dir, org_id, org_name } => json!({"action": "ask_trust", "dir": dir, "orgId": org_id, "orgName": org_name}),
+        HintAction::NotPaired { dir, org_id, label } => json!({
+            "action": "not_paired", "dir": dir, "orgId": org_id, "label": label,
+            "message": format!("This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`."),
+        }),
+        HintAction::Warn { dir, message } => json!({"action": "warn", "dir": dir, "message": message}),
+    }
+}

@@ -1,0 +1,212 @@
+//! `vpd`: the command line of the Viewport machine daemon. A thin client: pairing, unpairing
+//! and status go through the daemon's local API (started on demand); binding commands edit
+//! the binding files directly under the home lock, so `vpd hint` stays fast enough for every
+//! shell prompt.
+
+mod dirs;
+mod hook;
+mod install;
+mod logs;
+mod output;
+mod pair;
+mod prompt;
+mod status;
+
+use clap::{Parser, Subcommand};
+use output::Out;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vpd_daemon::{Error, Home};
+
+const EXAMPLES: &str = "\
+Examples:
+  vpd install                              start the daemon (nothing leaves this machine)
+  vpd pair --org acme                      pair with an org through the browser
+  vpd bind ~/work/api --org acme           stream sessions started in ~/work/api
+  vpd bind ~/code --org acme --recursive   ... in every repository below ~/code
+  vpd status                               pairings, their state, bound directories
+  eval \"$(vpd hook bash)\"                   ask about .viewport/workspace.yaml hints on cd
+
+Files live in $VIEWPORT_HOME (else $VPD_HOME, else ~/.viewport); logs in its logs/ folder.";
+
+#[derive(Parser)]
+#[command(name = "vpd", version, about = "Viewport machine daemon: pair with orgs, bind directories, stream agent sessions", after_help = EXAMPLES)]
+struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the home, save a default server and start the daemon. Nothing leaves the machine.
+    #[command(after_help = "The login item (start at login) is registered by the desktop app; `vpd install` starts the daemon now.\n\nExamples:\n  vpd install\n  vpd install --server https://viewport.example.com")]
+    Install {
+        /// Platform URL to pair with by default.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
+    /// Stop the daemon; with --purge also unpair every org and delete the home.
+    #[command(after_help = "Examples:\n  vpd uninstall\n  vpd uninstall --purge --yes")]
+    Uninstall {
+        /// Unpair every org (telling each platform) and delete the home directory.
+        #[arg(long)]
+        purge: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Pair this machine with an org: approve a code in the browser (or use a code from "Add machine").
+    #[command(after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)")]
+    Pair {
+        /// A code minted by the platform's "Add machine" page.
+        code: Option<String>,
+        /// Platform URL.
+        #[arg(long, value_name = "URL", env = "VIEWPORT_SERVER_URL")]
+        server: Option<String>,
+        /// Only accept an approval for this org (workspace ULID, slug or name); pre-selects it.
+        #[arg(long)]
+        org: Option<String>,
+        /// Machine name shown to the approver (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not open the browser; just print the URL.
+        #[arg(long)]
+        no_browser: bool,
+        /// Replace an existing pairing with the same org without asking.
+        #[arg(long)]
+        force: bool,
+        /// Allow plain HTTP to a non-loopback server (kept on the pairing, shown in status).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Remove a pairing: its credentials, key and directory bindings. Tells the platform if it can.
+    #[command(after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8")]
+    Unpair {
+        /// Workspace ULID, slug or name.
+        #[arg(long)]
+        org: String,
+    },
+    /// Let sessions started in DIR (default: here) stream to an org. Writes DIR/.viewport/local.yaml.
+    #[command(after_help = "Examples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --org acme --recursive   (every repository below ~/code)")]
+    Bind {
+        dir: Option<PathBuf>,
+        /// Workspace ULID, slug or name of a current pairing. Default: the org the directory's
+        /// workspace.yaml suggests, or the only pairing.
+        #[arg(long)]
+        org: Option<String>,
+        /// Also apply inside repositories below DIR.
+        #[arg(long)]
+        recursive: bool,
+        /// Replace a binding to another org without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Stop sessions in DIR (default: here) from streaming. Removes DIR/.viewport/local.yaml.
+    #[command(after_help = "Examples:\n  vpd unbind\n  vpd unbind ~/work/api")]
+    Unbind { dir: Option<PathBuf> },
+    /// Trust a .viewport/local.yaml that was not made on this machine (committed, copied or edited).
+    #[command(after_help = "Examples:\n  vpd trust\n  vpd trust ~/src/cloned-repo --yes")]
+    Trust {
+        dir: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check DIR (default: here) for a workspace.yaml hint or an untrusted binding and ask about it.
+    #[command(after_help = "Run by the shell hook on every directory change; fast enough for every prompt.\n\nExamples:\n  vpd hint\n  vpd hint --reset          (ask again about this directory)\n  vpd hint --reset --all    (forget every \"no\")")]
+    Hint {
+        dir: Option<PathBuf>,
+        /// Forget the remembered "no" for DIR (and below).
+        #[arg(long)]
+        reset: bool,
+        /// With --reset: forget every remembered "no".
+        #[arg(long, requires = "reset")]
+        all: bool,
+        /// Never ask; only print.
+        #[arg(long)]
+        no_prompt: bool,
+    },
+    /// Print the shell hook that runs `vpd hint` when the directory changes.
+    #[command(after_help = "Examples:\n  echo 'eval \"$(vpd hook bash)\"' >> ~/.bashrc\n  echo 'eval \"$(vpd hook zsh)\"' >> ~/.zshrc\n  echo 'vpd hook fish | source' >> ~/.config/fish/config.fish")]
+    Hook { shell: hook::Shell },
+    /// Show which org a session started in DIR (default: here) would stream to, and why.
+    #[command(after_help = "Examples:\n  vpd resolve\n  vpd resolve ~/work/api --json")]
+    Resolve { dir: Option<PathBuf> },
+    /// Daemon, pairings and their state, bound directories.
+    #[command(after_help = "Examples:\n  vpd status\n  vpd status --json")]
+    Status,
+    /// Check permissions, keyring, files, servers, relays and the clock; print a fix for each problem.
+    #[command(after_help = "Repairs nothing. Exit status 1 when a check fails.\n\nExamples:\n  vpd doctor\n  vpd doctor --json")]
+    Doctor,
+    /// Print the daemon's logs.
+    #[command(after_help = "Examples:\n  vpd logs\n  vpd logs --since 1h\n  vpd logs --follow")]
+    Logs {
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only lines newer than this (e.g. 30m, 2h, 1d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
+    /// Run the daemon in the foreground (`vpd daemon stop` stops a running one).
+    #[command(after_help = "Examples:\n  vpd daemon\n  vpd daemon stop")]
+    Daemon {
+        #[arg(value_enum, default_value = "run")]
+        action: install::DaemonAction,
+    },
+    /// Print shell completions.
+    #[command(after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd")]
+    Completions { shell: clap_complete::Shell },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out { json: cli.json };
+    match run(cli.command, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn home() -> Result<Home, Error> {
+    Home::from_env()
+}
+
+fn cwd_or(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
+    match dir {
+        Some(d) => Ok(d),
+        None => std::env::current_dir().map_err(|e| Error::io("the current directory", e)),
+    }
+}
+
+fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
+    match command {
+        Command::Install { server } => install::install(&home()?, server, out),
+        Command::Uninstall { purge, yes } => install::uninstall(&home()?, purge, yes, out),
+        Command::Daemon { action } => install::daemon(home()?, action, out),
+        Command::Pair { code, server, org, name, no_browser, force, insecure_http } => {
+            let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http };
+            pair::pair(&home()?, params, no_browser, out)
+        }
+        Command::Unpair { org } => pair::unpair(&home()?, &org, out),
+        Command::Bind { dir, org, recursive, yes } => dirs::bind(&home()?, &cwd_or(dir)?, org, recursive, yes, out),
+        Command::Unbind { dir } => dirs::unbind(&home()?, &cwd_or(dir)?, out),
+        Command::Trust { dir, yes } => dirs::trust(&home()?, &cwd_or(dir)?, yes, out),
+        Command::Hint { dir, reset, all, no_prompt } => dirs::hint(&home()?, &cwd_or(dir)?, reset, all, no_prompt, out),
+        Command::Resolve { dir } => dirs::resolve(&home()?, &cwd_or(dir)?, out),
+        Command::Hook { shell } => hook::print(shell),
+        Command::Status => status::status(&home()?, out),
+        Command::Doctor => status::doctor(&home()?, out),
+        Command::Logs { follow, since } => logs::logs(&home()?, follow, since, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "vpd", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `vpd status` and `vpd doctor`.
+
+use crate::output::Out;
+use std::process::ExitCode;
+use std::time::Duration;
+use vpd_daemon::api::{client, protocol::Request};
+use vpd_daemon::status::{self, StatusReport};
+use vpd_daemon::{doctor, Error, Home};
+
+/// The daemon's report, or one built from the files when no daemon runs (status never starts
+/// one).
+fn report(home: &Home) -> StatusReport {
+    match client::call::<StatusReport>(home, &Request::Status, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(_) => status::collect(home, None),
+    }
+}
+
+pub fn status(home: &Home, out: &Out) -> Result<ExitCode, Error> {
+    let r = report(home);
+    out.emit(&r, || render(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(r: &StatusReport) -> String {
+    let mut s = String::new();
+    let d = &r.daemon;
+    let state = if d.running { "running".to_string() } else { "not running (start it with `vpd install` or `vpd daemon`)".to_string() };
+    s.push_str(&format!("Daemon: {} · v{} · {state}\n", d.machine_name, d.version));
+    s.push_str(&format!("Org bindings ({}):\n", r.pairings.len()));
+    let name_w = r.pairings.iter().map(|p| p.workspace_name.chars().count()).max().unwrap_or(0);
+    let relay_w = r.pairings.iter().map(|p| p.relay_endpoint.len()).max().unwrap_or(0);
+    for p in &r.pairings {
+        let mut state = p.state.clone();
+        if p.insecure_http {
+            state.push_str(" · insecure http");
+        }
+        s.push_str(&format!("  {:name_w$}   {:relay_w$}   {state}\n", p.workspace_name, p.relay_endpoint));
+    }
+    if r.pairings.is_empty() {
+        s.push_str("  none — run `vpd pair` to pair with an org\n");
+    }
+    s.push_str(&format!("Bound directories ({}):\n", r.directories.len()));
+    let dir_w = r.directories.iter().map(|x| x.display.chars().count()).max().unwrap_or(0);
+    for x in &r.directories {
+        let org = x.org_name.clone().unwrap_or_else(|| x.org_id.clone());
+        let rec = if x.recursive { " (recursive)" } else { "" };
+        let note = match x.state.as_str() {
+            "bound" => String::new(),
+            "changed" => "   [file changed: grants nothing until `vpd trust`]".into(),
+            "missing" => "   [local.yaml missing]".into(),
+            "org_not_paired" => "   [org not paired]".into(),
+            other => format!("   [{other}]"),
+        };
+        s.push_str(&format!("  {:dir_w$}  → {org}{rec}{note}\n", x.display));
+    }
+    if d.credential_store == "file" {
+        s.push_str(&format!(
+            "Credentials: config.json (0600){}\n",
+            d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+        ));
+    } else if d.credential_store == "keyring" {
+        s.push_str("Credentials: OS keyring\n");
+    }
+    for p in &r.problems {
+        s.push_str(&format!("Problem: {p}\n"));
+    }
+    s.trim_end().to_string()
+}
+
+pub fn doctor(home: &Home, out: &Out) -> Result<ExitCode, Error> {
+    let running = client::call::<StatusReport>(home, &Request::Status, Duration::from_secs(5)).ok();
+    let pid = running.as_ref().and_then(|r| r.daemon.pid);
+    let store = running.as_ref().and_then(|r| match r.daemon.credential_store.as_str() {
+        "keyring" => Some(vpd_daemon::secrets::Store::Keyring),
+        "file" => Some(vpd_daemon::secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
+        _ => None,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("runtime", e))?;
+    let report = rt.block_on(doctor::run(home, pid, store));
+    out.emit(&report, || {
+        let mut s = String::new();
+        for c in &report.checks {
+            let mark = match c.level.as_str() {
+                "ok" => "ok  ",
+                "warning" => "warn",
+                _ => "FAIL",
+            };
+            s.push_str(&format!("[{mark}] {}: {}\n", c.name, c.detail));
+            if let Some(fix) = &c.fix {
+                s.push_str(&format!("       fix: {fix}\n"));
+            }
+        }
+        s.push_str(if report.ok { "No problems found." } else { "Problems found; see the fixes above." });
+        s
+    });
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,144 @@
+//! The blocking client of the local API (what `vpd` uses: no async runtime needed for a
+//! status call), and starting the daemon on demand.
+
+use super::protocol::{Confirm, PairEvent, PairParams, Paired, Reply, Request, MAX_LINE};
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use serde::de::DeserializeOwned;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn unavailable(home: &Home, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorCode::DaemonUnavailable,
+        format!("the vpd daemon is not running for {} ({e}); start it with `vpd daemon` (or any command that needs it)", home.root().display()),
+    )
+}
+
+/// An open connection carrying one request.
+pub struct Connection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Connection {
+    pub fn open(home: &Home) -> Result<Connection> {
+        let s = UnixStream::connect(home.socket()).map_err(|e| unavailable(home, e))?;
+        let writer = s.try_clone().map_err(|e| Error::io("local API", e))?;
+        Ok(Connection { reader: BufReader::new(s), writer })
+    }
+
+    fn send<T: serde::Serialize>(&mut self, msg: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(msg).expect("requests serialize");
+        line.push(b'\n');
+        self.writer.write_all(&line).map_err(|e| Error::io("writing to the daemon", e))
+    }
+
+    fn next(&mut self) -> Result<Reply> {
+        let mut buf = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io("reading from the daemon", e))?;
+        if n == 0 {
+            return Err(Error::new(ErrorCode::DaemonUnavailable, "the daemon closed the connection without answering; see `vpd logs`"));
+        }
+        serde_json::from_slice(&buf).map_err(|e| Error::new(ErrorCode::Internal, format!("the daemon answered something unexpected: {e}")))
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        let _ = self.writer.set_read_timeout(t);
+    }
+}
+
+fn result<T: DeserializeOwned>(reply: Reply) -> Result<T> {
+    match reply {
+        Reply::Result { result } => serde_json::from_value(result)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("the daemon's answer has an unexpected shape: {e}"))),
+        Reply::Error { code, message } => Err(Error::new(code, message)),
+        Reply::Event { .. } => Err(Error::new(ErrorCode::Internal, "unexpected event from the daemon")),
+    }
+}
+
+/// Sends one request and returns its result.
+pub fn call<T: DeserializeOwned>(home: &Home, request: &Request, timeout: Duration) -> Result<T> {
+    let mut c = Connection::open(home)?;
+    c.set_timeout(Some(timeout));
+    c.send(request)?;
+    result(c.next()?)
+}
+
+/// Runs a pairing. `on_event` sees each event; for `ConfirmReplace` its answer is sent back
+/// (`None` counts as no).
+pub fn pair(home: &Home, params: PairParams, mut on_event: impl FnMut(&PairEvent) -> Option<bool>) -> Result<Paired> {
+    let mut c = Connection::open(home)?;
+    c.send(&Request::Pair(params))?;
+    loop {
+        match c.next()? {
+            Reply::Event { event } => {
+                let answer = on_event(&event);
+                if matches!(event, PairEvent::ConfirmReplace { .. }) {
+                    c.send(&Confirm { confirm: answer.unwrap_or(false) })?;
+                }
+            }
+            other => return result(other),
+        }
+    }
+}
+
+/// Connects to the daemon, starting `exe daemon` in the background first if none answers.
+pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
+    if let Ok(p) = call(home, &Request::Ping, Duration::from_secs(2)) {
+        return Ok(p);
+    }
+    home.ensure()?;
+    crate::home::ensure_private_dir(&home.logs())?;
+    let stderr_path = home.logs().join("daemon-stderr.log");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_path)
+        .map_err(|e| Error::io(stderr_path.display(), e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon")
+        .env("VPD_DAEMON_DETACHED", "1")
+        .env("VIEWPORT_HOME", home.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    // A session of its own: the daemon outlives the terminal and ignores its Ctrl-C.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {} daemon", exe.display()), e))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut exited = false;
+    while Instant::now() < deadline {
+        if let Ok(p) = call(home, &Request::Ping, Duration::from_secs(2)) {
+            return Ok(p);
+        }
+        if !exited {
+            if let Ok(Some(_)) = child.try_wait() {
+                // Possibly lost a race with another starter; keep trying to connect a moment.
+                exited = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(if exited { 50 } else { 10 }));
+    }
+    let tail = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+    Err(Error::new(
+        ErrorCode::DaemonUnavailable,
+        format!(
+            "the vpd daemon did not start within 10 s. Last lines of {}:\n{}",
+            stderr_path.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ),
+    ))
+}

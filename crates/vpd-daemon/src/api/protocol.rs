@@ -1,0 +1,110 @@
+//! Messages of the local API. A client connects, writes one [`Request`] line and reads
+//! [`Reply`] lines until a `result` or an `error`. During pairing the daemon may send
+//! `event` lines first, and, after a `confirm_replace` event, reads one [`Confirm`] line.
+
+use crate::error::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// Longest line either side accepts.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    Status,
+    Pair(PairParams),
+    Unpair(UnpairParams),
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PairParams {
+    /// Platform URL; `None` uses the saved default, else the hosted platform.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Only accept an approval for this org (ULID, slug or name).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Machine name shown to the approver; defaults to the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A code from the platform's "Add machine" page.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Replace an existing pairing with the same org without asking.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UnpairParams {
+    pub org: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Result { result: serde_json::Value },
+    Error { code: ErrorCode, message: String },
+    Event { event: PairEvent },
+}
+
+/// Progress of a pairing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PairEvent {
+    /// The code exists: show it and open the URL.
+    Code { code: String, url: String, expires_at: String, fingerprint: String, server_url: String },
+    /// Approved for an org this machine is already paired with: replace it?
+    ConfirmReplace { workspace_id: String, workspace_name: String },
+}
+
+/// The client's answer to `confirm_replace`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirm {
+    pub confirm: bool,
+}
+
+/// Result of a pairing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Paired {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub workspace_slug: String,
+    pub machine_id: String,
+    pub machine_name: String,
+    pub server_url: String,
+    pub relay_endpoint: String,
+    pub credential_store: String,
+    /// Whether this pairing replaced an older one with the same org.
+    pub replaced: bool,
+}
+
+/// Result of an unpair.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Unpaired {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    /// Directories whose bindings to this org were removed.
+    pub unbound: Vec<String>,
+    /// Whether the platform was told (best-effort).
+    pub server_notified: bool,
+    /// Why it could not be told, if not.
+    pub server_error: Option<String>,
+}
+
+/// Result of a ping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Pong {
+    pub pid: u32,
+    pub version: String,
+    pub home: String,
+}

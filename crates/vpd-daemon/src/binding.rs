@@ -1,0 +1,280 @@
+//! Directory bindings on the files (SPEC sections 7 and 8): `vpd bind`, `unbind`, `trust`,
+//! resolution of a directory, and remembered hint declines. These run in whichever process
+//! asks (CLI, daemon, tray), always under the home lock, so concurrent commands never lose a
+//! record.
+
+use crate::config::{self, Config};
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use crate::records::{self, DeclineRecord, DirectoryRecord, Directories};
+use crate::{store, walk};
+use std::path::{Path, PathBuf};
+use vpd_core::files::{parse_local, render_local};
+use vpd_core::hint::{self, HintAction, Question};
+use vpd_core::{file_hash, DirFacts, Resolution};
+
+const GITIGNORE_LINE: &str = "local.yaml";
+
+/// Everything known about a directory: the walk, the decision, the hint.
+pub struct Resolved {
+    pub dir: PathBuf,
+    pub facts: Vec<DirFacts>,
+    pub resolution: Resolution,
+    pub config: Config,
+    pub directories: Directories,
+}
+
+impl Resolved {
+    /// The pairing name for an org id, if paired.
+    pub fn org_name(&self, org_id: &str) -> Option<&str> {
+        self.config.pairing(org_id).map(|p| p.workspace_name.as_str())
+    }
+
+    pub fn hint(&self, home: &Home) -> Result<HintAction> {
+        let declines = records::load_declines(home)?.to_core();
+        Ok(hint::decide(&self.facts, &self.resolution, &self.config.refs(), &declines))
+    }
+}
+
+/// Resolves `dir` as a session started there would be.
+pub fn resolve(home: &Home, dir: &Path) -> Result<Resolved> {
+    let dir = walk::canonical(dir)?;
+    let config = config::load(home)?;
+    let directories = records::load_directories(home)?;
+    let facts = walk::gather(&dir);
+    let resolution = vpd_core::resolve(&facts, &directories.records(), &config.refs());
+    Ok(Resolved { dir, facts, resolution, config, directories })
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindOutcome {
+    pub directory: PathBuf,
+    pub org_id: String,
+    pub org_name: String,
+    pub recursive: bool,
+    /// The org the directory was bound to before, if another.
+    pub replaced: Option<String>,
+}
+
+/// `vpd bind DIR --org ORG [--recursive]`. Replacing a binding to another org needs
+/// `replace` (`--yes`).
+pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) -> Result<BindOutcome> {
+    let dir = walk::canonical(dir)?;
+    let config = config::load(home)?;
+    let pairing = config.select(org)?.clone();
+    let vp = dir.join(".viewport");
+    let local = vp.join("local.yaml");
+    records::update_directories(home, |dirs| {
+        let mut replaced = None;
+        match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+            Ok(Some(bytes)) => match parse_local(&bytes) {
+                Ok(f) if f.org_id == pairing.workspace_id => {}
+                Ok(f) => replaced = Some(f.org_id),
+                Err(_) => replaced = Some("an unreadable binding".into()),
+            },
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        if let (Some(old), false) = (&replaced, replace) {
+            let old_name = config.pairing(old).map(|p| p.workspace_name.clone()).unwrap_or_else(|| old.clone());
+            return Err(Error::new(
+                ErrorCode::BindingExists,
+                format!("{} is already bound to {old_name}. Pass --yes to bind it to {} instead.", dir.display(), pairing.workspace_name),
+            ));
+        }
+        ensure_viewport_dir(&vp)?;
+        let text = render_local(&pairing.workspace_id, &crate::now_rfc3339(), recursive);
+        store::write_atomic(&local, text.as_bytes())?;
+        ensure_gitignore(&vp)?;
+        dirs.bindings.retain(|b| b.directory != dir);
+        dirs.bindings.push(DirectoryRecord {
+            directory: dir.clone(),
+            org_id: pairing.workspace_id.clone(),
+            file_hash: file_hash(text.as_bytes()),
+            bound_at: crate::now_rfc3339(),
+            recursive,
+        });
+        Ok(BindOutcome {
+            directory: dir.clone(),
+            org_id: pairing.workspace_id.clone(),
+            org_name: pairing.workspace_name.clone(),
+            recursive,
+            replaced,
+        })
+    })
+}
+
+fn ensure_viewport_dir(vp: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(vp) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::file(vp, "exists but is not a directory (a symlink or a file); move it away first")),
+        Err(_) => std::fs::create_dir(vp).map_err(|e| Error::io(format!("creating {}", vp.display()), e)),
+    }
+}
+
+fn ensure_gitignore(vp: &Path) -> Result<()> {
+    let path = vp.join(".gitignore");
+    let current = store::read_bounded(&path, 1024 * 1024)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    match current {
+        Some(text) if text.lines().any(|l| l.trim() == GITIGNORE_LINE || l.trim() == "/local.yaml") => Ok(()),
+        Some(mut text) => {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(GITIGNORE_LINE);
+            text.push('\n');
+            write_public(&path, text.as_bytes())
+        }
+        None => write_public(&path, format!("{GITIGNORE_LINE}\n").as_bytes()),
+    }
+}
+
+/// `.gitignore` is an ordinary repository file: atomic, but readable like its neighbours.
+fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    store::write_atomic(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path.display(), e))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnbindOutcome {
+    pub directory: PathBuf,
+    pub org_id: Option<String>,
+}
+
+/// `vpd unbind DIR`: removes `DIR/.viewport/local.yaml`, our `.gitignore` and the record.
+pub fn unbind(home: &Home, dir: &Path) -> Result<UnbindOutcome> {
+    let dir = walk::canonical(dir)?;
+    let local = dir.join(".viewport/local.yaml");
+    records::update_directories(home, |dirs| {
+        let had_record = dirs.bindings.iter().any(|b| b.directory == dir);
+        let org_id = match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+            Ok(Some(bytes)) => parse_local(&bytes).ok().map(|f| f.org_id),
+            Ok(None) if had_record => None,
+            Ok(None) => {
+                let hint = match resolve_binding_dir(home, &dir) {
+                    Some(p) if p != dir => format!(" The binding that applies here is {}; run `vpd unbind {}`.", p.display(), p.display()),
+                    _ => String::new(),
+                };
+                return Err(Error::new(ErrorCode::NotBound, format!("{} is not bound (no .viewport/local.yaml).{hint}", dir.display())));
+            }
+            Err(e) => return Err(e),
+        };
+        remove_binding_files(&dir)?;
+        dirs.bindings.retain(|b| b.directory != dir);
+        Ok(UnbindOutcome { directory: dir.clone(), org_id })
+    })
+}
+
+fn resolve_binding_dir(home: &Home, dir: &Path) -> Option<PathBuf> {
+    let config = config::load(home).ok()?;
+    let dirs = records::load_directories(home).ok()?;
+    match vpd_core::resolve(&walk::gather(dir), &dirs.records(), &config.refs()) {
+        Resolution::Pinned { binding_dir, .. } => Some(binding_dir),
+        Resolution::LocalOnly { binding_dir, .. } => binding_dir,
+    }
+}
+
+fn remove_binding_files(dir: &Path) -> Result<()> {
+    let vp = dir.join(".viewport");
+    let local = vp.join("local.yaml");
+    match std::fs::remove_file(&local) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", local.display()), e)),
+    }
+    let gi = vp.join(".gitignore");
+    if let Ok(Some(b)) = store::read_bounded(&gi, 4096) {
+        if String::from_utf8_lossy(&b).trim() == GITIGNORE_LINE {
+            let _ = std::fs::remove_file(&gi);
+        }
+    }
+    let _ = std::fs::remove_dir(&vp); // only if now empty
+    Ok(())
+}
+
+/// Removes every binding of `org_id` made here (on unpair and revocation): the records, and
+/// the `local.yaml` files that are still exactly as written.
+pub fn remove_org_bindings(home: &Home, org_id: &str) -> Result<Vec<PathBuf>> {
+    records::update_directories(home, |dirs| {
+        let mut removed = Vec::new();
+        for b in dirs.bindings.iter().filter(|b| b.org_id == org_id) {
+            let local = b.directory.join(".viewport/local.yaml");
+            if let Ok(Some(bytes)) = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+                if file_hash(&bytes) == b.file_hash {
+                    remove_binding_files(&b.directory)?;
+                }
+            }
+            removed.push(b.directory.clone());
+        }
+        dirs.bindings.retain(|b| b.org_id != org_id);
+        Ok(removed)
+    })
+}
+
+/// `vpd trust DIR`: records the `local.yaml` that applies to DIR but was not made here.
+pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
+    let r = resolve(home, dir)?;
+    let (binding_dir, org_id) = match &r.resolution {
+        Resolution::LocalOnly { reason: vpd_core::LocalReason::Untrusted { org_id }, binding_dir: Some(d) } => (d.clone(), org_id.clone()),
+        Resolution::Pinned { binding_dir, .. } => {
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("{} is already trusted (bound here by vpd)", binding_dir.display())))
+        }
+        _ => {
+            return Err(Error::new(ErrorCode::NotBound, format!("no untrusted .viewport/local.yaml applies to {}", r.dir.display())))
+        }
+    };
+    let local = binding_dir.join(".viewport/local.yaml");
+    records::update_directories(home, |dirs| {
+        let bytes = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE)?
+            .ok_or_else(|| Error::file(&local, "disappeared"))?;
+        let f = parse_local(&bytes).map_err(|e| Error::file(&local, e))?;
+        if f.org_id != org_id {
+            return Err(Error::file(&local, "changed while being trusted; run the command again"));
+        }
+        let rec = DirectoryRecord {
+            directory: binding_dir.clone(),
+            org_id: org_id.clone(),
+            file_hash: file_hash(&bytes),
+            bound_at: crate::now_rfc3339(),
+            recursive: f.recursive,
+        };
+        dirs.bindings.retain(|b| b.directory != binding_dir);
+        dirs.bindings.push(rec.clone());
+        Ok(rec)
+    })
+}
+
+/// Remembers a "no" so the question is not asked again on every `cd`.
+pub fn decline(home: &Home, dir: &Path, org_id: &str, question: Question) -> Result<()> {
+    records::update_declines(home, |d| {
+        let q = match question {
+            Question::Bind => "bind",
+            Question::Trust => "trust",
+        };
+        d.declines.retain(|x| !(x.directory == dir && x.org_id == org_id && x.question == q));
+        d.declines.push(DeclineRecord {
+            directory: dir.to_path_buf(),
+            org_id: org_id.into(),
+            question: q.into(),
+            declined_at: crate::now_rfc3339(),
+        });
+        Ok(())
+    })
+}
+
+/// `vpd hint --reset [DIR]`: forgets the declines for DIR and everything below it (all of
+/// them with `None`). Returns how many were forgotten.
+pub fn reset_declines(home: &Home, dir: Option<&Path>) -> Result<usize> {
+    let dir = dir.map(walk::canonical).transpose()?;
+    records::update_declines(home, |d| {
+        let before = d.declines.len();
+        match &dir {
+            None => d.declines.clear(),
+            Some(dir) => d.declines.retain(|x| !(x.directory.starts_with(dir) || dir.starts_with(&x.directory))),
+        }
+        Ok(before - d.declines.len())
+    })
+}

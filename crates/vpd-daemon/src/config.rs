@@ -1,0 +1,283 @@
+//! `config.json` (SPEC section 2): daemon settings and one entry per pairing.
+//!
+//! Read-modify-write happens only through [`update`], under the home lock, with an atomic
+//! write; so concurrent `vpd` processes and the daemon never lose an entry, and a crash leaves
+//! either the old or the new file. A file that cannot be understood is an error naming the
+//! file and is never replaced.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use crate::store;
+use serde::{Deserialize, Serialize};
+use vpd_proto::{is_ulid, Secret};
+
+pub const CONFIG_VERSION: u32 = 1;
+const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+/// Where pairing goes when nothing else names a server.
+pub const HOSTED_SERVER: &str = "https://api.getviewport.com";
+pub const DEFAULT_UI_PORT: u16 = 7070;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+    #[serde(default)]
+    pub pairings: Vec<Pairing>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { version: CONFIG_VERSION, daemon: DaemonSettings::default(), pairings: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSettings {
+    /// Saved by `vpd install --server URL` or by the last successful pairing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_server_url: Option<String>,
+    /// Loopback port of the web UI.
+    #[serde(default = "default_ui_port")]
+    pub ui_port: u16,
+}
+
+fn default_ui_port() -> u16 {
+    DEFAULT_UI_PORT
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT }
+    }
+}
+
+/// One pairing: the trust relation between this install and one org.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Pairing {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub workspace_slug: String,
+    pub install_id: String,
+    pub runtime_target_id: String,
+    pub machine_id: String,
+    pub machine_name: String,
+    pub server_url: String,
+    pub relay_endpoint: String,
+    pub paired_at: String,
+    pub credential: Credential,
+    /// Paired with `--insecure-http` (plain HTTP to a non-loopback host).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
+}
+
+/// Where the issue token lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "store", rename_all = "lowercase")]
+pub enum Credential {
+    Keyring,
+    File {
+        #[serde(rename = "issueToken")]
+        issue_token: Secret,
+    },
+}
+
+impl Credential {
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Credential::Keyring => "keyring",
+            Credential::File { .. } => "file",
+        }
+    }
+}
+
+impl Pairing {
+    pub fn as_ref(&self) -> vpd_core::PairingRef<'_> {
+        vpd_core::PairingRef { org_id: &self.workspace_id, name: &self.workspace_name, slug: &self.workspace_slug }
+    }
+}
+
+impl Config {
+    pub fn pairing(&self, workspace_id: &str) -> Option<&Pairing> {
+        self.pairings.iter().find(|p| p.workspace_id == workspace_id)
+    }
+
+    pub fn refs(&self) -> Vec<vpd_core::PairingRef<'_>> {
+        self.pairings.iter().map(Pairing::as_ref).collect()
+    }
+
+    /// The pairing an `--org` argument (ULID, slug or name) names.
+    pub fn select(&self, query: &str) -> Result<&Pairing> {
+        let refs = self.refs();
+        match vpd_core::resolve::select_pairing(&refs, query) {
+            Ok(r) => Ok(self.pairing(r.org_id).expect("selected from this config")),
+            Err(vpd_core::resolve::SelectError::Ambiguous) => Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("more than one pairing is named {query:?}; use the workspace id (see `vpd status`)"),
+            )),
+            Err(vpd_core::resolve::SelectError::NotFound) => {
+                let known: Vec<_> = self.pairings.iter().map(|p| format!("{} ({})", p.workspace_name, p.workspace_slug)).collect();
+                Err(Error::new(
+                    ErrorCode::NotPaired,
+                    if known.is_empty() {
+                        format!("this machine is not paired with any org, so not with {query:?}. Run `vpd pair --org {query}` first.")
+                    } else {
+                        format!(
+                            "this machine is not paired with {query:?} (paired: {}). Run `vpd pair --org {query}` first.",
+                            known.join(", ")
+                        )
+                    },
+                ))
+            }
+        }
+    }
+
+    fn validate(&self, path: &std::path::Path) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.pairings.iter().enumerate() {
+            for (field, v) in [
+                ("workspaceId", &p.workspace_id),
+                ("runtimeTargetId", &p.runtime_target_id),
+                ("installId", &p.install_id),
+                ("machineId", &p.machine_id),
+            ] {
+                if !is_ulid(v) {
+                    return Err(Error::file(
+                        path,
+                        format!("pairing {} has {field} {v:?}, which is not a ULID; the file was edited by hand or is corrupt. It was left untouched: fix or remove that entry.", i + 1),
+                    ));
+                }
+            }
+            if !seen.insert(&p.workspace_id) {
+                return Err(Error::file(path, format!("workspace {} appears twice; remove one entry", p.workspace_id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads `config.json`; a missing file is an empty config. Tightens a loose mode.
+pub fn load(home: &Home) -> Result<Config> {
+    store::check_private_file(&home.config())?;
+    read(home)
+}
+
+/// Like [`load`], but changes nothing (for `vpd doctor`).
+pub fn read(home: &Home) -> Result<Config> {
+    let path = home.config();
+    let Some(bytes) = store::read_bounded(&path, MAX_CONFIG)? else {
+        return Ok(Config::default());
+    };
+    parse(&path, &bytes)
+}
+
+fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
+    let value: serde_json::Value = store::parse_json(path, bytes)?;
+    let version = value.get("version").and_then(|v| v.as_u64());
+    match version {
+        Some(v) if v == CONFIG_VERSION as u64 => {}
+        Some(v) if v > CONFIG_VERSION as u64 => {
+            return Err(Error::new(
+                ErrorCode::ConfigTooNew,
+                format!(
+                    "{} was written by a newer vpd (config version {v}; this vpd {} reads version {CONFIG_VERSION}). Upgrade vpd; the file was left untouched.",
+                    path.display(),
+                    crate::VERSION
+                ),
+            ))
+        }
+        _ => return Err(Error::file(path, "has no valid \"version\"; it is not a vpd config or is corrupt. It was left untouched.")),
+    }
+    let config: Config = serde_json::from_value(value).map_err(|e| {
+        Error::file(path, format!("is not valid: {e}. It was left untouched; fix it or move it away."))
+    })?;
+    config.validate(path)?;
+    Ok(config)
+}
+
+/// Runs `f` on the current config under the home lock and writes the result atomically if
+/// `f` succeeds. Returns what `f` returned.
+pub fn update<T>(home: &Home, f: impl FnOnce(&mut Config) -> Result<T>) -> Result<T> {
+    home.ensure()?;
+    let _lock = store::Lock::acquire(&home.lock_file())?;
+    let mut config = load(home)?;
+    let out = f(&mut config)?;
+    save_locked(home, &config)?;
+    Ok(out)
+}
+
+fn save_locked(home: &Home, config: &Config) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    bytes.push(b'\n');
+    store::write_atomic(&home.config(), &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairing(ws: &str) -> Pairing {
+        Pairing {
+            workspace_id: ws.into(),
+            workspace_name: "Acme".into(),
+            workspace_slug: "acme".into(),
+            install_id: "01J7M8N9P0Q1R2S3T4V5V6W7X1".into(),
+            runtime_target_id: "01J7M8N9P0Q1R2S3T4V5V6W7X2".into(),
+            machine_id: "01J7M8N9P0Q1R2S3T4V5V6W7X3".into(),
+            machine_name: "box".into(),
+            server_url: "http://127.0.0.1:1".into(),
+            relay_endpoint: "ws://127.0.0.1:1/ws".into(),
+            paired_at: "2026-01-01T00:00:00Z".into(),
+            credential: Credential::File { issue_token: Secret::new("tok-secret") },
+            insecure_http: false,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("h"));
+        update(&home, |c| {
+            c.pairings.push(pairing("01J7M8N9P0Q1R2S3T4V5V6W7X8"));
+            Ok(())
+        })
+        .unwrap();
+        let c = load(&home).unwrap();
+        assert_eq!(c.pairings.len(), 1);
+        assert_eq!(std::fs::metadata(home.config()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(home.root()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(!format!("{c:?}").contains("tok-secret"), "secrets never in Debug");
+    }
+
+    #[test]
+    fn bad_files_are_refused_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path());
+        let cases: &[(&str, &str)] = &[
+            ("{\"version\": 1, \"pairings\": [", "is not valid"),
+            ("<html>oops</html>", "is not valid"),
+            ("{\"pairings\": []}", "no valid \"version\""),
+            ("{\"version\": 99}", "newer vpd"),
+            ("{\"version\": 1, \"pairings\": 7}", "is not valid"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(home.config(), text).unwrap();
+            let err = load(&home).unwrap_err();
+            assert!(err.message.contains(want), "{text}: {err}");
+            assert!(err.message.contains("config.json"), "names the file: {err}");
+            let err = update(&home, |_| Ok(())).unwrap_err();
+            assert!(err.message.contains(want));
+            assert_eq!(std::fs::read_to_string(home.config()).unwrap(), *text, "left untouched");
+        }
+        let mut c = Config::default();
+        let mut p = pairing("01J7M8N9P0Q1R2S3T4V5V6W7X8");
+        p.workspace_id = "../../x".into();
+        c.pairings.push(p);
+        std::fs::write(home.config(), serde_json::to_string(&c).unwrap()).unwrap();
+        assert!(load(&home).unwrap_err().message.contains("not a ULID"));
+    }
+}

@@ -1,0 +1,83 @@
+//! Errors with stable codes. The CLI prints `error: <message>` (and the code with `--json`),
+//! the UI shows the message, docs/ERRORS.md explains each code.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A file under the home is corrupt, too large, of the wrong kind or owner.
+    FileInvalid,
+    /// `config.json` was written by a newer vpd.
+    ConfigTooNew,
+    /// Reading or writing a file failed.
+    Io,
+    /// A command-line argument or API parameter is wrong.
+    InvalidArgument,
+    /// No pairing matches the `--org` given.
+    NotPaired,
+    /// Already paired with that org (use `--force` to replace).
+    AlreadyPaired,
+    /// The approval was for another org than `--org`.
+    OrgMismatch,
+    PairingDenied,
+    PairingExpired,
+    /// Unknown, expired or used pairing code.
+    PairingCodeInvalid,
+    Cancelled,
+    /// The platform could not be reached.
+    ServerUnreachable,
+    /// The platform answered with something that is not its API (HTML, truncated JSON, …).
+    BadServerResponse,
+    /// The platform refused the request (4xx with an error body).
+    ServerRefused,
+    /// A plain-HTTP URL to a non-loopback host without `--insecure-http`.
+    InsecureUrl,
+    /// The daemon is not running and could not be started.
+    DaemonUnavailable,
+    /// Another daemon holds the home.
+    DaemonRunning,
+    /// A binding file exists but was not made on this machine.
+    BindingUntrusted,
+    /// A binding to another org exists (use `--yes` to replace).
+    BindingExists,
+    NotBound,
+    /// The keyring failed for a credential that lives there.
+    Keyring,
+    Internal,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => f.write_str(&s),
+            _ => f.write_str("internal"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+    pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
+        Self::new(ErrorCode::Io, format!("{what}: {e}"))
+    }
+    pub fn file(path: &std::path::Path, why: impl fmt::Display) -> Self {
+        Self::new(ErrorCode::FileInvalid, format!("{}: {why}", path.display()))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

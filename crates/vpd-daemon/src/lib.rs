@@ -1,0 +1,44 @@
+//! The vpd daemon core, without any GUI: everything the `vpd daemon` process (and later the
+//! tray, in-process) runs, plus the file-level operations the `vpd` CLI performs itself.
+//!
+//! Map (one file per concern):
+//! - [`home`]: where the files are (`VIEWPORT_HOME` / `VPD_HOME` / `~/.viewport`), modes.
+//! - [`store`]: atomic 0600 writes, bounded reads, the advisory home lock.
+//! - [`config`]: `config.json`, the pairings.
+//! - [`identity`]: `relay-identities/{workspaceId}.json`, one Ed25519 keypair per pairing.
+//! - [`secrets`]: where issue tokens live: the OS keyring, or `config.json` as a fallback.
+//! - [`records`]: `directories.json` (bindings made here) and `hint-declines.json`.
+//! - [`walk`]: gathers the directory facts that `vpd_core::resolve` decides on.
+//! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
+//! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
+//! - [`pairing`]: the pairing flow (SPEC section 4) as the daemon runs it.
+//! - [`api`]: the local API over `vpd.sock` — protocol, server, client.
+//! - [`status`], [`doctor`]: the status model and the health checks.
+//! - [`daemon`]: the daemon process: lock, logging, serving, shutdown.
+
+pub mod api;
+pub mod binding;
+pub mod config;
+pub mod daemon;
+pub mod doctor;
+pub mod error;
+pub mod home;
+pub mod identity;
+pub mod pairing;
+pub mod platform;
+pub mod records;
+pub mod secrets;
+pub mod status;
+pub mod store;
+pub mod walk;
+
+pub use error::{Error, ErrorCode, Result};
+pub use home::Home;
+
+/// This build's version, shown by `vpd status` and sent when pairing.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// RFC 3339 "now", second precision.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+}

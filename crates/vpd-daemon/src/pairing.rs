@@ -1,0 +1,327 @@
+//! The pairing flow (SPEC section 4), as the daemon runs it: a fresh keypair, a code, the
+//! long poll, checks on the approval, then storing the pairing. Nothing is written until an
+//! approval has been checked, and once it has, storing runs to the end even if the client
+//! goes away.
+
+use crate::api::protocol::{PairEvent, PairParams, Paired};
+use crate::config::{self, Credential, Pairing, HOSTED_SERVER};
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use crate::identity::{self, Identity};
+use crate::platform::{check_url, CallError, Platform};
+use crate::secrets;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use vpd_proto::pairing::{Approved, CreatePairingCode, PairingStatus, Platform as PlatformInfo, KEY_ALGORITHM, MAX_WAIT_SECS};
+use vpd_proto::runtime::RuntimeCredential;
+use vpd_proto::{is_ulid, normalize_code, Secret};
+
+/// How the flow talks to whoever asked for it (CLI, tray, web UI).
+pub struct PairUi {
+    pub events: mpsc::Sender<PairEvent>,
+    /// Answers to `ConfirmReplace`; a closed channel means "no".
+    pub confirms: mpsc::Receiver<bool>,
+}
+
+/// Runs a pairing to its end.
+pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, ui: &mut PairUi) -> Result<Paired> {
+    let current = config::load(home)?;
+    let server = params
+        .server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| current.daemon.default_server_url.clone())
+        .unwrap_or_else(|| HOSTED_SERVER.to_string());
+    let platform = Platform::new(&server, params.insecure_http)?;
+    if let (Some(org), false) = (&params.org, params.force) {
+        if let Ok(p) = current.select(org) {
+            return Err(already_paired(p));
+        }
+    }
+
+    let id = Identity::generate()?;
+    let request = CreatePairingCode {
+        name: params.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(crate::home::machine_name),
+        public_key: id.public_key_b64(),
+        key_algorithm: KEY_ALGORITHM.into(),
+        daemon_version: crate::VERSION.into(),
+        platform: PlatformInfo { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() },
+        requested_org: params.org.clone(),
+    };
+    tracing::info!(server = %platform.base(), fingerprint = %id.fingerprint(), "pairing started");
+
+    let approved = match &params.code {
+        Some(code) => {
+            let code = normalize_code(code).ok_or_else(|| {
+                Error::new(ErrorCode::InvalidArgument, format!("{code:?} is not a pairing code (8 letters like BCDF-GHJK)"))
+            })?;
+            match platform.claim(&code, &request).await.map_err(|e| code_error(e, "claiming the code"))? {
+                PairingStatus::Approved(a) => a,
+                other => return Err(Error::new(ErrorCode::BadServerResponse, format!("claiming a code answered {other:?} instead of an approval"))),
+            }
+        }
+        None => wait_for_approval(&platform, &request, &id, ui).await?,
+    };
+
+    let approved = check_approval(approved, params.insecure_http)?;
+    let server_url = platform.base().to_string();
+
+    if let Some(org) = &params.org {
+        let matches = approved.workspace_id == *org || approved.workspace_slug == *org || approved.workspace_name.eq_ignore_ascii_case(org);
+        if !matches {
+            revoke_quietly(&platform, &approved).await;
+            return Err(Error::new(
+                ErrorCode::OrgMismatch,
+                format!(
+                    "this machine was approved for {} ({}), but you asked for --org {org}. That pairing was not kept (and was revoked on the server). Run `vpd pair --org {org}` again and pick {org} in the browser.",
+                    approved.workspace_name, approved.workspace_slug
+                ),
+            ));
+        }
+    }
+
+    let existing = config::load(home)?.pairing(&approved.workspace_id).cloned();
+    if let Some(old) = &existing {
+        if !params.force {
+            let _ = ui
+                .events
+                .send(PairEvent::ConfirmReplace { workspace_id: old.workspace_id.clone(), workspace_name: old.workspace_name.clone() })
+                .await;
+            if !ui.confirms.recv().await.unwrap_or(false) {
+                revoke_quietly(&platform, &approved).await;
+                return Err(already_paired(old));
+            }
+        }
+    }
+
+    // From here on the approval is consumed: store it even if the client goes away.
+    let (home2, store2) = (home.clone(), store.clone());
+    let stored = tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &server_url, params.insecure_http))
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("storing the pairing: {e}")))??;
+
+    let replaced = existing.is_some();
+    if let Some(old) = existing {
+        // The old pairing is replaced locally; tell the platform it is gone.
+        if let Ok(cred) = credential_of(&old) {
+            if let Ok(p) = Platform::new(&old.server_url, old.insecure_http) {
+                let body = RuntimeCredential { workspace_id: old.workspace_id.clone(), runtime_target_id: old.runtime_target_id.clone(), credential: cred };
+                if let Err(e) = p.unpair(&body, Duration::from_secs(5)).await {
+                    tracing::warn!(workspace = %old.workspace_id, error = ?e, "could not tell the platform about the replaced pairing");
+                }
+            }
+        }
+        if matches!(old.credential, Credential::Keyring) && old.runtime_target_id != stored.runtime_target_id {
+            let _ = secrets::delete(&old.runtime_target_id);
+        }
+    }
+    tracing::info!(workspace = %stored.workspace_id, "paired");
+    Ok(Paired {
+        workspace_id: stored.workspace_id,
+        workspace_name: stored.workspace_name,
+        workspace_slug: stored.workspace_slug,
+        machine_id: stored.machine_id,
+        machine_name: stored.machine_name,
+        server_url: stored.server_url,
+        relay_endpoint: stored.relay_endpoint,
+        credential_store: stored.credential.store_name().into(),
+        replaced,
+    })
+}
+
+fn already_paired(p: &Pairing) -> Error {
+    Error::new(
+        ErrorCode::AlreadyPaired,
+        format!(
+            "this machine is already paired with {} ({}). To replace that pairing, run `vpd pair --org {} --force`.",
+            p.workspace_name, p.workspace_id, p.workspace_slug
+        ),
+    )
+}
+
+fn code_error(e: CallError, what: &str) -> Error {
+    match e {
+        CallError::Refused { status: 404, .. } => Error::new(
+            ErrorCode::PairingCodeInvalid,
+            format!("{what}: the pairing code is unknown, expired or already used. Get a new one (\"Add machine\" on the platform, or `vpd pair`)."),
+        ),
+        CallError::Refused { status: 429, .. } => {
+            Error::new(ErrorCode::ServerRefused, format!("{what}: too many attempts; wait a minute and try again"))
+        }
+        other => other.into_error(),
+    }
+}
+
+async fn wait_for_approval(platform: &Platform, request: &CreatePairingCode, id: &Identity, ui: &mut PairUi) -> Result<Approved> {
+    let created = platform.create_code(request).await.map_err(|e| code_error(e, "creating a pairing code"))?;
+    let code = normalize_code(&created.code)
+        .ok_or_else(|| Error::new(ErrorCode::BadServerResponse, format!("the server sent {:?}, which is not a pairing code", created.code)))?;
+    let expires: jiff::Timestamp = created
+        .expires_at
+        .parse()
+        .map_err(|_| Error::new(ErrorCode::BadServerResponse, format!("the server sent expires_at {:?}, which is not a time", created.expires_at)))?;
+    let _ = ui
+        .events
+        .send(PairEvent::Code {
+            code: vpd_proto::format_code(&code),
+            url: created.verification_url.clone(),
+            expires_at: created.expires_at.clone(),
+            fingerprint: id.fingerprint(),
+            server_url: platform.base().to_string(),
+        })
+        .await;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let left = expires.duration_since(jiff::Timestamp::now()).as_secs();
+        if left <= 0 {
+            return Err(expired());
+        }
+        match platform.status(&code, &created.status_token, (left as u64).min(MAX_WAIT_SECS)).await {
+            Ok(PairingStatus::Pending) => backoff = Duration::from_secs(1),
+            Ok(PairingStatus::Approved(a)) => return Ok(a),
+            Ok(PairingStatus::Denied) => {
+                return Err(Error::new(ErrorCode::PairingDenied, "the pairing was denied in the browser; nothing was stored"))
+            }
+            Ok(PairingStatus::Expired) => return Err(expired()),
+            Err(CallError::Transient(why)) => {
+                tracing::warn!(%why, "pairing status poll failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(code_error(e, "waiting for approval")),
+        }
+    }
+}
+
+fn expired() -> Error {
+    Error::new(ErrorCode::PairingExpired, "the pairing code expired before it was approved; run `vpd pair` again")
+}
+
+/// Checks an approval before anything is written: ids are ULIDs, URLs are acceptable.
+fn check_approval(a: Approved, insecure_http: bool) -> Result<Approved> {
+    let bad = |m: String| Error::new(ErrorCode::BadServerResponse, format!("the approval from the server is not usable: {m}; nothing was stored"));
+    for (name, v) in [
+        ("workspace_id", &a.workspace_id),
+        ("install_id", &a.install_id),
+        ("runtime_target_id", &a.runtime_target_id),
+        ("machine_id", &a.machine_id),
+    ] {
+        if !is_ulid(v) {
+            return Err(bad(format!("{name} {v:?} is not a ULID")));
+        }
+    }
+    for (name, v) in [("workspace_name", &a.workspace_name), ("workspace_slug", &a.workspace_slug), ("machine_name", &a.machine_name)] {
+        if v.is_empty() || v.len() > 200 || v.chars().any(char::is_control) {
+            return Err(bad(format!("{name} is empty, too long or has control characters")));
+        }
+    }
+    if a.token.expose().len() < 16 || a.token.expose().len() > 4096 {
+        return Err(bad("the issue token has an implausible length".into()));
+    }
+    let relay = check_url(&a.relay_endpoint, insecure_http).map_err(|e| bad(format!("relay_endpoint: {}", e.message)))?;
+    if !matches!(relay.scheme(), "ws" | "wss") {
+        return Err(bad(format!("relay_endpoint {:?} is not a ws:// or wss:// URL", a.relay_endpoint)));
+    }
+    Ok(a)
+}
+
+fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identity, server_url: &str, insecure_http: bool) -> Result<Pairing> {
+    let credential = match store {
+        secrets::Store::Keyring => match secrets::put(&a.runtime_target_id, &a.token) {
+            Ok(()) => Credential::Keyring,
+            Err(e) => {
+                tracing::warn!(error = %e, "keyring write failed; keeping the issue token in config.json (0600)");
+                Credential::File { issue_token: a.token.clone() }
+            }
+        },
+        secrets::Store::File { .. } => Credential::File { issue_token: a.token.clone() },
+    };
+    identity::save(home, &a.workspace_id, id)?;
+    let pairing = Pairing {
+        workspace_id: a.workspace_id.clone(),
+        workspace_name: a.workspace_name.clone(),
+        workspace_slug: a.workspace_slug.clone(),
+        install_id: a.install_id.clone(),
+        runtime_target_id: a.runtime_target_id.clone(),
+        machine_id: a.machine_id.clone(),
+        machine_name: a.machine_name.clone(),
+        server_url: server_url.to_string(),
+        relay_endpoint: a.relay_endpoint.clone(),
+        paired_at: crate::now_rfc3339(),
+        credential,
+        insecure_http,
+    };
+    let p = pairing.clone();
+    let server = server_url.to_string();
+    config::update(home, move |c| {
+        c.pairings.retain(|x| x.workspace_id != p.workspace_id);
+        c.pairings.push(p);
+        c.daemon.default_server_url = Some(server);
+        Ok(())
+    })?;
+    Ok(pairing)
+}
+
+/// The issue token of a pairing, wherever it lives.
+pub fn credential_of(p: &Pairing) -> Result<Secret> {
+    match &p.credential {
+        Credential::File { issue_token } => Ok(issue_token.clone()),
+        Credential::Keyring => secrets::get(&p.runtime_target_id),
+    }
+}
+
+async fn revoke_quietly(platform: &Platform, a: &Approved) {
+    let body = RuntimeCredential { workspace_id: a.workspace_id.clone(), runtime_target_id: a.runtime_target_id.clone(), credential: a.token.clone() };
+    if let Err(e) = platform.unpair(&body, Duration::from_secs(5)).await {
+        tracing::warn!(error = ?e, "could not revoke an unwanted approval on the platform");
+    }
+}
+
+/// `vpd unpair --org ORG`: removes the pairing, its identity, its keyring entry and its
+/// directory bindings locally, then tells the platform (best-effort, works offline).
+pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpaired> {
+    let home2 = home.clone();
+    let org = org.to_string();
+    let (pairing, cred, unbound) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let removed = config::update(&home2, |c| {
+            let p = c.select(&org)?.clone();
+            c.pairings.retain(|x| x.workspace_id != p.workspace_id);
+            Ok(p)
+        })?;
+        let cred = credential_of(&removed).ok();
+        identity::delete(&home2, &removed.workspace_id)?;
+        if matches!(removed.credential, Credential::Keyring) {
+            if let Err(e) = secrets::delete(&removed.runtime_target_id) {
+                tracing::warn!(error = %e, "could not delete the keyring entry of an unpaired org");
+            }
+        }
+        let unbound = crate::binding::remove_org_bindings(&home2, &removed.workspace_id)?;
+        Ok((removed, cred, unbound))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+
+    let (server_notified, server_error) = match cred {
+        None => (false, Some("the issue token could not be read".to_string())),
+        Some(credential) => {
+            let body = RuntimeCredential { workspace_id: pairing.workspace_id.clone(), runtime_target_id: pairing.runtime_target_id.clone(), credential };
+            match Platform::new(&pairing.server_url, pairing.insecure_http) {
+                Err(e) => (false, Some(e.message)),
+                Ok(p) => match p.unpair(&body, Duration::from_secs(5)).await {
+                    Ok(()) => (true, None),
+                    // Already revoked or gone on the platform: the end state is the same.
+                    Err(CallError::Refused { status: 403 | 404, .. }) => (true, None),
+                    Err(e) => (false, Some(e.into_error().message)),
+                },
+            }
+        }
+    };
+    tracing::info!(workspace = %pairing.workspace_id, server_notified, "unpaired");
+    Ok(crate::api::protocol::Unpaired {
+        workspace_id: pairing.workspace_id,
+        workspace_name: pairing.workspace_name,
+        unbound: unbound.iter().map(|d| d.display().to_string()).collect(),
+        server_notified,
+        server_error,
+    })
+}

@@ -1,0 +1,134 @@
+//! `directories.json` (bindings made on this machine) and `hint-declines.json` (questions the
+//! user said no to). Both are versioned, written atomically under the home lock.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use crate::store;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use vpd_core::hint::{Decline, Question};
+use vpd_core::BindingRecord;
+
+const MAX_FILE: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Directories {
+    pub version: u32,
+    #[serde(default)]
+    pub bindings: Vec<DirectoryRecord>,
+}
+
+impl Default for Directories {
+    fn default() -> Self {
+        Self { version: 1, bindings: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryRecord {
+    /// Canonical directory holding `.viewport/local.yaml`.
+    pub directory: PathBuf,
+    pub org_id: String,
+    /// `sha256:<hex>` of the `local.yaml` written or trusted.
+    pub file_hash: String,
+    pub bound_at: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recursive: bool,
+}
+
+impl Directories {
+    pub fn records(&self) -> Vec<BindingRecord> {
+        self.bindings
+            .iter()
+            .map(|b| BindingRecord { directory: b.directory.clone(), org_id: b.org_id.clone(), file_hash: b.file_hash.clone() })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Declines {
+    pub version: u32,
+    #[serde(default)]
+    pub declines: Vec<DeclineRecord>,
+}
+
+impl Default for Declines {
+    fn default() -> Self {
+        Self { version: 1, declines: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclineRecord {
+    pub directory: PathBuf,
+    pub org_id: String,
+    #[serde(default = "bind_question")]
+    pub question: String,
+    pub declined_at: String,
+}
+
+fn bind_question() -> String {
+    "bind".into()
+}
+
+impl Declines {
+    pub fn to_core(&self) -> Vec<Decline> {
+        self.declines
+            .iter()
+            .map(|d| Decline {
+                directory: d.directory.clone(),
+                org_id: d.org_id.clone(),
+                kind: if d.question == "trust" { Question::Trust } else { Question::Bind },
+            })
+            .collect()
+    }
+}
+
+fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    store::check_private_file(path)?;
+    match store::read_bounded(path, MAX_FILE)? {
+        None => Ok(T::default()),
+        Some(bytes) => {
+            let v: serde_json::Value = store::parse_json(path, &bytes)?;
+            match v.get("version").and_then(|v| v.as_u64()) {
+                Some(1) => {}
+                Some(n) if n > 1 => {
+                    return Err(Error::new(ErrorCode::ConfigTooNew, format!("{} was written by a newer vpd (version {n}); upgrade vpd", path.display())))
+                }
+                _ => return Err(Error::file(path, "has no valid \"version\"; it was left untouched — fix it or move it away")),
+            }
+            serde_json::from_value(v).map_err(|e| Error::file(path, format!("is not valid: {e}; it was left untouched")))
+        }
+    }
+}
+
+fn update<T: DeserializeOwned + Serialize + Default, R>(home: &Home, path: &Path, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
+    home.ensure()?;
+    let _lock = store::Lock::acquire(&home.lock_file())?;
+    let mut value: T = load(path)?;
+    let out = f(&mut value)?;
+    let mut bytes = serde_json::to_vec_pretty(&value).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    bytes.push(b'\n');
+    store::write_atomic(path, &bytes)?;
+    Ok(out)
+}
+
+pub fn load_directories(home: &Home) -> Result<Directories> {
+    load(&home.directories())
+}
+
+pub fn update_directories<R>(home: &Home, f: impl FnOnce(&mut Directories) -> Result<R>) -> Result<R> {
+    update(home, &home.directories(), f)
+}
+
+pub fn load_declines(home: &Home) -> Result<Declines> {
+    load(&home.hint_declines())
+}
+
+pub fn update_declines<R>(home: &Home, f: impl FnOnce(&mut Declines) -> Result<R>) -> Result<R> {
+    update(home, &home.hint_declines(), f)
+}

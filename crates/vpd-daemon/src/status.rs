@@ -1,0 +1,164 @@
+//! The status model (SPEC section 10) shared by `vpd status`, the web UI and the tray. Built
+//! from the files, plus what the running daemon knows. `--json` prints it as is; its schema
+//! is documented in docs/CLI.md and only grows.
+
+use crate::config;
+use crate::home::Home;
+use crate::records;
+use crate::store;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub daemon: DaemonInfo,
+    pub pairings: Vec<PairingInfo>,
+    pub directories: Vec<DirectoryInfo>,
+    /// Files that could not be read, with what to do.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonInfo {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub version: String,
+    pub machine_name: String,
+    pub home: String,
+    pub started_at: Option<String>,
+    /// `keyring`, `file`, or `unknown` while the daemon is not running or still checking.
+    pub credential_store: String,
+    /// Why the keyring is not used, when it is not.
+    pub keyring_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingInfo {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub workspace_slug: String,
+    pub server_url: String,
+    pub relay_endpoint: String,
+    pub machine_id: String,
+    pub machine_name: String,
+    pub runtime_target_id: String,
+    pub install_id: String,
+    pub paired_at: String,
+    /// `paired` (no relay bridge yet), `daemon not running`.
+    pub state: String,
+    pub credential_store: String,
+    pub insecure_http: bool,
+    pub last_error: Option<String>,
+    pub connected_since: Option<String>,
+    pub next_retry_at: Option<String>,
+    pub sessions_streaming: u32,
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    pub queued_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryInfo {
+    pub directory: String,
+    /// `~/work/api` form.
+    pub display: String,
+    pub org_id: String,
+    pub org_name: Option<String>,
+    pub recursive: bool,
+    /// `bound`; `changed` (the file was edited since: it grants nothing until trusted again);
+    /// `missing` (the file is gone); `org_not_paired`.
+    pub state: String,
+}
+
+/// What the running daemon adds to the files.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub pid: u32,
+    pub started_at: String,
+    pub credential_store: Option<crate::secrets::Store>,
+}
+
+/// Builds the report from the home's files and, if given, the running daemon.
+pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
+    let mut problems = Vec::new();
+    let config = config::load(home).unwrap_or_else(|e| {
+        problems.push(e.message);
+        config::Config::default()
+    });
+    let dirs = records::load_directories(home).unwrap_or_else(|e| {
+        problems.push(e.message);
+        records::Directories::default()
+    });
+    let state = if runtime.is_some() { "paired" } else { "daemon not running" };
+    let pairings = config
+        .pairings
+        .iter()
+        .map(|p| PairingInfo {
+            workspace_id: p.workspace_id.clone(),
+            workspace_name: p.workspace_name.clone(),
+            workspace_slug: p.workspace_slug.clone(),
+            server_url: p.server_url.clone(),
+            relay_endpoint: p.relay_endpoint.clone(),
+            machine_id: p.machine_id.clone(),
+            machine_name: p.machine_name.clone(),
+            runtime_target_id: p.runtime_target_id.clone(),
+            install_id: p.install_id.clone(),
+            paired_at: p.paired_at.clone(),
+            state: state.into(),
+            credential_store: p.credential.store_name().into(),
+            insecure_http: p.insecure_http,
+            last_error: None,
+            connected_since: None,
+            next_retry_at: None,
+            sessions_streaming: 0,
+            frames_sent: 0,
+            frames_acked: 0,
+            queued_bytes: 0,
+        })
+        .collect();
+    let user_home = crate::home::user_home();
+    let directories = dirs
+        .bindings
+        .iter()
+        .map(|b| {
+            let local = b.directory.join(".viewport/local.yaml");
+            let state = match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+                Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
+                    if config.pairing(&b.org_id).is_some() { "bound" } else { "org_not_paired" }
+                }
+                Ok(Some(_)) | Err(_) => "changed",
+                Ok(None) => "missing",
+            };
+            DirectoryInfo {
+                directory: b.directory.display().to_string(),
+                display: vpd_core::resolve::display_dir(&b.directory, user_home.as_deref()),
+                org_id: b.org_id.clone(),
+                org_name: config.pairing(&b.org_id).map(|p| p.workspace_name.clone()),
+                recursive: b.recursive,
+                state: state.into(),
+            }
+        })
+        .collect();
+    let (credential_store, keyring_error) = match runtime.and_then(|r| r.credential_store.as_ref()) {
+        Some(s) => (s.name().to_string(), s.fallback_reason().map(String::from)),
+        None => ("unknown".to_string(), None),
+    };
+    StatusReport {
+        daemon: DaemonInfo {
+            running: runtime.is_some(),
+            pid: runtime.map(|r| r.pid),
+            version: crate::VERSION.into(),
+            machine_name: crate::home::machine_name(),
+            home: home.root().display().to_string(),
+            started_at: runtime.map(|r| r.started_at.clone()),
+            credential_store,
+            keyring_error,
+        },
+        pairings,
+        directories,
+        problems,
+    }
+}

@@ -1,0 +1,188 @@
+//! File primitives every writer under the home uses: atomic 0600 writes, bounded reads of
+//! regular files, and the advisory lock that serialises read-modify-write cycles across
+//! processes (the daemon, several `vpd` commands, the tray).
+
+use crate::error::{Error, ErrorCode, Result};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Writes `bytes` to `path` so that readers see the old content or the new, never a torn
+/// file: a 0600 temporary file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::file(path, "has no parent directory"))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    tmp.persist(path).map_err(|e| Error::io(format!("replacing {}", path.display()), e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Reads a regular file of at most `max` bytes. `Ok(None)` when it does not exist. Symlinks,
+/// directories, devices, files owned by another user and oversized files are errors that
+/// name the file.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    if !meta.file_type().is_file() {
+        return Err(Error::file(path, "is not a regular file (a symlink, directory or device); move it away"));
+    }
+    if meta.len() > max {
+        return Err(Error::file(path, format!("is {} bytes, more than the {max} allowed; it is not a vpd file or is corrupt — move it away", meta.len())));
+    }
+    let mut f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    Read::by_ref(&mut f).take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if buf.len() as u64 > max {
+        return Err(Error::file(path, format!("grew past the {max} bytes allowed while being read")));
+    }
+    Ok(Some(buf))
+}
+
+/// Checks a private file: ours, not group/world accessible. Tightens the mode if it is
+/// looser (nothing is lost), refuses another owner.
+pub fn check_private_file(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid {
+        return Err(Error::file(path, format!("is owned by uid {}, not by you (uid {uid}); fix with chown", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 && meta.file_type().is_file() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("tightening {} to 0600", path.display()), e))?;
+        tracing::warn!(file = %path.display(), "tightened permissions to 0600");
+    }
+    Ok(())
+}
+
+/// An exclusive advisory lock on a file, released on drop.
+pub struct Lock {
+    file: File,
+}
+
+impl Lock {
+    /// Waits for the lock.
+    pub fn acquire(path: &Path) -> Result<Lock> {
+        let file = open_lock_file(path)?;
+        file.lock().map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        Ok(Lock { file })
+    }
+
+    /// Takes the lock if free; `Ok(None)` when another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<Lock>> {
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// Removes temporary files a crash left behind (`.tmp-*`) in `dir`. Call with the home lock
+/// held.
+pub fn sweep_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Parses JSON from a file read with [`read_bounded`], with an error that names the file.
+pub fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorCode::FileInvalid,
+            format!("{} is not valid: {e}. It was left untouched; fix it or move it away (a backup is wise).", path.display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_is_0600_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn bounded_read_refuses_odd_files() {
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2048]).unwrap();
+        assert!(read_bounded(&big, 1024).unwrap_err().message.contains("more than the 1024"));
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).unwrap();
+        assert!(read_bounded(&link, 4096).unwrap_err().message.contains("not a regular file"));
+        assert!(read_bounded(d.path(), 4096).unwrap_err().message.contains("not a regular file"));
+        assert_eq!(read_bounded(&d.path().join("none"), 10).unwrap(), None);
+    }
+
+    #[test]
+    fn loose_modes_are_tightened() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        check_private_file(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn try_lock_sees_a_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let held = Lock::try_acquire(&p).unwrap().expect("free");
+        assert!(Lock::try_acquire(&p).unwrap().is_none());
+        drop(held);
+        assert!(Lock::try_acquire(&p).unwrap().is_some());
+    }
+}

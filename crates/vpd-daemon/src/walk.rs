@@ -1,0 +1,93 @@
+//! Gathers the facts `vpd_core::resolve` and `vpd_core::hint::decide` need, walking from a
+//! canonical directory up to the root. This is the only place that reads binding and hint
+//! files; it reads nothing else. Per level it costs one `lstat` of `.viewport` (plus one of
+//! `.git` until the nearest repository root is found) and reads files only where a
+//! `.viewport` directory exists.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::store;
+use std::path::{Path, PathBuf};
+use vpd_core::{DirFacts, FileRead, MAX_BINDING_FILE};
+
+/// The canonical form of `dir` (symlinks resolved), with errors that say what went wrong.
+pub fn canonical(dir: &Path) -> Result<PathBuf> {
+    let c = std::fs::canonicalize(dir).map_err(|e| {
+        let why = if e.raw_os_error() == Some(libc::ELOOP) { "a symlink loop".to_string() } else { e.to_string() };
+        Error::new(ErrorCode::InvalidArgument, format!("cannot resolve {}: {why}", dir.display()))
+    })?;
+    if !c.is_dir() {
+        return Err(Error::new(ErrorCode::InvalidArgument, format!("{} is not a directory", c.display())));
+    }
+    Ok(c)
+}
+
+/// Facts for `start` (canonical) and each of its ancestors, nearest first.
+pub fn gather(start: &Path) -> Vec<DirFacts> {
+    let mut out = Vec::with_capacity(16);
+    let mut repo_found = false;
+    let mut cur = Some(start);
+    while let Some(dir) = cur {
+        let vp = dir.join(".viewport");
+        let (local, hint) = match std::fs::symlink_metadata(&vp) {
+            Ok(m) if m.is_dir() => (read(&vp.join("local.yaml")), read(&vp.join("workspace.yaml"))),
+            Ok(_) => (
+                FileRead::Unreadable(format!("{} is not a directory (a symlink or a file); vpd does not follow it", vp.display())),
+                FileRead::Missing,
+            ),
+            Err(_) => (FileRead::Missing, FileRead::Missing),
+        };
+        let is_repo_root = !repo_found && std::fs::symlink_metadata(dir.join(".git")).is_ok();
+        repo_found |= is_repo_root;
+        out.push(DirFacts { dir: dir.to_path_buf(), is_repo_root, local, hint });
+        cur = dir.parent();
+    }
+    out
+}
+
+fn read(path: &Path) -> FileRead {
+    match store::read_bounded(path, MAX_BINDING_FILE) {
+        Ok(None) => FileRead::Missing,
+        Ok(Some(bytes)) => FileRead::Bytes(bytes),
+        Err(e) => FileRead::Unreadable(e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_to_root_and_marks_only_the_nearest_repo() {
+        let d = tempfile::tempdir().unwrap();
+        let root = canonical(d.path()).unwrap();
+        let inner = root.join("outer/inner/src");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::create_dir_all(root.join("outer/.git")).unwrap();
+        std::fs::write(root.join("outer/inner/.git"), "gitdir: x").unwrap();
+        std::fs::create_dir_all(root.join("outer/.viewport")).unwrap();
+        std::fs::write(root.join("outer/.viewport/workspace.yaml"), "org_id: x\n").unwrap();
+        let facts = gather(&inner);
+        assert_eq!(facts.last().unwrap().dir, Path::new("/"));
+        let repo: Vec<_> = facts.iter().filter(|f| f.is_repo_root).map(|f| f.dir.clone()).collect();
+        assert_eq!(repo, vec![root.join("outer/inner")]);
+        let outer = facts.iter().find(|f| f.dir == root.join("outer")).unwrap();
+        assert_eq!(outer.hint, FileRead::Bytes(b"org_id: x\n".to_vec()));
+    }
+
+    #[test]
+    fn symlink_loops_and_odd_files_are_unreadable_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let root = canonical(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/.viewport")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/.viewport/local.yaml"), root.join("a/.viewport/local.yaml")).unwrap();
+        let facts = gather(&root.join("a"));
+        assert!(matches!(&facts[0].local, FileRead::Unreadable(m) if m.contains("not a regular file")));
+        std::os::unix::fs::symlink(root.join("loop1"), root.join("loop2")).unwrap();
+        std::os::unix::fs::symlink(root.join("loop2"), root.join("loop1")).unwrap();
+        let err = canonical(&root.join("loop1")).unwrap_err();
+        assert!(err.message.contains("symlink loop"), "{err}");
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("b/.viewport")).unwrap();
+        assert!(matches!(&gather(&root.join("b"))[0].local, FileRead::Unreadable(_)));
+    }
+}
