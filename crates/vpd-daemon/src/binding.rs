@@ -60,6 +60,7 @@ pub struct BindOutcome {
 /// `vpd bind DIR --org ORG [--recursive]`. Replacing a binding to another org needs
 /// `replace` (`--yes`).
 pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) -> Result<BindOutcome> {
+    home.ensure()?;
     let dir = walk::canonical(dir)?;
     let config = config::load(home)?;
     let pairing = config.select(org)?.clone();

@@ -1,0 +1,235 @@
+//! Directory bindings through the real `vpd`: the untrusted cases with a real git clone, a
+//! copied file and a hand edit; trusting; the hint questions answered on a real terminal
+//! (a pseudo-terminal); the shell hooks; binding rules.
+
+mod support;
+use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+fn paired() -> (Server, Machine, String, String) {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let acme = server.org("Acme Engineering", "acme");
+    let oss = server.org("OSS Maintainers", "oss");
+    server.member("acme", "alice@example.com");
+    server.member("oss", "alice@example.com");
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    m.pair(&server, &oss, "alice@example.com");
+    (server, m, acme, oss)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn untrusted_binding_files_grant_nothing_until_trusted() {
+    let (_server, m, acme, oss) = paired();
+
+    // Committed in a repository, then freshly cloned.
+    let upstream = m.mkdir("upstream");
+    git(&upstream, &["init", "-q"]);
+    std::fs::create_dir_all(upstream.join(".viewport")).unwrap();
+    std::fs::write(upstream.join(".viewport/local.yaml"), format!("org_id: {acme}\nstreaming: enabled\n")).unwrap();
+    git(&upstream, &["add", "-f", ".viewport/local.yaml"]);
+    git(&upstream, &["commit", "-qm", "sneaky"]);
+    git(m.dir.path(), &["clone", "-q", upstream.to_str().unwrap(), "clone"]);
+    let clone = m.mkdir("clone");
+    let r = m.ok(&["resolve", clone.to_str().unwrap()]);
+    assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("binding_untrusted")), "{r}");
+    let h = m.ok(&["hint", clone.to_str().unwrap()]);
+    assert_eq!((h["action"].as_str(), h["orgName"].as_str()), (Some("ask_trust"), Some("Acme Engineering")), "{h}");
+    m.ok(&["trust", clone.to_str().unwrap(), "--yes"]);
+    let r = m.ok(&["resolve", clone.to_str().unwrap()]);
+    assert_eq!((r["streaming"].as_bool(), r["orgId"].as_str()), (Some(true), Some(acme.as_str())), "trusting records it: {r}");
+
+    // Copied from a directory bound here.
+    let a = m.mkdir("a");
+    let b = m.mkdir("b");
+    m.ok(&["bind", a.to_str().unwrap(), "--org", "acme"]);
+    std::fs::create_dir_all(b.join(".viewport")).unwrap();
+    std::fs::copy(a.join(".viewport/local.yaml"), b.join(".viewport/local.yaml")).unwrap();
+    assert_eq!(m.ok(&["resolve", b.to_str().unwrap()])["reason"], "binding_untrusted");
+    assert_eq!(m.ok(&["resolve", a.to_str().unwrap()])["streaming"], true);
+
+    // Edited by hand after `vpd bind` (here: pointed at the other org).
+    let text = std::fs::read_to_string(a.join(".viewport/local.yaml")).unwrap();
+    std::fs::write(a.join(".viewport/local.yaml"), text.replace(&acme, &oss)).unwrap();
+    let r = m.ok(&["resolve", a.to_str().unwrap()]);
+    assert_eq!(r["reason"], "binding_untrusted", "{r}");
+    let st = m.ok(&["status"]);
+    let rec = st["directories"].as_array().unwrap().iter().find(|d| d["directory"] == a.to_str().unwrap()).unwrap().clone();
+    assert_eq!(rec["state"], "changed", "{rec}");
+    let text = String::from_utf8(m.vpd(&["status"]).stdout).unwrap();
+    assert!(text.contains("file changed"), "{text}");
+}
+
+/// Runs `vpd ARGS` on a pseudo-terminal, answering each question with the next answer.
+/// Returns everything the terminal showed.
+fn on_terminal(m: &Machine, args: &[&str], answers: &[&str]) -> String {
+    let pty = native_pty_system().openpty(PtySize { rows: 40, cols: 200, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut cmd = CommandBuilder::new(bin("vpd"));
+    cmd.args(args);
+    cmd.env_clear();
+    cmd.env("HOME", m.dir.path());
+    cmd.env("VPD_KEYRING", "off");
+    cmd.cwd(m.dir.path());
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let mut writer = pty.master.take_writer().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut answered = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let questions = seen.matches("[Y/n]").count() + seen.matches("[y/N]").count();
+        if questions > answered && answered < answers.len() {
+            writer.write_all(format!("{}\r", answers[answered]).as_bytes()).unwrap();
+            writer.flush().unwrap();
+            answered += 1;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            assert!(status.success(), "vpd {args:?} failed on the terminal:\n{seen}");
+            return seen;
+        }
+        assert!(std::time::Instant::now() < deadline, "vpd {args:?} hung on the terminal:\n{seen}");
+    }
+}
+
+#[test]
+fn hint_asks_on_the_terminal_remembers_no_and_binds_on_yes() {
+    let (_server, m, acme, _) = paired();
+    let repo = m.mkdir("src/api");
+    m.mkdir("src/api/.git");
+    std::fs::create_dir_all(repo.join(".viewport")).unwrap();
+    std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {acme}\norg_name: Acme Engineering\norg_slug: acme\n")).unwrap();
+    let sub = m.mkdir("src/api/pkg");
+
+    let shown = on_terminal(&m, &["hint", sub.to_str().unwrap()], &["n"]);
+    assert!(shown.contains("Bind ~/src/api to Acme Engineering? [Y/n]"), "{shown}");
+    let declines: serde_json::Value = serde_json::from_slice(&std::fs::read(m.home().join("hint-declines.json")).unwrap()).unwrap();
+    assert_eq!(declines["declines"][0]["directory"], repo.to_str().unwrap());
+    assert_eq!(declines["declines"][0]["orgId"], acme.as_str());
+    assert_eq!(mode(&m.home().join("hint-declines.json")), 0o600);
+
+    // Declined: not asked again on the next cd.
+    let shown = on_terminal(&m, &["hint", sub.to_str().unwrap()], &[]);
+    assert!(!shown.contains("[Y/n]"), "asked again after a no: {shown}");
+
+    // `vpd hint --reset` forgets it; this time say yes.
+    m.ok(&["hint", "--reset", sub.to_str().unwrap()]);
+    let shown = on_terminal(&m, &["hint", sub.to_str().unwrap()], &[""]);
+    assert!(shown.contains("Bound ~/src/api → Acme Engineering"), "{shown}");
+    let r = m.ok(&["resolve", sub.to_str().unwrap()]);
+    assert_eq!(r["orgId"], acme.as_str());
+    // Bound now: the hint is quiet.
+    assert_eq!(m.ok(&["hint", sub.to_str().unwrap()])["action"], "quiet");
+
+    // An untrusted local.yaml: asked with default No.
+    let other = m.mkdir("src/other");
+    std::fs::create_dir_all(other.join(".viewport")).unwrap();
+    std::fs::write(other.join(".viewport/local.yaml"), format!("org_id: {acme}\nstreaming: enabled\n")).unwrap();
+    let shown = on_terminal(&m, &["hint", other.to_str().unwrap()], &[""]);
+    assert!(shown.contains("was not made on this machine. Trust it? [y/N]"), "{shown}");
+    assert_eq!(m.ok(&["resolve", other.to_str().unwrap()])["streaming"], false, "Enter means no");
+}
+
+#[test]
+fn hint_for_an_unpaired_org_and_the_shell_hooks() {
+    let m = Machine::new();
+    let repo = m.mkdir("globex");
+    std::fs::create_dir_all(repo.join(".viewport")).unwrap();
+    std::fs::write(repo.join(".viewport/workspace.yaml"), "org_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ\norg_slug: globex\n").unwrap();
+    let out = m.vpd(&["hint", repo.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "vpd: This repo suggests org globex, but you're not paired to it. Run `vpd pair --org globex`."
+    );
+    assert!(!m.home().join("config.json").exists(), "hint writes nothing");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let script = String::from_utf8(m.vpd(&["hook", shell]).stdout).unwrap();
+        assert!(script.contains(&bin("vpd").display().to_string()) && script.contains(" hint"), "{shell}: {script}");
+    }
+    let script = String::from_utf8(m.vpd(&["hook", "bash"]).stdout).unwrap();
+    let check = Command::new("bash").args(["-n", "-c", &script]).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    // The hook runs `vpd hint` when the directory changes, and only then.
+    let run = m
+        .command()
+        .env_remove("VPD_LOG")
+        .arg("hook")
+        .arg("bash")
+        .output()
+        .unwrap();
+    let hook = String::from_utf8(run.stdout).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{hook}\ncd {}\n_vpd_hook\n_vpd_hook\ncd /\n_vpd_hook\n", repo.display()))
+        .env("HOME", m.dir.path())
+        .env("VPD_KEYRING", "off")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("suggests org globex").count(), 1, "once per directory change: {err}");
+}
+
+#[test]
+fn binding_rules() {
+    let (_server, m, acme, oss) = paired();
+    let d = m.mkdir("proj");
+    let e = m.fails(&["bind", d.to_str().unwrap(), "--org", "globex"]);
+    assert_eq!(e["code"], "not_paired");
+    assert!(e["message"].as_str().unwrap().contains("vpd pair --org globex"), "{e}");
+    let e = m.fails(&["bind", d.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains("--org"), "two pairings: which org? {e}");
+    m.ok(&["bind", d.to_str().unwrap(), "--org", &acme]);
+    let e = m.fails(&["bind", d.to_str().unwrap(), "--org", "oss"]);
+    assert_eq!(e["code"], "binding_exists");
+    assert!(e["message"].as_str().unwrap().contains("--yes"));
+    assert_eq!(m.ok(&["resolve", d.to_str().unwrap()])["orgId"], acme.as_str(), "unchanged");
+    let r = m.ok(&["bind", d.to_str().unwrap(), "--org", "oss", "--yes"]);
+    assert_eq!(r["replaced"], acme.as_str());
+    assert_eq!(m.ok(&["resolve", d.to_str().unwrap()])["orgId"], oss.as_str());
+    // An existing .gitignore keeps its lines.
+    let g = m.mkdir("proj2");
+    std::fs::create_dir_all(g.join(".viewport")).unwrap();
+    std::fs::write(g.join(".viewport/.gitignore"), "cache/").unwrap();
+    m.ok(&["bind", g.to_str().unwrap(), "--org", "acme"]);
+    assert_eq!(std::fs::read_to_string(g.join(".viewport/.gitignore")).unwrap(), "cache/\nlocal.yaml\n");
+    m.ok(&["unbind", g.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(g.join(".viewport/.gitignore")).unwrap(), "cache/\nlocal.yaml\n", "not ours alone: kept");
+    // Unbinding a subdirectory points at the binding that applies.
+    let sub = m.mkdir("proj/sub");
+    let e = m.fails(&["unbind", sub.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains(&format!("vpd unbind {}", d.display())), "{e}");
+    // streaming: disabled opts a subtree out.
+    std::fs::create_dir_all(sub.join(".viewport")).unwrap();
+    std::fs::write(sub.join(".viewport/local.yaml"), format!("org_id: {acme}\nstreaming: disabled\n")).unwrap();
+    assert_eq!(m.ok(&["resolve", sub.to_str().unwrap()])["reason"], "streaming_disabled");
+}

@@ -1,0 +1,229 @@
+//! Bad input from the platform and from the file system: each gives a clear error naming
+//! the endpoint or file, and nothing is written, corrupted or deleted.
+
+mod support;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A fake platform answering each request with whatever `respond(method, path)` returns
+/// (raw HTTP bytes, written as is — so it can lie about lengths or hang up mid-body).
+fn fake_platform(respond: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let mut s = stream;
+            let _ = s.write_all(&respond(method, path));
+        }
+    });
+    url
+}
+
+fn http(status: &str, ctype: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+fn created() -> String {
+    json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z",
+           "verification_url": "http://127.0.0.1/pair?code=BCDF-GHJK"}).to_string()
+}
+
+fn approved(workspace_id: &str) -> String {
+    json!({"status": "approved", "workspace_id": workspace_id, "workspace_name": "Evil", "workspace_slug": "evil",
+           "install_id": "01J7M8N9P0Q1R2S3T4V5V6W7X1", "runtime_target_id": "01J7M8N9P0Q1R2S3T4V5V6W7X2",
+           "machine_id": "01J7M8N9P0Q1R2S3T4V5V6W7X3", "machine_name": "m", "token": "a-long-enough-issue-token",
+           "relay_endpoint": "ws://127.0.0.1:1/ws", "server_url": "http://127.0.0.1:1"}).to_string()
+}
+
+fn assert_nothing_written(m: &Machine) {
+    assert_eq!(m.pairing_count(), 0, "no pairing stored");
+    let ids = std::fs::read_dir(m.home().join("relay-identities")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(ids, 0, "no identity stored");
+}
+
+fn pair_error(m: &Machine, url: &str) -> serde_json::Value {
+    let e = m.fails(&["pair", "--server", url, "--no-browser"]);
+    assert!(e["message"].as_str().unwrap().contains(url.trim_start_matches("http://")), "the error names the endpoint: {e}");
+    e
+}
+
+#[test]
+fn hostile_platform_answers() {
+    let m = Machine::new();
+
+    let url = fake_platform(|_, _| http("200 OK", "text/html", "<!doctype html><html><body>Viewport app</body></html>"));
+    let e = pair_error(&m, &url);
+    assert_eq!(e["code"], "bad_server_response");
+    assert!(e["message"].as_str().unwrap().contains("HTML page"), "{e}");
+
+    let url = fake_platform(|_, _| http("201 Created", "application/json", r#"{"code":"BCDF-GHJK","status_tok"#));
+    let e = pair_error(&m, &url);
+    assert!(e["message"].as_str().unwrap().contains("truncated JSON"), "{e}");
+
+    let url = fake_platform(|_, _| b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"code\":\"BC".to_vec());
+    let e = pair_error(&m, &url);
+    assert!(e["message"].as_str().unwrap().contains("dropped"), "relay drops mid-body: {e}");
+
+    let url = fake_platform(|_, _| http("201 Created", "application/json", &format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20))));
+    let e = pair_error(&m, &url);
+    assert!(e["message"].as_str().unwrap().contains("more than 1024 KiB"), "{e}");
+
+    let url = fake_platform(|_, _| http("201 Created", "application/json", r#"{"code":"BCDF-GHJK"}"#));
+    let e = pair_error(&m, &url);
+    assert!(e["message"].as_str().unwrap().contains("missing field"), "missing fields: {e}");
+
+    // An approval whose workspace id would escape the identities directory.
+    let url = fake_platform(|method, path| {
+        if method == "POST" { http("201 Created", "application/json", &created()) }
+        else if path.contains("/status") { http("200 OK", "application/json", &approved("../../x")) }
+        else { http("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+    });
+    let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
+    assert_eq!(e["code"], "bad_server_response");
+    assert!(e["message"].as_str().unwrap().contains("not a ULID"), "{e}");
+    assert!(!m.dir.path().join("x").exists() && !m.home().join("x").exists());
+
+    // A relay endpoint on plain HTTP to a non-loopback host is refused.
+    let url = fake_platform(|method, _| {
+        if method == "POST" { http("201 Created", "application/json", &created()) }
+        else { http("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8").replace("ws://127.0.0.1:1/ws", "ws://relay.example.com/ws")) }
+    });
+    let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
+    assert!(e["message"].as_str().unwrap().contains("refusing plain ws"), "{e}");
+
+    // A 5xx during the long poll is retried, a 404 ends it.
+    let url = fake_platform(|method, _| {
+        if method == "POST" { http("201 Created", "application/json", &created()) }
+        else { http("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+    });
+    let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
+    assert_eq!(e["code"], "pairing_code_invalid", "{e}");
+
+    // Nothing listening.
+    let port = free_port();
+    let e = m.fails(&["pair", "--server", &format!("http://127.0.0.1:{port}"), "--no-browser"]);
+    assert_eq!(e["code"], "server_unreachable");
+    assert!(e["message"].as_str().unwrap().contains("could not connect"), "{e}");
+
+    // Plain HTTP to a remote host is refused before anything is sent.
+    let e = m.fails(&["pair", "--server", "http://viewport.example.com", "--no-browser"]);
+    assert_eq!(e["code"], "insecure_url");
+
+    assert_nothing_written(&m);
+}
+
+#[test]
+fn hostile_binding_files_mean_local_only() {
+    let m = Machine::new();
+    let org = "01J7M8N9P0Q1R2S3T4V5V6W7X8";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bomb", {
+            let mut s = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+            for i in 1..12u8 {
+                let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
+                s.push_str(&format!("{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"));
+            }
+            s.push_str(&format!("org_id: {org}\nstreaming: enabled\n"));
+            s.into_bytes()
+        }, "YAML"),
+        ("huge", {
+            let mut v = format!("org_id: {org}\nstreaming: enabled\n").into_bytes();
+            v.extend(std::iter::repeat_n(b'#', 10 << 20));
+            v
+        }, "bytes"),
+        ("types", format!("org_id: [1, 2]\nstreaming: {{a: b}}\n").into_bytes(), "org_id must be a string"),
+        ("streaming", format!("org_id: {org}\nstreaming: 1\n").into_bytes(), "streaming must be"),
+        ("binary", vec![0xff, 0x00, 0xfe, 0x01], "UTF-8"),
+    ];
+    for (name, bytes, want) in cases {
+        let d = m.mkdir(&format!("hostile/{name}"));
+        std::fs::create_dir_all(d.join(".viewport")).unwrap();
+        std::fs::write(d.join(".viewport/local.yaml"), &bytes).unwrap();
+        let started = Instant::now();
+        let r = m.ok(&["resolve", d.to_str().unwrap()]);
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+        assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("binding_invalid")), "{name}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(want), "{name}: {r}");
+        // The hint path says so too, without prompting.
+        let h = m.ok(&["hint", d.to_str().unwrap()]);
+        assert_eq!(h["action"], "warn", "{name}: {h}");
+        assert_eq!(std::fs::read(d.join(".viewport/local.yaml")).unwrap(), bytes, "never rewritten");
+    }
+    // A huge workspace.yaml hint is refused unread too.
+    let d = m.mkdir("hostile/hint");
+    std::fs::create_dir_all(d.join(".viewport")).unwrap();
+    std::fs::write(d.join(".viewport/workspace.yaml"), vec![b'a'; 10 << 20]).unwrap();
+    assert_eq!(m.ok(&["hint", d.to_str().unwrap()])["action"], "warn");
+}
+
+#[test]
+fn symlink_loops_and_odd_files() {
+    let m = Machine::new();
+    let base = m.mkdir("links");
+    std::os::unix::fs::symlink(base.join("l1"), base.join("l2")).unwrap();
+    std::os::unix::fs::symlink(base.join("l2"), base.join("l1")).unwrap();
+    let e = m.fails(&["resolve", base.join("l1/sub").to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains("symlink loop"), "{e}");
+    let d = m.mkdir("links/d");
+    std::fs::create_dir_all(d.join(".viewport")).unwrap();
+    std::os::unix::fs::symlink(d.join(".viewport/local.yaml"), d.join(".viewport/local.yaml")).unwrap();
+    let r = m.ok(&["resolve", d.to_str().unwrap()]);
+    assert_eq!(r["reason"], "binding_invalid", "{r}");
+    let e2 = m.mkdir("links/e");
+    std::os::unix::fs::symlink("/etc", e2.join(".viewport")).unwrap();
+    assert_eq!(m.ok(&["resolve", e2.to_str().unwrap()])["reason"], "binding_invalid");
+}
+
+#[test]
+fn corrupt_foreign_and_newer_config_is_refused_and_kept() {
+    let m = Machine::new();
+    std::fs::create_dir_all(m.home()).unwrap();
+    let dir = m.mkdir("p");
+    for (text, want) in [
+        ("{\"version\": 1, \"pairings\": [", "config.json is not valid"),
+        ("{\"version\": 7, \"pairings\": []}", "newer vpd"),
+        ("<html>not json</html>", "config.json is not valid"),
+    ] {
+        std::fs::write(m.home().join("config.json"), text).unwrap();
+        let e = m.fails(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+        assert!(e["message"].as_str().unwrap().contains(want), "{e}");
+        let st = m.ok(&["status"]);
+        assert!(st["problems"][0].as_str().unwrap().contains(want), "{st}");
+        let e = m.fails(&["unpair", "--org", "acme"]);
+        assert!(e["message"].as_str().unwrap().contains("config.json"), "{e}");
+        assert_eq!(std::fs::read_to_string(m.home().join("config.json")).unwrap(), text, "left untouched");
+    }
+    std::fs::remove_file(m.home().join("config.json")).unwrap();
+    // An id that would escape a directory is refused before it becomes a path.
+    let e = m.fails(&["unpair", "--org", "../../x"]);
+    assert_eq!(e["code"], "not_paired");
+    // A loose home is tightened, a symlinked config refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(m.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", m.home().join("config.json")).unwrap();
+    let e = m.fails(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    assert!(e["message"].as_str().unwrap().contains("not a regular file"), "{e}");
+    assert_eq!(mode(&m.home()), 0o700, "home tightened to 0700");
+}

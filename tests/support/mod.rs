@@ -1,0 +1,381 @@
+//! The end-to-end harness: each test gets its own temporary HOME, a real `viewport-server`
+//! on a loopback port with its own SQLite file, and the real `vpd` binary. On failure it
+//! prints the home's listing, the server's log and the daemon's log.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A binary built by `cargo build --workspace --bins` next to this test's target directory.
+pub fn bin(name: &str) -> PathBuf {
+    let env = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(p) = std::env::var_os(&env) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not found: run `cargo build --workspace --bins` first (or set {env})", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// A running `viewport-server`.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub url: String,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None };
+        s.restart();
+        s
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("viewport.db")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// (Re)starts on the same port and database.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
+        let child = Command::new(bin("viewport-server"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--db"])
+            .arg(self.db())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = format!("{}/api/health", self.url);
+        wait_until("viewport-server to answer", Duration::from_secs(20), || {
+            reqwest::blocking::get(&url).map(|r| r.status().is_success()).unwrap_or(false)
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `viewport-server admin --db … --json ARGS`, which must succeed; its JSON output.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = self.admin_raw(args, None);
+        assert!(out.status.success(), "admin {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    pub fn admin_raw(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = Command::new(bin("viewport-server"));
+        c.arg("admin").arg("--db").arg(self.db()).arg("--json").args(args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn user(&self, email: &str) {
+        let out = self.admin_raw(&["user", "create", email, "--password-stdin"], Some(PASSWORD));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Creates an org and returns its id.
+    pub fn org(&self, name: &str, slug: &str) -> String {
+        self.admin(&["org", "create", name, "--slug", slug])["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn member(&self, org: &str, email: &str) {
+        self.admin(&["member", "add", "--org", org, "--user", email]);
+    }
+
+    pub fn approve(&self, code: &str, org: &str, email: &str) {
+        self.admin(&["pairing", "approve", code, "--org", org, "--user", email]);
+    }
+
+    /// `POST /api/runtime/relay-token` with a pairing's credential: (status, body).
+    pub fn relay_token(&self, pairing: &Value) -> (u16, Value) {
+        let cred = pairing["credential"]["issueToken"].as_str().expect("file-store credential");
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/runtime/relay-token", self.url))
+            .json(&serde_json::json!({
+                "workspaceId": pairing["workspaceId"], "runtimeTargetId": pairing["runtimeTargetId"], "credential": cred
+            }))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Signs in through the web form and returns a client holding the session cookie.
+    pub fn web_login(&self, email: &str) -> Web {
+        let client = reqwest::blocking::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = client.get(format!("{}/signin", self.url)).send().unwrap().text().unwrap();
+        let csrf = csrf_of(&page);
+        let r = client
+            .post(format!("{}/signin", self.url))
+            .header("Origin", &self.url)
+            .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD), ("next", "/")])
+            .send()
+            .unwrap();
+        assert!(r.status().is_redirection(), "sign-in failed: {} {}", r.status(), r.text().unwrap_or_default());
+        Web { client, base: self.url.clone() }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- viewport-server log ({}) ----\n{}", self.log().display(), std::fs::read_to_string(self.log()).unwrap_or_default());
+        }
+    }
+}
+
+pub fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf\"").unwrap_or_else(|| panic!("no csrf field in:\n{html}"));
+    let rest = &html[i..];
+    let v = rest.find("value=\"").unwrap() + 7;
+    rest[v..v + rest[v..].find('"').unwrap()].to_string()
+}
+
+/// A signed-in browser.
+pub struct Web {
+    pub client: reqwest::blocking::Client,
+    pub base: String,
+}
+
+impl Web {
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r = self.client.get(format!("{}{path}", self.base)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// Posts a form found on `page_path` (its CSRF token added).
+    pub fn post(&self, page_path: &str, action: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let (_, page) = self.get(page_path);
+        let csrf = csrf_of(&page);
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+        form.extend_from_slice(fields);
+        let r = self.client.post(format!("{}{action}", self.base)).header("Origin", &self.base).form(&form).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// Approves a pairing code on `/pair?code=` for `workspace_id`, like a person would.
+    pub fn approve(&self, code: &str, workspace_id: &str) -> (u16, String) {
+        self.post(&format!("/pair?code={code}"), "/pair", &[("code", code), ("workspace_id", workspace_id), ("action", "approve")])
+    }
+}
+
+/// A user's machine: a temporary HOME with `vpd`'s home inside.
+pub struct Machine {
+    pub dir: tempfile::TempDir,
+}
+
+impl Machine {
+    pub fn new() -> Machine {
+        Machine { dir: tempfile::tempdir().unwrap() }
+    }
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join(".viewport")
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::canonicalize(p).unwrap()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("vpd"));
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("VPD_KEYRING", "off")
+            .env("VPD_LOG", "debug")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `vpd ARGS`.
+    pub fn vpd(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs `vpd ARGS --json`, which must succeed, and parses stdout.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let out = self.command().args(args).arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "vpd {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("vpd {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs `vpd ARGS --json`, which must fail; returns the error object.
+    pub fn fails(&self, args: &[&str]) -> Value {
+        let out = self.command().args(args).arg("--json").output().unwrap();
+        assert!(!out.status.success(), "vpd {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        // `pair` prints one line per event; the error is the last one.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("vpd {args:?}: error not JSON ({e}): {text}"));
+        assert!(v["error"]["code"].is_string(), "vpd {args:?}: no error object in {v}");
+        v["error"].clone()
+    }
+
+    /// Starts `vpd pair ARGS --no-browser --json` and returns it with the code event.
+    pub fn start_pair(&self, args: &[&str]) -> (Pairing, Value) {
+        let mut child = self
+            .command()
+            .arg("pair")
+            .args(args)
+            .args(["--no-browser", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("a first line").unwrap();
+        let code: Value = serde_json::from_str(&first).unwrap();
+        (Pairing { child, lines }, code)
+    }
+
+    /// Pairs with `org` on `server`, approved by `email` through the admin command.
+    pub fn pair(&self, server: &Server, org: &str, email: &str) -> Value {
+        let (p, code) = self.start_pair(&["--server", &server.url, "--org", org]);
+        assert_eq!(code["event"], "code", "{code}");
+        server.approve(code["code"].as_str().unwrap(), org, email);
+        let done = p.finish();
+        assert_eq!(done["event"], "paired", "{done}");
+        done
+    }
+
+    /// How many pairings config.json holds (0 when there is no config.json).
+    pub fn pairing_count(&self) -> usize {
+        if !self.home().join("config.json").exists() {
+            return 0;
+        }
+        self.config()["pairings"].as_array().unwrap().len()
+    }
+
+    pub fn config(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.home().join("config.json")).unwrap()).unwrap()
+    }
+
+    pub fn pairing(&self, workspace_id: &str) -> Value {
+        self.config()["pairings"].as_array().unwrap().iter().find(|p| p["workspaceId"] == workspace_id).cloned().unwrap_or_else(|| panic!("no pairing {workspace_id}"))
+    }
+
+    pub fn identity(&self, workspace_id: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.home().join(format!("relay-identities/{workspace_id}.json"))).unwrap()).unwrap()
+    }
+
+    pub fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.home().join("daemon.lock")).ok()?.trim().parse().ok()
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(d) = std::fs::read_dir(self.home().join("logs")) {
+            for e in d.flatten() {
+                s.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.command().args(["daemon", "stop"]).output();
+        if std::thread::panicking() {
+            let listing = Command::new("ls").arg("-laR").arg(self.home()).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            eprintln!("---- vpd home ----\n{}", listing.unwrap_or_default());
+            eprintln!("---- vpd daemon log ----\n{}", self.logs());
+        }
+    }
+}
+
+/// A `vpd pair` in progress.
+pub struct Pairing {
+    pub child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Pairing {
+    /// Waits for the final JSON line.
+    pub fn finish(mut self) -> Value {
+        let last = self.lines.by_ref().map_while(Result::ok).last().expect("a final line");
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+        let v: Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}\n{err}"));
+        assert_eq!(status.success(), v["event"] == "paired", "exit status {status} vs {v}\n{err}");
+        v
+    }
+
+    /// The next JSON line.
+    pub fn next(&mut self) -> Value {
+        serde_json::from_str(&self.lines.next().expect("another line").unwrap()).unwrap()
+    }
+}
