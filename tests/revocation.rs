@@ -51,7 +51,7 @@ fn revoke_from_machines_page_and_member_removal() {
 }
 
 #[test]
-fn a_wrong_credential_is_not_a_revocation() {
+fn the_platform_tells_a_wrong_credential_from_a_revocation() {
     let server = Server::start();
     server.user("alice@example.com");
     let acme = server.org("Acme Engineering", "acme");

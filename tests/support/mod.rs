@@ -223,11 +223,15 @@ impl Web {
 /// A user's machine: a temporary HOME with `vpd`'s home inside.
 pub struct Machine {
     pub dir: tempfile::TempDir,
+    /// Extra environment for every `vpd` run (the environment is otherwise scrubbed).
+    pub env: Vec<(String, String)>,
+    /// `VPD_KEYRING=off` unless a test wants the keyring probed.
+    pub keyring: bool,
 }
 
 impl Machine {
     pub fn new() -> Machine {
-        Machine { dir: tempfile::tempdir().unwrap() }
+        Machine { dir: tempfile::tempdir().unwrap(), env: Vec::new(), keyring: false }
     }
     pub fn home(&self) -> PathBuf {
         self.dir.path().join(".viewport")
@@ -246,10 +250,13 @@ impl Machine {
         c.env_clear()
             .env("HOME", self.dir.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("VPD_KEYRING", "off")
             .env("VPD_LOG", "debug")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
+        if !self.keyring {
+            c.env("VPD_KEYRING", "off");
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -374,8 +381,109 @@ impl Pairing {
         v
     }
 
+    /// Waits for the command to end, whatever happened; its last JSON line, if any.
+    pub fn end(mut self) -> Option<Value> {
+        let last = self.lines.by_ref().map_while(Result::ok).last();
+        let _ = self.child.wait();
+        last.and_then(|l| serde_json::from_str(&l).ok())
+    }
+
     /// The next JSON line.
     pub fn next(&mut self) -> Value {
         serde_json::from_str(&self.lines.next().expect("another line").unwrap()).unwrap()
     }
+}
+
+/// A command on a real pseudo-terminal.
+pub struct Term {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    pub seen: String,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Term {
+    pub fn spawn(m: &Machine, args: &[&str], env: &[(&str, &str)]) -> Term {
+        use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+        let pty = native_pty_system().openpty(PtySize { rows: 50, cols: 200, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(bin("vpd"));
+        cmd.args(args);
+        cmd.env_clear();
+        cmd.env("HOME", m.dir.path());
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        cmd.env("VPD_KEYRING", "off");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.cwd(m.dir.path());
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let writer = pty.master.take_writer().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Term { child, rx, writer, seen: String::new(), _master: pty.master }
+    }
+
+    fn pump(&mut self, wait: Duration) {
+        if let Ok(chunk) = self.rx.recv_timeout(wait) {
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Waits until the screen so far contains `text`.
+    pub fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.seen.contains(text) {
+            assert!(Instant::now() < deadline, "timed out waiting for {text:?} on the terminal:\n{}", self.seen);
+            self.pump(Duration::from_millis(50));
+        }
+    }
+
+    /// Types a line.
+    pub fn send_line(&mut self, line: &str) {
+        self.writer.write_all(format!("{line}\r").as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits for the command to exit; its success and everything it showed.
+    pub fn finish(mut self) -> (bool, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(100)) {
+                    self.seen.push_str(&String::from_utf8_lossy(&chunk));
+                }
+                return (status.success(), self.seen);
+            }
+            assert!(Instant::now() < deadline, "the command hung on the terminal:\n{}", self.seen);
+            self.pump(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `vpd ARGS` on a terminal, answering each `[Y/n]` / `[y/N]` question in turn.
+pub fn on_terminal(m: &Machine, args: &[&str], answers: &[&str]) -> String {
+    let mut t = Term::spawn(m, args, &[]);
+    let mut answered = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered < answers.len() {
+        assert!(Instant::now() < deadline, "no question {answered} on the terminal:\n{}", t.seen);
+        t.pump(Duration::from_millis(50));
+        if t.seen.matches("[Y/n]").count() + t.seen.matches("[y/N]").count() > answered {
+            t.send_line(answers[answered]);
+            answered += 1;
+        }
+    }
+    let (ok, seen) = t.finish();
+    assert!(ok, "vpd {args:?} failed on the terminal:\n{seen}");
+    seen
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub pairing_per_minute: u32,
     /// Sign-in attempts per IP and per email and minute.
     pub login_per_minute: u32,
+    /// Views and submissions of the `/pair` page per signed-in user and minute.
+    pub pair_page_per_minute: u32,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             public_url: public_url.into().trim_end_matches('/').to_string(),
             pairing_per_minute: 30,
             login_per_minute: 10,
+            pair_page_per_minute: 30,
         }
     }
 }
@@ -76,7 +79,7 @@ impl AppState {
         let setup_token = (store.user_count()? == 0).then(util::random_token);
         let public_origin = origin_of(&config.public_url);
         Ok(AppState(Arc::new(Inner {
-            limits: limits::Limits::new(config.pairing_per_minute, config.login_per_minute),
+            limits: limits::Limits::new(config.pairing_per_minute, config.login_per_minute, config.pair_page_per_minute),
             store,
             config,
             keys,

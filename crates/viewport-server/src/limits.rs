@@ -1,5 +1,5 @@
 //! Rate limits: pairing-code creation and claims per client IP, sign-in attempts per IP and
-//! per email.
+//! per email, the `/pair` page per signed-in user.
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::hash::Hash;
@@ -10,6 +10,7 @@ pub struct Limits {
     pairing: DefaultKeyedRateLimiter<IpAddr>,
     login_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_email: DefaultKeyedRateLimiter<String>,
+    pair_page: DefaultKeyedRateLimiter<String>,
 }
 
 fn per_minute<K: Hash + Eq + Clone>(n: u32) -> DefaultKeyedRateLimiter<K> {
@@ -24,11 +25,12 @@ fn check<K: Hash + Eq + Clone>(l: &DefaultKeyedRateLimiter<K>, key: &K) -> bool 
 }
 
 impl Limits {
-    pub fn new(pairing_per_minute: u32, login_per_minute: u32) -> Limits {
+    pub fn new(pairing_per_minute: u32, login_per_minute: u32, pair_page_per_minute: u32) -> Limits {
         Limits {
             pairing: per_minute(pairing_per_minute),
             login_ip: per_minute(login_per_minute),
             login_email: per_minute(login_per_minute),
+            pair_page: per_minute(pair_page_per_minute),
         }
     }
 
@@ -42,5 +44,11 @@ impl Limits {
         let by_ip = check(&self.login_ip, &ip);
         let by_email = check(&self.login_email, &email.to_string());
         by_ip && by_email
+    }
+
+    /// A view or a submission of the `/pair` page by the signed-in user `user_id` (so one
+    /// account cannot probe codes quickly).
+    pub fn allow_pair_page(&self, user_id: &str) -> bool {
+        check(&self.pair_page, &user_id.to_string())
     }
 }

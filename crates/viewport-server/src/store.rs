@@ -101,7 +101,7 @@ impl CodeState {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PairingCode {
     /// 8 canonical characters, no dash.
     pub code: String,
@@ -117,6 +117,23 @@ pub struct PairingCode {
     /// Set once approved (device) or at mint time (minted).
     pub workspace_id: Option<String>,
     pub approved_by: Option<String>,
+}
+
+impl std::fmt::Debug for PairingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairingCode")
+            .field("code", &self.code)
+            .field("kind", &self.kind)
+            .field("state", &self.state)
+            .field("status_token_hash", &redacted(&self.status_token_hash))
+            .field("machine", &self.machine)
+            .field("requested_org", &self.requested_org)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("workspace_id", &self.workspace_id)
+            .field("approved_by", &self.approved_by)
+            .finish()
+    }
 }
 
 impl PairingCode {
@@ -136,7 +153,7 @@ pub struct Pairing {
 }
 
 /// What the runtime endpoints need to check a credential.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeTarget {
     pub id: String,
     pub workspace_id: String,
@@ -144,6 +161,19 @@ pub struct RuntimeTarget {
     pub public_key: String,
     pub issue_token_hash: Option<Vec<u8>>,
     pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for RuntimeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeTarget")
+            .field("id", &self.id)
+            .field("workspace_id", &self.workspace_id)
+            .field("machine_id", &self.machine_id)
+            .field("public_key", &self.public_key)
+            .field("issue_token_hash", &redacted(&self.issue_token_hash))
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
 }
 
 /// One line of the machines table.
@@ -162,10 +192,64 @@ pub struct MachineRow {
     pub last_seen_at: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+/// The platform's private JWT signing key. `Debug` prints the key id only.
+#[derive(Clone)]
 pub struct SigningKeyRow {
     pub kid: String,
     pub pkcs8_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("pkcs8_der", &REDACTED)
+            .finish()
+    }
+}
+
+/// A user's Argon2 password hash (PHC string). `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(phc: impl Into<String>) -> PasswordHash {
+        PasswordHash(phc.into())
+    }
+    /// The PHC string, for verification.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// What `Debug` shows in place of a secret (or of a secret's hash).
+struct Redacted;
+const REDACTED: Redacted = Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn redacted<T>(v: &Option<T>) -> Option<Redacted> {
+    v.as_ref().map(|_| Redacted)
+}
+
+/// What cancelling a daemon's code (`POST /api/pairing-codes/{code}/cancel`) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The code was pending; nothing had been created.
+    Pending,
+    /// The code was approved but not yet handed out: the runtime target the approval made is
+    /// now revoked (reason `cancelled`).
+    Approval { runtime_target_id: String },
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -243,6 +327,10 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 2: when a daemon cancelled its code (Ctrl-C while waiting).
+    r#"
+    ALTER TABLE pairing_codes ADD COLUMN cancelled_at INTEGER;
+    "#,
 ];
 
 /// The one handle on the database. Cheap to clone; calls are blocking (run them off the async
@@ -317,13 +405,13 @@ impl Store {
     }
 
     /// The user and their password hash.
-    pub fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+    pub fn user_by_email(&self, email: &str) -> Result<Option<(User, PasswordHash)>> {
         Ok(self
             .conn()
             .query_row(
                 "SELECT id, email, password_hash FROM users WHERE email = ?1",
                 [email],
-                |r| Ok((User { id: r.get(0)?, email: r.get(1)? }, r.get(2)?)),
+                |r| Ok((User { id: r.get(0)?, email: r.get(1)? }, PasswordHash(r.get(2)?))),
             )
             .optional()?)
     }
@@ -637,6 +725,48 @@ impl Store {
         Ok(Some(pairing))
     }
 
+    /// Cancels a daemon's code (the daemon gave up waiting). A pending, unexpired code becomes
+    /// consumed; an approved code that was not handed out yet becomes consumed and the runtime
+    /// target its approval created is revoked with reason `cancelled`, so no active machine is
+    /// left behind. `Ok(None)` when there is nothing to cancel: unknown, minted, denied,
+    /// delivered or expired. The caller checks the status token first.
+    pub fn cancel_device_code(&self, code: &str, now: i64) -> Result<Option<Cancelled>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(pc) = load_code(&tx, code)?.filter(|c| c.kind == CodeKind::Device) else {
+            return Ok(None);
+        };
+        let outcome = match pc.state {
+            CodeState::Pending if !pc.is_expired(now) => Cancelled::Pending,
+            CodeState::Approved => {
+                let rt: Option<String> = tx.query_row(
+                    "SELECT runtime_target_id FROM pairing_codes WHERE code = ?1",
+                    [code],
+                    |r| r.get(0),
+                )?;
+                let Some(rt) = rt else { return Ok(None) };
+                tx.execute(
+                    "UPDATE runtime_targets SET revoked_at = ?2, revoked_reason = 'cancelled'
+                     WHERE id = ?1 AND revoked_at IS NULL",
+                    params![rt, now],
+                )?;
+                Cancelled::Approval { runtime_target_id: rt }
+            }
+            _ => return Ok(None),
+        };
+        let n = tx.execute(
+            "UPDATE pairing_codes SET state = 'consumed', cancelled_at = ?2,
+                 decided_at = COALESCE(decided_at, ?2)
+             WHERE code = ?1 AND state IN ('pending', 'approved')",
+            params![code, now],
+        )?;
+        if n != 1 {
+            return Ok(None);
+        }
+        tx.commit()?;
+        Ok(Some(outcome))
+    }
+
     /// Claims a minted code: creates the rows with the minter as approver and the issue
     /// token's hash, marks the code consumed. `NotFound`/`Gone` when it cannot be claimed.
     pub fn claim_minted_code(&self, code: &str, machine: &MachineInfo, issue_token_hash: &[u8], now: i64) -> Result<Pairing> {
@@ -818,7 +948,12 @@ fn is_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<boo
         .is_some())
 }
 
+/// `NotFound` for a consumed code (delivered, claimed or cancelled: it looks unknown, as on the
+/// status route); `Gone` for one that was decided but not handed out yet, or that expired.
 fn check_pending(pc: &PairingCode, now: i64) -> Result<()> {
+    if pc.state == CodeState::Consumed {
+        return Err(StoreError::NotFound("no such pairing code".into()));
+    }
     if pc.state != CodeState::Pending {
         return Err(StoreError::Gone("this pairing code was already used or decided".into()));
     }
@@ -883,8 +1018,9 @@ fn insert_pairing(
         params![install_id, ws.id, now],
     )?;
     conn.execute(
-        "INSERT INTO machines (id, workspace_id, name, os, arch, daemon_version, created_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        // `last_seen_at` stays NULL until the first relay token (the machine has not been seen).
+        "INSERT INTO machines (id, workspace_id, name, os, arch, daemon_version, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![machine_id, ws.id, machine.name, machine.os, machine.arch, machine.daemon_version, now],
     )?;
     conn.execute(

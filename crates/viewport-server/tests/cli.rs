@@ -78,10 +78,25 @@ fn admin_commands_work_on_a_temp_db() {
     }
     assert_eq!(row["paired_by"], "alice@example.com");
     assert!(row["revoked_at"].is_null());
+    assert!(row["last_seen_at"].is_null(), "not seen until its first relay token");
+    let human = ok(run(&db, &["machine", "list", "--org", "acme"], None));
+    assert!(human.contains("last seen never"), "{human}");
 
     ok(run(&db, &["machine", "revoke", "--org", "acme", row["machine_id"].as_str().unwrap()], None));
     let list: serde_json::Value = serde_json::from_str(&ok(run(&db, &["machine", "list", "--org", "acme", "--json"], None))).unwrap();
     assert!(list[0]["revoked_at"].is_string());
+
+    // A code the daemon cancelled (Ctrl-C) cannot be approved; the error says what to do.
+    let store = viewport_server::store::Store::open(&db).unwrap();
+    store.insert_device_code("BCDFGHJL", &[0; 32], &m, None, viewport_server::util::now(), viewport_server::util::now() + 900).unwrap();
+    assert!(store.cancel_device_code("BCDFGHJL", viewport_server::util::now()).unwrap().is_some());
+    drop(store);
+    let o = run(&db, &["pairing", "approve", "BCDF-GHJL", "--org", "acme", "--user", "alice@example.com"], None);
+    assert!(!o.status.success(), "a cancelled code cannot be approved");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no pending pairing code") && err.contains("vpd pair"), "{err}");
+    let list: serde_json::Value = serde_json::from_str(&ok(run(&db, &["machine", "list", "--org", "acme", "--json"], None))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "nothing was created");
 
     // Unknown org: the error says how to find or create one.
     let o = run(&db, &["machine", "list", "--org", "nope"], None);

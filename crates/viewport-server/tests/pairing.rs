@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use viewport_server::store::{MachineInfo, Store};
+use viewport_server::store::{MachineInfo, Store, StoreError};
 use viewport_server::util;
 use vpd_proto::pairing::PairingStatus;
 
@@ -242,4 +242,129 @@ async fn machine_ids_differ_across_workspaces_for_the_same_key() {
     // Tenancy: each workspace lists only its own machine.
     assert_eq!(s.store().machines(&one.id).unwrap().iter().map(|m| m.machine_id.clone()).collect::<Vec<_>>(), vec![a.machine_id]);
     assert_eq!(s.store().machines(&two.id).unwrap().iter().map(|m| m.machine_id.clone()).collect::<Vec<_>>(), vec![b.machine_id]);
+}
+
+#[tokio::test]
+async fn cancel_makes_a_pending_code_unusable() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let token = created.status_token.expose();
+    let code = vpd_proto::normalize_code(&created.code).unwrap();
+
+    // Wrong or missing token: the same 404 as the status route, and nothing changes.
+    for bad in ["", "wrong-token"] {
+        let r = s.cancel(&created.code, bad).await;
+        assert_eq!(r.status(), 404, "token {bad:?}");
+        assert_eq!(error_code(r).await, "not_found");
+    }
+    let r = s.http.post(s.at(&vpd_proto::paths::pairing_cancel(&created.code))).send().await.unwrap();
+    assert_eq!(r.status(), 404, "no header at all");
+    let r = s.status(&created.code, token, 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Pending);
+
+    // A waiting long poll learns at once that the code is gone.
+    let started = Instant::now();
+    let poll = {
+        let (http, url, token) = (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), token.to_string());
+        tokio::spawn(async move { http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let r = s.cancel(&created.code, token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "cancelled"}));
+
+    let r = poll.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "long poll took {:?}", started.elapsed());
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+
+    // Afterwards: status 404, a second cancel 404, approval refused as for an unknown code.
+    let r = s.status(&created.code, token, 0).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+    let r = s.cancel(&code, token).await;
+    assert_eq!(r.status(), 404, "cancelling twice (canonical form of the code)");
+    assert_eq!(error_code(r).await, "not_found");
+    assert!(matches!(s.state.approve_code(&code, &org.id, &u.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.state.deny_code(&code, &u.id).await, Err(StoreError::NotFound(_))));
+    assert!(s.store().machines(&org.id).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn cancel_after_an_undelivered_approval_revokes_the_target() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let code = vpd_proto::normalize_code(&created.code).unwrap();
+    let p = s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+
+    let r = s.cancel(&created.code, created.status_token.expose()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "cancelled");
+
+    // No active machine is left behind, and the approval is never handed out.
+    let machines = s.store().machines(&org.id).unwrap();
+    assert_eq!(machines.len(), 1);
+    assert_eq!(machines[0].runtime_target_id, p.runtime_target_id);
+    assert!(machines[0].revoked_at.is_some(), "the approval's runtime target must be revoked");
+    assert_eq!(machines[0].revoked_reason.as_deref(), Some("cancelled"));
+    let rt = s.store().runtime_target(&org.id, &p.runtime_target_id).unwrap().unwrap();
+    assert!(rt.revoked_at.is_some() && rt.issue_token_hash.is_none());
+    let r = s.status(&created.code, created.status_token.expose(), 0).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+}
+
+#[tokio::test]
+async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+
+    // Approved and delivered: the pairing stays active.
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let code = vpd_proto::normalize_code(&created.code).unwrap();
+    s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+    let a = match s.status(&created.code, created.status_token.expose(), 0).await.json::<PairingStatus>().await.unwrap() {
+        PairingStatus::Approved(a) => a,
+        other => panic!("{other:?}"),
+    };
+    let r = s.cancel(&created.code, created.status_token.expose()).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+    assert_eq!(s.relay_token(&a).await.status(), 200, "a delivered pairing is not revoked by cancel");
+    assert!(s.store().machines(&org.id).unwrap()[0].revoked_at.is_none());
+
+    // Denied: still reported as denied afterwards.
+    let denied = s.create_code(&body_for(&new_key(), "box")).await;
+    s.state.deny_code(&vpd_proto::normalize_code(&denied.code).unwrap(), &u.id).await.unwrap();
+    let r = s.cancel(&denied.code, denied.status_token.expose()).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+    let r = s.status(&denied.code, denied.status_token.expose(), 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Denied);
+
+    // Expired.
+    let token = "expired-code-status-token";
+    let now = util::now();
+    let m = MachineInfo { name: "old".into(), public_key: b64url(new_key().verifying_key().as_bytes()), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() };
+    s.store().insert_device_code("ZZZZXXXX", &util::sha256(token.as_bytes()), &m, None, now - 1000, now - 100).unwrap();
+    let r = s.cancel("ZZZZ-XXXX", token).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+
+    // Minted, unknown, malformed.
+    let (minted, _) = s.state.mint_code(&org.id, &u.id).await.unwrap();
+    for c in [vpd_proto::format_code(&minted), "BCDF-GHJK".to_string(), "not-a-code".to_string()] {
+        let r = s.cancel(&c, created.status_token.expose()).await;
+        assert_eq!(r.status(), 404, "{c}");
+        assert_eq!(error_code(r).await, "not_found", "{c}");
+    }
+    // The minted code is still claimable.
+    let r = s.http.post(s.at(&vpd_proto::paths::pairing_claim(&vpd_proto::format_code(&minted)))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -146,3 +146,65 @@ async fn health_and_security_headers() {
     assert_eq!(h.status, "ok");
     assert_eq!(h.version, env!("CARGO_PKG_VERSION"));
 }
+
+#[tokio::test]
+async fn last_seen_is_null_until_the_first_successful_relay_token() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+    let a = s.pair(&new_key(), &org, &u).await;
+    assert_eq!(s.store().machines(&org.id).unwrap()[0].last_seen_at, None, "not seen at pairing time");
+
+    // Failed attempts do not count as seen.
+    let mut wrong = a.clone();
+    wrong.token = vpd_proto::Secret::new("not-the-token");
+    assert_eq!(s.relay_token(&wrong).await.status(), 401);
+    assert_eq!(s.store().machines(&org.id).unwrap()[0].last_seen_at, None);
+
+    assert_eq!(s.relay_token(&a).await.status(), 200);
+    let seen = s.store().machines(&org.id).unwrap()[0].last_seen_at.expect("seen after a relay token");
+    assert!((seen - util::now()).abs() <= 5);
+
+    // A claimed ("Add machine") code is not seen at pairing time either.
+    let (code, _) = s.state.mint_code(&org.id, &u.id).await.unwrap();
+    let r = s.http.post(s.at(&vpd_proto::paths::pairing_claim(&code))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ci = s.store().machines(&org.id).unwrap().into_iter().find(|m| m.name == "ci").unwrap();
+    assert_eq!(ci.last_seen_at, None);
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_keys_tokens_or_password_hashes() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+    let a = s.pair(&new_key(), &org, &u).await;
+    // A relay token works, so the signing key in the database is the one in use.
+    assert_eq!(s.relay_token(&a).await.status(), 200);
+
+    let key = s.store().signing_key().unwrap().unwrap();
+    let shown = format!("{key:?} {key:#?}");
+    assert!(shown.contains(&key.kid) && shown.contains("redacted"), "{shown}");
+    for needle in [format!("{:?}", key.pkcs8_der), format!("{:?}", &key.pkcs8_der[key.pkcs8_der.len() - 8..])] {
+        assert!(!shown.contains(needle.trim_start_matches('[').trim_end_matches(']')), "private key bytes in Debug: {shown}");
+    }
+
+    let rt = s.store().runtime_target(&org.id, &a.runtime_target_id).unwrap().unwrap();
+    let hash = rt.issue_token_hash.clone().expect("delivered");
+    let shown = format!("{rt:?}");
+    assert!(shown.contains(&rt.id) && shown.contains("redacted"), "{shown}");
+    assert!(!shown.contains(format!("{hash:?}").trim_start_matches('[').trim_end_matches(']')), "issue token hash in Debug: {shown}");
+
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let pc = s.store().pairing_code(&vpd_proto::normalize_code(&created.code).unwrap()).unwrap().unwrap();
+    let hash = pc.status_token_hash.clone().unwrap();
+    let shown = format!("{pc:?}");
+    assert!(shown.contains(&pc.code) && shown.contains("redacted"), "{shown}");
+    assert!(!shown.contains(format!("{hash:?}").trim_start_matches('[').trim_end_matches(']')), "status token hash in Debug: {shown}");
+    assert!(!shown.contains(created.status_token.expose()));
+
+    let found = s.store().user_by_email("a@example.com").unwrap().unwrap();
+    let shown = format!("{found:?}");
+    assert!(found.1.expose().starts_with("$argon2"));
+    assert!(shown.contains(&u.id) && !shown.contains("argon2"), "password hash in Debug: {shown}");
+}

@@ -234,3 +234,115 @@ async fn sign_in_is_rate_limited() {
     }
     assert_eq!(codes, [401, 401, 429]);
 }
+
+async fn post_pair(s: &Server, cookie: &str, csrf: &str, code: &str, workspace_id: &str, action: &str) -> reqwest::Response {
+    s.http.post(s.at("/pair")).header("cookie", cookie)
+        .form(&[("csrf", csrf), ("code", code), ("workspace_id", workspace_id), ("action", action)])
+        .send().await.unwrap()
+}
+
+async fn assert_unusable_page(r: reqwest::Response, what: &str) {
+    assert_eq!(r.status(), 404, "{what}");
+    assert!(r.text().await.unwrap().contains("This code cannot be used"), "{what}: the clear 404 page");
+}
+
+#[tokio::test]
+async fn a_cancelled_code_is_a_404_on_the_pair_page() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let html = get(&s, &format!("/pair?code={}", created.code), &cookie).await.text().await.unwrap();
+    let csrf = csrf_in(&html);
+
+    // The daemon gives up (Ctrl-C) while the page is open.
+    assert_eq!(s.cancel(&created.code, created.status_token.expose()).await.status(), 200);
+
+    assert_unusable_page(get(&s, &format!("/pair?code={}", created.code), &cookie).await, "GET").await;
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, &created.code, &acme.id, "approve").await, "approve").await;
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, &created.code, &acme.id, "deny").await, "deny").await;
+    assert!(s.store().machines(&acme.id).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deny_of_an_unknown_used_or_decided_code_is_the_same_404_page() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    let csrf = csrf_in(&get(&s, "/orgs/acme/members", &cookie).await.text().await.unwrap());
+
+    // Unknown and malformed.
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, "BCDF-GHJK", &acme.id, "deny").await, "unknown").await;
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, "nope", &acme.id, "deny").await, "malformed").await;
+
+    // Approved and delivered (used): the pairing stays.
+    let a = s.pair(&new_key(), &acme, &u).await;
+    let used = s.store().machines(&acme.id).unwrap();
+    assert_eq!(used.len(), 1);
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let code = vpd_proto::normalize_code(&created.code).unwrap();
+    s.state.approve_code(&code, &acme.id, &u.id).await.unwrap();
+    assert_eq!(s.status(&created.code, created.status_token.expose(), 0).await.status(), 200);
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, &created.code, &acme.id, "deny").await, "used").await;
+
+    // Already denied: denying again is the same page, the daemon still sees "denied".
+    let denied = s.create_code(&body_for(&new_key(), "box")).await;
+    assert_eq!(post_pair(&s, &cookie, &csrf, &denied.code, &acme.id, "deny").await.status(), 200);
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, &denied.code, &acme.id, "deny").await, "denied twice").await;
+    let r = s.status(&denied.code, denied.status_token.expose(), 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Denied);
+
+    // A minted code is not a daemon's request.
+    let (minted, _) = s.state.mint_code(&acme.id, &u.id).await.unwrap();
+    assert_unusable_page(post_pair(&s, &cookie, &csrf, &vpd_proto::format_code(&minted), &acme.id, "deny").await, "minted").await;
+    assert_eq!(s.relay_token(&a).await.status(), 200);
+}
+
+#[tokio::test]
+async fn pair_page_is_rate_limited_per_signed_in_user() {
+    let s = start_with(|c| c.pair_page_per_minute = 3).await;
+    let acme = s.org("Acme", "acme");
+    s.user("a@example.com", &[&acme]);
+    s.user("b@example.com", &[&acme]);
+    let a = sign_in(&s, "a@example.com").await;
+    let b = sign_in(&s, "b@example.com").await;
+    let created = s.create_code(&body_for(&new_key(), "box")).await;
+    let page = format!("/pair?code={}", created.code);
+
+    let html = get(&s, &page, &a).await.text().await.unwrap();
+    let csrf = csrf_in(&html);
+    assert_eq!(get(&s, "/pair", &a).await.status(), 200);
+    assert_eq!(get(&s, &page, &a).await.status(), 200);
+    let r = get(&s, &page, &a).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "60");
+    assert!(r.text().await.unwrap().contains("Too many requests"));
+    // POST counts against the same user and is refused before anything is decided.
+    let r = post_pair(&s, &a, &csrf, &created.code, &acme.id, "approve").await;
+    assert_eq!(r.status(), 429);
+    let r = s.status(&created.code, created.status_token.expose(), 0).await;
+    assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Pending);
+    // Another user is not affected, and can still approve.
+    let html = get(&s, &page, &b).await.text().await.unwrap();
+    let r = post_pair(&s, &b, &csrf_in(&html), &created.code, &acme.id, "approve").await;
+    assert_eq!(r.status(), 200);
+    // Signed-out visitors are sent to sign in, not counted against anyone.
+    assert_eq!(s.http.get(s.at(&page)).send().await.unwrap().status(), 303);
+}
+
+#[tokio::test]
+async fn machines_page_shows_never_until_the_first_relay_token() {
+    let s = start().await;
+    let acme = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    let a = s.pair(&new_key(), &acme, &u).await;
+    let html = get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap();
+    assert!(html.contains(&a.machine_id));
+    assert!(html.contains("<td>never</td>"), "last seen must be never right after pairing");
+    assert_eq!(s.relay_token(&a).await.status(), 200);
+    let html = get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap();
+    assert!(!html.contains("<td>never</td>"), "seen once it fetched a relay token");
+}

@@ -10,13 +10,9 @@ use vpd_core::hint::{HintAction, Question};
 use vpd_core::{LocalReason, Resolution};
 use vpd_daemon::{binding, config, Error, ErrorCode, Home};
 
-pub fn bind(home: &Home, dir: &Path, org: Option<String>, recursive: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
-    let org = match org {
-        Some(o) => o,
-        None => default_org(home, dir)?,
-    };
+pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
     let outcome = match binding::bind(home, dir, &org, recursive, yes) {
-        Err(e) if e.code == ErrorCode::BindingExists && !out.json => match prompt::ask(&format!("{} Replace it?", e.message.trim_end_matches(|c| c != '.').trim_end_matches('.')), false) {
+        Err(e) if e.code == ErrorCode::BindingExists && !out.json => match prompt::ask(&format!("{} Replace it?", e.message.split(" Pass --yes").next().unwrap_or(&e.message)), false) {
             Some(true) => binding::bind(home, dir, &org, recursive, true)?,
             Some(false) => return Err(Error::new(ErrorCode::Cancelled, "kept the existing binding")),
             None => return Err(e),
@@ -33,26 +29,6 @@ pub fn bind(home: &Home, dir: &Path, org: Option<String>, recursive: bool, yes: 
         )
     });
     Ok(ExitCode::SUCCESS)
-}
-
-/// Without `--org`: the paired org the directory's workspace.yaml suggests, else the only
-/// pairing.
-fn default_org(home: &Home, dir: &Path) -> Result<String, Error> {
-    let r = binding::resolve(home, dir)?;
-    if let HintAction::AskBind { org_id, .. } = r.hint(home)? {
-        return Ok(org_id);
-    }
-    match r.config.pairings.as_slice() {
-        [one] => Ok(one.workspace_id.clone()),
-        [] => Err(Error::new(ErrorCode::NotPaired, "this machine is not paired with any org yet; run `vpd pair` first")),
-        many => Err(Error::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "which org? Pass --org with one of: {}",
-                many.iter().map(|p| p.workspace_slug.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        )),
-    }
 }
 
 pub fn unbind(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
@@ -135,7 +111,10 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
         HintAction::NotPaired { label, .. } => {
             eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.")
         }
-        HintAction::AskBind { dir, org_id, org_name } => match ask(&format!("vpd: Bind {} to {org_name}?", show(&dir)), true) {
+        HintAction::AskBind { dir, org_id, org_name } => match ask(
+            &format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name}?", show(&dir)),
+            true,
+        ) {
             Some(true) => {
                 let o = binding::bind(home, &dir, &org_id, false, false)?;
                 eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);

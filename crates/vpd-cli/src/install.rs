@@ -113,7 +113,7 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
     }
     let stopped = stop(home)?;
     if purge {
-        std::fs::remove_dir_all(home.root()).map_err(|e| Error::io(format!("removing {}", home.root().display()), e))?;
+        purge_home(home)?;
     }
     out.emit(&json!({"stopped": stopped, "purged": purge, "unpaired": unpaired}), || {
         let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
@@ -128,4 +128,26 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
         s
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes vpd's own files from the home, then the home if that leaves it empty (a home that
+/// is shared with other files keeps them).
+fn purge_home(home: &Home) -> Result<(), Error> {
+    let root = home.root();
+    for f in ["config.json", "directories.json", "hint-declines.json", "ui-token", "vpd.sock", "daemon.lock", ".lock"] {
+        match std::fs::remove_file(root.join(f)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", root.join(f).display()), e)),
+        }
+    }
+    for d in [home.identities(), home.logs()] {
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", d.display()), e)),
+        }
+    }
+    let _ = std::fs::remove_dir(root);
+    Ok(())
 }

@@ -93,10 +93,9 @@ enum Command {
     #[command(after_help = "Examples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --org acme --recursive   (every repository below ~/code)")]
     Bind {
         dir: Option<PathBuf>,
-        /// Workspace ULID, slug or name of a current pairing. Default: the org the directory's
-        /// workspace.yaml suggests, or the only pairing.
+        /// Workspace ULID, slug or name of a current pairing.
         #[arg(long)]
-        org: Option<String>,
+        org: String,
         /// Also apply inside repositories below DIR.
         #[arg(long)]
         recursive: bool,

@@ -13,7 +13,18 @@ use vpd_daemon::api::client;
 use vpd_daemon::api::protocol::{PairEvent, PairParams, Request, UnpairParams, Unpaired};
 use vpd_daemon::{config, Error, Home};
 
-pub fn pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
+pub fn pair(home: &Home, params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
+    match run_pair(home, params, no_browser, out) {
+        // With --json every outcome is an event line, including errors before the code.
+        Err(e) if out.json => {
+            out.json(&json!({"event": "error", "error": {"code": e.code, "message": e.message}}));
+            Ok(ExitCode::from(1))
+        }
+        r => r,
+    }
+}
+
+fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
     // Ask before replacing an existing pairing with the same org, when we can tell up front.
     if let (Some(org), false) = (&params.org, params.force) {
         if let Ok(cfg) = config::read(home) {
@@ -95,14 +106,7 @@ pub fn pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            if out.json {
-                out.json(&json!({"event": "error", "error": {"code": e.code, "message": e.message}}));
-                Ok(ExitCode::from(1))
-            } else {
-                Err(e)
-            }
-        }
+        Err(e) => Err(e),
     }
 }
 
@@ -115,6 +119,9 @@ pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
         let mut s = format!("Unpaired {} ({}): credentials, key and bindings removed.", r.workspace_name, r.workspace_id);
         for d in &r.unbound {
             s.push_str(&format!("\n  unbound {}", crate::output::show(std::path::Path::new(d))));
+        }
+        for w in &r.warnings {
+            s.push_str(&format!("\nwarning: {w}"));
         }
         match (&r.server_notified, &r.server_error) {
             (true, _) => s.push_str("\nThe platform was told."),

@@ -35,6 +35,9 @@ fn render(r: &StatusReport) -> String {
         if p.insecure_http {
             state.push_str(" · insecure http");
         }
+        if p.credential_store == "file" && d.credential_store == "keyring" {
+            state.push_str(" · token in config.json");
+        }
         s.push_str(&format!("  {:name_w$}   {:relay_w$}   {state}\n", p.workspace_name, p.relay_endpoint));
     }
     if r.pairings.is_empty() {
@@ -60,7 +63,7 @@ fn render(r: &StatusReport) -> String {
             d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
         ));
     } else if d.credential_store == "keyring" {
-        s.push_str("Credentials: OS keyring\n");
+        s.push_str("Credentials: OS keyring (new pairings)\n");
     }
     for p in &r.problems {
         s.push_str(&format!("Problem: {p}\n"));

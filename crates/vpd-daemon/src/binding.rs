@@ -39,7 +39,7 @@ impl Resolved {
 /// Resolves `dir` as a session started there would be.
 pub fn resolve(home: &Home, dir: &Path) -> Result<Resolved> {
     let dir = walk::canonical(dir)?;
-    let config = config::load(home)?;
+    let config = config::read(home)?;
     let directories = records::load_directories(home)?;
     let facts = walk::gather(&dir);
     let resolution = vpd_core::resolve(&facts, &directories.records(), &config.refs());

@@ -46,7 +46,17 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     unsafe { libc::umask(0o077) };
     home.ensure()?;
     ensure_private_dir(&home.logs())?;
-    let lock = match Lock::try_acquire(&home.daemon_lock())? {
+    // Another process may hold the lock for a moment to ask whether a daemon runs: retry
+    // briefly before concluding that one does.
+    let mut lock = None;
+    for _ in 0..20 {
+        lock = Lock::try_acquire(&home.daemon_lock())?;
+        if lock.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let lock = match lock {
         Some(l) => l,
         None => {
             let pid = running_pid(&home).map(|p| format!(" (pid {p})")).unwrap_or_default();
@@ -66,6 +76,9 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         let _l = Lock::acquire(&home.lock_file())?;
         store::sweep_temporaries(home.root());
         store::sweep_temporaries(&home.identities());
+        if let Err(e) = crate::identity::recover(&home) {
+            tracing::error!(error = %e, "could not finish an interrupted pairing");
+        }
     }
     if let Err(e) = crate::config::load(&home) {
         tracing::error!(error = %e, "config.json cannot be read; pairing commands will fail until it is fixed");

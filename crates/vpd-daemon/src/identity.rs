@@ -30,6 +30,10 @@ impl fmt::Debug for Identity {
 struct IdentityFile {
     version: u32,
     workspace_id: String,
+    /// The pairing this key was registered for (an addition to SPEC's fields: it lets a
+    /// re-pairing commit its new key atomically with `config.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime_target_id: Option<String>,
     public_key: String,
     secret_key: String,
     created_at: String,
@@ -66,10 +70,73 @@ fn path_for(home: &Home, workspace_id: &str) -> Result<PathBuf> {
 
 /// Writes the identity of `workspace_id` (0600 in a 0700 directory), replacing any older one.
 pub fn save(home: &Home, workspace_id: &str, id: &Identity) -> Result<()> {
-    let path = path_for(home, workspace_id)?;
+    write(&path_for(home, workspace_id)?, home, workspace_id, None, id)
+}
+
+fn pending_path(home: &Home, workspace_id: &str, runtime_target_id: &str) -> Result<PathBuf> {
+    if !is_ulid(runtime_target_id) {
+        return Err(Error::new(ErrorCode::InvalidArgument, format!("runtime target id {runtime_target_id:?} is not a ULID")));
+    }
+    path_for(home, workspace_id)?; // checks the workspace id
+    Ok(home.identities().join(format!("{workspace_id}.{runtime_target_id}.pending")))
+}
+
+/// First step of storing a new pairing's key: a pending file next to the current identity,
+/// which stays in place until `config.json` names the new pairing ([`commit_pending`]).
+pub fn save_pending(home: &Home, workspace_id: &str, runtime_target_id: &str, id: &Identity) -> Result<()> {
+    write(&pending_path(home, workspace_id, runtime_target_id)?, home, workspace_id, Some(runtime_target_id), id)
+}
+
+/// Last step: if `config.json` now names this runtime target for the workspace, the pending
+/// key becomes the identity; otherwise (another pairing won, or the config write never
+/// happened) it is dropped. Takes the home lock. Returns whether it was committed.
+pub fn commit_pending(home: &Home, workspace_id: &str, runtime_target_id: &str) -> Result<bool> {
+    let _lock = store::Lock::acquire(&home.lock_file())?;
+    commit_locked(home, &crate::config::read(home)?, workspace_id, runtime_target_id)
+}
+
+fn commit_locked(home: &Home, config: &crate::config::Config, workspace_id: &str, runtime_target_id: &str) -> Result<bool> {
+    let pending = pending_path(home, workspace_id, runtime_target_id)?;
+    let current = config.pairing(workspace_id).is_some_and(|p| p.runtime_target_id == runtime_target_id);
+    let result = if current {
+        std::fs::rename(&pending, path_for(home, workspace_id)?)
+    } else {
+        std::fs::remove_file(&pending)
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("finishing {}", pending.display()), e)),
+    }
+    if let Ok(d) = std::fs::File::open(home.identities()) {
+        let _ = d.sync_all();
+    }
+    Ok(current)
+}
+
+/// At daemon start, with the home lock held: finishes or drops what a crash left between
+/// [`save_pending`] and [`commit_pending`].
+pub fn recover(home: &Home) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(home.identities()) else { return Ok(()) };
+    let config = crate::config::read(home)?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".pending") else { continue };
+        if let Some((ws, rt)) = stem.split_once('.') {
+            if is_ulid(ws) && is_ulid(rt) {
+                let committed = commit_locked(home, &config, ws, rt)?;
+                tracing::warn!(workspace = ws, committed, "finished a pairing a crash interrupted");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, home: &Home, workspace_id: &str, runtime_target_id: Option<&str>, id: &Identity) -> Result<()> {
     ensure_private_dir(&home.identities())?;
     let file = IdentityFile {
         version: 1,
+        runtime_target_id: runtime_target_id.map(String::from),
         workspace_id: workspace_id.to_string(),
         public_key: id.public_key_b64(),
         secret_key: B64.encode(id.key.to_bytes()),
@@ -77,7 +144,7 @@ pub fn save(home: &Home, workspace_id: &str, id: &Identity) -> Result<()> {
     };
     let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     bytes.push(b'\n');
-    store::write_atomic(&path, &bytes)
+    store::write_atomic(path, &bytes)
 }
 
 /// Loads the identity of `workspace_id`; checks that the public key matches the secret one.

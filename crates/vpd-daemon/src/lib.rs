@@ -38,6 +38,16 @@ pub use home::Home;
 /// This build's version, shown by `vpd status` and sent when pairing.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A crash point for tests: when `VPD_FAILPOINT` names this point, the process aborts here,
+/// as a power cut or `kill -9` would. Used to prove that every write sequence survives a
+/// crash at each step (tests/concurrency.rs).
+pub fn failpoint(name: &str) {
+    if std::env::var_os("VPD_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("vpd: failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
 /// RFC 3339 "now", second precision.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()

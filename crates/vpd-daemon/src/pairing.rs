@@ -21,10 +21,15 @@ pub struct PairUi {
     pub events: mpsc::Sender<PairEvent>,
     /// Answers to `ConfirmReplace`; a closed channel means "no".
     pub confirms: mpsc::Receiver<bool>,
+    /// Becomes `true` when the asker goes away (Ctrl-C): the code is cancelled on the
+    /// platform, or an approval that already arrived is revoked.
+    pub cancelled: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Runs a pairing to its end.
-pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, ui: &mut PairUi) -> Result<Paired> {
+/// Runs a pairing to its end. Once an approval has arrived, the rest (checks, the
+/// replace question, storing or revoking) runs in a task of its own, so a caller that goes
+/// away cannot leave an approved but unrevoked pairing behind.
+pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui: PairUi) -> Result<Paired> {
     let current = config::load(home)?;
     let server = params
         .server
@@ -60,11 +65,32 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, ui: &m
                 other => return Err(Error::new(ErrorCode::BadServerResponse, format!("claiming a code answered {other:?} instead of an approval"))),
             }
         }
-        None => wait_for_approval(&platform, &request, &id, ui).await?,
+        None => wait_for_approval(&platform, &request, &id, &mut ui).await?,
     };
+    let task = tokio::spawn(finish(home.clone(), store.clone(), params, platform, approved, id, ui));
+    task.await.map_err(|e| Error::new(ErrorCode::Internal, format!("pairing task: {e}")))?
+}
 
-    let approved = check_approval(approved, params.insecure_http)?;
-    let server_url = platform.base().to_string();
+async fn finish(
+    home: Home,
+    store: secrets::Store,
+    params: PairParams,
+    platform: Platform,
+    approved: Approved,
+    id: Identity,
+    mut ui: PairUi,
+) -> Result<Paired> {
+    let home = &home;
+    let approved = match check_approval(approved.clone(), params.insecure_http) {
+        Ok(a) => a,
+        Err(e) => {
+            if is_ulid(&approved.workspace_id) && is_ulid(&approved.runtime_target_id) {
+                revoke_quietly(&platform, &approved).await;
+            }
+            return Err(e);
+        }
+    };
+    let server_url = platform.base().as_str().trim_end_matches('/').to_string();
 
     if let Some(org) = &params.org {
         let matches = approved.workspace_id == *org || approved.workspace_slug == *org || approved.workspace_name.eq_ignore_ascii_case(org);
@@ -94,7 +120,10 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, ui: &m
         }
     }
 
-    // From here on the approval is consumed: store it even if the client goes away.
+    if *ui.cancelled.borrow() {
+        revoke_quietly(&platform, &approved).await;
+        return Err(Error::new(ErrorCode::Cancelled, "cancelled; the approval that had arrived was revoked"));
+    }
     let (home2, store2) = (home.clone(), store.clone());
     let stored = tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &server_url, params.insecure_http))
         .await
@@ -176,7 +205,16 @@ async fn wait_for_approval(platform: &Platform, request: &CreatePairingCode, id:
         if left <= 0 {
             return Err(expired());
         }
-        match platform.status(&code, &created.status_token, (left as u64).min(MAX_WAIT_SECS)).await {
+        let poll = tokio::select! {
+            r = platform.status(&code, &created.status_token, (left as u64).min(MAX_WAIT_SECS)) => r,
+            _ = cancelled(&mut ui.cancelled) => {
+                if let Err(e) = platform.cancel(&code, &created.status_token).await {
+                    tracing::warn!(error = ?e, "could not cancel the pairing code on the platform");
+                }
+                return Err(Error::new(ErrorCode::Cancelled, "pairing cancelled; the code can no longer be approved"));
+            }
+        };
+        match poll {
             Ok(PairingStatus::Pending) => backoff = Duration::from_secs(1),
             Ok(PairingStatus::Approved(a)) => return Ok(a),
             Ok(PairingStatus::Denied) => {
@@ -185,12 +223,20 @@ async fn wait_for_approval(platform: &Platform, request: &CreatePairingCode, id:
             Ok(PairingStatus::Expired) => return Err(expired()),
             Err(CallError::Transient(why)) => {
                 tracing::warn!(%why, "pairing status poll failed; retrying");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = cancelled(&mut ui.cancelled) => return Err(Error::new(ErrorCode::Cancelled, "pairing cancelled")),
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             Err(e) => return Err(code_error(e, "waiting for approval")),
         }
     }
+}
+
+/// Resolves once the asker has gone away (or can no longer say so).
+async fn cancelled(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|c| *c).await;
 }
 
 fn expired() -> Error {
@@ -236,7 +282,10 @@ fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identit
         },
         secrets::Store::File { .. } => Credential::File { issue_token: a.token.clone() },
     };
-    identity::save(home, &a.workspace_id, id)?;
+    // The key is committed together with config.json: a pending file first, then the config
+    // entry, then the rename (identity::recover finishes or drops it after a crash).
+    identity::save_pending(home, &a.workspace_id, &a.runtime_target_id, id)?;
+    crate::failpoint("pair:after-identity");
     let pairing = Pairing {
         workspace_id: a.workspace_id.clone(),
         workspace_name: a.workspace_name.clone(),
@@ -259,6 +308,10 @@ fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identit
         c.daemon.default_server_url = Some(server);
         Ok(())
     })?;
+    crate::failpoint("pair:after-config");
+    if !identity::commit_pending(home, &a.workspace_id, &a.runtime_target_id)? {
+        return Err(Error::new(ErrorCode::Internal, "another pairing with the same org finished at the same time; run `vpd status`"));
+    }
     Ok(pairing)
 }
 
@@ -277,26 +330,47 @@ async fn revoke_quietly(platform: &Platform, a: &Approved) {
     }
 }
 
-/// `vpd unpair --org ORG`: removes the pairing, its identity, its keyring entry and its
-/// directory bindings locally, then tells the platform (best-effort, works offline).
+/// `vpd unpair --org ORG`: removes the pairing from `config.json` (the one step that must
+/// succeed), then — best-effort, each failure reported — its identity, keyring entry and
+/// directory bindings, and always tells the platform when the credential could be read
+/// (works offline: the platform is told best-effort).
 pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpaired> {
     let home2 = home.clone();
     let org = org.to_string();
-    let (pairing, cred, unbound) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || -> Result<_> {
         let removed = config::update(&home2, |c| {
             let p = c.select(&org)?.clone();
             c.pairings.retain(|x| x.workspace_id != p.workspace_id);
             Ok(p)
         })?;
-        let cred = credential_of(&removed).ok();
-        identity::delete(&home2, &removed.workspace_id)?;
+        let mut warnings = Vec::new();
+        let cred = match credential_of(&removed) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warnings.push(format!("the issue token could not be read ({}), so the platform cannot be told", e.message));
+                None
+            }
+        };
+        crate::failpoint("unpair:after-config");
+        if let Err(e) = identity::delete(&home2, &removed.workspace_id) {
+            warnings.push(e.message);
+        }
         if matches!(removed.credential, Credential::Keyring) {
             if let Err(e) = secrets::delete(&removed.runtime_target_id) {
-                tracing::warn!(error = %e, "could not delete the keyring entry of an unpaired org");
+                warnings.push(e.message);
             }
         }
-        let unbound = crate::binding::remove_org_bindings(&home2, &removed.workspace_id)?;
-        Ok((removed, cred, unbound))
+        let unbound = match crate::binding::remove_org_bindings(&home2, &removed.workspace_id) {
+            Ok(u) => u,
+            Err(e) => {
+                warnings.push(format!("the org's directory bindings were not removed: {}", e.message));
+                Vec::new()
+            }
+        };
+        for w in &warnings {
+            tracing::warn!(workspace = %removed.workspace_id, "{w}");
+        }
+        Ok((removed, cred, unbound, warnings))
     })
     .await
     .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
@@ -310,7 +384,7 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
                 Ok(p) => match p.unpair(&body, Duration::from_secs(5)).await {
                     Ok(()) => (true, None),
                     // Already revoked or gone on the platform: the end state is the same.
-                    Err(CallError::Refused { status: 403 | 404, .. }) => (true, None),
+                    Err(CallError::Refused { error, .. }) if error == "revoked" || error == "workspace_not_found" => (true, None),
                     Err(e) => (false, Some(e.into_error().message)),
                 },
             }
@@ -323,5 +397,6 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
         unbound: unbound.iter().map(|d| d.display().to_string()).collect(),
         server_notified,
         server_error,
+        warnings,
     })
 }

@@ -169,6 +169,18 @@ impl Platform {
         self.send(req, &url).await
     }
 
+    /// `POST /api/pairing-codes/{code}/cancel`: stop a code from being approved (Ctrl-C).
+    pub async fn cancel(&self, code: &str, status_token: &vpd_proto::Secret) -> Result<(), CallError> {
+        let url = self.url(&paths::pairing_cancel(code));
+        let req = self
+            .http
+            .post(url.clone())
+            .header(paths::PAIRING_TOKEN_HEADER, status_token.expose())
+            .timeout(Duration::from_secs(5));
+        let _: serde_json::Value = self.send(req, &url).await?;
+        Ok(())
+    }
+
     /// `POST /api/pairing-codes/{code}/claim`, for a code minted by "Add machine".
     pub async fn claim(&self, code: &str, body: &CreatePairingCode) -> Result<PairingStatus, CallError> {
         self.post(&paths::pairing_claim(code), body, Duration::from_secs(20)).await

@@ -88,8 +88,8 @@ impl Declines {
     }
 }
 
+/// Reads without changing anything (status, doctor and `vpd hint` on every prompt read these).
 fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
-    store::check_private_file(path)?;
     match store::read_bounded(path, MAX_FILE)? {
         None => Ok(T::default()),
         Some(bytes) => {
@@ -109,6 +109,7 @@ fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
 fn update<T: DeserializeOwned + Serialize + Default, R>(home: &Home, path: &Path, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
     home.ensure()?;
     let _lock = store::Lock::acquire(&home.lock_file())?;
+    store::check_private_file(path)?;
     let mut value: T = load(path)?;
     let out = f(&mut value)?;
     let mut bytes = serde_json::to_vec_pretty(&value).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;

@@ -84,7 +84,7 @@ pub struct Runtime {
 /// Builds the report from the home's files and, if given, the running daemon.
 pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
     let mut problems = Vec::new();
-    let config = config::load(home).unwrap_or_else(|e| {
+    let config = config::read(home).unwrap_or_else(|e| {
         problems.push(e.message);
         config::Config::default()
     });

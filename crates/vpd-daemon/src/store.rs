@@ -26,21 +26,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Reads a regular file of at most `max` bytes. `Ok(None)` when it does not exist. Symlinks,
-/// directories, devices, files owned by another user and oversized files are errors that
-/// name the file.
+/// directories, FIFOs, devices and oversized files are errors that name the file. The file
+/// is opened without following a symlink and without blocking, and checked on the open
+/// descriptor, so a hostile directory cannot swap in a FIFO that hangs the reader.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || Error::file(path, "is not a regular file (a symlink, directory, FIFO or device); move it away");
+    let mut f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
+    let meta = f.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if !meta.file_type().is_file() {
-        return Err(Error::file(path, "is not a regular file (a symlink, directory or device); move it away"));
+        return Err(not_regular());
     }
     if meta.len() > max {
         return Err(Error::file(path, format!("is {} bytes, more than the {max} allowed; it is not a vpd file or is corrupt — move it away", meta.len())));
     }
-    let mut f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
     Read::by_ref(&mut f).take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if buf.len() as u64 > max {
@@ -163,6 +167,10 @@ mod tests {
         std::os::unix::fs::symlink(&big, &link).unwrap();
         assert!(read_bounded(&link, 4096).unwrap_err().message.contains("not a regular file"));
         assert!(read_bounded(d.path(), 4096).unwrap_err().message.contains("not a regular file"));
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_bounded(&fifo, 4096).unwrap_err().message.contains("FIFO"), "a FIFO is refused without blocking");
         assert_eq!(read_bounded(&d.path().join("none"), 10).unwrap(), None);
     }
 

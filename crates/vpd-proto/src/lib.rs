@@ -43,6 +43,11 @@ pub mod paths {
     pub fn pairing_status(code: &str) -> String {
         format!("/api/pairing-codes/{code}/status")
     }
+    /// `POST` with the status token: the daemon gave up waiting (Ctrl-C); the code can no
+    /// longer be approved.
+    pub fn pairing_cancel(code: &str) -> String {
+        format!("/api/pairing-codes/{code}/cancel")
+    }
     pub fn pairing_claim(code: &str) -> String {
         format!("/api/pairing-codes/{code}/claim")
     }

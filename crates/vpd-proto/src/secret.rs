@@ -4,9 +4,19 @@ use std::fmt;
 /// A secret string (issue token, status token, relay token). Serialized as a plain string on
 /// the wire, but `Debug` and `Display` print `[redacted]`, so a secret never reaches a log by
 /// accident.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+/// Constant-time comparison, so that comparing secrets never leaks how much of them matched.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == other.0.len() && bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

@@ -18,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::PAIRING_CODES, post(pairing::create))
         .route("/api/pairing-codes/{code}/status", get(pairing::status))
         .route("/api/pairing-codes/{code}/claim", post(pairing::claim))
+        .route("/api/pairing-codes/{code}/cancel", post(pairing::cancel))
         .route(paths::RELAY_TOKEN, post(runtime::relay_token))
         .route(paths::UNPAIR, post(runtime::unpair))
         .route(paths::JWKS, get(runtime::jwks))

@@ -1,8 +1,8 @@
 //! `POST /api/pairing-codes`, `GET /api/pairing-codes/{code}/status`,
-//! `POST /api/pairing-codes/{code}/claim`.
+//! `POST /api/pairing-codes/{code}/cancel`, `POST /api/pairing-codes/{code}/claim`.
 
 use super::{ApiErr, ApiJson};
-use crate::store::{CodeKind, CodeState, MachineInfo, Pairing, StoreError};
+use crate::store::{Cancelled, CodeKind, CodeState, MachineInfo, Pairing, StoreError};
 use crate::{util, AppState};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -101,22 +101,12 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Json<PairingStatus>, ApiErr> {
     let code = vpd_proto::normalize_code(&code).ok_or_else(ApiErr::not_found)?;
-    let token = headers
-        .get(paths::PAIRING_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let token = pairing_token(&headers);
     let wait = q.wait.as_deref().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(MAX_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(wait);
 
     // The token is checked once, up front; an unknown code and a wrong token look the same.
-    let c = code.clone();
-    let pc = state.db(move |s| s.pairing_code(&c)).await?.ok_or_else(ApiErr::not_found)?;
-    let token_ok = pc.kind == CodeKind::Device
-        && pc.status_token_hash.as_deref().is_some_and(|h| util::secret_matches(&token, h));
-    if !token_ok {
-        return Err(ApiErr::not_found());
-    }
+    check_status_token(&state, &code, &token).await?;
 
     loop {
         let notified = state.changes.notified();
@@ -153,6 +143,53 @@ pub async fn status(
             }
         }
     }
+}
+
+/// `X-Viewport-Pairing-Token`, or empty.
+fn pairing_token(headers: &HeaderMap) -> String {
+    headers
+        .get(paths::PAIRING_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// 404 `not_found` unless `code` is a daemon's code and `token` its status token (compared in
+/// constant time).
+async fn check_status_token(state: &AppState, code: &str, token: &str) -> Result<(), ApiErr> {
+    let c = code.to_string();
+    let pc = state.db(move |s| s.pairing_code(&c)).await?.ok_or_else(ApiErr::not_found)?;
+    let token_ok = pc.kind == CodeKind::Device
+        && pc.status_token_hash.as_deref().is_some_and(|h| util::secret_matches(token, h));
+    if token_ok {
+        Ok(())
+    } else {
+        Err(ApiErr::not_found())
+    }
+}
+
+/// The daemon gave up waiting (Ctrl-C). A pending code can no longer be approved; an approval
+/// not yet handed out is revoked. Unknown, wrong token, denied, delivered or expired: the same
+/// 404 as the status route.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiErr> {
+    let code = vpd_proto::normalize_code(&code).ok_or_else(ApiErr::not_found)?;
+    check_status_token(&state, &code, &pairing_token(&headers)).await?;
+    let c = code.clone();
+    let outcome = state.db(move |s| s.cancel_device_code(&c, util::now())).await?;
+    // Long polls on this code answer at once (it is now consumed: 404).
+    state.changes.notify_waiters();
+    match outcome {
+        Some(Cancelled::Pending) => tracing::info!("pairing code cancelled by the daemon"),
+        Some(Cancelled::Approval { runtime_target_id }) => {
+            tracing::info!(runtime_target = %runtime_target_id, "pairing cancelled by the daemon after approval; runtime target revoked")
+        }
+        None => return Err(ApiErr::not_found()),
+    }
+    Ok(Json(serde_json::json!({ "status": "cancelled" })))
 }
 
 pub async fn claim(

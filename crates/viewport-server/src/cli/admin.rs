@@ -191,7 +191,11 @@ fn machine_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
         rows.iter()
             .map(|m| {
                 let state = if m.revoked_at.is_some() { "revoked" } else { "active" };
-                format!("{}  {:<24} {:<8} {}  paired by {}", m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by)
+                let seen = m.last_seen_at.map(util::rfc3339).unwrap_or_else(|| "never".into());
+                format!(
+                    "{}  {:<24} {:<8} {}  paired by {}  last seen {seen}",
+                    m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")

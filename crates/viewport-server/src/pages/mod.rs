@@ -58,6 +58,9 @@ impl PageErr {
     pub fn not_found() -> PageErr {
         PageErr::new(StatusCode::NOT_FOUND, "Not found", "There is nothing here, or you do not have access to it.")
     }
+    pub fn set_header(&mut self, name: axum::http::HeaderName, value: axum::http::HeaderValue) {
+        self.0.headers_mut().insert(name, value);
+    }
     pub fn csrf() -> PageErr {
         PageErr::new(
             StatusCode::FORBIDDEN,

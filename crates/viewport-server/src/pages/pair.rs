@@ -6,7 +6,7 @@ use crate::auth::MaybeSession;
 use crate::store::{CodeKind, CodeState, StoreError, Workspace};
 use crate::{util, AppState};
 use axum::extract::{Form, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
 use maud::html;
 use serde::Deserialize;
@@ -14,6 +14,17 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 pub struct CodeQuery {
     code: Option<String>,
+}
+
+/// 429 with `Retry-After`, when the signed-in user opened or submitted `/pair` too often.
+fn too_many() -> PageErr {
+    let mut e = PageErr::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "You opened or submitted the pairing page too often. Wait a minute and try again.",
+    );
+    e.set_header(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    e
 }
 
 fn code_unusable() -> PageErr {
@@ -34,6 +45,9 @@ fn preselected<'a>(orgs: &'a [Workspace], requested: Option<&str>) -> Option<&'a
 
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Query(q): Query<CodeQuery>) -> PageResult {
     let s = require_session(session, &uri)?;
+    if !state.limits.allow_pair_page(&s.user.id) {
+        return Err(too_many());
+    }
     let Some(raw) = q.code.filter(|c| !c.trim().is_empty()) else {
         return Ok(page("Pair a machine", Some(&s), html! {
             h1 { "Pair a machine" }
@@ -111,6 +125,9 @@ pub struct DecideForm {
 
 pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: Uri, Form(f): Form<DecideForm>) -> PageResult {
     let s = require_session(session, &uri)?;
+    if !state.limits.allow_pair_page(&s.user.id) {
+        return Err(too_many());
+    }
     if !s.csrf_ok(&f.csrf) {
         return Err(PageErr::csrf());
     }
@@ -145,7 +162,11 @@ pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: U
             .into_response())
         }
         "deny" => {
-            state.deny_code(&code, &s.user.id).await.map_err(refused)?;
+            // Unknown, used, cancelled, decided or expired: all the same 404 page.
+            state.deny_code(&code, &s.user.id).await.map_err(|e| match e {
+                StoreError::NotFound(_) | StoreError::Gone(_) => code_unusable(),
+                other => refused(other),
+            })?;
             Ok(page("Denied", Some(&s), html! {
                 h1 { "Denied" }
                 div.card { p { "The pairing request " (shown) " was denied. Nothing was paired." } }

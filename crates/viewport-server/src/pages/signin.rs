@@ -82,7 +82,7 @@ pub async fn signin_submit(
         Some((u, h)) => (Some(u), Some(h)),
         None => (None, None),
     };
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref()))
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_ref().map(|h| h.expose())))
         .await
         .unwrap_or(false);
     match user {

@@ -36,6 +36,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::new(url.clone());
     config.pairing_per_minute = 10_000;
     config.login_per_minute = 10_000;
+    config.pair_page_per_minute = 10_000;
     tweak(&mut config);
     let state = AppState::new(store, config).unwrap();
     let s = state.clone();
@@ -119,6 +120,16 @@ impl Server {
             vpd_proto::pairing::PairingStatus::Approved(a) => a,
             other => panic!("expected approved, got {other:?}"),
         }
+    }
+
+    /// `POST /api/pairing-codes/{code}/cancel` with the given status token.
+    pub async fn cancel(&self, code: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.at(&vpd_proto::paths::pairing_cancel(code)))
+            .header("X-Viewport-Pairing-Token", token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn relay_token(&self, a: &vpd_proto::pairing::Approved) -> reqwest::Response {

@@ -96,15 +96,16 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
     home.ensure()?;
     crate::home::ensure_private_dir(&home.logs())?;
     let stderr_path = home.logs().join("daemon-stderr.log");
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&stderr_path)
+    let stderr = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&stderr_path)
+    }
         .map_err(|e| Error::io(stderr_path.display(), e))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")
         .env("VPD_DAEMON_DETACHED", "1")
         .env("VIEWPORT_HOME", home.root())
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr);

@@ -98,6 +98,9 @@ pub struct Unpaired {
     pub server_notified: bool,
     /// Why it could not be told, if not.
     pub server_error: Option<String>,
+    /// Local clean-up steps that failed (the pairing itself is gone).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Result of a ping.

@@ -128,6 +128,7 @@ async fn pair(
     let (ev_tx, mut ev_rx) = mpsc::channel::<PairEvent>(8);
     let (cf_tx, cf_rx) = mpsc::channel::<bool>(1);
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         while let Ok(Some(line)) = read_line(&mut read).await {
             if let Ok(c) = serde_json::from_str::<Confirm>(&line) {
@@ -137,8 +138,8 @@ async fn pair(
         let _ = closed_tx.send(());
     });
     let store = state.credential_store().await;
-    let mut ui = PairUi { events: ev_tx, confirms: cf_rx };
-    let flow = pairing::run(&state.home, &store, params, &mut ui);
+    let ui = PairUi { events: ev_tx, confirms: cf_rx, cancelled: cancel_rx };
+    let flow = pairing::run(&state.home, &store, params, ui);
     tokio::pin!(flow);
     loop {
         tokio::select! {
@@ -155,6 +156,17 @@ async fn pair(
             }
             _ = &mut closed_rx => {
                 tracing::info!("pairing cancelled: the client went away");
+                let _ = cancel_tx.send(true);
+                // Let the flow cancel the code (or revoke an approval) on the platform.
+                let drain = async {
+                    loop {
+                        tokio::select! {
+                            Some(_) = ev_rx.recv() => {}
+                            _ = &mut flow => return,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
                 return Ok(());
             }
         }

@@ -1,0 +1,111 @@
+//! Issue tokens in the real OS keyring (gnome-keyring's Secret Service on a private D-Bus
+//! session bus), and the file fallback, reported by status and doctor, when there is none.
+
+mod support;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use support::*;
+
+/// A private session bus with an unlocked gnome-keyring on it; both die with the value.
+struct Bus {
+    daemon: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start() -> Bus {
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian package dbus; scripts/test.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let address = line.trim().to_string();
+        let mut keyring = Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon (Debian package gnome-keyring; scripts/test.sh installs it)");
+        keyring.stdin.take().unwrap().write_all(b"test-password").unwrap();
+        keyring.wait().unwrap();
+        Bus { daemon, address }
+    }
+
+    fn lookup(&self, runtime_target_id: &str) -> Option<String> {
+        let out = Command::new("secret-tool")
+            .args(["lookup", "service", "dev.viewport.vpd", "username", runtime_target_id])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("secret-tool (Debian package libsecret-tools)");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn issue_tokens_live_in_the_secret_service() {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let acme = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let bus = Bus::start();
+    let mut m = Machine::new();
+    m.keyring = true;
+    m.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
+
+    let done = m.pair(&server, &acme, "alice@example.com");
+    assert_eq!(done["credentialStore"], "keyring", "{done}");
+    let p = m.pairing(&acme);
+    assert_eq!(p["credential"], serde_json::json!({"store": "keyring"}), "no token in config.json");
+    let raw = std::fs::read_to_string(m.home().join("config.json")).unwrap();
+    let token = bus.lookup(p["runtimeTargetId"].as_str().unwrap()).expect("the token is in the keyring");
+    assert!(!raw.contains(&token));
+    // It is the real credential.
+    let mut with_token = p.clone();
+    with_token["credential"] = serde_json::json!({"store": "file", "issueToken": token});
+    assert_eq!(server.relay_token(&with_token).0, 200);
+
+    let st = m.ok(&["status"]);
+    assert_eq!(st["daemon"]["credentialStore"], "keyring");
+    assert_eq!(st["pairings"][0]["credentialStore"], "keyring");
+
+    // Unpair reads the token from the keyring to tell the platform, then deletes it.
+    let un = m.ok(&["unpair", "--org", "acme"]);
+    assert_eq!(un["serverNotified"], true, "{un}");
+    assert_eq!(bus.lookup(p["runtimeTargetId"].as_str().unwrap()), None, "keyring entry removed");
+    assert_eq!(server.relay_token(&with_token).0, 403);
+}
+
+#[test]
+fn without_a_keyring_the_file_store_is_used_and_said() {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let acme = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let mut m = Machine::new();
+    m.keyring = true; // probe it: there is no session bus in this environment
+    let done = m.pair(&server, &acme, "alice@example.com");
+    assert_eq!(done["credentialStore"], "file");
+    assert!(m.pairing(&acme)["credential"]["issueToken"].is_string());
+    let st = m.ok(&["status"]);
+    assert_eq!(st["daemon"]["credentialStore"], "file");
+    assert!(st["daemon"]["keyringError"].as_str().unwrap().contains("keyring unavailable"), "{st}");
+    let text = String::from_utf8(m.vpd(&["status"]).stdout).unwrap();
+    assert!(text.contains("Credentials: config.json (0600) — keyring unavailable"), "{text}");
+    let doc = m.command().args(["doctor", "--json"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&doc.stdout).unwrap();
+    let k = doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "keyring").unwrap().clone();
+    assert_eq!(k["level"], "warning", "{k}");
+    assert!(k["fix"].as_str().unwrap().contains("Secret Service"));
+}
