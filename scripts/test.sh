@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use. Installed only when missing (needs root or sudo).
-packages=(git bash ca-certificates curl)
+packages=(git bash ca-certificates python3 dbus gnome-keyring libsecret-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -58,9 +58,12 @@ fn ctrl_c_cancels_pairing_cleanly() {
     let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "cancelled");
     wait_until("the daemon to drop the pairing", Duration::from_secs(5), || m.logs().contains("pairing cancelled"));
-    // Approving afterwards stores nothing on this machine.
-    server.approve(first["code"].as_str().unwrap(), "acme", "alice@example.com");
-    std::thread::sleep(Duration::from_millis(500));
+    // The code was cancelled on the platform too: nobody can approve it any more.
+    let code = first["code"].as_str().unwrap();
+    wait_until("the platform to refuse the code", Duration::from_secs(10), || {
+        !server.admin_raw(&["pairing", "approve", code, "--org", "acme", "--user", "alice@example.com"], None).status.success()
+    });
+    assert!(server.admin(&["machine", "list", "--org", "acme"]).as_array().unwrap().is_empty(), "no orphan machine");
     assert_eq!(m.pairing_count(), 0);
     assert_eq!(m.ok(&["status"])["daemon"]["running"], true, "the daemon survives the client's Ctrl-C");
 }
@@ -126,7 +129,7 @@ fn the_local_api_answers_only_its_own_user() {
     std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(m.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(m.home().join("vpd.sock"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"method\":\"shutdown\"}\\n')\nprint(repr(s.recv(100)))";
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"method\":\"shutdown\"}\\n')\ntry:\n  print(repr(s.recv(100)))\nexcept ConnectionResetError:\n  print('reset')";
     let out = std::process::Command::new("python3")
         .args(["-c", script, m.home().join("vpd.sock").to_str().unwrap()])
         .uid(65534)
@@ -134,7 +137,8 @@ fn the_local_api_answers_only_its_own_user() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b''", "another user got an answer");
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(answer == "b''" || answer == "reset", "another user got an answer: {answer}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(m.ok(&["status"])["daemon"]["running"], true, "another user stopped the daemon");
     assert!(m.logs().contains("refused a local API connection from another user"));

@@ -10,6 +10,8 @@ use support::*;
 struct Bus {
     daemon: Child,
     address: String,
+    /// The keyring's own HOME, so a keyring of the user running the tests is never touched.
+    _home: tempfile::TempDir,
 }
 
 impl Bus {
@@ -23,9 +25,12 @@ impl Bus {
         let mut line = String::new();
         BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let address = line.trim().to_string();
+        let home = tempfile::tempdir().unwrap();
         let mut keyring = Command::new("gnome-keyring-daemon")
             .args(["--unlock", "--components=secrets"])
             .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,7 +38,7 @@ impl Bus {
             .expect("gnome-keyring-daemon (Debian package gnome-keyring; scripts/test.sh installs it)");
         keyring.stdin.take().unwrap().write_all(b"test-password").unwrap();
         keyring.wait().unwrap();
-        Bus { daemon, address }
+        Bus { daemon, address, _home: home }
     }
 
     fn lookup(&self, runtime_target_id: &str) -> Option<String> {

@@ -275,7 +275,10 @@ impl Machine {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("vpd {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        // `pair` prints one line per event: the result is the last one.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("vpd {args:?}: not JSON ({e}): {text}"))
     }
 
     /// Runs `vpd ARGS --json`, which must fail; returns the error object.
@@ -413,6 +416,7 @@ impl Term {
         cmd.env("HOME", m.dir.path());
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
         cmd.env("VPD_KEYRING", "off");
+        cmd.env("TERM", "xterm-256color");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -74,6 +74,9 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
                     until.unwrap_or_else(|| expires_at.clone())
                 ));
                 spinner.enable_steady_tick(Duration::from_millis(100));
+                if !std::io::stderr().is_terminal() {
+                    eprintln!("Waiting for approval in the browser (Ctrl-C cancels)…");
+                }
             }
             if !no_browser {
                 if let Err(e) = webbrowser::open(url) {
