@@ -153,7 +153,7 @@ fn hostile_binding_files_mean_local_only() {
             v.extend(std::iter::repeat_n(b'#', 10 << 20));
             v
         }, "bytes"),
-        ("types", format!("org_id: [1, 2]\nstreaming: {{a: b}}\n").into_bytes(), "org_id must be a string"),
+        ("types", b"org_id: [1, 2]\nstreaming: {a: b}\n".to_vec(), "org_id must be a string"),
         ("streaming", format!("org_id: {org}\nstreaming: 1\n").into_bytes(), "streaming must be"),
         ("binary", vec![0xff, 0x00, 0xfe, 0x01], "UTF-8"),
     ];

@@ -157,7 +157,7 @@ async fn claim_of_a_minted_code_pairs_once() {
     let r = s.http.post(s.at(&format!("/api/pairing-codes/{shown}/claim"))).json(&body_for(&key, "ci-runner")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let a = match r.json::<PairingStatus>().await.unwrap() {
-        PairingStatus::Approved(a) => a,
+        PairingStatus::Approved(a) => *a,
         other => panic!("{other:?}"),
     };
     assert_eq!(a.workspace_id, org.id);
@@ -330,7 +330,7 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
     let code = vpd_proto::normalize_code(&created.code).unwrap();
     s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
     let a = match s.status(&created.code, created.status_token.expose(), 0).await.json::<PairingStatus>().await.unwrap() {
-        PairingStatus::Approved(a) => a,
+        PairingStatus::Approved(a) => *a,
         other => panic!("{other:?}"),
     };
     let r = s.cancel(&created.code, created.status_token.expose()).await;

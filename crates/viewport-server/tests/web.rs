@@ -96,7 +96,7 @@ async fn approve_through_the_page_with_csrf_and_origin_checks() {
     // The daemon gets its approval; the page for the used code is now a 404.
     let r = s.status(&created.code, created.status_token.expose(), 0).await;
     let a = match r.json::<PairingStatus>().await.unwrap() {
-        PairingStatus::Approved(a) => a,
+        PairingStatus::Approved(a) => *a,
         other => panic!("{other:?}"),
     };
     assert_eq!(a.workspace_name, "Acme Engineering");

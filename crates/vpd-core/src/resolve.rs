@@ -132,7 +132,7 @@ fn decide(
 
 /// Finds the pairing an `--org` argument names: a workspace ULID, a slug, or a name
 /// (case-insensitive). A name shared by two pairings is ambiguous.
-pub fn select_pairing<'a, 'b>(pairings: &'b [PairingRef<'a>], query: &str) -> Result<PairingRef<'a>, SelectError> {
+pub fn select_pairing<'a>(pairings: &[PairingRef<'a>], query: &str) -> Result<PairingRef<'a>, SelectError> {
     let q = query.trim();
     if let Some(p) = pairings.iter().find(|p| p.org_id == q) {
         return Ok(*p);

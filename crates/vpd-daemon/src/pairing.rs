@@ -61,7 +61,7 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
                 Error::new(ErrorCode::InvalidArgument, format!("{code:?} is not a pairing code (8 letters like BCDF-GHJK)"))
             })?;
             match platform.claim(&code, &request).await.map_err(|e| code_error(e, "claiming the code"))? {
-                PairingStatus::Approved(a) => a,
+                PairingStatus::Approved(a) => *a,
                 other => return Err(Error::new(ErrorCode::BadServerResponse, format!("claiming a code answered {other:?} instead of an approval"))),
             }
         }
@@ -216,7 +216,7 @@ async fn wait_for_approval(platform: &Platform, request: &CreatePairingCode, id:
         };
         match poll {
             Ok(PairingStatus::Pending) => backoff = Duration::from_secs(1),
-            Ok(PairingStatus::Approved(a)) => return Ok(a),
+            Ok(PairingStatus::Approved(a)) => return Ok(*a),
             Ok(PairingStatus::Denied) => {
                 return Err(Error::new(ErrorCode::PairingDenied, "the pairing was denied in the browser; nothing was stored"))
             }

@@ -50,7 +50,7 @@ pub enum PairingStatus {
     Pending,
     Denied,
     Expired,
-    Approved(Approved),
+    Approved(Box<Approved>),
 }
 
 /// What an approval hands the daemon, exactly once.

@@ -213,7 +213,7 @@ pub async fn claim(
 }
 
 fn approved(state: &AppState, p: Pairing, issue_token: String) -> PairingStatus {
-    PairingStatus::Approved(Approved {
+    PairingStatus::Approved(Box::new(Approved {
         workspace_id: p.workspace.id,
         workspace_name: p.workspace.name,
         workspace_slug: p.workspace.slug,
@@ -224,5 +224,5 @@ fn approved(state: &AppState, p: Pairing, issue_token: String) -> PairingStatus 
         token: Secret::new(issue_token),
         relay_endpoint: state.relay_endpoint(),
         server_url: state.public_url().to_string(),
-    })
+    }))
 }

@@ -117,7 +117,7 @@ impl Server {
         let r = self.status(&created.code, created.status_token.expose(), 0).await;
         assert_eq!(r.status(), 200);
         match r.json().await.unwrap() {
-            vpd_proto::pairing::PairingStatus::Approved(a) => a,
+            vpd_proto::pairing::PairingStatus::Approved(a) => *a,
             other => panic!("expected approved, got {other:?}"),
         }
     }
