@@ -108,7 +108,10 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     assert_eq!(st["daemon"]["running"], true);
     assert_eq!(st["daemon"]["credentialStore"], "file");
     assert_eq!(st["pairings"].as_array().unwrap().len(), 2);
-    assert!(st["pairings"].as_array().unwrap().iter().all(|p| p["state"] == "paired"));
+    for p in st["pairings"].as_array().unwrap() {
+        let state = p["state"].as_str().unwrap();
+        assert!(state == "connected" || state == "connecting" || state.starts_with("reconnecting"), "{state}");
+    }
     let dirs = st["directories"].as_array().unwrap();
     assert_eq!(dirs.len(), 2);
     assert!(dirs.iter().any(|d| d["display"] == "~/work/api" && d["orgName"] == "Acme Engineering" && d["state"] == "bound"));

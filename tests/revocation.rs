@@ -3,6 +3,7 @@
 //! comes with the relay bridge.)
 
 mod support;
+use std::time::Duration;
 use support::*;
 
 #[test]
@@ -45,9 +46,13 @@ fn revoke_from_machines_page_and_member_removal() {
     assert_eq!((status, body["error"].as_str()), (403, Some("revoked")), "{body}");
     assert_eq!(server.relay_token(&b_oss).0, 200, "bob's oss pairing is untouched");
 
-    // Nothing on the machines was deleted by the platform's decision alone (the daemon acts
-    // on it when its relay bridge hears it).
-    assert_eq!(alice.config()["pairings"].as_array().unwrap().len(), 2);
+    // Each daemon hears it through its relay bridge and removes that pairing only.
+    wait_until("alice's daemon to drop the revoked pairing", Duration::from_secs(40), || alice.pairing_count() == 1);
+    wait_until("bob's daemon to drop the revoked pairing", Duration::from_secs(40), || bob.pairing_count() == 1);
+    assert_eq!(alice.config()["pairings"][0]["workspaceId"], oss.as_str());
+    assert!(!alice.home().join(format!("relay-identities/{acme}.json")).exists());
+    let st = alice.ok(&["status"]);
+    assert!(st["activity"].as_array().unwrap().iter().any(|a| a["message"] == "Acme Engineering revoked this machine's pairing"), "{st}");
 }
 
 #[test]

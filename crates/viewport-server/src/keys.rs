@@ -4,13 +4,27 @@ use crate::store::{SigningKeyRow, Store};
 use crate::util;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use vpd_proto::runtime::RelayClaims;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use vpd_proto::runtime::{RelayClaims, RELAY_AUDIENCE};
+
+/// Clock skew tolerated on a relay token's `exp`, in seconds.
+pub const RELAY_LEEWAY_SECS: u64 = 60;
 
 pub struct Keys {
     kid: String,
     public_key: [u8; 32],
     encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// Why a relay token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Well signed, but past `exp` (plus the leeway).
+    Expired,
+    /// Anything else: bad signature, unknown `kid`, wrong `aud`, malformed.
+    Invalid,
 }
 
 impl Keys {
@@ -30,11 +44,10 @@ impl Keys {
         };
         let sk = SigningKey::from_pkcs8_der(&row.pkcs8_der)
             .map_err(|e| anyhow::anyhow!("the signing key in the database is unreadable: {e}"))?;
-        Ok(Keys {
-            kid: row.kid,
-            public_key: sk.verifying_key().to_bytes(),
-            encoding: EncodingKey::from_ed_der(&row.pkcs8_der),
-        })
+        let public_key = sk.verifying_key().to_bytes();
+        let decoding = DecodingKey::from_ed_components(&util::b64url(&public_key))
+            .map_err(|e| anyhow::anyhow!("building the verification key: {e}"))?;
+        Ok(Keys { kid: row.kid, public_key, encoding: EncodingKey::from_ed_der(&row.pkcs8_der), decoding })
     }
 
     pub fn kid(&self) -> &str {
@@ -59,6 +72,27 @@ impl Keys {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+}
+
+impl Keys {
+    /// Verifies a relay token: EdDSA under this server's key (the `kid` must be ours), `aud`
+    /// = `viewport-relay`, `exp` with at most [`RELAY_LEEWAY_SECS`] of leeway.
+    pub fn verify_relay_token(&self, token: &str) -> Result<RelayClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(TokenError::Invalid);
+        }
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_audience(&[RELAY_AUDIENCE]);
+        v.leeway = RELAY_LEEWAY_SECS;
+        v.validate_exp = true;
+        v.set_required_spec_claims(&["exp", "aud", "sub"]);
+        match jsonwebtoken::decode::<RelayClaims>(token, &self.decoding, &v) {
+            Ok(d) => Ok(d.claims),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(_) => Err(TokenError::Invalid),
+        }
     }
 }
 

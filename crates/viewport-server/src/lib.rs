@@ -9,7 +9,9 @@ pub mod cli;
 pub mod keys;
 pub mod limits;
 pub mod pages;
+pub mod relay;
 pub mod store;
+pub mod terminal;
 pub mod util;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -36,6 +38,17 @@ pub struct Config {
     pub login_per_minute: u32,
     /// Views and submissions of the `/pair` page per signed-in user and minute.
     pub pair_page_per_minute: u32,
+    /// How long the relay waits for the daemon's proof of key (then closes with 4408).
+    pub proof_timeout: std::time::Duration,
+    /// How often the relay checks the database for revocations made by other processes
+    /// (the admin CLI) among its live connections.
+    pub revocation_poll: std::time::Duration,
+    /// Recorded sessions are deleted this many days after they ended.
+    pub retention_days: u32,
+    /// Relay messages per second and connection, sustained; beyond → close 1008.
+    pub relay_rate_per_sec: u32,
+    /// Relay messages a connection may send at once above the sustained rate.
+    pub relay_burst: u32,
 }
 
 impl Config {
@@ -45,6 +58,11 @@ impl Config {
             pairing_per_minute: 30,
             login_per_minute: 10,
             pair_page_per_minute: 30,
+            proof_timeout: std::time::Duration::from_secs(vpd_proto::relay::PROOF_TIMEOUT_SECS),
+            revocation_poll: std::time::Duration::from_millis(300),
+            retention_days: 30,
+            relay_rate_per_sec: 100_000,
+            relay_burst: 200_000,
         }
     }
 }
@@ -60,6 +78,8 @@ pub struct Inner {
     /// Woken on every in-process approval or denial (long polls also re-check the database,
     /// because the admin CLI approves from another process).
     pub changes: Notify,
+    /// The live relay connections.
+    pub relay: relay::Registry,
     setup_token: Mutex<Option<String>>,
     public_origin: String,
 }
@@ -84,6 +104,7 @@ impl AppState {
             config,
             keys,
             changes: Notify::new(),
+            relay: relay::Registry::default(),
             setup_token: Mutex::new(setup_token),
             public_origin,
         })))
@@ -145,11 +166,60 @@ impl AppState {
         r
     }
 
+    /// Revokes a machine's pairing (by machine or runtime target id) in a workspace and closes
+    /// its live relay connection at once. `Ok(false)` when it was already revoked.
+    pub async fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let (w, m, r) = (workspace_id.to_string(), machine_or_target_id.to_string(), reason.to_string());
+        let changed = self.db(move |s| s.revoke(&w, &m, &r, util::now())).await?;
+        self.close_revoked().await;
+        Ok(changed)
+    }
+
+    /// Removes a member (revoking their pairings in that workspace) and closes those pairings'
+    /// live relay connections at once. Returns how many pairings were revoked.
+    pub async fn remove_member(&self, workspace_id: &str, user_id: &str) -> Result<usize, StoreError> {
+        let (w, u) = (workspace_id.to_string(), user_id.to_string());
+        let n = self.db(move |s| s.remove_member(&w, &u, util::now())).await?;
+        self.close_revoked().await;
+        Ok(n)
+    }
+
+    /// Closes (4401 `revoked`) every live relay connection whose pairing is revoked.
+    pub async fn close_revoked(&self) -> usize {
+        relay::close_revoked(self).await
+    }
+
+    /// Closes every relay connection with 1001 and waits (at most `wait`) until they are gone.
+    pub async fn shutdown_relay(&self, wait: std::time::Duration) {
+        self.relay.close_all(vpd_proto::relay::close::GOING_AWAY, "relay shutting down");
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.relay.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the relay's background tasks (revocation poller, retention); they stop when the
+    /// returned guard is dropped.
+    pub fn spawn_background(&self) -> Background {
+        Background(vec![relay::spawn_revocation_poller(self.clone()), relay::spawn_retention(self.clone())])
+    }
+
     /// Mints an "Add machine" code for `workspace_id` as `user_id`; returns the canonical
     /// code and its expiry (Unix seconds).
     pub async fn mint_code(&self, workspace_id: &str, user_id: &str) -> Result<(String, i64), StoreError> {
         let (w, u) = (workspace_id.to_string(), user_id.to_string());
         self.db(move |s| mint_code(s, &w, &u)).await
+    }
+}
+
+/// Background tasks; aborted on drop.
+pub struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
@@ -194,6 +264,7 @@ fn origin_of(url: &str) -> String {
 /// The router with every route and middleware.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/ws", axum::routing::get(relay::ws_handler))
         .merge(api::routes())
         .merge(pages::routes())
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
@@ -203,8 +274,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` until the task is dropped.
+/// Only `/ws` (for `serve --relay-listen`).
+pub fn relay_app(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", axum::routing::get(relay::ws_handler))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener`, with the relay's background tasks, until the task is
+/// dropped.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let _background = state.spawn_background();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }

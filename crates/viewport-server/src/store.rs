@@ -192,6 +192,61 @@ pub struct MachineRow {
     pub last_seen_at: Option<i64>,
 }
 
+/// One decoded daemon message for [`Store::relay_store_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayOp {
+    Start { session_id: String, agent: String, directory: String, started_at: i64 },
+    Frame { session_id: String, seq: u64, ts: String, kind: &'static str, data: Vec<u8> },
+    End { session_id: String, seq: u64, reason: String, exit_code: Option<i32> },
+}
+
+impl RelayOp {
+    pub fn session_id(&self) -> &str {
+        match self {
+            RelayOp::Start { session_id, .. } | RelayOp::Frame { session_id, .. } | RelayOp::End { session_id, .. } => session_id,
+        }
+    }
+}
+
+/// What storing a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayBatchOutcome {
+    /// Per session (in first-seen order): the highest seq of this batch that is now stored
+    /// (newly or before: duplicates are acked too).
+    pub acks: Vec<(String, u64)>,
+    /// The first message that broke the protocol (everything before it was stored).
+    pub violation: Option<String>,
+}
+
+/// One recorded session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub workspace_slug: String,
+    pub runtime_target_id: String,
+    pub machine_id: String,
+    pub machine_name: String,
+    pub agent: String,
+    pub directory: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub last_seq: u64,
+    pub frame_count: u64,
+    pub gap_count: u64,
+}
+
+/// One stored frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRow {
+    pub seq: u64,
+    pub ts: String,
+    pub kind: String,
+    pub data: Vec<u8>,
+}
+
 /// The platform's private JWT signing key. `Debug` prints the key id only.
 #[derive(Clone)]
 pub struct SigningKeyRow {
@@ -330,6 +385,37 @@ const MIGRATIONS: &[&str] = &[
     // 2: when a daemon cancelled its code (Ctrl-C while waiting).
     r#"
     ALTER TABLE pairing_codes ADD COLUMN cancelled_at INTEGER;
+    "#,
+    // 3: the relay's records: sessions and their frames (SPEC sections 9 and 14).
+    // `relay_frames` has no foreign key on purpose (the hot insert path); retention and the
+    // session's own delete remove frames explicitly.
+    r#"
+    CREATE TABLE relay_sessions (
+        id TEXT PRIMARY KEY,
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        runtime_target_id TEXT NOT NULL REFERENCES runtime_targets(id),
+        machine_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        directory TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        end_reason TEXT,
+        exit_code INTEGER,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        gap_count INTEGER NOT NULL DEFAULT 0,
+        frame_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX relay_sessions_target ON relay_sessions(runtime_target_id, ended_at);
+    CREATE INDEX relay_sessions_ws ON relay_sessions(workspace_id, started_at);
+    CREATE INDEX relay_sessions_ended ON relay_sessions(ended_at);
+    CREATE TABLE relay_frames (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
     "#,
 ];
 
@@ -888,6 +974,235 @@ impl Store {
         Ok(rows)
     }
 
+    // ---- relay: sessions and frames -----------------------------------------------------
+
+    /// Stores a batch of daemon messages of one runtime target in ONE transaction (see
+    /// [`RelayOp`]): `session_start` creates the session (a duplicate start is fine), a frame
+    /// or end with `seq <= last_seq` is a duplicate (acked, not stored again), `last_seq + 1`
+    /// is stored, anything else is a violation. A session id that belongs to another runtime
+    /// target is a violation (orgs never mix). Processing stops at the first violation; what
+    /// came before it is committed.
+    pub fn relay_store_batch(
+        &self,
+        workspace_id: &str,
+        runtime_target_id: &str,
+        machine_id: &str,
+        ops: &[RelayOp],
+        now: i64,
+    ) -> Result<RelayBatchOutcome> {
+        struct S {
+            last_seq: u64,
+            ended: bool,
+            frames: u64,
+            gaps: u64,
+            end: Option<(u64, String, Option<i32>)>,
+            dirty: bool,
+            ack: u64,
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut order: Vec<String> = Vec::new();
+        let mut states: std::collections::HashMap<String, S> = std::collections::HashMap::new();
+        let mut violation = None;
+        {
+            let mut load = tx.prepare_cached("SELECT runtime_target_id, last_seq, ended_at FROM relay_sessions WHERE id = ?1")?;
+            let mut insert_frame =
+                tx.prepare_cached("INSERT INTO relay_frames (session_id, seq, ts, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for op in ops {
+                let sid = op.session_id();
+                if !states.contains_key(sid) {
+                    let row: Option<(String, i64, Option<i64>)> =
+                        load.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+                    match row {
+                        Some((rt, _, _)) if rt != runtime_target_id => {
+                            violation = Some(format!("session {sid} belongs to another runtime target"));
+                            break;
+                        }
+                        Some((_, last, ended)) => {
+                            states.insert(
+                                sid.to_string(),
+                                S { last_seq: last as u64, ended: ended.is_some(), frames: 0, gaps: 0, end: None, dirty: false, ack: 0 },
+                            );
+                        }
+                        None => match op {
+                            RelayOp::Start { session_id, agent, directory, started_at } => {
+                                tx.execute(
+                                    "INSERT INTO relay_sessions (id, workspace_id, runtime_target_id, machine_id, agent,
+                                         directory, started_at)
+                                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                    params![session_id, workspace_id, runtime_target_id, machine_id, agent, directory, started_at],
+                                )?;
+                                states.insert(
+                                    sid.to_string(),
+                                    S { last_seq: 0, ended: false, frames: 0, gaps: 0, end: None, dirty: false, ack: 0 },
+                                );
+                            }
+                            _ => {
+                                violation = Some(format!("session {sid} was never started"));
+                                break;
+                            }
+                        },
+                    }
+                    order.push(sid.to_string());
+                }
+                let st = states.get_mut(sid).expect("loaded above");
+                match op {
+                    RelayOp::Start { .. } => {}
+                    RelayOp::Frame { seq, ts, kind, data, .. } => {
+                        if *seq <= st.last_seq {
+                            st.ack = st.ack.max(*seq);
+                        } else if *seq == st.last_seq + 1 && !st.ended {
+                            insert_frame.execute(params![sid, *seq as i64, ts, kind, data])?;
+                            st.last_seq = *seq;
+                            st.frames += 1;
+                            if *kind == "gap" {
+                                st.gaps += 1;
+                            }
+                            st.dirty = true;
+                            st.ack = *seq;
+                        } else if st.ended {
+                            violation = Some(format!("frame {seq} of session {sid} after its end"));
+                            break;
+                        } else {
+                            violation = Some(format!("frame {seq} of session {sid} out of order (expected {})", st.last_seq + 1));
+                            break;
+                        }
+                    }
+                    RelayOp::End { seq, reason, exit_code, .. } => {
+                        if *seq <= st.last_seq {
+                            st.ack = st.ack.max(*seq);
+                        } else if *seq == st.last_seq + 1 && !st.ended {
+                            st.last_seq = *seq;
+                            st.ended = true;
+                            st.end = Some((*seq, reason.clone(), *exit_code));
+                            st.dirty = true;
+                            st.ack = *seq;
+                        } else {
+                            violation = Some(format!("end {seq} of session {sid} out of order (expected {})", st.last_seq + 1));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE relay_sessions SET last_seq = ?2, frame_count = frame_count + ?3, gap_count = gap_count + ?4
+                 WHERE id = ?1",
+            )?;
+            let mut end = tx.prepare_cached(
+                "UPDATE relay_sessions SET ended_at = ?2, end_reason = ?3, exit_code = ?4 WHERE id = ?1 AND ended_at IS NULL",
+            )?;
+            for sid in &order {
+                let st = &states[sid];
+                if st.dirty {
+                    update.execute(params![sid, st.last_seq as i64, st.frames as i64, st.gaps as i64])?;
+                }
+                if let Some((_, reason, code)) = &st.end {
+                    end.execute(params![sid, now, reason, code])?;
+                }
+            }
+        }
+        tx.commit()?;
+        let acks = order.into_iter().map(|sid| {
+            let ack = states[&sid].ack;
+            (sid, ack)
+        });
+        Ok(RelayBatchOutcome { acks: acks.collect(), violation })
+    }
+
+    /// `sessionId → last stored seq` of this runtime target's sessions that are running or
+    /// ended after `ended_after` (the `ready` message's resume map).
+    pub fn relay_resume(&self, runtime_target_id: &str, ended_after: i64) -> Result<std::collections::BTreeMap<String, u64>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, last_seq FROM relay_sessions
+             WHERE runtime_target_id = ?1 AND (ended_at IS NULL OR ended_at > ?2)",
+        )?;
+        let rows = st
+            .query_map(params![runtime_target_id, ended_after], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Which of these runtime target ids are revoked.
+    pub fn revoked_among(&self, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id FROM runtime_targets WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))",
+        )?;
+        let rows = st.query_map([list], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The sessions of a workspace, newest first.
+    pub fn sessions(&self, workspace_id: &str) -> Result<Vec<SessionRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("{SESSION_SELECT} WHERE s.workspace_id = ?1 ORDER BY s.started_at DESC, s.id DESC"))?;
+        let rows = st.query_map([workspace_id], session_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One session; with `workspace_id`, only when it belongs to that workspace (tenancy).
+    pub fn session(&self, workspace_id: Option<&str>, id: &str) -> Result<Option<SessionRow>> {
+        let conn = self.conn();
+        let row = match workspace_id {
+            Some(w) => conn
+                .query_row(&format!("{SESSION_SELECT} WHERE s.id = ?1 AND s.workspace_id = ?2"), [id, w], session_row)
+                .optional()?,
+            None => conn.query_row(&format!("{SESSION_SELECT} WHERE s.id = ?1"), [id], session_row).optional()?,
+        };
+        Ok(row)
+    }
+
+    /// Up to `limit` frames of a session with `seq > after`, in seq order; only `kinds` when
+    /// given.
+    pub fn session_frames(&self, session_id: &str, after: u64, kind: Option<&str>, limit: usize) -> Result<Vec<FrameRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT seq, ts, kind, data FROM relay_frames
+             WHERE session_id = ?1 AND seq > ?2 AND (?3 IS NULL OR kind = ?3)
+             ORDER BY seq LIMIT ?4",
+        )?;
+        let rows = st
+            .query_map(params![session_id, after.min(i64::MAX as u64) as i64, kind, limit.min(i64::MAX as usize) as i64], |r| {
+                Ok(FrameRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, kind: r.get(2)?, data: r.get(3)? })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Calls `f` with the bytes of each `output` frame of a session, in seq order, without
+    /// loading them all at once.
+    pub fn for_each_output(&self, session_id: &str, mut f: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<()> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT data FROM relay_frames WHERE session_id = ?1 AND kind = 'output' ORDER BY seq")?;
+        let mut rows = st.query([session_id])?;
+        while let Some(r) = rows.next()? {
+            let data = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            f(data).map_err(|e| StoreError::Io { path: "standard output".into(), source: e })?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the sessions (and their frames) that ended before `cutoff`; returns how many.
+    pub fn delete_sessions_ended_before(&self, cutoff: i64) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM relay_frames WHERE session_id IN
+                 (SELECT id FROM relay_sessions WHERE ended_at IS NOT NULL AND ended_at < ?1)",
+            [cutoff],
+        )?;
+        let n = tx.execute("DELETE FROM relay_sessions WHERE ended_at IS NOT NULL AND ended_at < ?1", [cutoff])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     // ---- signing key ------------------------------------------------------------------
 
     pub fn signing_key(&self) -> Result<Option<SigningKeyRow>> {
@@ -918,6 +1233,33 @@ impl Store {
         }
         self.signing_key()?.ok_or_else(|| StoreError::NotFound("signing key".into()))
     }
+}
+
+const SESSION_SELECT: &str = "SELECT s.id, s.workspace_id, w.slug, s.runtime_target_id, s.machine_id,
+        COALESCE(m.name, ''), s.agent, s.directory, s.started_at, s.ended_at, s.end_reason, s.exit_code,
+        s.last_seq, s.frame_count, s.gap_count
+    FROM relay_sessions s
+    JOIN workspaces w ON w.id = s.workspace_id
+    LEFT JOIN machines m ON m.id = s.machine_id";
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        workspace_slug: r.get(2)?,
+        runtime_target_id: r.get(3)?,
+        machine_id: r.get(4)?,
+        machine_name: r.get(5)?,
+        agent: r.get(6)?,
+        directory: r.get(7)?,
+        started_at: r.get(8)?,
+        ended_at: r.get(9)?,
+        end_reason: r.get(10)?,
+        exit_code: r.get(11)?,
+        last_seq: r.get::<_, i64>(12)? as u64,
+        frame_count: r.get::<_, i64>(13)? as u64,
+        gap_count: r.get::<_, i64>(14)? as u64,
+    })
 }
 
 fn ws_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {

@@ -10,6 +10,7 @@ mod logs;
 mod output;
 mod pair;
 mod prompt;
+mod run;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -156,9 +157,83 @@ enum Command {
         #[arg(value_enum, default_value = "run")]
         action: install::DaemonAction,
     },
+    /// Run a command as a session: under a pseudo-terminal, streamed if its directory is bound.
+    #[command(after_help = "One line on stderr says where the session streams. The exit code is the command's.\n\nExamples:\n  vpd run -- claude\n  vpd run --cwd ~/work/api --name fix-tests -- aider --yes\n  vpd run -- sh -c 'make test'")]
+    Run {
+        /// Directory to run in (default: here). The binding is resolved here, once.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// A name for the session.
+        #[arg(long)]
+        name: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List sessions with their pinned org and streaming state.
+    #[command(after_help = "Examples:\n  vpd sessions\n  vpd sessions --json")]
+    Sessions,
+    /// Stream a session an integration runs itself: start, frame, end.
+    #[command(subcommand, after_help = "Examples:\n  id=$(vpd session start --agent my-agent)\n  echo hello | vpd session frame $id\n  vpd session end $id --exit-code 0")]
+    Session(SessionCmd),
+    /// Retry the relay connection now (all pairings, or one).
+    #[command(after_help = "Examples:\n  vpd reconnect\n  vpd reconnect --org acme")]
+    Reconnect {
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Print shell completions.
     #[command(after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd")]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// Start a session in DIR (default: here); prints its id.
+    Start {
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// The agent's name, shown to the org.
+        #[arg(long, default_value = "script")]
+        agent: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Append a frame (the bytes of --data, else stdin).
+    Frame {
+        id: String,
+        #[arg(long, value_enum, default_value = "output")]
+        kind: FrameKindArg,
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// End a session.
+    End {
+        id: String,
+        #[arg(long)]
+        exit_code: Option<i32>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FrameKindArg {
+    Output,
+    Input,
+    Resize,
+    Event,
+}
+
+impl From<FrameKindArg> for vpd_proto::relay::FrameKind {
+    fn from(k: FrameKindArg) -> Self {
+        match k {
+            FrameKindArg::Output => Self::Output,
+            FrameKindArg::Input => Self::Input,
+            FrameKindArg::Resize => Self::Resize,
+            FrameKindArg::Event => Self::Event,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -201,6 +276,12 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
         Command::Resolve { dir } => dirs::resolve(&home()?, &cwd_or(dir)?, out),
         Command::Hook { shell } => hook::print(shell),
         Command::Status => status::status(&home()?, out),
+        Command::Run { cwd, name, command } => run::run(&home()?, &cwd_or(cwd)?, name, command, out),
+        Command::Sessions => run::sessions(&home()?, out),
+        Command::Session(SessionCmd::Start { cwd, agent, name }) => run::session_start(&home()?, &cwd_or(cwd)?, agent, name, out),
+        Command::Session(SessionCmd::Frame { id, kind, data }) => run::session_frame(&home()?, id, kind.into(), data, out),
+        Command::Session(SessionCmd::End { id, exit_code, reason }) => run::session_end(&home()?, id, exit_code, reason, out),
+        Command::Reconnect { org } => run::reconnect(&home()?, org, out),
         Command::Doctor => status::doctor(&home()?, out),
         Command::Logs { follow, since } => logs::logs(&home()?, follow, since, out),
         Command::Completions { shell } => {

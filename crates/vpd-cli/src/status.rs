@@ -39,6 +39,9 @@ fn render(r: &StatusReport) -> String {
             state.push_str(" · token in config.json");
         }
         s.push_str(&format!("  {:name_w$}   {:relay_w$}   {state}\n", p.workspace_name, p.relay_endpoint));
+        if let (false, Some(err)) = (p.state == "connected", &p.last_error) {
+            s.push_str(&format!("  {:name_w$}   last error: {err}\n", ""));
+        }
     }
     if r.pairings.is_empty() {
         s.push_str("  none — run `vpd pair` to pair with an org\n");
@@ -64,6 +67,9 @@ fn render(r: &StatusReport) -> String {
         ));
     } else if d.credential_store == "keyring" {
         s.push_str("Credentials: OS keyring (new pairings)\n");
+    }
+    for a in r.activity.iter().rev().take(5) {
+        s.push_str(&format!("Activity: {} {}\n", a.at, a.message));
     }
     for p in &r.problems {
         s.push_str(&format!("Problem: {p}\n"));

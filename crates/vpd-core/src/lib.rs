@@ -11,6 +11,8 @@
 
 pub mod files;
 pub mod hint;
+pub mod outbox;
+pub mod relay_policy;
 pub mod resolve;
 
 pub use files::{file_hash, LocalFile, Streaming, WorkspaceHint, MAX_BINDING_FILE};

@@ -8,9 +8,12 @@ use crate::home::{ensure_private_dir, Home};
 use crate::secrets;
 use crate::status::Runtime;
 use crate::store::{self, Lock};
+use crate::bridge::{Bridge, Ended};
+use crate::sessions::Session;
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
-use tokio::sync::{watch, Notify};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Shared by every connection of the local API.
 pub struct State {
@@ -21,11 +24,111 @@ pub struct State {
     /// runs after the API is up).
     pub store: watch::Receiver<Option<secrets::Store>>,
     pub shutdown: Notify,
+    /// One relay bridge per pairing, by workspace id.
+    pub bridges: Mutex<HashMap<String, Bridge>>,
+    /// Sessions by id (running and recently ended).
+    pub sessions: Mutex<HashMap<String, Session>>,
+    /// What happened that a person should hear about (revocations), newest last.
+    pub activity: Mutex<Vec<Activity>>,
+    /// Bridges report here when they end for good.
+    pub ended: mpsc::Sender<Ended>,
+}
+
+/// An entry of the activity list (and, with the tray, a notification).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    pub at: String,
+    pub kind: String,
+    pub message: String,
 }
 
 impl State {
     pub fn runtime(&self) -> Runtime {
-        Runtime { pid: self.pid, started_at: self.started_at.clone(), credential_store: self.store.borrow().clone() }
+        let bridges = self.bridges.lock().unwrap().iter().map(|(k, b)| (k.clone(), b.status())).collect();
+        let mut streaming: HashMap<String, u32> = HashMap::new();
+        for s in self.sessions.lock().unwrap().values() {
+            if let (true, Some(org)) = (s.streaming(), &s.info.org_id) {
+                *streaming.entry(org.clone()).or_default() += 1;
+            }
+        }
+        Runtime {
+            pid: self.pid,
+            started_at: self.started_at.clone(),
+            credential_store: self.store.borrow().clone(),
+            bridges,
+            sessions_streaming: streaming,
+            activity: self.activity.lock().unwrap().clone(),
+        }
+    }
+
+    /// Starts (or restarts) the bridge of a pairing from the files.
+    pub fn start_bridge(&self, workspace_id: &str) {
+        self.stop_bridge(workspace_id);
+        let pairing = match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a relay bridge");
+                return;
+            }
+        };
+        match crate::identity::load(&self.home, workspace_id) {
+            Ok(Some(id)) => {
+                let b = Bridge::spawn(pairing, id, self.ended.clone());
+                self.bridges.lock().unwrap().insert(workspace_id.to_string(), b);
+            }
+            Ok(None) => tracing::error!(workspace = workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),
+            Err(e) => tracing::error!(workspace = workspace_id, error = %e, "cannot read the identity: this pairing cannot connect"),
+        }
+    }
+
+    pub fn stop_bridge(&self, workspace_id: &str) {
+        if let Some(b) = self.bridges.lock().unwrap().remove(workspace_id) {
+            let _ = b.tx.try_send(crate::bridge::Command::Stop);
+        }
+    }
+
+    /// Cuts every session pinned to `workspace_id`: remote streaming stops for good.
+    pub fn cut_sessions(&self, workspace_id: &str, why: &str) {
+        for s in self.sessions.lock().unwrap().values_mut() {
+            if s.info.org_id.as_deref() == Some(workspace_id) {
+                s.cut(why);
+            }
+        }
+    }
+
+    pub fn record(&self, kind: &str, message: String) {
+        let mut a = self.activity.lock().unwrap();
+        a.push(Activity { at: crate::now_rfc3339(), kind: kind.into(), message });
+        let excess = a.len().saturating_sub(200);
+        a.drain(..excess);
+    }
+
+    /// SPEC section 6: the org revoked this pairing.
+    async fn on_revoked(&self, workspace_id: &str, runtime_target_id: &str) {
+        // Only if that pairing is still the current one (a re-pairing replaces it, and the
+        // platform then revokes the old one).
+        let current = crate::config::read(&self.home)
+            .ok()
+            .and_then(|c| c.pairing(workspace_id).map(|p| p.runtime_target_id == runtime_target_id))
+            .unwrap_or(false);
+        if !current {
+            return;
+        }
+        self.bridges.lock().unwrap().remove(workspace_id);
+        self.cut_sessions(workspace_id, "revoked");
+        let home = self.home.clone();
+        let ws = workspace_id.to_string();
+        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &ws)).await {
+            Ok(Ok((p, _, _, _))) => {
+                let msg = format!("{} revoked this machine's pairing", p.workspace_name);
+                tracing::warn!("{msg}");
+                self.record("revoked", msg);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
+            Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
+        }
     }
 
     /// Waits for the keyring probe.
@@ -92,12 +195,17 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         .map_err(|e| Error::new(ErrorCode::Internal, format!("starting the runtime: {e}")))?;
     let result = rt.block_on(async move {
         let (store_tx, store_rx) = watch::channel(None);
+        let (ended_tx, mut ended_rx) = mpsc::channel(16);
         let state = Arc::new(State {
             home: home.clone(),
             pid: std::process::id(),
             started_at: crate::now_rfc3339(),
             store: store_rx,
             shutdown: Notify::new(),
+            bridges: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            activity: Mutex::new(Vec::new()),
+            ended: ended_tx,
         });
         let listener = server::bind(&home)?;
         tracing::info!(pid = state.pid, home = %home.root().display(), version = crate::VERSION, "daemon started");
@@ -113,8 +221,26 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             let _ = store_tx.send(Some(s));
         });
         let serve = tokio::spawn(server::serve(listener, state.clone()));
+        if let Ok(cfg) = crate::config::load(&home) {
+            for p in &cfg.pairings {
+                state.start_bridge(&p.workspace_id);
+            }
+        }
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Some(ended) = ended_rx.recv().await {
+                if let Ended::Revoked { workspace_id, runtime_target_id, .. } = ended {
+                    st.on_revoked(&workspace_id, &runtime_target_id).await;
+                }
+            }
+        });
+        tokio::spawn(watch_clock(state.clone()));
         wait_for_stop(&state).await;
         serve.abort();
+        for b in state.bridges.lock().unwrap().values() {
+            let _ = b.tx.try_send(crate::bridge::Command::Stop);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let _ = std::fs::remove_file(home.socket());
         tracing::info!("daemon stopped");
         Ok::<_, Error>(())
@@ -122,6 +248,26 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(lock);
     result
+}
+
+/// A wall-clock jump (sleep and wake) makes every bridge retry at once.
+async fn watch_clock(state: Arc<State>) {
+    let tick = std::time::Duration::from_secs(5);
+    let mut wall = std::time::SystemTime::now();
+    let mut mono = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let (w, m) = (std::time::SystemTime::now(), tokio::time::Instant::now());
+        let wall_d = w.duration_since(wall).unwrap_or_default().as_secs_f64();
+        let mono_d = m.duration_since(mono).as_secs_f64();
+        if (wall_d - mono_d).abs() > 10.0 {
+            tracing::info!(jump_secs = wall_d - mono_d, "the wall clock jumped (sleep/wake?): reconnecting every pairing");
+            for b in state.bridges.lock().unwrap().values() {
+                let _ = b.tx.try_send(crate::bridge::Command::Reconnect);
+            }
+        }
+        (wall, mono) = (w, m);
+    }
 }
 
 async fn wait_for_stop(state: &State) {

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod binding;
+pub mod bridge;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
@@ -28,6 +29,7 @@ pub mod pairing;
 pub mod platform;
 pub mod records;
 pub mod secrets;
+pub mod sessions;
 pub mod status;
 pub mod store;
 pub mod walk;

@@ -337,43 +337,9 @@ async fn revoke_quietly(platform: &Platform, a: &Approved) {
 pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpaired> {
     let home2 = home.clone();
     let org = org.to_string();
-    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let removed = config::update(&home2, |c| {
-            let p = c.select(&org)?.clone();
-            c.pairings.retain(|x| x.workspace_id != p.workspace_id);
-            Ok(p)
-        })?;
-        let mut warnings = Vec::new();
-        let cred = match credential_of(&removed) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                warnings.push(format!("the issue token could not be read ({}), so the platform cannot be told", e.message));
-                None
-            }
-        };
-        crate::failpoint("unpair:after-config");
-        if let Err(e) = identity::delete(&home2, &removed.workspace_id) {
-            warnings.push(e.message);
-        }
-        if matches!(removed.credential, Credential::Keyring) {
-            if let Err(e) = secrets::delete(&removed.runtime_target_id) {
-                warnings.push(e.message);
-            }
-        }
-        let unbound = match crate::binding::remove_org_bindings(&home2, &removed.workspace_id) {
-            Ok(u) => u,
-            Err(e) => {
-                warnings.push(format!("the org's directory bindings were not removed: {}", e.message));
-                Vec::new()
-            }
-        };
-        for w in &warnings {
-            tracing::warn!(workspace = %removed.workspace_id, "{w}");
-        }
-        Ok((removed, cred, unbound, warnings))
-    })
-    .await
-    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || remove_local(&home2, &org))
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
 
     let (server_notified, server_error) = match cred {
         None => (false, Some("the issue token could not be read".to_string())),
@@ -399,4 +365,43 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
         server_error,
         warnings,
     })
+}
+
+/// Removes a pairing from this machine: the config entry (must succeed), then best-effort its
+/// identity, keyring entry and directory bindings. Returns the pairing, its credential if it
+/// could be read, the unbound directories and the warnings. Used by unpair and revocation.
+pub fn remove_local(home: &Home, org: &str) -> Result<(Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String>)> {
+    let removed = config::update(home, |c| {
+        let p = c.select(org)?.clone();
+        c.pairings.retain(|x| x.workspace_id != p.workspace_id);
+        Ok(p)
+    })?;
+    let mut warnings = Vec::new();
+    let cred = match credential_of(&removed) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warnings.push(format!("the issue token could not be read ({}), so the platform cannot be told", e.message));
+            None
+        }
+    };
+    crate::failpoint("unpair:after-config");
+    if let Err(e) = identity::delete(home, &removed.workspace_id) {
+        warnings.push(e.message);
+    }
+    if matches!(removed.credential, Credential::Keyring) {
+        if let Err(e) = secrets::delete(&removed.runtime_target_id) {
+            warnings.push(e.message);
+        }
+    }
+    let unbound = match crate::binding::remove_org_bindings(home, &removed.workspace_id) {
+        Ok(u) => u,
+        Err(e) => {
+            warnings.push(format!("the org's directory bindings were not removed: {}", e.message));
+            Vec::new()
+        }
+    };
+    for w in &warnings {
+        tracing::warn!(workspace = %removed.workspace_id, "{w}");
+    }
+    Ok((removed, cred, unbound, warnings))
 }

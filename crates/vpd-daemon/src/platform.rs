@@ -186,6 +186,11 @@ impl Platform {
         self.post(&paths::pairing_claim(code), body, Duration::from_secs(20)).await
     }
 
+    /// `POST /api/runtime/relay-token`.
+    pub async fn relay_token(&self, cred: &RuntimeCredential) -> Result<vpd_proto::runtime::RelayToken, CallError> {
+        self.post(paths::RELAY_TOKEN, cred, Duration::from_secs(15)).await
+    }
+
     /// `POST /api/runtime/unpair`.
     pub async fn unpair(&self, cred: &RuntimeCredential, timeout: Duration) -> Result<(), CallError> {
         let _: serde_json::Value = self.post(paths::UNPAIR, cred, timeout).await?;

@@ -14,6 +14,9 @@ pub struct StatusReport {
     pub daemon: DaemonInfo,
     pub pairings: Vec<PairingInfo>,
     pub directories: Vec<DirectoryInfo>,
+    /// Revocations and other events, newest last.
+    #[serde(default)]
+    pub activity: Vec<crate::daemon::Activity>,
     /// Files that could not be read, with what to do.
     pub problems: Vec<String>,
 }
@@ -79,6 +82,9 @@ pub struct Runtime {
     pub pid: u32,
     pub started_at: String,
     pub credential_store: Option<crate::secrets::Store>,
+    pub bridges: std::collections::HashMap<String, crate::bridge::BridgeStatus>,
+    pub sessions_streaming: std::collections::HashMap<String, u32>,
+    pub activity: Vec<crate::daemon::Activity>,
 }
 
 /// Builds the report from the home's files and, if given, the running daemon.
@@ -92,11 +98,18 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         problems.push(e.message);
         records::Directories::default()
     });
-    let state = if runtime.is_some() { "paired" } else { "daemon not running" };
     let pairings = config
         .pairings
         .iter()
-        .map(|p| PairingInfo {
+        .map(|p| {
+            let bridge = runtime.and_then(|r| r.bridges.get(&p.workspace_id)).cloned();
+            let state = match (runtime, &bridge) {
+                (None, _) => "daemon not running".to_string(),
+                (Some(_), Some(b)) => b.state.clone(),
+                (Some(_), None) => "not connecting (identity missing; see vpd doctor)".to_string(),
+            };
+            let b = bridge.unwrap_or_default();
+            PairingInfo {
             workspace_id: p.workspace_id.clone(),
             workspace_name: p.workspace_name.clone(),
             workspace_slug: p.workspace_slug.clone(),
@@ -107,17 +120,17 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             runtime_target_id: p.runtime_target_id.clone(),
             install_id: p.install_id.clone(),
             paired_at: p.paired_at.clone(),
-            state: state.into(),
+            state,
             credential_store: p.credential.store_name().into(),
             insecure_http: p.insecure_http,
-            last_error: None,
-            connected_since: None,
-            next_retry_at: None,
-            sessions_streaming: 0,
-            frames_sent: 0,
-            frames_acked: 0,
-            queued_bytes: 0,
-        })
+            last_error: b.last_error,
+            connected_since: b.connected_since,
+            next_retry_at: b.next_retry_at,
+            sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.workspace_id).copied()).unwrap_or(0),
+            frames_sent: b.frames_sent,
+            frames_acked: b.frames_acked,
+            queued_bytes: b.queued_bytes,
+        }})
         .collect();
     let user_home = crate::home::user_home();
     let directories = dirs
@@ -159,6 +172,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         },
         pairings,
         directories,
+        activity: runtime.map(|r| r.activity.clone()).unwrap_or_default(),
         problems,
     }
 }

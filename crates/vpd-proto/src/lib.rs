@@ -6,6 +6,7 @@
 
 pub mod ids;
 pub mod pairing;
+pub mod relay;
 pub mod runtime;
 mod secret;
 

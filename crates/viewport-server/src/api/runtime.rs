@@ -69,7 +69,7 @@ pub async fn unpair(
 ) -> Result<Json<serde_json::Value>, ApiErr> {
     let target = authenticate(&state, &cred).await?;
     let (ws, id) = (target.workspace_id, target.id);
-    state.db(move |s| s.revoke(&ws, &id, "unpaired", util::now())).await?;
+    state.revoke(&ws, &id, "unpaired").await?;
     Ok(Json(serde_json::json!({ "status": "unpaired" })))
 }
 

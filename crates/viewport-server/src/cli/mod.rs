@@ -33,6 +33,13 @@ pub struct ServeArgs {
     /// The URL users and daemons reach this server at (default: http://{listen}).
     #[arg(long, env = "VIEWPORT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Delete recorded sessions (and their frames) this many days after they ended.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retention_days: u32,
+    /// Also serve the relay (`/ws` only) on this second address. `/ws` on --listen keeps working;
+    /// daemons are told the endpoint derived from --public-url.
+    #[arg(long)]
+    pub relay_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]

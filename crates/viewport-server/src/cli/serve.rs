@@ -19,7 +19,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("listening on {} without --public-url: pass --public-url with the address users reach, or links and form origin checks will not match", args.listen);
     }
     let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
-    let state = AppState::new(store, Config::new(public_url.clone()))?;
+    let mut config = Config::new(public_url.clone());
+    config.retention_days = args.retention_days;
+    let state = AppState::new(store, config)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? pick another with --listen)", args.listen))?;
@@ -31,10 +33,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = state.setup_url() {
         tracing::info!("no user yet: open {url} to create the first account and workspace (link valid until restart)");
     }
+    let _background = state.spawn_background();
+    // One shutdown signal for both listeners: close the relay connections with 1001 first.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let s = state.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        s.shutdown_relay(std::time::Duration::from_secs(2)).await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let relay = match args.relay_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for --relay-listen (pick another address)"))?;
+            tracing::info!("relay listening on http://{} (/ws only)", l.local_addr()?);
+            let app = crate::relay_app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let rx = stop_rx.clone();
+            Some(tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stopped(rx)).await }))
+        }
+        None => None,
+    };
     let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped(stop_rx))
         .await?;
+    if let Some(r) = relay {
+        r.await??;
+    }
     Ok(())
 }
 

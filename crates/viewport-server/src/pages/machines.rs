@@ -69,7 +69,7 @@ pub async fn revoke(State(state): State<AppState>, session: MaybeSession, uri: U
     }
     let ws = member_org(&state, &s, &slug).await?;
     let wid = ws.id.clone();
-    match state.db(move |st| st.revoke(&wid, &f.machine_id, "revoked", util::now())).await {
+    match state.revoke(&wid, &f.machine_id, "revoked").await {
         Ok(_) => {}
         Err(StoreError::NotFound(_)) => return Err(PageErr::not_found()),
         Err(e) => return Err(e.into()),

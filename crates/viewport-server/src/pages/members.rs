@@ -94,7 +94,7 @@ pub async fn remove(State(state): State<AppState>, session: MaybeSession, uri: U
     let ws = member_org(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let uid = f.user_id.clone();
-    match state.db(move |st| st.remove_member(&wid, &uid, util::now())).await {
+    match state.remove_member(&wid, &uid).await {
         Ok(n) => tracing::info!(workspace = %ws.id, revoked = n, "member removed"),
         Err(StoreError::NotFound(_)) => return Err(PageErr::not_found()),
         Err(e) => return Err(e.into()),

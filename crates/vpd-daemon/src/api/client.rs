@@ -30,13 +30,13 @@ impl Connection {
         Ok(Connection { reader: BufReader::new(s), writer })
     }
 
-    fn send<T: serde::Serialize>(&mut self, msg: &T) -> Result<()> {
+    pub fn send<T: serde::Serialize>(&mut self, msg: &T) -> Result<()> {
         let mut line = serde_json::to_vec(msg).expect("requests serialize");
         line.push(b'\n');
         self.writer.write_all(&line).map_err(|e| Error::io("writing to the daemon", e))
     }
 
-    fn next(&mut self) -> Result<Reply> {
+    pub fn next(&mut self) -> Result<Reply> {
         let mut buf = Vec::new();
         let n = (&mut self.reader)
             .take(MAX_LINE as u64 + 1)

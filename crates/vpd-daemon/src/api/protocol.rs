@@ -16,6 +16,75 @@ pub enum Request {
     Pair(PairParams),
     Unpair(UnpairParams),
     Shutdown,
+    /// Retry the relay connection of one org (or all) now.
+    Reconnect(ReconnectParams),
+    /// Start a session: the binding is resolved now, once.
+    SessionStart(SessionStartParams),
+    /// Append one frame to a session.
+    SessionFrame(SessionFrameParams),
+    SessionEnd(SessionEndParams),
+    /// Turn this connection into a stream of [`StreamItem`] lines for one session (what
+    /// `vpd run` uses); the daemon answers once, after the `end` item or the connection's end.
+    SessionStream(SessionRef),
+    Sessions,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectParams {
+    #[serde(default)]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStartParams {
+    pub cwd: String,
+    pub agent: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRef {
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFrameParams {
+    pub session_id: String,
+    pub kind: vpd_proto::relay::FrameKind,
+    /// Base64 (standard) of the bytes.
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEndParams {
+    pub session_id: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A line of a session stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum StreamItem {
+    Frame { kind: vpd_proto::relay::FrameKind, data: String },
+    End { end: SessionEndItem },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEndItem {
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The daemon side of the local API. Every connection is checked first: the peer's uid must
 //! be ours (SO_PEERCRED), otherwise it is closed without reading a byte.
 
-use super::protocol::{Confirm, PairEvent, Pong, Reply, Request, MAX_LINE};
+use super::protocol::{Confirm, PairEvent, Pong, Reply, Request, SessionStartParams, StreamItem, MAX_LINE};
+use crate::sessions::{self, SessionInfo};
 use crate::daemon::State;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
@@ -106,7 +107,29 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
             let report = tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt))).await;
             to_reply(report.map_err(|e| Error::new(ErrorCode::Internal, e.to_string())))
         }
-        Request::Unpair(p) => to_reply(pairing::unpair(&state.home, &p.org).await),
+        Request::Unpair(p) => {
+            // Stop the bridge first, so the platform's own revocation of it is not mistaken
+            // for news.
+            if let Ok(pairing) = crate::config::read(&state.home).and_then(|c| c.select(&p.org).cloned()) {
+                state.stop_bridge(&pairing.workspace_id);
+            }
+            let r = pairing::unpair(&state.home, &p.org).await;
+            if let Ok(u) = &r {
+                state.stop_bridge(&u.workspace_id);
+                state.cut_sessions(&u.workspace_id, "unpaired");
+            }
+            to_reply(r)
+        }
+        Request::Reconnect(p) => to_reply(reconnect(&state, p.org.as_deref())),
+        Request::SessionStart(p) => to_reply(session_start(&state, p).await),
+        Request::SessionFrame(p) => to_reply(session_frame(&state, &p.session_id, p.kind, p.data).await),
+        Request::SessionEnd(p) => to_reply(session_end(&state, &p.session_id, p.exit_code, p.reason.as_deref()).await),
+        Request::Sessions => {
+            let mut list: Vec<SessionInfo> = state.sessions.lock().unwrap().values().map(|s| s.info.clone()).collect();
+            list.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+            to_reply(Ok(list))
+        }
+        Request::SessionStream(r) => return session_stream(&state, r.session_id, read, write).await,
         Request::Shutdown => {
             write_reply(&mut write, &to_reply(Ok(serde_json::json!({"stopping": true})))).await?;
             state.shutdown.notify_one();
@@ -149,8 +172,9 @@ async fn pair(
                 while let Ok(event) = ev_rx.try_recv() {
                     write_reply(&mut write, &Reply::Event { event }).await?;
                 }
-                if let Err(e) = &result {
-                    tracing::warn!(code = %e.code, error = %e.message, "pairing failed");
+                match &result {
+                    Err(e) => tracing::warn!(code = %e.code, error = %e.message, "pairing failed"),
+                    Ok(p) => state.start_bridge(&p.workspace_id),
                 }
                 return write_reply(&mut write, &to_reply(result)).await;
             }
@@ -168,6 +192,130 @@ async fn pair(
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
                 return Ok(());
+            }
+        }
+    }
+}
+
+fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
+    let config = crate::config::load(&state.home)?;
+    let targets: Vec<String> = match org {
+        Some(q) => vec![config.select(q)?.workspace_id.clone()],
+        None => config.pairings.iter().map(|p| p.workspace_id.clone()).collect(),
+    };
+    let bridges = state.bridges.lock().unwrap();
+    let mut names = Vec::new();
+    for ws in targets {
+        if let Some(b) = bridges.get(&ws) {
+            let _ = b.tx.try_send(crate::bridge::Command::Reconnect);
+            names.push(config.pairing(&ws).map(|p| p.workspace_name.clone()).unwrap_or(ws));
+        }
+    }
+    Ok(names)
+}
+
+async fn session_start(state: &State, p: SessionStartParams) -> Result<SessionInfo> {
+    let home = state.home.clone();
+    let (session, start) = tokio::task::spawn_blocking(move || sessions::start(&home, std::path::Path::new(&p.cwd), &p.agent, p.name))
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let info = session.info.clone();
+    state.sessions.lock().unwrap().insert(info.session_id.clone(), session);
+    if let (Some(msg), Some(org)) = (start, &info.org_id) {
+        route(state, org, msg).await;
+    }
+    tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
+    Ok(info)
+}
+
+/// Hands a message to its pairing's bridge; a session whose bridge is gone is cut.
+async fn route(state: &State, org: &str, msg: vpd_proto::relay::DaemonMsg) {
+    let tx = state.bridges.lock().unwrap().get(org).map(|b| b.tx.clone());
+    match tx {
+        Some(tx) => {
+            let _ = tx.send(crate::bridge::Command::Send(msg)).await;
+        }
+        None => state.cut_sessions(org, "revoked"),
+    }
+}
+
+fn b64_ok(data: &str) -> Result<()> {
+    use base64::Engine;
+    if data.len() > super::protocol::MAX_LINE || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
+        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 768 KiB"));
+    }
+    Ok(())
+}
+
+async fn session_frame(state: &State, id: &str, kind: vpd_proto::relay::FrameKind, data: String) -> Result<serde_json::Value> {
+    sessions::check_id(id)?;
+    b64_ok(&data)?;
+    let (msg, org) = {
+        let mut all = state.sessions.lock().unwrap();
+        let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
+        if s.info.ended_at.is_some() {
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("session {id} has ended")));
+        }
+        (s.frame(kind, data), s.info.org_id.clone())
+    };
+    if let (Some(msg), Some(org)) = (msg, org) {
+        route(state, &org, msg).await;
+    }
+    Ok(serde_json::json!({"ok": true}))
+}
+
+async fn session_end(state: &State, id: &str, exit_code: Option<i32>, reason: Option<&str>) -> Result<SessionInfo> {
+    sessions::check_id(id)?;
+    let (msg, org, info) = {
+        let mut all = state.sessions.lock().unwrap();
+        let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
+        if s.info.ended_at.is_some() {
+            return Ok(s.info.clone());
+        }
+        let msg = s.end(exit_code, reason.unwrap_or("exited"));
+        (msg, s.info.org_id.clone(), s.info.clone())
+    };
+    if let (Some(msg), Some(org)) = (msg, org) {
+        route(state, &org, msg).await;
+    }
+    tracing::info!(session = %id, ?exit_code, "session ended");
+    Ok(info)
+}
+
+/// `vpd run`'s connection: frame lines until an `end` line (or the connection's end, which
+/// ends the session as `disconnected`).
+async fn session_stream(
+    state: &State,
+    id: String,
+    mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    if let Err(e) = sessions::check_id(&id) {
+        return write_reply(&mut write, &to_reply::<()>(Err(e))).await;
+    }
+    loop {
+        let item = match read_line(&mut read).await {
+            Ok(Some(line)) => match serde_json::from_str::<StreamItem>(&line) {
+                Ok(i) => i,
+                Err(e) => {
+                    let err = Error::new(ErrorCode::InvalidArgument, format!("not a session stream item: {e}"));
+                    return write_reply(&mut write, &to_reply::<()>(Err(err))).await;
+                }
+            },
+            _ => {
+                let _ = session_end(state, &id, None, Some("disconnected")).await;
+                return Ok(());
+            }
+        };
+        match item {
+            StreamItem::Frame { kind, data } => {
+                if let Err(e) = session_frame(state, &id, kind, data).await {
+                    return write_reply(&mut write, &to_reply::<()>(Err(e))).await;
+                }
+            }
+            StreamItem::End { end } => {
+                let r = session_end(state, &id, end.exit_code, end.reason.as_deref()).await;
+                return write_reply(&mut write, &to_reply(r)).await;
             }
         }
     }

@@ -1,0 +1,641 @@
+//! The relay WebSocket (`/ws`, SPEC sections 5, 6, 9 and 14).
+//!
+//! Handshake: the upgrade always completes when the request is a well-formed WebSocket
+//! request; every refusal is then a close code (a bare HTTP 401 at upgrade would look
+//! transient to the daemon). Order: relay token (4401 `invalid`/`expired`), workspace (4403),
+//! runtime target revoked (4401 `revoked`), challenge → proof within the proof timeout
+//! (4408), proof signature over [`proof_message`] with the key registered at pairing (4401
+//! `invalid`), then `ready` with the resume map.
+//!
+//! Streaming: the connection task reads every message already available (up to a bound),
+//! stores them in one transaction, and only after the commit sends one cumulative `ack` per
+//! session. Protocol violations close with 4400 after what came before them is stored.
+//!
+//! One live connection per runtime target ([`Registry`]): a newer authenticated connection
+//! replaces the older (4409). Revocation closes live connections with 4401 `revoked`: at once
+//! from in-process revocations ([`crate::AppState::close_revoked`]) and within the poll
+//! interval from other processes (the admin CLI), see [`spawn_revocation_poller`].
+
+use crate::store::RelayOp;
+use crate::{util, AppState};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use base64::Engine;
+use futures_util::{FutureExt, SinkExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use vpd_proto::relay::{close, proof_message, DaemonMsg, FrameKind, RelayMsg, MAX_MESSAGE, ROLE};
+
+/// Policy violation (rate limit exceeded).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Internal error (the database failed): transient for the daemon.
+pub const CLOSE_INTERNAL: u16 = 1011;
+/// Most messages stored in one transaction.
+const MAX_BATCH_MESSAGES: usize = 8192;
+/// Most message bytes stored in one transaction.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Sessions ended longer ago than this are left out of the resume map.
+const RESUME_WINDOW_SECS: i64 = 24 * 3600;
+/// A connection that sends nothing (not even a ping or pong) for this long is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often the relay pings (the daemon's pongs keep the connection from idling out).
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// A request to close a live connection.
+#[derive(Debug, Clone)]
+pub struct CloseCmd {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+struct Live {
+    conn_id: u64,
+    workspace_id: String,
+    tx: mpsc::UnboundedSender<CloseCmd>,
+}
+
+/// The live, authenticated connections: runtime target id → connection.
+#[derive(Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<String, Live>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a connection; an older one of the same runtime target is told to close
+    /// with 4409. Returns the connection's id (for [`Registry::unregister`]).
+    fn register(&self, runtime_target_id: &str, workspace_id: &str, tx: mpsc::UnboundedSender<CloseCmd>) -> u64 {
+        let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let old = self.lock().insert(
+            runtime_target_id.to_string(),
+            Live { conn_id, workspace_id: workspace_id.to_string(), tx },
+        );
+        if let Some(old) = old {
+            let _ = old.tx.send(CloseCmd { code: close::REPLACED, reason: "replaced" });
+        }
+        conn_id
+    }
+
+    /// Forgets the connection, unless a newer one has taken its place.
+    fn unregister(&self, runtime_target_id: &str, conn_id: u64) {
+        let mut conns = self.lock();
+        if conns.get(runtime_target_id).is_some_and(|l| l.conn_id == conn_id) {
+            conns.remove(runtime_target_id);
+        }
+    }
+
+    pub fn is_online(&self, runtime_target_id: &str) -> bool {
+        self.lock().contains_key(runtime_target_id)
+    }
+
+    /// Runtime target ids with a live connection.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Live runtime target ids of one workspace.
+    pub fn live_in(&self, workspace_id: &str) -> Vec<String> {
+        self.lock().iter().filter(|(_, l)| l.workspace_id == workspace_id).map(|(k, _)| k.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Tells the live connection of this runtime target (if any) to close.
+    pub fn close(&self, runtime_target_id: &str, code: u16, reason: &'static str) -> bool {
+        match self.lock().get(runtime_target_id) {
+            Some(l) => l.tx.send(CloseCmd { code, reason }).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Tells every live connection to close.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for l in self.lock().values() {
+            let _ = l.tx.send(CloseCmd { code, reason });
+        }
+    }
+}
+
+/// Closes, with 4401 `revoked`, every live connection whose runtime target is revoked in the
+/// database. Returns how many were closed.
+pub async fn close_revoked(state: &AppState) -> usize {
+    let ids = state.relay.live_ids();
+    if ids.is_empty() {
+        return 0;
+    }
+    match state.db(move |s| s.revoked_among(&ids)).await {
+        Ok(revoked) => {
+            for id in &revoked {
+                tracing::info!(runtime_target = %id, "closing the relay connection of a revoked pairing");
+                state.relay.close(id, close::INVALID_TOKEN, close::REASON_REVOKED);
+            }
+            revoked.len()
+        }
+        Err(e) => {
+            tracing::warn!("checking live relay connections for revocations: {e}");
+            0
+        }
+    }
+}
+
+/// Polls the database for revocations made by other processes (the admin CLI) among the live
+/// connections.
+pub fn spawn_revocation_poller(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.revocation_poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            close_revoked(&state).await;
+        }
+    })
+}
+
+/// Deletes sessions ended more than `retention_days` ago, now and then hourly.
+pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let cutoff = util::now() - i64::from(state.config.retention_days) * 86_400;
+            match state.db(move |s| s.delete_sessions_ended_before(cutoff)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("retention: deleted {n} session(s) ended before {}", util::rfc3339(cutoff)),
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    })
+}
+
+/// `GET /ws`.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_string());
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let mut conn = Conn { socket, closed: false };
+            connection(&state, &mut conn, q, bearer).await;
+            conn.finish().await;
+        })
+}
+
+struct Conn {
+    socket: WebSocket,
+    closed: bool,
+}
+
+impl Conn {
+    async fn close(&mut self, code: u16, reason: &str) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.send(Message::Close(Some(frame)))).await;
+    }
+
+    async fn send(&mut self, msg: &RelayMsg) -> bool {
+        let text = serde_json::to_string(msg).expect("relay messages serialize");
+        self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    /// After our close frame: wait briefly for the peer's, so it reads ours before the TCP
+    /// connection goes away.
+    async fn finish(mut self) {
+        if !self.closed {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = self.socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Everything the connection learned in the handshake.
+struct Authed {
+    workspace_id: String,
+    runtime_target_id: String,
+    machine_id: String,
+}
+
+async fn connection(state: &AppState, conn: &mut Conn, q: HashMap<String, String>, bearer: Option<String>) {
+    let Some(authed) = handshake(state, conn, q, bearer).await else { return };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let conn_id = state.relay.register(&authed.runtime_target_id, &authed.workspace_id, tx);
+    let rt = authed.runtime_target_id.clone();
+    tracing::info!(workspace = %authed.workspace_id, runtime_target = %rt, "relay connection ready");
+    stream(state, conn, &authed, &mut rx).await;
+    state.relay.unregister(&rt, conn_id);
+    let (ws, m) = (authed.workspace_id.clone(), authed.machine_id.clone());
+    let _ = state.db(move |s| s.touch_machine(&ws, &m, util::now())).await;
+    tracing::info!(workspace = %authed.workspace_id, runtime_target = %rt, "relay connection ended");
+}
+
+/// Token, workspace, revocation, proof of key; then registration and `ready`.
+async fn handshake(state: &AppState, conn: &mut Conn, q: HashMap<String, String>, bearer: Option<String>) -> Option<Authed> {
+    let (Some(role), Some(ws), Some(rt)) = (q.get("role"), q.get("workspaceId"), q.get("runtimeTargetId")) else {
+        conn.close(close::MALFORMED, "missing role, workspaceId or runtimeTargetId").await;
+        return None;
+    };
+    if role != ROLE {
+        conn.close(close::MALFORMED, "unknown role").await;
+        return None;
+    }
+    let invalid = close::REASON_INVALID;
+    let Some(token) = bearer else {
+        conn.close(close::INVALID_TOKEN, invalid).await;
+        return None;
+    };
+    let claims = match state.keys.verify_relay_token(&token) {
+        Ok(c) => c,
+        Err(crate::keys::TokenError::Expired) => {
+            conn.close(close::INVALID_TOKEN, close::REASON_EXPIRED).await;
+            return None;
+        }
+        Err(crate::keys::TokenError::Invalid) => {
+            conn.close(close::INVALID_TOKEN, invalid).await;
+            return None;
+        }
+    };
+    if &claims.sub != rt || &claims.workspace_id != ws {
+        conn.close(close::INVALID_TOKEN, invalid).await;
+        return None;
+    }
+    let (w, r) = (ws.clone(), rt.clone());
+    let looked = state
+        .db(move |s| {
+            let Some(_) = s.workspace_by_id(&w)? else { return Ok(None) };
+            Ok(Some(s.runtime_target(&w, &r)?))
+        })
+        .await;
+    let target = match looked {
+        Ok(None) => {
+            conn.close(close::WORKSPACE_NOT_FOUND, "workspace_not_found").await;
+            return None;
+        }
+        Ok(Some(None)) => {
+            conn.close(close::INVALID_TOKEN, invalid).await;
+            return None;
+        }
+        Ok(Some(Some(t))) => t,
+        Err(e) => {
+            tracing::error!("relay handshake: {e}");
+            conn.close(CLOSE_INTERNAL, "internal error").await;
+            return None;
+        }
+    };
+    if target.revoked_at.is_some() {
+        conn.close(close::INVALID_TOKEN, close::REASON_REVOKED).await;
+        return None;
+    }
+
+    // Proof of key.
+    let nonce = util::b64url(&util::random_bytes::<32>());
+    if !conn.send(&RelayMsg::Challenge { nonce: nonce.clone() }).await {
+        return None;
+    }
+    let signature = match tokio::time::timeout(state.config.proof_timeout, first_message(conn)).await {
+        Err(_) => {
+            conn.close(close::NO_PROOF, "no proof in time").await;
+            return None;
+        }
+        Ok(First::Gone) => return None,
+        Ok(First::TooLarge) => {
+            conn.close(close::TOO_LARGE, "message too large").await;
+            return None;
+        }
+        Ok(First::Text(t)) => match serde_json::from_str::<DaemonMsg>(&t) {
+            Ok(DaemonMsg::Proof { signature }) => signature,
+            _ => {
+                conn.close(close::MALFORMED, "expected a proof").await;
+                return None;
+            }
+        },
+        Ok(First::Other) => {
+            conn.close(close::MALFORMED, "expected a proof").await;
+            return None;
+        }
+    };
+    let message = proof_message(ws, rt, &state.relay_endpoint(), &nonce);
+    if !proof_ok(&target.public_key, &signature, message.as_bytes()) {
+        conn.close(close::INVALID_TOKEN, invalid).await;
+        return None;
+    }
+
+    let r = rt.clone();
+    let since = util::now() - RESUME_WINDOW_SECS;
+    let (w, m) = (ws.clone(), target.machine_id.clone());
+    let resume = match state
+        .db(move |s| {
+            s.touch_machine(&w, &m, util::now())?;
+            s.relay_resume(&r, since)
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("relay handshake: {e}");
+            conn.close(CLOSE_INTERNAL, "internal error").await;
+            return None;
+        }
+    };
+    if !conn.send(&RelayMsg::Ready { resume }).await {
+        return None;
+    }
+    Some(Authed { workspace_id: ws.clone(), runtime_target_id: rt.clone(), machine_id: target.machine_id })
+}
+
+enum First {
+    Text(String),
+    TooLarge,
+    Other,
+    Gone,
+}
+
+/// The first data message (pings and pongs are skipped).
+async fn first_message(conn: &mut Conn) -> First {
+    loop {
+        match conn.socket.recv().await {
+            Some(Ok(Message::Text(t))) => return First::Text(t.as_str().to_string()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => return First::Other,
+            Some(Ok(Message::Close(_))) | None => return First::Gone,
+            Some(Err(e)) if is_too_large(&e) => return First::TooLarge,
+            Some(Err(_)) => return First::Gone,
+        }
+    }
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    let s = e.to_string();
+    s.contains("Message too long") || s.contains("Space limit exceeded")
+}
+
+fn proof_ok(public_key_b64: &str, signature_b64: &str, message: &[u8]) -> bool {
+    let Some(pk) = util::b64url_decode(public_key_b64).and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+        return false;
+    };
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
+    let sig_bytes = util::b64url_decode(signature_b64.trim_end_matches('='))
+        .or_else(|| base64::engine::general_purpose::STANDARD.decode(signature_b64).ok());
+    let Some(sig) = sig_bytes.and_then(|b| <[u8; 64]>::try_from(b).ok()) else { return false };
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+}
+
+/// A token bucket: `rate` messages per second sustained, `burst` at once.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Bucket {
+        Bucket { rate: f64::from(rate), burst: f64::from(burst.max(1)), tokens: f64::from(burst.max(1)), at: Instant::now() }
+    }
+    fn take(&mut self, n: usize) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        self.tokens -= n as f64;
+        self.tokens >= 0.0
+    }
+}
+
+/// How reading a batch ended.
+enum After {
+    /// Keep going.
+    More,
+    /// The peer closed or the connection failed.
+    Gone,
+    /// Close with this code and reason (after storing what came before).
+    Close(u16, String),
+}
+
+/// Data bytes: standard base64, padding optional.
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+fn kind_str(k: FrameKind) -> &'static str {
+    match k {
+        FrameKind::Output => "output",
+        FrameKind::Input => "input",
+        FrameKind::Resize => "resize",
+        FrameKind::Event => "event",
+        FrameKind::Gap => "gap",
+    }
+}
+
+/// One text message → a store operation, or why it is malformed.
+fn to_op(text: &str) -> Result<RelayOp, String> {
+    let msg: DaemonMsg = serde_json::from_str(text).map_err(|e| format!("malformed message: {e}"))?;
+    let check_id = |id: &str| {
+        if vpd_proto::is_ulid(id) {
+            Ok(())
+        } else {
+            Err("sessionId must be a ULID".to_string())
+        }
+    };
+    let check_seq = |seq: u64| {
+        if seq == 0 || seq > i64::MAX as u64 {
+            Err(format!("seq {seq} out of range"))
+        } else {
+            Ok(())
+        }
+    };
+    match msg {
+        DaemonMsg::Proof { .. } => Err("unexpected proof".into()),
+        DaemonMsg::SessionStart { session_id, agent, directory, started_at } => {
+            check_id(&session_id)?;
+            let started = started_at.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or_else(|_| util::now());
+            Ok(RelayOp::Start { session_id, agent, directory, started_at: started })
+        }
+        DaemonMsg::Frame { session_id, seq, ts, kind, data } => {
+            check_id(&session_id)?;
+            check_seq(seq)?;
+            let data = B64.decode(data.as_bytes()).map_err(|_| format!("frame {seq}: data is not base64"))?;
+            Ok(RelayOp::Frame { session_id, seq, ts, kind: kind_str(kind), data })
+        }
+        DaemonMsg::SessionEnd { session_id, seq, reason, exit_code } => {
+            check_id(&session_id)?;
+            check_seq(seq)?;
+            Ok(RelayOp::End { session_id, seq, reason, exit_code })
+        }
+    }
+}
+
+/// The streaming phase: batches in, acks out, until closed.
+async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::UnboundedReceiver<CloseCmd>) {
+    let mut bucket = Bucket::new(state.config.relay_rate_per_sec, state.config.relay_burst);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    let mut last_rx = Instant::now();
+    loop {
+        let first = tokio::select! {
+            biased;
+            cmd = rx.recv() => {
+                if let Some(cmd) = cmd {
+                    conn.close(cmd.code, cmd.reason).await;
+                }
+                return;
+            }
+            _ = ping.tick() => {
+                if last_rx.elapsed() > IDLE_TIMEOUT {
+                    return;
+                }
+                if conn.socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            m = conn.socket.recv() => m,
+        };
+        last_rx = Instant::now();
+        let mut ops = Vec::new();
+        let mut bytes = 0usize;
+        let mut after = take(first, &mut ops, &mut bytes, &mut bucket);
+        while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match conn.socket.recv().now_or_never() {
+                Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket),
+                None => break,
+            }
+        }
+        if !ops.is_empty() {
+            let (ws, rt, m) = (a.workspace_id.clone(), a.runtime_target_id.clone(), a.machine_id.clone());
+            let outcome = state.db(move |s| s.relay_store_batch(&ws, &rt, &m, &ops, util::now())).await;
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(runtime_target = %a.runtime_target_id, "storing frames: {e}");
+                    conn.close(CLOSE_INTERNAL, "internal error").await;
+                    return;
+                }
+            };
+            for (session_id, seq) in outcome.acks {
+                let text = serde_json::to_string(&RelayMsg::Ack { session_id, seq }).expect("acks serialize");
+                if conn.socket.feed(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            if conn.socket.flush().await.is_err() {
+                return;
+            }
+            if let Some(v) = outcome.violation {
+                tracing::info!(runtime_target = %a.runtime_target_id, "closing relay connection: {v}");
+                conn.close(close::MALFORMED, &truncate(&v, 120)).await;
+                return;
+            }
+        }
+        match after {
+            After::More => {}
+            After::Gone => return,
+            After::Close(code, reason) => {
+                tracing::info!(runtime_target = %a.runtime_target_id, code, "closing relay connection: {reason}");
+                conn.close(code, &truncate(&reason, 120)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Adds one received message to the batch.
+fn take(m: Option<Result<Message, axum::Error>>, ops: &mut Vec<RelayOp>, bytes: &mut usize, bucket: &mut Bucket) -> After {
+    match m {
+        None | Some(Ok(Message::Close(_))) => After::Gone,
+        Some(Err(e)) if is_too_large(&e) => After::Close(close::TOO_LARGE, "message too large".into()),
+        Some(Err(_)) => After::Gone,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => After::More,
+        Some(Ok(Message::Binary(_))) => After::Close(close::MALFORMED, "binary messages are not part of the protocol".into()),
+        Some(Ok(Message::Text(t))) => {
+            if !bucket.take(1) {
+                return After::Close(CLOSE_POLICY, "rate limit exceeded".into());
+            }
+            if t.len() > MAX_MESSAGE {
+                return After::Close(close::TOO_LARGE, "message too large".into());
+            }
+            *bytes += t.len();
+            match to_op(t.as_str()) {
+                Ok(op) => {
+                    ops.push(op);
+                    After::More
+                }
+                Err(why) => After::Close(close::MALFORMED, why),
+            }
+        }
+    }
+}
+
+/// At most `n` bytes, on a character boundary (close reasons are limited to 123 bytes).
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_become_ops() {
+        let id = ulid::Ulid::new().to_string();
+        let op = to_op(&format!(r#"{{"type":"frame","sessionId":"{id}","seq":1,"ts":"t","kind":"output","data":"aGk="}}"#)).unwrap();
+        assert_eq!(op, RelayOp::Frame { session_id: id.clone(), seq: 1, ts: "t".into(), kind: "output", data: b"hi".to_vec() });
+        assert!(to_op(&format!(r#"{{"type":"frame","sessionId":"{id}","seq":1,"ts":"t","kind":"output","data":"!!"}}"#)).is_err());
+        assert!(to_op(r#"{"type":"frame","sessionId":"nope","seq":1,"ts":"t","kind":"output","data":""}"#).is_err());
+        assert!(to_op(r#"{"type":"bogus"}"#).is_err());
+        assert!(to_op("not json").is_err());
+        assert!(to_op(&format!(r#"{{"type":"session_end","sessionId":"{id}","seq":0,"reason":"x","exitCode":null}}"#)).is_err());
+    }
+
+    #[test]
+    fn bucket_limits() {
+        let mut b = Bucket::new(10, 5);
+        assert!((0..5).all(|_| b.take(1)));
+        assert!(!b.take(1));
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,250 @@
+//! `vpd run -- CMD`: runs a command as a session under a pseudo-terminal. The terminal works
+//! as usual (raw mode, window size, Ctrl-C reaches the command, its exit code is ours); the
+//! output is also streamed, through the daemon, to the org the directory is bound to — or
+//! nowhere, and one line on stderr says which. `vpd sessions`, `vpd session …`.
+
+use crate::install::exe;
+use crate::output::{show, Out};
+use base64::Engine;
+use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use serde_json::json;
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+use vpd_daemon::api::client;
+use vpd_daemon::api::protocol::{Request, SessionEndItem, SessionEndParams, SessionFrameParams, SessionRef, SessionStartParams, StreamItem};
+use vpd_daemon::sessions::SessionInfo;
+use vpd_daemon::{Error, ErrorCode, Home};
+use vpd_proto::relay::FrameKind;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn term_size() -> Option<PtySize> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    (unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0)
+        .then(|| PtySize { rows: ws.ws_row, cols: ws.ws_col, pixel_width: 0, pixel_height: 0 })
+}
+
+/// Puts the terminal in raw mode until dropped.
+struct RawMode(Option<libc::termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        if !std::io::stdin().is_terminal() {
+            return RawMode(None);
+        }
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
+            return RawMode(None);
+        }
+        let saved = t;
+        unsafe {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
+        }
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+        }
+    }
+}
+
+pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, out: &Out) -> Result<ExitCode, Error> {
+    let program = command.first().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "nothing to run: vpd run -- COMMAND [ARGS…]"))?;
+    let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
+    let agent = Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| program.clone());
+
+    // The session (and its binding, resolved once, now). Without a daemon the command still
+    // runs, locally.
+    let session: Option<SessionInfo> = client::ensure_daemon(home, &exe()?).ok().and_then(|_| {
+        client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent: agent.clone(), name: name.clone() }), Duration::from_secs(10)).ok()
+    });
+    let line = match &session {
+        Some(s) if s.state == "streaming" => format!("vpd: streaming to {}", s.org_name.clone().unwrap_or_default()),
+        Some(s) => format!("vpd: local only: {}", local_reason(s.local_reason.as_deref())),
+        None => "vpd: local only: the vpd daemon is not available".to_string(),
+    };
+    if out.json {
+        out.json(&json!({"event": "session", "session": session}));
+    } else {
+        eprintln!("{line}");
+    }
+
+    let pty = native_pty_system()
+        .openpty(term_size().unwrap_or(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }))
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("opening a pseudo-terminal: {e}")))?;
+    let mut cmd = CommandBuilder::new(program);
+    cmd.args(&command[1..]);
+    cmd.cwd(&cwd);
+    let mut child = pty.slave.spawn_command(cmd).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")))?;
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let mut writer = pty.master.take_writer().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let raw = RawMode::enter();
+
+    // Frames go to the daemon over one connection, in order, from one thread.
+    let (tx, rx) = mpsc::sync_channel::<StreamItem>(1024);
+    let streamer = session.as_ref().map(|s| {
+        let (home, id) = (home.clone(), s.session_id.clone());
+        std::thread::spawn(move || stream(&home, &id, rx))
+    });
+
+    // Keyboard → command.
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let _ = writer.flush();
+        }
+    });
+
+    // Window size changes.
+    let master = pty.master;
+    let resize_tx = tx.clone();
+    if std::io::stdout().is_terminal() {
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGWINCH]) {
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    if let Some(size) = term_size() {
+                        let _ = master.resize(size);
+                        let _ = resize_tx.try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
+                    }
+                }
+            });
+        }
+    }
+
+    // Command → terminal (and the session).
+    let output_tx = tx.clone();
+    let pump = std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut stdout = std::io::stdout();
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = stdout.write_all(&buf[..n]);
+                    let _ = stdout.flush();
+                    let _ = output_tx.send(StreamItem::Frame { kind: FrameKind::Output, data: B64.encode(&buf[..n]) });
+                }
+            }
+        }
+    });
+
+    let status = child.wait().map_err(|e| Error::io("waiting for the command", e))?;
+    let _ = pump.join();
+    drop(raw);
+    let code = status.exit_code() as i32;
+    let _ = tx.send(StreamItem::End { end: SessionEndItem { exit_code: Some(code), reason: Some("exited".into()) } });
+    drop(tx);
+    if let Some(s) = streamer {
+        let _ = s.join();
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+fn local_reason(code: Option<&str>) -> String {
+    match code {
+        Some("no_binding") | None => "no binding".into(),
+        Some("streaming_disabled") => "streaming: disabled here".into(),
+        Some("binding_untrusted") => "the binding file was not made on this machine (`vpd trust` to trust it)".into(),
+        Some("not_paired") => "bound to an org this machine is not paired with".into(),
+        Some("binding_invalid") => "the binding file cannot be used (`vpd resolve` says why)".into(),
+        Some(other) => other.into(),
+    }
+}
+
+/// Sends the session's items to the daemon, in order, over one connection.
+fn stream(home: &Home, id: &str, rx: mpsc::Receiver<StreamItem>) {
+    let Ok(mut conn) = client::Connection::open(home) else { return };
+    if conn.send(&Request::SessionStream(SessionRef { session_id: id.to_string() })).is_err() {
+        return;
+    }
+    for item in rx {
+        let end = matches!(item, StreamItem::End { .. });
+        if conn.send(&item).is_err() {
+            return;
+        }
+        if end {
+            let _ = conn.next();
+            return;
+        }
+    }
+}
+
+pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
+    let list: Vec<SessionInfo> = match client::call(home, &Request::Sessions, Duration::from_secs(5)) {
+        Ok(l) => l,
+        Err(e) if e.code == ErrorCode::DaemonUnavailable => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    out.emit(&list, || {
+        if list.is_empty() {
+            return "No sessions.".into();
+        }
+        let mut s = String::new();
+        for x in &list {
+            let org = x.org_name.clone().map(|o| format!(" → {o}")).unwrap_or_default();
+            s.push_str(&format!("{}  {:<12} {:<16} {}{org}  [{}]\n", x.session_id, x.agent, x.started_at, show(Path::new(&x.cwd)), x.state));
+        }
+        s.trim_end().to_string()
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vpd session start|frame|end`: the same API for scripts and integrations.
+pub fn session_start(home: &Home, cwd: &Path, agent: String, name: Option<String>, out: &Out) -> Result<ExitCode, Error> {
+    let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
+    client::ensure_daemon(home, &exe()?)?;
+    let s: SessionInfo = client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent, name }), Duration::from_secs(10))?;
+    out.emit(&s, || s.session_id.clone());
+    if !out.json {
+        eprintln!(
+            "{}",
+            match s.org_name.as_deref() {
+                Some(o) if s.state == "streaming" => format!("vpd: streaming to {o}"),
+                _ => format!("vpd: local only: {}", local_reason(s.local_reason.as_deref())),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn session_frame(home: &Home, id: String, kind: FrameKind, data: Option<String>, out: &Out) -> Result<ExitCode, Error> {
+    let bytes = match data {
+        Some(d) => d.into_bytes(),
+        None => {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b).map_err(|e| Error::io("reading stdin", e))?;
+            b
+        }
+    };
+    let v: serde_json::Value = client::call(home, &Request::SessionFrame(SessionFrameParams { session_id: id, kind, data: B64.encode(bytes) }), Duration::from_secs(30))?;
+    out.emit(&v, String::new);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn session_end(home: &Home, id: String, exit_code: Option<i32>, reason: Option<String>, out: &Out) -> Result<ExitCode, Error> {
+    let s: SessionInfo = client::call(home, &Request::SessionEnd(SessionEndParams { session_id: id, exit_code, reason }), Duration::from_secs(30))?;
+    out.emit(&s, || format!("session {} ended", s.session_id));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reconnect(home: &Home, org: Option<String>, out: &Out) -> Result<ExitCode, Error> {
+    client::ensure_daemon(home, &exe()?)?;
+    let names: Vec<String> = client::call(home, &Request::Reconnect(vpd_daemon::api::protocol::ReconnectParams { org }), Duration::from_secs(10))?;
+    out.emit(&json!({"reconnecting": names}), || {
+        if names.is_empty() { "No pairing to reconnect.".into() } else { format!("Reconnecting {}.", names.join(", ")) }
+    });
+    Ok(ExitCode::SUCCESS)
+}

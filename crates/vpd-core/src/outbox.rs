@@ -1,0 +1,221 @@
+//! The unacked messages of one pairing (SPEC section 9): kept until the relay acks them,
+//! resent from the relay's resume point after a reconnect, bounded in bytes. When the bound
+//! is exceeded the oldest frames of a session give way to one `gap` frame covering them, so
+//! loss is always visible. Pure data structure: no I/O, no clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use vpd_proto::relay::{DaemonMsg, FrameKind};
+
+/// 16 MiB per pairing by default.
+pub const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(Debug)]
+struct Entry {
+    msg: DaemonMsg,
+    size: usize,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<Entry>,
+    bytes: usize,
+    limit: usize,
+    /// Frames dropped for overflow, per session.
+    pub dropped: u64,
+}
+
+fn size_of(msg: &DaemonMsg) -> usize {
+    match msg {
+        DaemonMsg::Frame { data, session_id, ts, .. } => data.len() + session_id.len() + ts.len() + 64,
+        DaemonMsg::SessionStart { agent, directory, .. } => agent.len() + directory.len() + 96,
+        _ => 96,
+    }
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        Self { queue: VecDeque::new(), bytes: 0, limit, dropped: 0 }
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues a message; makes room by turning the oldest frames into gap frames.
+    pub fn push(&mut self, msg: DaemonMsg) {
+        let size = size_of(&msg);
+        self.queue.push_back(Entry { msg, size });
+        self.bytes += size;
+        while self.bytes > self.limit && self.evict_oldest_frames() {}
+    }
+
+    /// Drops the oldest run of frames of one session (never a start or an end) and puts one
+    /// gap frame in their place; a gap at the start of the run is merged, so each hole has
+    /// one gap. Returns false when nothing can be dropped.
+    fn evict_oldest_frames(&mut self) -> bool {
+        let Some(first) = self.queue.iter().position(|e| matches!(e.msg, DaemonMsg::Frame { .. })) else {
+            return false;
+        };
+        let DaemonMsg::Frame { session_id, ts, .. } = self.queue[first].msg.clone() else { unreachable!() };
+        let target = self.limit - self.limit / 8;
+        let (mut from, mut to) = (0u64, 0u64);
+        let mut end = first;
+        let mut freed = 0;
+        let mut plain = 0;
+        while end < self.queue.len() && (self.bytes - freed > target || plain == 0) {
+            let (s, lo, hi, is_gap) = match &self.queue[end].msg {
+                DaemonMsg::Frame { session_id: s, seq, kind: FrameKind::Gap, data, .. } => (s, gap_range(data).0, *seq, true),
+                DaemonMsg::Frame { session_id: s, seq, .. } => (s, *seq, *seq, false),
+                _ => break,
+            };
+            if *s != session_id || (end > first && lo != to + 1) {
+                break;
+            }
+            if end == first {
+                from = lo;
+            }
+            to = hi;
+            plain += usize::from(!is_gap);
+            freed += self.queue[end].size;
+            end += 1;
+        }
+        if plain == 0 {
+            return false;
+        }
+        self.dropped += plain as u64;
+        for e in self.queue.drain(first..end) {
+            self.bytes -= e.size;
+        }
+        let gap = DaemonMsg::Frame { session_id, seq: to, ts, kind: FrameKind::Gap, data: encode_gap(from, to) };
+        let size = size_of(&gap);
+        self.bytes += size;
+        self.queue.insert(first, Entry { msg: gap, size });
+        true
+    }
+
+    /// The relay stored everything of `session_id` up to `seq`.
+    pub fn ack(&mut self, session_id: &str, seq: u64) {
+        let mut freed = 0;
+        self.queue.retain(|e| match e.msg.position() {
+            Some((s, q)) if s == session_id && q <= seq => {
+                freed += e.size;
+                false
+            }
+            _ => true,
+        });
+        self.bytes -= freed;
+    }
+
+    /// After `ready`: forget what the relay already has, and return what to send, in order.
+    pub fn resume(&mut self, stored: &BTreeMap<String, u64>) -> Vec<DaemonMsg> {
+        for (s, q) in stored {
+            self.ack(s, *q);
+        }
+        self.queue.iter().map(|e| e.msg.clone()).collect()
+    }
+
+    /// Drops everything of a session (revocation cuts it: unsent frames go nowhere else).
+    pub fn drop_session(&mut self, session_id: &str) {
+        let mut freed = 0;
+        self.queue.retain(|e| match e.msg.position() {
+            Some((s, _)) if s == session_id => {
+                freed += e.size;
+                false
+            }
+            _ => true,
+        });
+        self.bytes -= freed;
+    }
+
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+}
+
+/// `data` of a gap frame.
+pub fn encode_gap(from: u64, to: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{from}-{to}"))
+}
+
+/// The range of a gap frame's `data` (`(0, 0)` when unreadable).
+pub fn gap_range(data: &str) -> (u64, u64) {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.decode(data).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+    let mut it = text.split('-').map(|n| n.parse::<u64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str, seq: u64, n: usize) -> DaemonMsg {
+        DaemonMsg::Frame { session_id: s.into(), seq, ts: "t".into(), kind: FrameKind::Output, data: "x".repeat(n) }
+    }
+
+    #[test]
+    fn ack_and_resume() {
+        let mut o = Outbox::new(DEFAULT_LIMIT);
+        o.push(DaemonMsg::SessionStart { session_id: "A".into(), agent: "sh".into(), directory: "api".into(), started_at: "t".into() });
+        for i in 1..=5 {
+            o.push(frame("A", i, 10));
+        }
+        o.push(frame("B", 1, 10));
+        o.ack("A", 2);
+        assert_eq!(o.len(), 4);
+        let mut stored = BTreeMap::new();
+        stored.insert("A".to_string(), 4);
+        let again = o.resume(&stored);
+        let pos: Vec<_> = again.iter().map(|m| m.position().unwrap()).map(|(s, q)| (s.to_string(), q)).collect();
+        assert_eq!(pos, vec![("A".into(), 5), ("B".into(), 1)]);
+        o.drop_session("B");
+        assert_eq!(o.len(), 1);
+        o.ack("A", 5);
+        assert!(o.is_empty() && o.queued_bytes() == 0);
+    }
+
+    #[test]
+    fn overflow_becomes_a_visible_gap() {
+        let mut o = Outbox::new(10_000);
+        o.push(DaemonMsg::SessionStart { session_id: "A".into(), agent: "sh".into(), directory: "api".into(), started_at: "t".into() });
+        for i in 1..=100 {
+            o.push(frame("A", i, 500));
+        }
+        assert!(o.queued_bytes() <= 10_000, "{}", o.queued_bytes());
+        let msgs = o.resume(&BTreeMap::new());
+        assert!(matches!(msgs[0], DaemonMsg::SessionStart { .. }), "the start is kept");
+        let DaemonMsg::Frame { kind: FrameKind::Gap, seq, data, .. } = &msgs[1] else { panic!("{:?}", msgs[1]) };
+        let (from, to) = gap_range(data);
+        assert_eq!((from, to), (1, *seq));
+        // What follows the gap continues exactly after it: the relay sees no hole.
+        let DaemonMsg::Frame { seq: next, .. } = &msgs[2] else { panic!() };
+        assert_eq!(*next, to + 1);
+        assert_eq!(msgs.last().unwrap().position().unwrap().1, 100, "the newest frames are kept");
+        assert_eq!(o.dropped, to, "every dropped frame is counted");
+        // Only one gap per hole, even after more overflow.
+        for i in 101..=200 {
+            o.push(frame("A", i, 500));
+        }
+        let msgs = o.resume(&BTreeMap::new());
+        let gaps = msgs.iter().filter(|m| matches!(m, DaemonMsg::Frame { kind: FrameKind::Gap, .. })).count();
+        assert_eq!(gaps, 1, "{msgs:?}");
+        let mut expect = 0;
+        for m in &msgs {
+            let (_, q) = m.position().unwrap();
+            if let DaemonMsg::Frame { kind: FrameKind::Gap, data, .. } = m {
+                assert_eq!(gap_range(data).0, expect + 1);
+            } else if q != 0 {
+                assert_eq!(q, expect + 1, "contiguous");
+            }
+            expect = q;
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! One relay bridge per pairing (SPEC section 5): its own task, its own reconnect logic and
+//! state, so a pairing that cannot connect never delays another.
+//!
+//! The task fetches a relay token, opens the WebSocket, proves the pairing's key, then sends
+//! the pairing's session messages and collects acks. Unacked messages stay in its
+//! [`Outbox`] and are resent from the relay's resume point after a reconnect. Only the
+//! explicit answers of SPEC section 6 end it as revoked (see `vpd_core::relay_policy`).
+
+use crate::config::Pairing;
+use crate::identity::Identity;
+use crate::pairing::credential_of;
+use crate::platform::{CallError, Platform};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame, Message};
+use vpd_core::outbox::{Outbox, DEFAULT_LIMIT};
+use vpd_core::relay_policy::{self, Verdict, RECONNECT_ATTEMPTS};
+use vpd_proto::relay::{proof_message, DaemonMsg, RelayMsg, MAX_MESSAGE, ROLE};
+use vpd_proto::runtime::RuntimeCredential;
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a bridge is doing, as `vpd status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeStatus {
+    /// `connecting`, `connected`, `reconnecting (n/5)`, `offline (next try HH:MM:SS)`, `revoked`.
+    pub state: String,
+    pub last_error: Option<String>,
+    pub connected_since: Option<String>,
+    pub next_retry_at: Option<String>,
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    pub queued_bytes: u64,
+    pub frames_dropped: u64,
+}
+
+/// Commands to a bridge.
+#[derive(Debug)]
+pub enum Command {
+    /// Queue a session message (kept until acked).
+    Send(DaemonMsg),
+    /// Forget a session's unsent messages (its pairing was cut).
+    DropSession(String),
+    /// Retry now (`vpd reconnect`, a network change, a wall-clock jump).
+    Reconnect,
+    Stop,
+}
+
+/// Why a bridge ended for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Revoked { workspace_id: String, runtime_target_id: String, reason: String },
+    Stopped,
+}
+
+/// A running bridge.
+#[derive(Clone)]
+pub struct Bridge {
+    pub tx: mpsc::Sender<Command>,
+    pub status: Arc<Mutex<BridgeStatus>>,
+}
+
+impl Bridge {
+    /// Starts the bridge of `pairing`; `ended` hears when it stops for good.
+    pub fn spawn(pairing: Pairing, identity: Identity, ended: mpsc::Sender<Ended>) -> Bridge {
+        let (tx, rx) = mpsc::channel(4096);
+        let status = Arc::new(Mutex::new(BridgeStatus { state: "connecting".into(), ..Default::default() }));
+        let task = Task { pairing, identity, status: status.clone(), outbox: Outbox::new(DEFAULT_LIMIT), rx, failures: 0, token: None };
+        tokio::spawn(async move {
+            let why = task.run().await;
+            let _ = ended.send(why).await;
+        });
+        Bridge { tx, status }
+    }
+
+    pub fn status(&self) -> BridgeStatus {
+        self.status.lock().unwrap().clone()
+    }
+}
+
+struct Task {
+    pairing: Pairing,
+    identity: Identity,
+    status: Arc<Mutex<BridgeStatus>>,
+    outbox: Outbox,
+    rx: mpsc::Receiver<Command>,
+    failures: u32,
+    token: Option<(vpd_proto::Secret, jiff::Timestamp)>,
+}
+
+/// How one connection ended.
+enum Outcome {
+    Verdict(Verdict, String),
+    Stopped,
+}
+
+impl Task {
+    fn set(&self, f: impl FnOnce(&mut BridgeStatus)) {
+        let mut s = self.status.lock().unwrap();
+        f(&mut s);
+        s.queued_bytes = self.outbox.queued_bytes() as u64;
+        s.frames_dropped = self.outbox.dropped;
+    }
+
+    async fn run(mut self) -> Ended {
+        loop {
+            let outcome = self.connect_once().await;
+            let (verdict, why) = match outcome {
+                Outcome::Stopped => return Ended::Stopped,
+                Outcome::Verdict(v, why) => (v, why),
+            };
+            match verdict {
+                Verdict::Revoked => {
+                    self.set(|s| {
+                        s.state = "revoked".into();
+                        s.last_error = Some(why.clone());
+                    });
+                    tracing::warn!(workspace = %self.pairing.workspace_id, %why, "the org revoked this machine's pairing");
+                    return Ended::Revoked {
+                        workspace_id: self.pairing.workspace_id.clone(),
+                        runtime_target_id: self.pairing.runtime_target_id.clone(),
+                        reason: why,
+                    };
+                }
+                Verdict::RenewToken => {
+                    self.token = None;
+                    tracing::info!(workspace = %self.pairing.workspace_id, "relay token expired; renewing");
+                    continue;
+                }
+                Verdict::Transient => {
+                    self.failures += 1;
+                    let jitter = {
+                        let mut b = [0u8; 2];
+                        let _ = getrandom::fill(&mut b);
+                        u16::from_le_bytes(b) as f64 / 65536.0
+                    };
+                    let delay = Duration::from_millis(relay_policy::retry_delay_ms(self.failures, jitter));
+                    let next = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(delay.as_millis() as i64);
+                    let failures = self.failures;
+                    self.set(|s| {
+                        s.last_error = Some(why.clone());
+                        s.connected_since = None;
+                        s.next_retry_at = Some(next.round(jiff::Unit::Second).unwrap_or(next).to_string());
+                        s.state = if failures <= RECONNECT_ATTEMPTS {
+                            format!("reconnecting ({failures}/{RECONNECT_ATTEMPTS})")
+                        } else {
+                            let local = next.to_zoned(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string();
+                            format!("offline (next try {local})")
+                        };
+                    });
+                    tracing::info!(workspace = %self.pairing.workspace_id, %why, ?delay, "relay connection failed; retrying");
+                    if !self.wait(delay).await {
+                        return Ended::Stopped;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits `delay`, queueing messages meanwhile; returns early on `Reconnect`, false on `Stop`.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(Command::Stop) => return false,
+                    Some(Command::Reconnect) => return true,
+                    Some(Command::Send(m)) => { self.outbox.push(m); self.set(|_| {}); }
+                    Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
+                },
+            }
+        }
+    }
+
+    async fn relay_token(&mut self) -> Result<vpd_proto::Secret, (Verdict, String)> {
+        if let Some((t, exp)) = &self.token {
+            if *exp > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30) {
+                return Ok(t.clone());
+            }
+        }
+        let credential = credential_of(&self.pairing).map_err(|e| (Verdict::Transient, e.message))?;
+        let platform = Platform::new(&self.pairing.server_url, self.pairing.insecure_http).map_err(|e| (Verdict::Transient, e.message))?;
+        let body = RuntimeCredential {
+            workspace_id: self.pairing.workspace_id.clone(),
+            runtime_target_id: self.pairing.runtime_target_id.clone(),
+            credential,
+        };
+        match platform.relay_token(&body).await {
+            Ok(t) => {
+                let exp = t.expires_at.parse().unwrap_or_else(|_| jiff::Timestamp::now() + jiff::SignedDuration::from_secs(300));
+                self.token = Some((t.relay_token.clone(), exp));
+                Ok(t.relay_token)
+            }
+            Err(CallError::Refused { status, error, message }) => Err((relay_policy::on_token_error(status, &error), message)),
+            Err(e) => Err((Verdict::Transient, e.into_error().message)),
+        }
+    }
+
+    async fn connect_once(&mut self) -> Outcome {
+        let token = match self.relay_token().await {
+            Ok(t) => t,
+            Err((v, why)) => return Outcome::Verdict(v, why),
+        };
+        let p = &self.pairing;
+        let mut url = match url::Url::parse(&p.relay_endpoint) {
+            Ok(u) => u,
+            Err(e) => return Outcome::Verdict(Verdict::Transient, format!("relay endpoint {:?}: {e}", p.relay_endpoint)),
+        };
+        url.query_pairs_mut()
+            .append_pair("role", ROLE)
+            .append_pair("workspaceId", &p.workspace_id)
+            .append_pair("runtimeTargetId", &p.runtime_target_id);
+        let mut request = match url.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => return Outcome::Verdict(Verdict::Transient, e.to_string()),
+        };
+        let bearer = format!("Bearer {}", token.expose());
+        request.headers_mut().insert("Authorization", bearer.parse().expect("token is header-safe"));
+        let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
+        let (mut ws, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+            Err(_) => return Outcome::Verdict(Verdict::Transient, format!("{}: connection timed out", p.relay_endpoint)),
+            Ok(Err(e)) => return Outcome::Verdict(Verdict::Transient, format!("{}: {e}", p.relay_endpoint)),
+            Ok(Ok(c)) => c,
+        };
+
+        // Challenge → proof → ready.
+        let resume = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut ws)).await {
+            Err(_) => return Outcome::Verdict(Verdict::Transient, "the relay did not complete the handshake in time".into()),
+            Ok(Err(o)) => return o,
+            Ok(Ok(r)) => r,
+        };
+        self.failures = 0;
+        let since = crate::now_rfc3339();
+        self.set(|s| {
+            s.state = "connected".into();
+            s.connected_since = Some(since);
+            s.next_retry_at = None;
+        });
+        tracing::info!(workspace = %self.pairing.workspace_id, "relay connected");
+        for m in self.outbox.resume(&resume) {
+            if let Err(e) = send(&mut ws, &m).await {
+                return Outcome::Verdict(Verdict::Transient, e);
+            }
+            self.count_sent(&m);
+        }
+        self.set(|_| {});
+        self.serve(ws).await
+    }
+
+    async fn handshake<S>(&mut self, ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Result<std::collections::BTreeMap<String, u64>, Outcome>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let nonce = match next_msg(ws).await? {
+            RelayMsg::Challenge { nonce } => nonce,
+            other => return Err(Outcome::Verdict(Verdict::Transient, format!("the relay sent {other:?} instead of a challenge"))),
+        };
+        if nonce.len() < 16 || nonce.len() > 256 {
+            return Err(Outcome::Verdict(Verdict::Transient, "the relay's challenge is not a nonce".into()));
+        }
+        let p = &self.pairing;
+        let msg = proof_message(&p.workspace_id, &p.runtime_target_id, &p.relay_endpoint, &nonce);
+        let proof = DaemonMsg::Proof { signature: B64.encode(self.identity.sign(msg.as_bytes())) };
+        send(ws, &proof).await.map_err(|e| Outcome::Verdict(Verdict::Transient, e))?;
+        match next_msg(ws).await? {
+            RelayMsg::Ready { resume } => Ok(resume),
+            other => Err(Outcome::Verdict(Verdict::Transient, format!("the relay sent {other:?} instead of ready"))),
+        }
+    }
+
+    fn count_sent(&self, m: &DaemonMsg) {
+        if matches!(m, DaemonMsg::Frame { .. } | DaemonMsg::SessionEnd { .. } | DaemonMsg::SessionStart { .. }) {
+            self.status.lock().unwrap().frames_sent += 1;
+        }
+    }
+
+    async fn serve<S>(&mut self, mut ws: tokio_tungstenite::WebSocketStream<S>) -> Outcome
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut pong_due: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = pong_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                incoming = ws.next() => match incoming {
+                    None => return Outcome::Verdict(Verdict::Transient, "the relay closed the connection".into()),
+                    Some(Err(e)) => return Outcome::Verdict(Verdict::Transient, format!("relay connection: {e}")),
+                    Some(Ok(Message::Close(frame))) => return closed(frame),
+                    Some(Ok(Message::Pong(_))) => pong_due = None,
+                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<RelayMsg>(&t) {
+                        Ok(RelayMsg::Ack { session_id, seq }) => {
+                            let before = self.outbox.len();
+                            self.outbox.ack(&session_id, seq);
+                            let acked = (before - self.outbox.len()) as u64;
+                            self.set(|s| s.frames_acked += acked);
+                        }
+                        Ok(other) => tracing::debug!(?other, "unexpected relay message"),
+                        Err(e) => {
+                            let _ = ws.close(Some(CloseFrame { code: 4400.into(), reason: "malformed".into() })).await;
+                            return Outcome::Verdict(Verdict::Transient, format!("the relay sent a malformed message: {e}"));
+                        }
+                    },
+                    Some(Ok(_)) => {}
+                },
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(Command::Stop) => {
+                        let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
+                        return Outcome::Stopped;
+                    }
+                    Some(Command::Reconnect) => {
+                        let _ = ws.close(None).await;
+                        return Outcome::Verdict(Verdict::RenewToken, "reconnect requested".into());
+                    }
+                    Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
+                    Some(Command::Send(m)) => {
+                        let r = send(&mut ws, &m).await;
+                        self.count_sent(&m);
+                        self.outbox.push(m);
+                        self.set(|_| {});
+                        if let Err(e) = r {
+                            return Outcome::Verdict(Verdict::Transient, e);
+                        }
+                    }
+                },
+                _ = ping.tick() => {
+                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return Outcome::Verdict(Verdict::Transient, "ping failed".into());
+                    }
+                    pong_due.get_or_insert(tokio::time::Instant::now() + PONG_TIMEOUT);
+                }
+                _ = tokio::time::sleep_until(deadline), if pong_due.is_some() => {
+                    return Outcome::Verdict(Verdict::Transient, "no pong from the relay within 10 s".into());
+                }
+            }
+        }
+    }
+}
+
+fn closed(frame: Option<CloseFrame>) -> Outcome {
+    match frame {
+        Some(f) => {
+            let code = u16::from(f.code);
+            let reason = f.reason.to_string();
+            Outcome::Verdict(relay_policy::on_close(code, &reason), format!("the relay closed the connection ({code} {reason})"))
+        }
+        None => Outcome::Verdict(Verdict::Transient, "the relay closed the connection".into()),
+    }
+}
+
+async fn send<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, m: &DaemonMsg) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let text = serde_json::to_string(m).expect("messages serialize");
+    ws.send(Message::Text(text.into())).await.map_err(|e| format!("sending to the relay: {e}"))
+}
+
+async fn next_msg<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Result<RelayMsg, Outcome>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None => return Err(Outcome::Verdict(Verdict::Transient, "the relay closed the connection during the handshake".into())),
+            Some(Err(e)) => return Err(Outcome::Verdict(Verdict::Transient, format!("relay handshake: {e}"))),
+            Some(Ok(Message::Close(f))) => return Err(closed(f)),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t)
+                    .map_err(|e| Outcome::Verdict(Verdict::Transient, format!("the relay sent a malformed message: {e}")))
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}

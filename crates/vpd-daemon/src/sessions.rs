@@ -1,0 +1,154 @@
+//! Sessions (SPEC section 9): one agent run on this machine. The binding is resolved once,
+//! at start, and the session stays pinned to that pairing for its whole life; later edits
+//! of `local.yaml`, rebinding or new pairings change nothing for it. Revoking or unpairing
+//! the pinned org cuts it: remote streaming stops, unsent frames are dropped (never sent to
+//! any other org), the local process goes on.
+
+use crate::binding;
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use vpd_core::Resolution;
+use vpd_proto::relay::{DaemonMsg, FrameKind};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub name: Option<String>,
+    pub agent: String,
+    pub cwd: String,
+    /// The org it streams to, fixed at start.
+    pub org_id: Option<String>,
+    pub org_name: Option<String>,
+    /// What the relay sees: the bound directory's name plus the relative path.
+    pub directory: String,
+    /// `streaming`, `local only`, `cut (revoked)`, `cut (unpaired)`, `ended`.
+    pub state: String,
+    /// Why it runs local-only, if it does.
+    pub local_reason: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub frames: u64,
+}
+
+pub struct Session {
+    pub info: SessionInfo,
+    next_seq: u64,
+}
+
+impl Session {
+    pub fn streaming(&self) -> bool {
+        self.info.state == "streaming"
+    }
+}
+
+/// Resolves `cwd` once and creates the session. Returns it and, when it streams, the
+/// `session_start` message for its pairing's bridge.
+pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Result<(Session, Option<DaemonMsg>)> {
+    let r = binding::resolve(home, cwd)?;
+    let id = ulid::Ulid::new().to_string();
+    let started_at = jiff::Timestamp::now().to_string();
+    let agent: String = agent.chars().filter(|c| !c.is_control()).take(100).collect();
+    let (org_id, org_name, directory, state, local_reason) = match &r.resolution {
+        Resolution::Pinned { org_id, binding_dir, .. } => (
+            Some(org_id.clone()),
+            r.org_name(org_id).map(String::from),
+            relay_directory(binding_dir, &r.dir),
+            "streaming".to_string(),
+            None,
+        ),
+        Resolution::LocalOnly { reason, .. } => (None, None, String::new(), "local only".to_string(), Some(reason.code().to_string())),
+    };
+    let start = org_id.as_ref().map(|_| DaemonMsg::SessionStart {
+        session_id: id.clone(),
+        agent: agent.clone(),
+        directory: directory.clone(),
+        started_at: started_at.clone(),
+    });
+    let info = SessionInfo {
+        session_id: id,
+        name,
+        agent,
+        cwd: r.dir.display().to_string(),
+        org_id,
+        org_name,
+        directory,
+        state,
+        local_reason,
+        started_at,
+        ended_at: None,
+        exit_code: None,
+        frames: 0,
+    };
+    Ok((Session { info, next_seq: 1 }, start))
+}
+
+/// `api/src` for a session in `~/work/api/src` bound at `~/work/api`: never a full path.
+pub fn relay_directory(binding_dir: &Path, cwd: &Path) -> String {
+    let name = binding_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match cwd.strip_prefix(binding_dir) {
+        Ok(rest) if !rest.as_os_str().is_empty() && !name.is_empty() => format!("{name}/{}", rest.display()),
+        Ok(rest) if !rest.as_os_str().is_empty() => rest.display().to_string(),
+        _ => name,
+    }
+}
+
+impl Session {
+    /// The next frame of this session, if it streams.
+    pub fn frame(&mut self, kind: FrameKind, data: String) -> Option<DaemonMsg> {
+        self.info.frames += 1;
+        if !self.streaming() {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let ts = jiff::Timestamp::now().round(jiff::Unit::Millisecond).unwrap_or_else(|_| jiff::Timestamp::now()).to_string();
+        Some(DaemonMsg::Frame { session_id: self.info.session_id.clone(), seq, ts, kind, data })
+    }
+
+    /// Ends the session; the `session_end` message if it streams.
+    pub fn end(&mut self, exit_code: Option<i32>, reason: &str) -> Option<DaemonMsg> {
+        self.info.ended_at = Some(crate::now_rfc3339());
+        self.info.exit_code = exit_code;
+        let streaming = self.streaming();
+        if self.info.state == "streaming" || self.info.state == "local only" {
+            self.info.state = "ended".into();
+        }
+        if !streaming {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(DaemonMsg::SessionEnd { session_id: self.info.session_id.clone(), seq, reason: reason.chars().take(200).collect(), exit_code })
+    }
+
+    /// Stops remote streaming for good (revoked or unpaired org).
+    pub fn cut(&mut self, why: &str) {
+        if self.streaming() {
+            self.info.state = format!("cut ({why})");
+        }
+    }
+}
+
+/// Checks a session id from a client before it is used.
+pub fn check_id(id: &str) -> Result<()> {
+    if vpd_proto::is_ulid(id) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorCode::InvalidArgument, format!("{id:?} is not a session id")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn relay_directory_never_has_the_full_path() {
+        assert_eq!(relay_directory(Path::new("/home/u/work/api"), Path::new("/home/u/work/api/src/x")), "api/src/x");
+        assert_eq!(relay_directory(Path::new("/home/u/work/api"), Path::new("/home/u/work/api")), "api");
+        assert_eq!(relay_directory(Path::new("/"), Path::new("/srv")), "srv");
+    }
+}
