@@ -50,14 +50,21 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub url: String,
+    pub public_url: String,
     child: Option<Child>,
 }
 
 impl Server {
     pub fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None };
+        Self::start_as(port, format!("http://127.0.0.1:{port}"))
+    }
+
+    /// A server on `port` whose public URL (and so relay endpoint) is `public_url`, e.g. a
+    /// [`Proxy`] in front of it.
+    pub fn start_as(port: u16, public_url: String) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url };
         s.restart();
         s
     }
@@ -74,7 +81,7 @@ impl Server {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
         let child = Command::new(bin("viewport-server"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--db"])
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--public-url", &self.public_url, "--db"])
             .arg(self.db())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -490,4 +497,65 @@ pub fn on_terminal(m: &Machine, args: &[&str], answers: &[&str]) -> String {
     let (ok, seen) = t.finish();
     assert!(ok, "vpd {args:?} failed on the terminal:\n{seen}");
     seen
+}
+
+/// A TCP proxy a test controls, between the daemon and the platform/relay: it can cut every
+/// connection, or stall them (accept bytes, forward nothing).
+pub struct Proxy {
+    pub port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target_port: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+        let (st, cs) = (stalled.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else { continue };
+                cs.lock().unwrap().extend([client.try_clone().unwrap(), upstream.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)] {
+                    let st = st.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while st.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, stalled, conns }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every open connection at once (like a network cut).
+    pub fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Stops forwarding on the connections that exist now (new ones still pass once unstalled).
+    pub fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -2,7 +2,7 @@
 //! runs (WAL + busy timeout). Every error says how to fix it.
 
 use super::*;
-use crate::store::{Store, StoreError, User, Workspace};
+use crate::store::{SessionRow, Store, StoreError, User, Workspace};
 use crate::{auth, util};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -80,6 +80,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 json!({"workspace_id": ws.id, "machine_id": p.machine_id, "runtime_target_id": p.runtime_target_id, "install_id": p.install_id}),
             )
         }
+        AdminCommand::Session(SessionCommand::List { org }) => session_list(&store, &out, &org),
+        AdminCommand::Session(SessionCommand::Show { session_id, raw }) => session_show(&store, &out, &session_id, raw),
         AdminCommand::Pairing(PairingCommand::Mint { org, user }) => {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
             let (code, expires) = match crate::mint_code(&store, &ws.id, &u.id) {
@@ -201,4 +203,113 @@ fn machine_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
             .join("\n")
     };
     out.print(&human, json!(j))
+}
+
+fn session_json(r: &SessionRow) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "workspace_id": r.workspace_id,
+        "workspace_slug": r.workspace_slug,
+        "machine_id": r.machine_id,
+        "machine_name": r.machine_name,
+        "runtime_target_id": r.runtime_target_id,
+        "agent": r.agent,
+        "directory": r.directory,
+        "started_at": util::rfc3339(r.started_at),
+        "ended_at": r.ended_at.map(util::rfc3339),
+        "end_reason": r.end_reason,
+        "exit_code": r.exit_code,
+        "last_seq": r.last_seq,
+        "frame_count": r.frame_count,
+        "gap_count": r.gap_count,
+    })
+}
+
+fn session_state(r: &SessionRow) -> String {
+    match (r.ended_at, &r.end_reason, r.exit_code) {
+        (None, _, _) => "running".into(),
+        (Some(_), reason, code) => {
+            let mut s = format!("ended ({})", reason.as_deref().unwrap_or("?"));
+            if let Some(c) = code {
+                s.push_str(&format!(", exit {c}"));
+            }
+            s
+        }
+    }
+}
+
+fn session_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
+    let ws = workspace(store, org)?;
+    let rows = store.sessions(&ws.id)?;
+    let human = if rows.is_empty() {
+        format!("no recorded sessions in {} yet", ws.slug)
+    } else {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{}  {:<20} {:<12} {:<24} {}  {} frames, {} gaps  {}",
+                    r.id,
+                    r.machine_name,
+                    r.agent,
+                    r.directory,
+                    util::rfc3339(r.started_at),
+                    r.frame_count,
+                    r.gap_count,
+                    session_state(r)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    out.print(&human, json!(rows.iter().map(session_json).collect::<Vec<_>>()))
+}
+
+fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result<()> {
+    let Some(r) = store.session(None, id)? else {
+        bail!("no session {id}; list them with `viewport-server admin session list --org ORG`");
+    };
+    if raw {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::new(stdout.lock());
+        store.for_each_output(&r.id, |b| w.write_all(b))?;
+        w.flush()?;
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    store.for_each_output(&r.id, |b| {
+        bytes.extend_from_slice(b);
+        Ok(())
+    })?;
+    if out.json {
+        use base64::Engine;
+        let j = json!({
+            "session": session_json(&r),
+            "output_base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+        });
+        return out.print("", j);
+    }
+    let mut human = format!(
+        "session    {}\norg        {} ({})\nmachine    {} ({})\nagent      {}\ndirectory  {}\nstarted    {}\nstate      {}\nframes     {} (gaps: {})\n\n",
+        r.id,
+        r.workspace_slug,
+        r.workspace_id,
+        r.machine_name,
+        r.machine_id,
+        r.agent,
+        r.directory,
+        util::rfc3339(r.started_at),
+        match r.ended_at {
+            Some(t) => format!("{} at {}", session_state(&r), util::rfc3339(t)),
+            None => session_state(&r),
+        },
+        r.frame_count,
+        r.gap_count,
+    );
+    human.push_str(&crate::terminal::to_text(&bytes));
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(human.as_bytes())?;
+    if !human.ends_with('\n') {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
 }

@@ -71,6 +71,26 @@ pub enum AdminCommand {
     /// Pairing codes.
     #[command(subcommand)]
     Pairing(PairingCommand),
+    /// Recorded sessions (what the relay stored).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// List a workspace's recorded sessions, newest first.
+    List {
+        /// Workspace id or slug.
+        #[arg(long)]
+        org: String,
+    },
+    /// Show one session (found in any workspace): a header and its output as text.
+    Show {
+        session_id: String,
+        /// Write only the session's output bytes, exactly as recorded, to standard output.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

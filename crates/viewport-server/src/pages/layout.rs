@@ -37,6 +37,9 @@ button.danger { background:#fff; color:var(--bad); border-color:var(--bad); }
 dl { display:grid; grid-template-columns:max-content 1fr; gap:.3rem 1rem; }
 dt { color:var(--muted); }
 dd { margin:0; }
+pre.terminal { background:#111418; color:#e6e6e6; padding:1rem; border-radius:8px; overflow-x:auto; white-space:pre-wrap; word-break:break-all; font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace; min-height:4rem; }
+.online { color:var(--ok); font-weight:600; }
+.offline { color:var(--muted); }
 "#;
 
 /// A full page.
@@ -89,7 +92,7 @@ pub async fn stylesheet() -> Response {
 
 /// The tabs of an org's pages.
 pub fn org_tabs(slug: &str, here: &str) -> Markup {
-    let tabs = [("machines", "Machines"), ("members", "Members"), ("add-machine", "Add machine")];
+    let tabs = [("machines", "Machines"), ("sessions", "Sessions"), ("members", "Members"), ("add-machine", "Add machine")];
     html! {
         nav.tabs {
             @for (path, label) in tabs {

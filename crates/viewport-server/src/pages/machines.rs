@@ -23,7 +23,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
             div.card { p { "No machines yet. Run " code { "vpd pair --org " (ws.slug) } " on a machine, or use " a href=(format!("/orgs/{}/add-machine", ws.slug)) { "Add machine" } "." } }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Machine id" } th { "Paired by" } th { "Paired at" } th { "Last seen" } th { "State" } th {} } }
+                thead { tr { th { "Name" } th { "Machine id" } th { "Paired by" } th { "Paired at" } th { "Connection" } th { "Last seen" } th { "State" } th {} } }
                 tbody {
                     @for m in &rows {
                         tr {
@@ -31,6 +31,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                             td.mono { (m.machine_id) }
                             td { (m.paired_by) }
                             td { (util::human_time(m.paired_at)) }
+                            td { @if state.relay.is_online(&m.runtime_target_id) { span.online { "online" } } @else { span.offline { "offline" } } }
                             td { @if let Some(t) = m.last_seen_at { (util::human_time(t)) } @else { "never" } }
                             @if m.revoked_at.is_some() {
                                 td.state-revoked { "revoked" @if let Some(r) = &m.revoked_reason { br; span.muted { (r.replace('_', " ")) } } }

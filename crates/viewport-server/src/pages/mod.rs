@@ -1,4 +1,5 @@
-//! Server-rendered pages (no JavaScript). Every POST form carries a CSRF token
+//! Server-rendered pages (no JavaScript, except the session page's same-origin live-update
+//! script, which the page does not need to render). Every POST form carries a CSRF token
 //! (`name="csrf"`); the origin check lives in the router middleware.
 
 pub mod add_machine;
@@ -7,6 +8,7 @@ pub mod layout;
 pub mod machines;
 pub mod members;
 pub mod pair;
+pub mod sessions;
 pub mod signin;
 
 use crate::auth::{MaybeSession, Session};
@@ -32,6 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{slug}/members/add", post(members::add))
         .route("/orgs/{slug}/members/remove", post(members::remove))
         .route("/orgs/{slug}/add-machine", get(add_machine::show).post(add_machine::mint))
+        .route("/orgs/{slug}/sessions", get(sessions::list))
+        .route("/orgs/{slug}/sessions/{id}", get(sessions::show))
+        .route("/orgs/{slug}/sessions/{id}/frames", get(sessions::frames))
+        .route("/session.js", get(sessions::script))
         .fallback(not_found)
 }
 

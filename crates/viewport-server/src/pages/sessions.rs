@@ -1,0 +1,196 @@
+//! `/orgs/{slug}/sessions`: the org's recorded sessions; `/orgs/{slug}/sessions/{id}`: one
+//! session's output as terminal text, complete without JavaScript and kept live by a small
+//! same-origin script (`/session.js`) that polls `/orgs/{slug}/sessions/{id}/frames?after=SEQ`.
+
+use super::layout::{org_tabs, page};
+use super::{member_org, require_session, PageErr, PageResult};
+use crate::auth::MaybeSession;
+use crate::store::{FrameRow, SessionRow};
+use crate::{terminal, util, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use maud::html;
+use serde::Deserialize;
+
+/// Most frames the session page renders (the newest ones).
+const PAGE_FRAMES: u64 = 20_000;
+/// Most frames one poll of the frames endpoint returns.
+const POLL_FRAMES: usize = 2_000;
+
+pub const SESSION_JS: &str = r#"// Keeps a session page's output up to date (same origin, no inline script).
+(function () {
+  "use strict";
+  var pre = document.getElementById("output");
+  if (!pre || pre.getAttribute("data-ended") === "true") return;
+  var url = pre.getAttribute("data-frames");
+  var next = Number(pre.getAttribute("data-next")) || 0;
+  var state = document.getElementById("state");
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+  }
+  function poll() {
+    fetch(url + "?after=" + next, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (j) {
+        var stick = atBottom();
+        if (j.text) pre.appendChild(document.createTextNode(j.text));
+        if (stick && j.text) window.scrollTo(0, document.body.scrollHeight);
+        next = j.next;
+        if (state && j.state) state.textContent = j.state;
+        if (j.ended && !j.more) return;
+        setTimeout(poll, j.more ? 0 : 1000);
+      })
+      .catch(function () { setTimeout(poll, 5000); });
+  }
+  setTimeout(poll, 1000);
+})();
+"#;
+
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        SESSION_JS,
+    )
+        .into_response()
+}
+
+fn state_label(r: &SessionRow) -> String {
+    match r.ended_at {
+        None => "live".into(),
+        Some(_) => {
+            let mut s = format!("ended ({})", r.end_reason.as_deref().unwrap_or("?").replace('_', " "));
+            if let Some(c) = r.exit_code {
+                s.push_str(&format!(", exit {c}"));
+            }
+            s
+        }
+    }
+}
+
+pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>) -> PageResult {
+    let s = require_session(session, &uri)?;
+    let ws = member_org(&state, &s, &slug).await?;
+    let wid = ws.id.clone();
+    let rows = state.db(move |st| st.sessions(&wid)).await?;
+    Ok(page(&format!("Sessions · {}", ws.name), Some(&s), html! {
+        h1 { (ws.name) }
+        (org_tabs(&ws.slug, "sessions"))
+        @if rows.is_empty() {
+            div.card { p { "No sessions recorded yet. Sessions appear here when a machine paired with this workspace runs " code { "vpd run" } " in a bound directory." } }
+        } @else {
+            table {
+                thead { tr { th { "Session" } th { "Machine" } th { "Agent" } th { "Directory" } th { "Started" } th { "Ended" } th { "Frames" } th { "Gaps" } th { "State" } } }
+                tbody {
+                    @for r in &rows {
+                        tr {
+                            td.mono { a href=(format!("/orgs/{}/sessions/{}", ws.slug, r.id)) { (r.id) } }
+                            td { (r.machine_name) }
+                            td { (r.agent) }
+                            td.mono { (r.directory) }
+                            td { (util::human_time(r.started_at)) }
+                            td { @if let Some(t) = r.ended_at { (util::human_time(t)) } @else { "—" } }
+                            td { (r.frame_count) }
+                            td { (r.gap_count) }
+                            @if r.ended_at.is_none() {
+                                td.state-active { "live" @if !state.relay.is_online(&r.runtime_target_id) { br; span.muted { "machine offline" } } }
+                            } @else {
+                                td { (state_label(r)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .into_response())
+}
+
+/// Output text of `frames` (only `output` frames) and the last seq they cover.
+fn text_of(frames: &[FrameRow], after: u64) -> (String, u64) {
+    let mut bytes = Vec::new();
+    let mut next = after;
+    for f in frames {
+        if f.kind == "output" {
+            bytes.extend_from_slice(&f.data);
+        }
+        next = next.max(f.seq);
+    }
+    (terminal::to_text(&bytes), next)
+}
+
+async fn org_session(state: &AppState, s: &crate::auth::Session, slug: &str, id: &str) -> Result<SessionRow, PageErr> {
+    let ws = member_org(state, s, slug).await?;
+    if !vpd_proto::is_ulid(id) {
+        return Err(PageErr::not_found());
+    }
+    let (wid, sid) = (ws.id.clone(), id.to_string());
+    state.db(move |st| st.session(Some(&wid), &sid)).await?.ok_or_else(PageErr::not_found)
+}
+
+pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path((slug, id)): Path<(String, String)>) -> PageResult {
+    let s = require_session(session, &uri)?;
+    let ws = member_org(&state, &s, &slug).await?;
+    let r = org_session(&state, &s, &slug, &id).await?;
+    let after = r.last_seq.saturating_sub(PAGE_FRAMES);
+    let sid = r.id.clone();
+    let frames = state.db(move |st| st.session_frames(&sid, after, None, PAGE_FRAMES as usize)).await?;
+    let (text, next) = text_of(&frames, after);
+    let online = state.relay.is_online(&r.runtime_target_id);
+    Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {
+        h1 { (ws.name) }
+        (org_tabs(&ws.slug, "sessions"))
+        div.card {
+            dl {
+                dt { "Session" } dd.mono { (r.id) }
+                dt { "Machine" } dd { (r.machine_name) " " span.muted.mono { (r.machine_id) } @if !online && r.ended_at.is_none() { span.muted { " (offline)" } } }
+                dt { "Agent" } dd { (r.agent) }
+                dt { "Directory" } dd.mono { (r.directory) }
+                dt { "Started" } dd { (util::human_time(r.started_at)) }
+                dt { "State" } dd #state { (state_label(&r)) @if let Some(t) = r.ended_at { " at " (util::human_time(t)) } }
+                dt { "Frames" } dd { (r.frame_count) @if r.gap_count > 0 { span.error { " · " (r.gap_count) " gap(s): some output was lost before it reached the relay" } } }
+            }
+        }
+        @if after > 0 {
+            p.muted { "Earlier output is not shown here; an admin can print all of it with " code { "viewport-server admin session show " (r.id) } "." }
+        }
+        pre #output .terminal
+            data-frames=(format!("/orgs/{}/sessions/{}/frames", ws.slug, r.id))
+            data-next=(next)
+            data-ended=(if r.ended_at.is_some() { "true" } else { "false" }) { (text) }
+        script src="/session.js" defer {}
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct After {
+    #[serde(default)]
+    after: u64,
+}
+
+pub async fn frames(
+    State(state): State<AppState>,
+    session: MaybeSession,
+    uri: Uri,
+    Path((slug, id)): Path<(String, String)>,
+    Query(q): Query<After>,
+) -> Result<Response, PageErr> {
+    let s = require_session(session, &uri)?;
+    let r = org_session(&state, &s, &slug, &id).await?;
+    let sid = r.id.clone();
+    let after = q.after;
+    let frames = state.db(move |st| st.session_frames(&sid, after, None, POLL_FRAMES)).await?;
+    let more = frames.len() == POLL_FRAMES;
+    let (text, next) = text_of(&frames, after);
+    Ok(Json(serde_json::json!({
+        "text": text,
+        "next": next,
+        "more": more,
+        "ended": r.ended_at.is_some(),
+        "state": state_label(&r),
+        "frames": frames.len(),
+    }))
+    .into_response())
+}

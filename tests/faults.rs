@@ -1,0 +1,107 @@
+//! Faults between the daemon and the relay, through a TCP proxy the test controls: relay
+//! restarted mid-session, connection cut, connection stalled (no pong), platform down for a
+//! minute. In each case the pairing survives and the org's record of the session ends up
+//! complete, in order, without duplicates: byte for byte what the terminal showed.
+
+mod support;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+struct Rig {
+    server: Server,
+    proxy: Proxy,
+    m: Machine,
+    org: String,
+    dir: std::path::PathBuf,
+}
+
+fn rig() -> Rig {
+    let port = free_port();
+    let proxy = Proxy::start(port);
+    let server = Server::start_as(port, proxy.url());
+    server.user("alice@example.com");
+    let org = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let mut m = Machine::new();
+    m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
+    let (p, code) = m.start_pair(&["--server", &proxy.url(), "--org", "acme"]);
+    server.approve(code["code"].as_str().unwrap(), "acme", "alice@example.com");
+    assert_eq!(p.finish()["event"], "paired");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+    Rig { server, proxy, m, org, dir }
+}
+
+fn state(m: &Machine) -> String {
+    m.ok(&["status"])["pairings"][0]["state"].as_str().unwrap_or("").to_string()
+}
+
+fn wait_connected(m: &Machine) {
+    wait_until("the pairing to be connected", Duration::from_secs(30), || state(m) == "connected");
+}
+
+fn sessions(server: &Server) -> Vec<Value> {
+    server.admin(&["session", "list", "--org", "acme"]).as_array().cloned().unwrap_or_default()
+}
+
+/// Runs a session of 40 lines over 4 s, applies `fault` after 1 s, and checks the record.
+fn survives(fault: impl FnOnce(&mut Rig)) {
+    let mut r = rig();
+    let script = "i=1; while [ $i -le 40 ]; do echo frame-$i; i=$((i+1)); sleep 0.1; done";
+    let run = r.m.command().args(["run", "--cwd", r.dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    fault(&mut r);
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("frame-40"));
+    assert_eq!(r.m.pairing_count(), 1, "a fault never revokes");
+    wait_connected(&r.m);
+    wait_until("the record to be complete", Duration::from_secs(30), || sessions(&r.server).first().is_some_and(|s| s["ended_at"].is_string()));
+    let s = sessions(&r.server)[0].clone();
+    let rec = r.server.admin_raw(&["session", "show", s["id"].as_str().unwrap(), "--raw"], None).stdout;
+    assert_eq!(String::from_utf8_lossy(&rec), String::from_utf8_lossy(&out.stdout), "complete, in order, no duplicates");
+    assert_eq!(s["gap_count"], 0);
+    let _ = &r.org;
+}
+
+#[test]
+fn relay_restarted_mid_session() {
+    survives(|r| r.server.restart());
+}
+
+#[test]
+fn connection_cut_mid_session() {
+    survives(|r| r.proxy.cut());
+}
+
+#[test]
+fn connection_stalled_without_pongs() {
+    survives(|r| {
+        r.proxy.stall(true);
+        wait_until("the daemon to notice the dead connection", Duration::from_secs(20), || state(&r.m).starts_with("reconnecting"));
+        r.proxy.stall(false);
+    });
+}
+
+#[test]
+fn platform_down_for_a_minute() {
+    survives(|r| {
+        r.server.stop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut states = std::collections::BTreeSet::new();
+        while std::time::Instant::now() < deadline {
+            states.insert(state(&r.m).split(' ').next().unwrap_or("").to_string());
+            assert_eq!(r.m.pairing_count(), 1, "the pairing survives an outage");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        assert!(states.contains("reconnecting"), "{states:?}");
+        let st = r.m.ok(&["status"]);
+        assert!(st["pairings"][0]["lastError"].is_string(), "{st}");
+        assert!(st["pairings"][0]["queuedBytes"].as_u64().unwrap() > 0, "frames wait for the relay: {st}");
+        r.server.restart();
+        r.m.ok(&["reconnect"]);
+    });
+}

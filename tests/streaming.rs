@@ -1,0 +1,216 @@
+//! Streaming end to end: `vpd run` in bound, unbound and hint-only directories; two orgs on
+//! two platforms that see nothing of each other; revocation while a session runs; sessions
+//! pinned at start.
+
+mod support;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+fn platform(org: &str, slug: &str) -> (Server, String) {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let id = server.org(org, slug);
+    server.member(slug, "alice@example.com");
+    (server, id)
+}
+
+fn wait_connected(m: &Machine, org: &str) {
+    wait_until(&format!("{org} to be connected"), Duration::from_secs(20), || {
+        m.ok(&["status"])["pairings"].as_array().unwrap().iter().any(|p| p["workspaceId"] == org && p["state"] == "connected")
+    });
+}
+
+fn sessions(server: &Server, org: &str) -> Vec<Value> {
+    server.admin(&["session", "list", "--org", org]).as_array().cloned().unwrap_or_default()
+}
+
+/// The recorded output of a session, byte for byte.
+fn recorded(server: &Server, id: &str) -> Vec<u8> {
+    let out = server.admin_raw(&["session", "show", id, "--raw"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn a_bound_session_streams_byte_exact_and_others_send_nothing() {
+    let (server, acme) = platform("Acme Engineering", "acme");
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    let api = m.mkdir("work/api");
+    m.ok(&["bind", api.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m, &acme);
+
+    let out = m
+        .command()
+        .args(["run", "--cwd", api.to_str().unwrap(), "--", "sh", "-c", r"printf 'hello\n'; printf '\377\376 raw bytes\n'; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "the exit code passes through");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "vpd: streaming to Acme Engineering");
+    assert!(out.stdout.windows(5).any(|w| w == b"hello"), "the terminal shows the output");
+    wait_until("the session to be recorded", Duration::from_secs(10), || {
+        sessions(&server, "acme").first().is_some_and(|s| s["ended_at"].is_string())
+    });
+    let s = sessions(&server, "acme")[0].clone();
+    assert_eq!(s["agent"], "sh");
+    assert_eq!(s["directory"], "api", "never the full path");
+    assert_eq!(s["exit_code"], 3);
+    assert_eq!(recorded(&server, s["id"].as_str().unwrap()), out.stdout, "recorded byte-exact");
+
+    // An unbound directory and a hint-only directory send nothing.
+    let plain = m.mkdir("work/plain");
+    let hinted = m.mkdir("work/hinted");
+    std::fs::create_dir_all(hinted.join(".viewport")).unwrap();
+    std::fs::write(hinted.join(".viewport/workspace.yaml"), format!("org_id: {acme}\n")).unwrap();
+    for dir in [&plain, &hinted] {
+        let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "echo", "secret"]).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "vpd: local only: no binding");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sessions(&server, "acme").len(), 1, "the relay saw no other session");
+    let list = m.ok(&["sessions"]);
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert!(list.as_array().unwrap().iter().any(|s| s["state"] == "ended" && s["orgName"] == "Acme Engineering"));
+}
+
+#[test]
+fn two_orgs_on_two_platforms_see_nothing_of_each_other() {
+    let (a_server, acme) = platform("Acme Engineering", "acme");
+    let (b_server, oss) = platform("OSS Maintainers", "oss");
+    let m = Machine::new();
+    m.pair(&a_server, &acme, "alice@example.com");
+    m.pair(&b_server, &oss, "alice@example.com");
+    let a_dir = m.mkdir("clients/acme-api");
+    let b_dir = m.mkdir("oss/relay");
+    m.ok(&["bind", a_dir.to_str().unwrap(), "--org", "acme"]);
+    m.ok(&["bind", b_dir.to_str().unwrap(), "--org", "oss"]);
+    wait_connected(&m, &acme);
+    wait_connected(&m, &oss);
+    for (dir, word) in [(&a_dir, "acme-only-output"), (&b_dir, "oss-only-output")] {
+        let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "echo", word]).output().unwrap();
+        assert!(out.status.success());
+    }
+    wait_until("both sessions recorded", Duration::from_secs(10), || {
+        sessions(&a_server, "acme").iter().any(|s| s["ended_at"].is_string()) && sessions(&b_server, "oss").iter().any(|s| s["ended_at"].is_string())
+    });
+    let a_out = recorded(&a_server, sessions(&a_server, "acme")[0]["id"].as_str().unwrap());
+    assert!(String::from_utf8_lossy(&a_out).contains("acme-only-output"));
+    assert!(!String::from_utf8_lossy(&a_out).contains("oss-only-output"));
+
+    // Everything each platform stored or logged holds nothing of the other pairing.
+    m.ok(&["daemon", "stop"]);
+    let (pa, pb) = (m.pairing(&acme), m.pairing(&oss));
+    let (ia, ib) = (m.identity(&acme), m.identity(&oss));
+    let secrets_of = |p: &Value, id: &Value, dir: &std::path::Path, word: &str| -> Vec<String> {
+        vec![
+            p["workspaceId"].as_str().unwrap().into(),
+            p["installId"].as_str().unwrap().into(),
+            p["runtimeTargetId"].as_str().unwrap().into(),
+            p["machineId"].as_str().unwrap().into(),
+            p["credential"]["issueToken"].as_str().unwrap().into(),
+            id["publicKey"].as_str().unwrap().into(),
+            dir.display().to_string(),
+            word.into(),
+        ]
+    };
+    for (server, other) in [(&a_server, secrets_of(&pb, &ib, &b_dir, "oss-only-output")), (&b_server, secrets_of(&pa, &ia, &a_dir, "acme-only-output"))] {
+        let mut seen = Vec::new();
+        for f in std::fs::read_dir(server.dir.path()).unwrap().flatten() {
+            seen.extend(std::fs::read(f.path()).unwrap());
+        }
+        let seen = String::from_utf8_lossy(&seen);
+        for v in &other {
+            assert!(!seen.contains(v.as_str()), "{} holds {v:?} of the other org", server.url);
+        }
+    }
+    // Not even this machine's home path.
+    let home = m.dir.path().display().to_string();
+    for server in [&a_server, &b_server] {
+        let mut seen = Vec::new();
+        for f in std::fs::read_dir(server.dir.path()).unwrap().flatten() {
+            seen.extend(std::fs::read(f.path()).unwrap());
+        }
+        assert!(!String::from_utf8_lossy(&seen).contains(&home), "{} saw the home path", server.url);
+    }
+}
+
+#[test]
+fn revocation_cuts_a_running_session_which_goes_on_locally() {
+    let (server, acme) = platform("Acme Engineering", "acme");
+    server.org("OSS Maintainers", "oss");
+    server.member("oss", "alice@example.com");
+    let oss = server.admin(&["org", "list"]).as_array().unwrap().iter().find(|o| o["slug"] == "oss").unwrap()["id"].as_str().unwrap().to_string();
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    m.pair(&server, &oss, "alice@example.com");
+    let a_dir = m.mkdir("acme");
+    let b_dir = m.mkdir("oss");
+    m.ok(&["bind", a_dir.to_str().unwrap(), "--org", "acme"]);
+    m.ok(&["bind", b_dir.to_str().unwrap(), "--org", "oss"]);
+    wait_connected(&m, &acme);
+    wait_connected(&m, &oss);
+    let script = "i=1; while [ $i -le 30 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done";
+    let a_run = m.command().args(["run", "--cwd", a_dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let b_run = m.command().args(["run", "--cwd", b_dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until("both sessions to start streaming", Duration::from_secs(10), || {
+        !sessions(&server, "acme").is_empty() && !sessions(&server, "oss").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let machine = m.pairing(&acme)["machineId"].as_str().unwrap().to_string();
+    server.admin(&["machine", "revoke", "--org", "acme", &machine]);
+
+    let a_out = a_run.wait_with_output().unwrap();
+    let b_out = b_run.wait_with_output().unwrap();
+    assert!(a_out.status.success() && b_out.status.success());
+    let text = String::from_utf8_lossy(&a_out.stdout);
+    assert!(text.contains("line-1\r\n") && text.contains("line-30\r\n"), "the local command ran to its end: {text}");
+
+    wait_until("the pairing to be removed", Duration::from_secs(10), || m.pairing_count() == 1);
+    assert!(!a_dir.join(".viewport/local.yaml").exists(), "the binding and its files are gone");
+    let list = m.ok(&["sessions"]);
+    let cut = list.as_array().unwrap().iter().find(|s| s["cwd"] == a_dir.to_str().unwrap()).unwrap().clone();
+    assert_eq!(cut["state"], "cut (revoked)", "{cut}");
+    // The acme record stops early; the oss one is complete.
+    wait_until("the oss session to end", Duration::from_secs(10), || sessions(&server, "oss")[0]["ended_at"].is_string());
+    let oss_rec = String::from_utf8_lossy(&recorded(&server, sessions(&server, "oss")[0]["id"].as_str().unwrap())).into_owned();
+    assert!(oss_rec.contains("line-30"), "the other org keeps streaming");
+    let acme_rec = String::from_utf8_lossy(&recorded(&server, sessions(&server, "acme")[0]["id"].as_str().unwrap())).into_owned();
+    assert!(!acme_rec.contains("line-30"), "remote streaming stopped at the revocation");
+    assert!(sessions(&server, "acme")[0]["ended_at"].is_null(), "no end was sent to a revoked org");
+}
+
+#[test]
+fn sessions_stay_pinned_to_the_org_they_started_with() {
+    let (server, acme) = platform("Acme Engineering", "acme");
+    server.org("OSS Maintainers", "oss");
+    server.member("oss", "alice@example.com");
+    let oss = server.admin(&["org", "list"]).as_array().unwrap().iter().find(|o| o["slug"] == "oss").unwrap()["id"].as_str().unwrap().to_string();
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    m.pair(&server, &oss, "alice@example.com");
+    let dir = m.mkdir("proj");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m, &acme);
+    let flag = m.path("stop-flag");
+    let script = format!("while [ ! -f {} ]; do echo tick; sleep 0.1; done; echo done-ticking", flag.display());
+    let run = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until("the session to stream", Duration::from_secs(10), || !sessions(&server, "acme").is_empty());
+    // Rebind the directory to the other org mid-session, then delete the binding.
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "oss", "--yes"]);
+    let new_run = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "echo", "new-session"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&new_run.stderr).trim(), "vpd: streaming to OSS Maintainers", "a new session follows the new binding");
+    m.ok(&["unbind", dir.to_str().unwrap()]);
+    std::fs::write(&flag, "").unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success());
+    wait_until("the pinned session to end", Duration::from_secs(10), || sessions(&server, "acme")[0]["ended_at"].is_string());
+    let rec = recorded(&server, sessions(&server, "acme")[0]["id"].as_str().unwrap());
+    assert_eq!(rec, out.stdout, "the running session kept streaming to its original org, complete");
+    assert!(String::from_utf8_lossy(&rec).contains("done-ticking"));
+    let oss_sessions = sessions(&server, "oss");
+    assert_eq!(oss_sessions.len(), 1, "only the new session went to the new org");
+    assert!(String::from_utf8_lossy(&recorded(&server, oss_sessions[0]["id"].as_str().unwrap())).contains("new-session"));
+}
