@@ -39,6 +39,12 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 const MAX_BATCH_MESSAGES: usize = 8192;
 /// Most message bytes stored in one transaction.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Longest `agent` (and end `reason`) accepted, in bytes.
+const MAX_AGENT_BYTES: usize = 256;
+/// Longest `directory` accepted, in bytes.
+const MAX_DIRECTORY_BYTES: usize = 4096;
+/// Longest frame `ts` accepted, in bytes.
+const MAX_TS_BYTES: usize = 64;
 /// Sessions ended longer ago than this are left out of the resume map.
 const RESUME_WINDOW_SECS: i64 = 24 * 3600;
 /// A connection that sends nothing (not even a ping or pong) for this long is dropped.
@@ -480,18 +486,27 @@ fn to_op(text: &str) -> Result<RelayOp, String> {
         DaemonMsg::Proof { .. } => Err("unexpected proof".into()),
         DaemonMsg::SessionStart { session_id, agent, directory, started_at } => {
             check_id(&session_id)?;
+            if agent.len() > MAX_AGENT_BYTES || directory.len() > MAX_DIRECTORY_BYTES {
+                return Err("session_start: agent or directory too long".into());
+            }
             let started = started_at.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or_else(|_| util::now());
             Ok(RelayOp::Start { session_id, agent, directory, started_at: started })
         }
         DaemonMsg::Frame { session_id, seq, ts, kind, data } => {
             check_id(&session_id)?;
             check_seq(seq)?;
+            if ts.len() > MAX_TS_BYTES {
+                return Err(format!("frame {seq}: ts too long"));
+            }
             let data = B64.decode(data.as_bytes()).map_err(|_| format!("frame {seq}: data is not base64"))?;
             Ok(RelayOp::Frame { session_id, seq, ts, kind: kind_str(kind), data })
         }
         DaemonMsg::SessionEnd { session_id, seq, reason, exit_code } => {
             check_id(&session_id)?;
             check_seq(seq)?;
+            if reason.len() > MAX_AGENT_BYTES {
+                return Err(format!("session_end {seq}: reason too long"));
+            }
             Ok(RelayOp::End { session_id, seq, reason, exit_code })
         }
     }

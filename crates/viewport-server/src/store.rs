@@ -1461,6 +1461,45 @@ mod tests {
         assert!(s.runtime_target(&w2.id, &p1.runtime_target_id).unwrap().is_none());
     }
 
+    fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
+        RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
+    }
+
+    #[test]
+    fn relay_batches_store_in_order_ack_duplicates_and_retention_deletes() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("a@example.com", "h", 0).unwrap();
+        let w = s.create_workspace("One", "one", 0).unwrap();
+        s.add_member(&w.id, &u.id, 0).unwrap();
+        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
+        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, 1).unwrap();
+        let rt = &p.runtime_target_id;
+        let (a, b) = (new_id(), new_id());
+        let start = |id: &str| RelayOp::Start { session_id: id.into(), agent: "x".into(), directory: "d".into(), started_at: 5 };
+        let ops = vec![start(&a), frame(&a, 1, b"1"), frame(&a, 2, b"2"), start(&b), frame(&a, 1, b"dup")];
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, 10).unwrap();
+        assert_eq!(out.acks, vec![(a.clone(), 2), (b.clone(), 0)]);
+        assert!(out.violation.is_none());
+        // Out of order stops the batch; what came before is kept.
+        let ops = vec![frame(&b, 1, b"b1"), frame(&a, 4, b"gap")];
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, 10).unwrap();
+        assert_eq!(out.acks, vec![(b.clone(), 1)]);
+        assert!(out.violation.unwrap().contains("out of order"));
+        // Another runtime target cannot touch these sessions.
+        let out = s.relay_store_batch(&w.id, "OTHER", &p.machine_id, &[start(&a)], 10).unwrap();
+        assert!(out.violation.unwrap().contains("another runtime target"));
+        // End, then resume and retention.
+        let end = RelayOp::End { session_id: a.clone(), seq: 3, reason: "exited".into(), exit_code: Some(0) };
+        s.relay_store_batch(&w.id, rt, &p.machine_id, &[end], 100).unwrap();
+        assert_eq!(s.relay_resume(rt, 50).unwrap().len(), 2);
+        assert_eq!(s.relay_resume(rt, 100).unwrap().len(), 1, "ended before the window");
+        assert_eq!(s.delete_sessions_ended_before(100).unwrap(), 0);
+        assert_eq!(s.delete_sessions_ended_before(101).unwrap(), 1);
+        assert!(s.session(None, &a).unwrap().is_none());
+        assert!(s.session_frames(&a, 0, None, 10).unwrap().is_empty(), "frames go with the session");
+        assert_eq!(s.session(Some(&w.id), &b).unwrap().unwrap().frame_count, 1, "running sessions stay");
+    }
+
     #[test]
     fn expired_codes_cannot_be_approved() {
         let s = Store::open_in_memory().unwrap();
