@@ -105,3 +105,23 @@ fn platform_down_for_a_minute() {
         r.m.ok(&["reconnect"]);
     });
 }
+
+#[test]
+fn the_relay_connection_honours_the_proxy_variables() {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let org = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let proxy = HttpProxy::start();
+    let mut m = Machine::new();
+    m.env.push(("ALL_PROXY".into(), proxy.url.clone()));
+    m.pair(&server, &org, "alice@example.com");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+    let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "echo", "via-proxy"]).output().unwrap();
+    assert!(out.status.success());
+    let log = proxy.log.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l == &format!("CONNECT 127.0.0.1:{} HTTP/1.1", server.port)), "the WebSocket went through the proxy: {log:?}");
+    wait_until("the record", Duration::from_secs(10), || sessions(&server).first().is_some_and(|s| s["ended_at"].is_string()));
+}

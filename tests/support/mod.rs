@@ -559,3 +559,74 @@ impl Proxy {
         self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// An HTTP proxy (CONNECT tunnels and absolute-form requests) that records what it was asked.
+pub struct HttpProxy {
+    pub url: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpProxy {
+    pub fn start() -> HttpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).is_err() {
+                        return;
+                    }
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        headers.push(h);
+                    }
+                    l.lock().unwrap().push(first.trim().to_string());
+                    let mut parts = first.split_whitespace();
+                    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let mut client_w = client.try_clone().unwrap();
+                    let (hostport, rewritten) = if method == "CONNECT" {
+                        (target.to_string(), None)
+                    } else {
+                        let rest = target.strip_prefix("http://").unwrap_or(target);
+                        let (hp, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                        let path = if path.is_empty() { "/" } else { path };
+                        (hp.to_string(), Some(format!("{method} {path} HTTP/1.1\r\n{}\r\n", headers.concat())))
+                    };
+                    let Ok(mut upstream) = std::net::TcpStream::connect(&hostport) else {
+                        let _ = client_w.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+                        return;
+                    };
+                    match rewritten {
+                        None => {
+                            let _ = client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                        }
+                        Some(head) => {
+                            let _ = upstream.write_all(head.as_bytes());
+                        }
+                    }
+                    // Bytes the reader buffered past the head belong to the tunnel.
+                    let buffered = reader.buffer().to_vec();
+                    let _ = upstream.write_all(&buffered);
+                    let mut up_r = upstream.try_clone().unwrap();
+                    let mut client_r = client;
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_r, &mut client_w);
+                        let _ = client_w.shutdown(std::net::Shutdown::Both);
+                    });
+                    let _ = std::io::copy(&mut client_r, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        HttpProxy { url, log }
+    }
+}

@@ -998,6 +998,8 @@ impl Store {
             end: Option<(u64, String, Option<i32>)>,
             dirty: bool,
             ack: u64,
+            /// Some message of this batch was stored or found a duplicate: ack it.
+            touched: bool,
         }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1021,7 +1023,7 @@ impl Store {
                         Some((_, last, ended)) => {
                             states.insert(
                                 sid.to_string(),
-                                S { last_seq: last as u64, ended: ended.is_some(), frames: 0, gaps: 0, end: None, dirty: false, ack: 0 },
+                                S { last_seq: last as u64, ended: ended.is_some(), frames: 0, gaps: 0, end: None, dirty: false, ack: 0, touched: false },
                             );
                         }
                         None => match op {
@@ -1034,7 +1036,7 @@ impl Store {
                                 )?;
                                 states.insert(
                                     sid.to_string(),
-                                    S { last_seq: 0, ended: false, frames: 0, gaps: 0, end: None, dirty: false, ack: 0 },
+                                    S { last_seq: 0, ended: false, frames: 0, gaps: 0, end: None, dirty: false, ack: 0, touched: false },
                                 );
                             }
                             _ => {
@@ -1047,10 +1049,11 @@ impl Store {
                 }
                 let st = states.get_mut(sid).expect("loaded above");
                 match op {
-                    RelayOp::Start { .. } => {}
+                    RelayOp::Start { .. } => st.touched = true,
                     RelayOp::Frame { seq, ts, kind, data, .. } => {
                         if *seq <= st.last_seq {
                             st.ack = st.ack.max(*seq);
+                            st.touched = true;
                         } else if *seq == st.last_seq + 1 && !st.ended {
                             insert_frame.execute(params![sid, *seq as i64, ts, kind, data])?;
                             st.last_seq = *seq;
@@ -1060,6 +1063,7 @@ impl Store {
                             }
                             st.dirty = true;
                             st.ack = *seq;
+                            st.touched = true;
                         } else if st.ended {
                             violation = Some(format!("frame {seq} of session {sid} after its end"));
                             break;
@@ -1071,12 +1075,14 @@ impl Store {
                     RelayOp::End { seq, reason, exit_code, .. } => {
                         if *seq <= st.last_seq {
                             st.ack = st.ack.max(*seq);
+                            st.touched = true;
                         } else if *seq == st.last_seq + 1 && !st.ended {
                             st.last_seq = *seq;
                             st.ended = true;
                             st.end = Some((*seq, reason.clone(), *exit_code));
                             st.dirty = true;
                             st.ack = *seq;
+                            st.touched = true;
                         } else {
                             violation = Some(format!("end {seq} of session {sid} out of order (expected {})", st.last_seq + 1));
                             break;
@@ -1104,7 +1110,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        let acks = order.into_iter().map(|sid| {
+        let acks = order.into_iter().filter(|sid| states[sid].touched).map(|sid| {
             let ack = states[&sid].ack;
             (sid, ack)
         });

@@ -399,6 +399,26 @@ async fn revocation_closes_live_connections_within_a_second() {
     assert_eq!(closed(&mut ws, Duration::from_secs(1)).await, (4401, "revoked".into()));
     assert!(t0.elapsed() < Duration::from_secs(1));
 
+    // Through the Machines page over HTTP (Revoke button with CSRF).
+    let key3 = new_key();
+    let c = s.pair(&key3, &org, &user).await;
+    let (mut ws, _) = connect(&s, &key3, &c).await;
+    let cookie = sign_in(&s, "a@example.com").await;
+    let html = get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap();
+    let csrf = csrf_in(&html);
+    let t0 = Instant::now();
+    let r = s
+        .http
+        .post(s.at("/orgs/acme/machines/revoke"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("machine_id", c.machine_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(closed(&mut ws, Duration::from_secs(1)).await, (4401, "revoked".into()));
+    assert!(t0.elapsed() < Duration::from_secs(1));
+
     // From another process's connection (the admin CLI): the poller notices.
     let key2 = new_key();
     let b = s.pair(&key2, &org, &user).await;

@@ -250,24 +250,66 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     result
 }
 
-/// A wall-clock jump (sleep and wake) makes every bridge retry at once.
+/// A wall-clock jump (sleep and wake) or a change of the machine's network addresses makes
+/// every bridge retry at once.
 async fn watch_clock(state: Arc<State>) {
     let tick = std::time::Duration::from_secs(5);
     let mut wall = std::time::SystemTime::now();
     let mut mono = tokio::time::Instant::now();
+    let mut net = network_fingerprint();
     loop {
         tokio::time::sleep(tick).await;
         let (w, m) = (std::time::SystemTime::now(), tokio::time::Instant::now());
         let wall_d = w.duration_since(wall).unwrap_or_default().as_secs_f64();
         let mono_d = m.duration_since(mono).as_secs_f64();
-        if (wall_d - mono_d).abs() > 10.0 {
-            tracing::info!(jump_secs = wall_d - mono_d, "the wall clock jumped (sleep/wake?): reconnecting every pairing");
+        let now_net = network_fingerprint();
+        let why = if (wall_d - mono_d).abs() > 10.0 {
+            Some("the wall clock jumped (sleep/wake?)")
+        } else if now_net != net {
+            Some("the network changed")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tracing::info!("{why}: reconnecting every pairing");
             for b in state.bridges.lock().unwrap().values() {
                 let _ = b.tx.try_send(crate::bridge::Command::Reconnect);
             }
         }
-        (wall, mono) = (w, m);
+        (wall, mono, net) = (w, m, now_net);
     }
+}
+
+/// The sorted addresses of the interfaces that are up: changes when a network comes or goes.
+fn network_fingerprint() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we only read and then free.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0 && ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) == 0;
+            if up && !ifa.ifa_addr.is_null() {
+                let family = (*ifa.ifa_addr).sa_family as i32;
+                let bytes = match family {
+                    libc::AF_INET => (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr.to_ne_bytes().to_vec(),
+                    libc::AF_INET6 => (*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr.to_vec(),
+                    _ => Vec::new(),
+                };
+                if !bytes.is_empty() {
+                    out.push((std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned(), bytes));
+                }
+            }
+            p = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out.sort();
+    out
 }
 
 async fn wait_for_stop(state: &State) {
