@@ -1,5 +1,6 @@
 //! `viewport-server`: the self-hostable Viewport platform (SPEC section 14): pairing codes,
-//! the approval page, machines, members, relay tokens and the JWKS.
+//! the approval page, machines, members, relay tokens and the JWKS, and the relay itself
+//! (`/ws`, see [`relay`]) with its per-org session records.
 //!
 //! [`app`] builds the router, [`serve`] runs it on a listener; tests run both in-process.
 

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -35,7 +36,7 @@ fn pong_timeout() -> Duration {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a bridge is doing, as `vpd status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BridgeStatus {
     /// `connecting`, `connected`, `reconnecting (n/5)`, `offline (next try HH:MM:SS)`, `revoked`.
@@ -47,6 +48,9 @@ pub struct BridgeStatus {
     pub frames_acked: u64,
     pub queued_bytes: u64,
     pub frames_dropped: u64,
+    /// Send → ack time of recent messages (median, 99th percentile), in milliseconds.
+    pub ack_latency_p50_ms: Option<f64>,
+    pub ack_latency_p99_ms: Option<f64>,
 }
 
 /// Commands to a bridge.
@@ -73,23 +77,45 @@ pub enum Ended {
 pub struct Bridge {
     pub tx: mpsc::Sender<Command>,
     pub status: Arc<Mutex<BridgeStatus>>,
+    latencies: Arc<Mutex<VecDeque<u32>>>,
 }
+
+const LATENCY_SAMPLES: usize = 4096;
 
 impl Bridge {
     /// Starts the bridge of `pairing`; `ended` hears when it stops for good.
     pub fn spawn(pairing: Pairing, identity: Identity, ended: mpsc::Sender<Ended>) -> Bridge {
         let (tx, rx) = mpsc::channel(4096);
         let status = Arc::new(Mutex::new(BridgeStatus { state: "connecting".into(), ..Default::default() }));
-        let task = Task { pairing, identity, status: status.clone(), outbox: Outbox::new(DEFAULT_LIMIT), rx, failures: 0, token: None };
+        let latencies = Arc::new(Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)));
+        let task = Task {
+            pairing,
+            identity,
+            status: status.clone(),
+            outbox: Outbox::new(DEFAULT_LIMIT),
+            rx,
+            failures: 0,
+            token: None,
+            inflight: HashMap::new(),
+            latencies: latencies.clone(),
+        };
         tokio::spawn(async move {
             let why = task.run().await;
             let _ = ended.send(why).await;
         });
-        Bridge { tx, status }
+        Bridge { tx, status, latencies }
     }
 
     pub fn status(&self) -> BridgeStatus {
-        self.status.lock().unwrap().clone()
+        let mut s = self.status.lock().unwrap().clone();
+        let mut l: Vec<u32> = self.latencies.lock().unwrap().iter().copied().collect();
+        if !l.is_empty() {
+            l.sort_unstable();
+            let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            s.ack_latency_p50_ms = Some(at(0.5));
+            s.ack_latency_p99_ms = Some(at(0.99));
+        }
+        s
     }
 }
 
@@ -101,6 +127,9 @@ struct Task {
     rx: mpsc::Receiver<Command>,
     failures: u32,
     token: Option<(vpd_proto::Secret, jiff::Timestamp)>,
+    /// Send times of unacked messages, per session, in seq order.
+    inflight: HashMap<String, VecDeque<(u64, std::time::Instant)>>,
+    latencies: Arc<Mutex<VecDeque<u32>>>,
 }
 
 /// How one connection ended.
@@ -259,6 +288,7 @@ impl Task {
             Ok(Ok(r)) => r,
         };
         self.failures = 0;
+        self.inflight.clear();
         let since = crate::now_rfc3339();
         self.set(|s| {
             s.state = "connected".into();
@@ -297,9 +327,27 @@ impl Task {
         }
     }
 
-    fn count_sent(&self, m: &DaemonMsg) {
-        if matches!(m, DaemonMsg::Frame { .. } | DaemonMsg::SessionEnd { .. } | DaemonMsg::SessionStart { .. }) {
+    fn count_sent(&mut self, m: &DaemonMsg) {
+        if let Some((session, seq)) = m.position() {
             self.status.lock().unwrap().frames_sent += 1;
+            self.inflight.entry(session.to_string()).or_default().push_back((seq, std::time::Instant::now()));
+        }
+    }
+
+    fn count_acked(&mut self, session: &str, seq: u64) {
+        let now = std::time::Instant::now();
+        let mut lat = self.latencies.lock().unwrap();
+        if let Some(q) = self.inflight.get_mut(session) {
+            while q.front().is_some_and(|(s, _)| *s <= seq) {
+                let (_, at) = q.pop_front().unwrap();
+                if lat.len() == LATENCY_SAMPLES {
+                    lat.pop_front();
+                }
+                lat.push_back(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+            }
+            if q.is_empty() {
+                self.inflight.remove(session);
+            }
         }
     }
 
@@ -321,6 +369,7 @@ impl Task {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<RelayMsg>(&t) {
                         Ok(RelayMsg::Ack { session_id, seq }) => {
                             let before = self.outbox.len();
+                            self.count_acked(&session_id, seq);
                             self.outbox.ack(&session_id, seq);
                             let acked = (before - self.outbox.len()) as u64;
                             self.set(|s| s.frames_acked += acked);
@@ -344,11 +393,30 @@ impl Task {
                     }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
                     Some(Command::Send(m)) => {
-                        let r = send(&mut ws, &m).await;
-                        self.count_sent(&m);
-                        self.outbox.push(m);
+                        // Write this message and whatever else is already waiting, then flush
+                        // once: one system call for a burst of frames.
+                        let mut batch = vec![m];
+                        while batch.len() < 512 {
+                            match self.rx.try_recv() {
+                                Ok(Command::Send(m)) => batch.push(m),
+                                Ok(Command::DropSession(s)) => self.outbox.drop_session(&s),
+                                Ok(Command::Reconnect) | Ok(Command::Stop) | Err(_) => break,
+                            }
+                        }
+                        let mut result = Ok(());
+                        for m in batch {
+                            if result.is_ok() {
+                                let text = serde_json::to_string(&m).expect("messages serialize");
+                                result = ws.feed(Message::Text(text.into())).await.map_err(|e| format!("sending to the relay: {e}"));
+                            }
+                            self.count_sent(&m);
+                            self.outbox.push(m);
+                        }
+                        if result.is_ok() {
+                            result = ws.flush().await.map_err(|e| format!("sending to the relay: {e}"));
+                        }
                         self.set(|_| {});
-                        if let Err(e) = r {
+                        if let Err(e) = result {
                             return Outcome::Verdict(Verdict::Transient, e);
                         }
                     }

@@ -8,7 +8,7 @@ use crate::records;
 use crate::store;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
     pub daemon: DaemonInfo,
@@ -36,7 +36,7 @@ pub struct DaemonInfo {
     pub keyring_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PairingInfo {
     pub workspace_id: String,
@@ -60,6 +60,14 @@ pub struct PairingInfo {
     pub frames_sent: u64,
     pub frames_acked: u64,
     pub queued_bytes: u64,
+    /// Frames dropped for overflow (each hole is a visible `gap` frame).
+    #[serde(default)]
+    pub frames_dropped: u64,
+    /// Send → ack time of recent frames, milliseconds.
+    #[serde(default)]
+    pub ack_latency_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub ack_latency_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -130,6 +138,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             frames_sent: b.frames_sent,
             frames_acked: b.frames_acked,
             queued_bytes: b.queued_bytes,
+            frames_dropped: b.frames_dropped,
+            ack_latency_p50_ms: b.ack_latency_p50_ms,
+            ack_latency_p99_ms: b.ack_latency_p99_ms,
         }})
         .collect();
     let user_home = crate::home::user_home();

@@ -27,6 +27,7 @@ pub async fn home(State(state): State<AppState>, session: MaybeSession, uri: Uri
                             td.mono { (o.slug) }
                             td.mono { (o.id) }
                             td {
+                                a href=(format!("/orgs/{}/sessions", o.slug)) { "Sessions" } " · "
                                 a href=(format!("/orgs/{}/members", o.slug)) { "Members" } " · "
                                 a href=(format!("/orgs/{}/add-machine", o.slug)) { "Add machine" }
                             }
