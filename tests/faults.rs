@@ -125,3 +125,35 @@ fn the_relay_connection_honours_the_proxy_variables() {
     assert!(log.iter().any(|l| l == &format!("CONNECT 127.0.0.1:{} HTTP/1.1", server.port)), "the WebSocket went through the proxy: {log:?}");
     wait_until("the record", Duration::from_secs(10), || sessions(&server).first().is_some_and(|s| s["ended_at"].is_string()));
 }
+
+#[test]
+fn overflow_while_the_relay_is_away_becomes_a_visible_gap() {
+    let port = free_port();
+    let proxy = Proxy::start(port);
+    let mut server = Server::start_as(port, proxy.url());
+    server.user("alice@example.com");
+    let org = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let mut m = Machine::new();
+    m.env.push(("VPD_OUTBOX_BYTES".into(), "20000".into()));
+    m.pair(&server, &org, "alice@example.com");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+    server.stop();
+    // About 60 KB of output in 300 frames while nothing is acked: more than the 20 KB kept.
+    let script = "i=1; while [ $i -le 300 ]; do printf 'line-%04d-%0180d\\n' $i 0; i=$((i+1)); sleep 0.002; done";
+    let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", script]).output().unwrap();
+    assert!(out.status.success());
+    let st = m.ok(&["status"]);
+    assert!(st["pairings"][0]["framesDropped"].as_u64().unwrap() > 0, "{st}");
+    server.restart();
+    m.ok(&["reconnect"]);
+    wait_connected(&m);
+    wait_until("the record", Duration::from_secs(30), || sessions(&server).first().is_some_and(|s| s["ended_at"].is_string()));
+    let s = sessions(&server)[0].clone();
+    assert_eq!(s["gap_count"], 1, "one visible gap: {s}");
+    let rec = server.admin_raw(&["session", "show", s["id"].as_str().unwrap(), "--raw"], None).stdout;
+    assert!(!rec.is_empty() && rec.len() < out.stdout.len(), "the oldest output gave way");
+    assert!(out.stdout.ends_with(&rec), "what was kept is the newest output, in order");
+}

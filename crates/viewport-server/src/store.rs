@@ -1054,7 +1054,9 @@ impl Store {
                         if *seq <= st.last_seq {
                             st.ack = st.ack.max(*seq);
                             st.touched = true;
-                        } else if *seq == st.last_seq + 1 && !st.ended {
+                        } else if (*seq == st.last_seq + 1 || (*kind == "gap" && gap_starts_at(data, st.last_seq + 1, *seq))) && !st.ended {
+                            // A gap frame stands for the frames FROM..=TO the daemon had to
+                            // drop: it carries seq TO and data "FROM-TO" (vpd_proto::relay).
                             insert_frame.execute(params![sid, *seq as i64, ts, kind, data])?;
                             st.last_seq = *seq;
                             st.frames += 1;
@@ -1517,4 +1519,11 @@ mod tests {
         let stranger = s.create_user("b@example.com", "h", 0).unwrap();
         assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, 1), Err(StoreError::Forbidden(_))));
     }
+}
+
+/// Whether a gap frame's data `FROM-TO` starts right after what is stored and ends at `seq`.
+fn gap_starts_at(data: &[u8], expected_from: u64, seq: u64) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let mut it = text.split('-').map(|n| n.trim().parse::<u64>().ok());
+    matches!((it.next(), it.next(), it.next()), (Some(Some(from)), Some(Some(to)), None) if from == expected_from && to == seq && to >= from)
 }

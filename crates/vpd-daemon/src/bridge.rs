@@ -82,6 +82,11 @@ pub struct Bridge {
 
 const LATENCY_SAMPLES: usize = 4096;
 
+/// Bytes of unacked messages kept per pairing: 16 MiB, or `VPD_OUTBOX_BYTES`.
+fn outbox_limit() -> usize {
+    std::env::var("VPD_OUTBOX_BYTES").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 4096).unwrap_or(DEFAULT_LIMIT)
+}
+
 impl Bridge {
     /// Starts the bridge of `pairing`; `ended` hears when it stops for good.
     pub fn spawn(pairing: Pairing, identity: Identity, ended: mpsc::Sender<Ended>) -> Bridge {
@@ -92,7 +97,7 @@ impl Bridge {
             pairing,
             identity,
             status: status.clone(),
-            outbox: Outbox::new(DEFAULT_LIMIT),
+            outbox: Outbox::new(outbox_limit()),
             rx,
             failures: 0,
             token: None,
