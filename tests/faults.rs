@@ -157,3 +157,35 @@ fn overflow_while_the_relay_is_away_becomes_a_visible_gap() {
     assert!(!rec.is_empty() && rec.len() < out.stdout.len(), "the oldest output gave way");
     assert!(out.stdout.ends_with(&rec), "what was kept is the newest output, in order");
 }
+
+#[test]
+fn relay_tokens_expiring_during_a_session_are_renewed() {
+    let port = free_port();
+    let proxy = Proxy::start(port);
+    let server = Server::start_with(port, proxy.url(), &["--relay-token-ttl", "1"]);
+    server.user("alice@example.com");
+    let org = server.org("Acme Engineering", "acme");
+    server.member("acme", "alice@example.com");
+    let mut m = Machine::new();
+    m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
+    m.pair(&server, &org, "alice@example.com");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+    let script = "i=1; while [ $i -le 40 ]; do echo frame-$i; i=$((i+1)); sleep 0.1; done";
+    let run = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    // The token the bridge connected with expires within a second; cut the connection twice
+    // so that every reconnect needs a fresh one.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        proxy.cut();
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success());
+    wait_connected(&m);
+    assert_eq!(m.pairing_count(), 1, "an expired token is no revocation");
+    wait_until("the record", Duration::from_secs(30), || sessions(&server).first().is_some_and(|s| s["ended_at"].is_string()));
+    let s = sessions(&server)[0].clone();
+    let rec = server.admin_raw(&["session", "show", s["id"].as_str().unwrap(), "--raw"], None).stdout;
+    assert_eq!(String::from_utf8_lossy(&rec), String::from_utf8_lossy(&out.stdout));
+}

@@ -214,3 +214,79 @@ fn sessions_stay_pinned_to_the_org_they_started_with() {
     assert_eq!(oss_sessions.len(), 1, "only the new session went to the new org");
     assert!(String::from_utf8_lossy(&recorded(&server, oss_sessions[0]["id"].as_str().unwrap())).contains("new-session"));
 }
+
+#[test]
+fn unpair_and_member_removal_cut_running_sessions_of_that_org_only() {
+    let (server, acme) = platform("Acme Engineering", "acme");
+    let oss = server.org("OSS Maintainers", "oss");
+    server.member("oss", "alice@example.com");
+    let gx = server.org("Globex", "globex");
+    server.member("globex", "alice@example.com");
+    let m = Machine::new();
+    for o in [&acme, &oss, &gx] {
+        m.pair(&server, o, "alice@example.com");
+    }
+    let dirs: Vec<_> = ["acme", "oss", "globex"].iter().map(|s| m.mkdir(s)).collect();
+    for (d, slug) in dirs.iter().zip(["acme", "oss", "globex"]) {
+        m.ok(&["bind", d.to_str().unwrap(), "--org", slug]);
+    }
+    for o in [&acme, &oss, &gx] {
+        wait_connected(&m, o);
+    }
+    let script = "i=1; while [ $i -le 25 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done";
+    let runs: Vec<_> = dirs
+        .iter()
+        .map(|d| m.command().args(["run", "--cwd", d.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap())
+        .collect();
+    wait_until("three sessions streaming", Duration::from_secs(10), || {
+        ["acme", "oss", "globex"].iter().all(|o| !sessions(&server, o).is_empty())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    m.ok(&["unpair", "--org", "acme"]);
+    server.admin(&["member", "remove", "--org", "globex", "--user", "alice@example.com"]);
+    let outs: Vec<_> = runs.into_iter().map(|r| r.wait_with_output().unwrap()).collect();
+    for o in &outs {
+        assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("line-25"), "every command ran to its end locally");
+    }
+    wait_until("globex to be dropped", Duration::from_secs(10), || m.pairing_count() == 1);
+    let list = m.ok(&["sessions"]);
+    let state_of = |d: &std::path::Path| list.as_array().unwrap().iter().find(|s| s["cwd"] == d.to_str().unwrap()).unwrap()["state"].clone();
+    assert_eq!(state_of(&dirs[0]), "cut (unpaired)");
+    assert_eq!(state_of(&dirs[2]), "cut (revoked)");
+    assert_eq!(state_of(&dirs[1]), "ended");
+    wait_until("oss record complete", Duration::from_secs(10), || sessions(&server, "oss")[0]["ended_at"].is_string());
+    assert_eq!(recorded(&server, sessions(&server, "oss")[0]["id"].as_str().unwrap()), outs[1].stdout, "the other org kept streaming, complete");
+    for (slug, i) in [("acme", 0), ("globex", 2)] {
+        let rec = recorded(&server, sessions(&server, slug)[0]["id"].as_str().unwrap());
+        assert!(rec.len() < outs[i].stdout.len(), "{slug}: remote streaming stopped");
+    }
+}
+
+#[test]
+fn integrations_stream_their_own_sessions_through_the_local_api() {
+    let (server, acme) = platform("Acme Engineering", "acme");
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    let dir = m.mkdir("api/sub");
+    m.ok(&["bind", m.path("api").to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m, &acme);
+    let s = m.ok(&["session", "start", "--cwd", dir.to_str().unwrap(), "--agent", "my-agent", "--name", "nightly"]);
+    let id = s["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(s["state"], "streaming");
+    assert_eq!(s["directory"], "api/sub");
+    m.ok(&["session", "frame", &id, "--data", "first "]);
+    let mut child = m.command().args(["session", "frame", &id, "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"second\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let end = m.ok(&["session", "end", &id, "--exit-code", "0"]);
+    assert_eq!(end["state"], "ended");
+    wait_until("recorded", Duration::from_secs(10), || sessions(&server, "acme").first().is_some_and(|s| s["ended_at"].is_string()));
+    let rec = sessions(&server, "acme")[0].clone();
+    assert_eq!(rec["agent"], "my-agent");
+    assert_eq!(recorded(&server, rec["id"].as_str().unwrap()), b"first second\n");
+    let e = m.fails(&["session", "frame", &id, "--data", "late"]);
+    assert!(e["message"].as_str().unwrap().contains("has ended"), "{e}");
+    let e = m.fails(&["session", "frame", "../../x", "--data", "x"]);
+    assert!(e["message"].as_str().unwrap().contains("not a session id"), "{e}");
+}

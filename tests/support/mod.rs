@@ -51,6 +51,7 @@ pub struct Server {
     pub port: u16,
     pub url: String,
     pub public_url: String,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -63,8 +64,14 @@ impl Server {
     /// A server on `port` whose public URL (and so relay endpoint) is `public_url`, e.g. a
     /// [`Proxy`] in front of it.
     pub fn start_as(port: u16, public_url: String) -> Server {
+        Self::start_with(port, public_url, &[])
+    }
+
+    /// Like [`Server::start_as`], with more `serve` arguments.
+    pub fn start_with(port: u16, public_url: String, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra };
         s.restart();
         s
     }
@@ -83,6 +90,7 @@ impl Server {
         let child = Command::new(bin("viewport-server"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--public-url", &self.public_url, "--db"])
             .arg(self.db())
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -50,6 +50,8 @@ pub struct Config {
     pub relay_rate_per_sec: u32,
     /// Relay messages a connection may send at once above the sustained rate.
     pub relay_burst: u32,
+    /// Lifetime of relay tokens, seconds (at most 600).
+    pub relay_token_ttl_secs: i64,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             pair_page_per_minute: 30,
             proof_timeout: std::time::Duration::from_secs(vpd_proto::relay::PROOF_TIMEOUT_SECS),
             revocation_poll: std::time::Duration::from_millis(300),
+            relay_token_ttl_secs: vpd_proto::runtime::RELAY_TOKEN_MAX_SECS,
             retention_days: 30,
             relay_rate_per_sec: 100_000,
             relay_burst: 200_000,

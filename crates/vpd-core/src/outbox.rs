@@ -40,6 +40,13 @@ impl Outbox {
     pub fn queued_bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Whether more than three quarters of the bound is in use: while the relay is
+    /// connected, the bridge then waits for acks before taking more (back-pressure), so
+    /// frames are dropped only while the relay cannot be reached.
+    pub fn is_filling(&self) -> bool {
+        self.bytes > self.limit / 4 * 3
+    }
     pub fn len(&self) -> usize {
         self.queue.len()
     }

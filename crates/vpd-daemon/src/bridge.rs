@@ -387,7 +387,7 @@ impl Task {
                     },
                     Some(Ok(_)) => {}
                 },
-                cmd = self.rx.recv() => match cmd {
+                cmd = self.rx.recv(), if !self.outbox.is_filling() => match cmd {
                     None | Some(Command::Stop) => {
                         let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
                         return Outcome::Stopped;

@@ -50,7 +50,7 @@ pub async fn relay_token(
         machine_id: target.machine_id.clone(),
         jti: ulid::Ulid::new().to_string(),
         iat: now,
-        exp: now + RELAY_TOKEN_MAX_SECS,
+        exp: now + state.config.relay_token_ttl_secs.clamp(1, RELAY_TOKEN_MAX_SECS),
         public_key: target.public_key.clone(),
     };
     let jwt = state.keys.sign(&claims).map_err(ApiErr::internal)?;

@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
     let mut config = Config::new(public_url.clone());
     config.retention_days = args.retention_days;
+    config.relay_token_ttl_secs = args.relay_token_ttl;
     let state = AppState::new(store, config)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
