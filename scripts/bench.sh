@@ -13,6 +13,10 @@ echo "== 1. resolution (criterion)"
 cargo bench -q -p vpd-core --bench resolve -- --noplot 2>/dev/null | grep -E "^resolve|time:"
 cargo bench -q -p vpd-daemon --bench walk -- --noplot 2>/dev/null | grep -E "^resolve|time:"
 
+echo "== 3. streaming (real release binaries on loopback; prints a table)"
+cargo build -q --release --locked --workspace --bins
+cargo bench -q -p vpd-e2e --bench streaming 2>/dev/null | grep -E '^\|'
+
 echo "== 2. vpd hint vs direnv export bash (hyperfine)"
 cargo build -q --release --locked --bin vpd
 VPD="$PWD/target/release/vpd"

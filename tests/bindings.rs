@@ -8,12 +8,7 @@ use std::process::Command;
 use support::*;
 
 fn paired() -> (Server, Machine, String, String) {
-    let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    let oss = server.org("OSS Maintainers", "oss");
-    server.member("acme", "alice@example.com");
-    server.member("oss", "alice@example.com");
+    let (server, acme, oss) = two_orgs();
     let m = Machine::new();
     m.pair(&server, &acme, "alice@example.com");
     m.pair(&server, &oss, "alice@example.com");

@@ -3,47 +3,8 @@
 
 mod support;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 use support::*;
-
-/// A fake platform answering each request with whatever `respond(method, path)` returns
-/// (raw HTTP bytes, written as is — so it can lie about lengths or hang up mid-body).
-fn fake_platform(respond: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let mut parts = request_line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let mut s = stream;
-            let _ = s.write_all(&respond(method, path));
-        }
-    });
-    url
-}
-
-fn http(status: &str, ctype: &str, body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
-}
 
 fn created() -> String {
     json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z",
@@ -73,32 +34,32 @@ fn pair_error(m: &Machine, url: &str) -> serde_json::Value {
 fn hostile_platform_answers() {
     let m = Machine::new();
 
-    let url = fake_platform(|_, _| http("200 OK", "text/html", "<!doctype html><html><body>Viewport app</body></html>"));
+    let url = fake_http(|_, _| http_answer("200 OK", "text/html", "<!doctype html><html><body>Viewport app</body></html>"));
     let e = pair_error(&m, &url);
     assert_eq!(e["code"], "bad_server_response");
     assert!(e["message"].as_str().unwrap().contains("HTML page"), "{e}");
 
-    let url = fake_platform(|_, _| http("201 Created", "application/json", r#"{"code":"BCDF-GHJK","status_tok"#));
+    let url = fake_http(|_, _| http_answer("201 Created", "application/json", r#"{"code":"BCDF-GHJK","status_tok"#));
     let e = pair_error(&m, &url);
     assert!(e["message"].as_str().unwrap().contains("truncated JSON"), "{e}");
 
-    let url = fake_platform(|_, _| b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"code\":\"BC".to_vec());
+    let url = fake_http(|_, _| b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"code\":\"BC".to_vec());
     let e = pair_error(&m, &url);
     assert!(e["message"].as_str().unwrap().contains("dropped"), "relay drops mid-body: {e}");
 
-    let url = fake_platform(|_, _| http("201 Created", "application/json", &format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20))));
+    let url = fake_http(|_, _| http_answer("201 Created", "application/json", &format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20))));
     let e = pair_error(&m, &url);
     assert!(e["message"].as_str().unwrap().contains("more than 1024 KiB"), "{e}");
 
-    let url = fake_platform(|_, _| http("201 Created", "application/json", r#"{"code":"BCDF-GHJK"}"#));
+    let url = fake_http(|_, _| http_answer("201 Created", "application/json", r#"{"code":"BCDF-GHJK"}"#));
     let e = pair_error(&m, &url);
     assert!(e["message"].as_str().unwrap().contains("missing field"), "missing fields: {e}");
 
     // An approval whose workspace id would escape the identities directory.
-    let url = fake_platform(|method, path| {
-        if method == "POST" { http("201 Created", "application/json", &created()) }
-        else if path.contains("/status") { http("200 OK", "application/json", &approved("../../x")) }
-        else { http("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+    let url = fake_http(|method, path| {
+        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
+        else if path.contains("/status") { http_answer("200 OK", "application/json", &approved("../../x")) }
+        else { http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert_eq!(e["code"], "bad_server_response");
@@ -106,17 +67,17 @@ fn hostile_platform_answers() {
     assert!(!m.dir.path().join("x").exists() && !m.home().join("x").exists());
 
     // A relay endpoint on plain HTTP to a non-loopback host is refused.
-    let url = fake_platform(|method, _| {
-        if method == "POST" { http("201 Created", "application/json", &created()) }
-        else { http("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8").replace("ws://127.0.0.1:1/ws", "ws://relay.example.com/ws")) }
+    let url = fake_http(|method, _| {
+        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
+        else { http_answer("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8").replace("ws://127.0.0.1:1/ws", "ws://relay.example.com/ws")) }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert!(e["message"].as_str().unwrap().contains("refusing plain ws"), "{e}");
 
     // A 404 during the long poll ends it (the code is gone).
-    let url = fake_platform(|method, _| {
-        if method == "POST" { http("201 Created", "application/json", &created()) }
-        else { http("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+    let url = fake_http(|method, _| {
+        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
+        else { http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert_eq!(e["code"], "pairing_code_invalid", "{e}");
@@ -232,14 +193,14 @@ fn transient_failures_while_waiting_are_retried() {
     let polls = std::sync::Arc::new(AtomicUsize::new(0));
     let seen = polls.clone();
     // Two 503s and a hang-up mid-answer, then the approval: the pairing completes.
-    let url = fake_platform(move |method, _| {
+    let url = fake_http(move |method, _| {
         if method == "POST" {
-            return http("201 Created", "application/json", &created());
+            return http_answer("201 Created", "application/json", &created());
         }
         match seen.fetch_add(1, Ordering::SeqCst) {
-            0 | 1 => http("503 Service Unavailable", "text/plain", "down for maintenance"),
+            0 | 1 => http_answer("503 Service Unavailable", "text/plain", "down for maintenance"),
             2 => b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 900\r\n\r\n{\"status\":".to_vec(),
-            _ => http("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8")),
+            _ => http_answer("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8")),
         }
     });
     let done = m.ok(&["pair", "--server", &url, "--no-browser"]);

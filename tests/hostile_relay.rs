@@ -5,7 +5,6 @@
 
 mod support;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,44 +43,21 @@ fn fake(mode: Arc<Mutex<&'static str>>) -> String {
             });
         }
     });
-    let platform = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", platform.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in platform.incoming().flatten() {
-            let relay_url = relay_url.clone();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let (status, body) = if first.contains("/api/pairing-codes ") {
-                ("201 Created", json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z", "verification_url": "http://x/pair"}))
-            } else if first.contains("/status") {
-                ("200 OK", json!({"status": "approved", "workspace_id": ORG, "workspace_name": "Evil Relay", "workspace_slug": "evil",
-                    "install_id": "01J7M8N9P0Q1R2S3T4V5V6W7X1", "runtime_target_id": "01J7M8N9P0Q1R2S3T4V5V6W7X2",
-                    "machine_id": "01J7M8N9P0Q1R2S3T4V5V6W7X3", "machine_name": "m", "token": "a-long-enough-issue-token",
-                    "relay_endpoint": relay_url, "server_url": "http://x"}))
-            } else if first.contains("/relay-token") {
-                ("200 OK", json!({"relayToken": "header.payload.sig", "expiresAt": "2099-01-01T00:00:00Z", "relayEndpoint": relay_url}))
-            } else {
-                ("404 Not Found", json!({"error": "not_found"}))
-            };
-            let body = body.to_string();
-            let mut s = stream;
-            let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-        }
-    });
-    url
+    fake_http(move |_, path| {
+        let (status, body) = if path == "/api/pairing-codes" {
+            ("201 Created", json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z", "verification_url": "http://x/pair"}))
+        } else if path.contains("/status") {
+            ("200 OK", json!({"status": "approved", "workspace_id": ORG, "workspace_name": "Evil Relay", "workspace_slug": "evil",
+                "install_id": "01J7M8N9P0Q1R2S3T4V5V6W7X1", "runtime_target_id": "01J7M8N9P0Q1R2S3T4V5V6W7X2",
+                "machine_id": "01J7M8N9P0Q1R2S3T4V5V6W7X3", "machine_name": "m", "token": "a-long-enough-issue-token",
+                "relay_endpoint": relay_url, "server_url": "http://x"}))
+        } else if path.contains("/relay-token") {
+            ("200 OK", json!({"relayToken": "header.payload.sig", "expiresAt": "2099-01-01T00:00:00Z", "relayEndpoint": relay_url}))
+        } else {
+            ("404 Not Found", json!({"error": "not_found"}))
+        };
+        http_answer(status, "application/json", &body.to_string())
+    })
 }
 
 #[test]

@@ -8,13 +8,7 @@ use std::collections::HashSet;
 use support::*;
 
 fn setup() -> (Server, String, String) {
-    let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    let oss = server.org("OSS Maintainers", "oss");
-    server.member("acme", "alice@example.com");
-    server.member("oss", "alice@example.com");
-    (server, acme, oss)
+    two_orgs()
 }
 
 #[test]

@@ -638,3 +638,53 @@ impl HttpProxy {
         HttpProxy { url, log }
     }
 }
+
+/// A fake HTTP server on loopback: `respond(method, path)` returns the raw answer bytes,
+/// written as they are (so a test can lie about lengths or hang up mid-body). Its URL.
+pub fn fake_http(respond: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let mut s = stream;
+            let _ = s.write_all(&respond(method, path));
+        }
+    });
+    url
+}
+
+/// `HTTP/1.1 {status}` with a body of `ctype`.
+pub fn http_answer(status: &str, ctype: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+/// A server with alice@example.com in two orgs, Acme Engineering (`acme`) and OSS
+/// Maintainers (`oss`); their ids.
+pub fn two_orgs() -> (Server, String, String) {
+    let server = Server::start();
+    server.user("alice@example.com");
+    let acme = server.org("Acme Engineering", "acme");
+    let oss = server.org("OSS Maintainers", "oss");
+    server.member("acme", "alice@example.com");
+    server.member("oss", "alice@example.com");
+    (server, acme, oss)
+}

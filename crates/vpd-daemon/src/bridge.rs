@@ -398,24 +398,30 @@ impl Task {
                     }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
                     Some(Command::Send(m)) => {
-                        // Write this message and whatever else is already waiting, then flush
-                        // once: one system call for a burst of frames.
-                        let mut batch = vec![m];
-                        while batch.len() < 512 {
-                            match self.rx.try_recv() {
-                                Ok(Command::Send(m)) => batch.push(m),
-                                Ok(Command::DropSession(s)) => self.outbox.drop_session(&s),
-                                Ok(Command::Reconnect) | Ok(Command::Stop) | Err(_) => break,
-                            }
-                        }
+                        // Write this message and whatever else is already waiting (up to
+                        // 512, and only while the buffer has room), then flush once: one
+                        // system call for a burst of frames.
                         let mut result = Ok(());
-                        for m in batch {
+                        let mut next = Some(m);
+                        let mut written = 0;
+                        let mut after = None;
+                        while let Some(m) = next.take() {
                             if result.is_ok() {
                                 let text = serde_json::to_string(&m).expect("messages serialize");
                                 result = ws.feed(Message::Text(text.into())).await.map_err(|e| format!("sending to the relay: {e}"));
                             }
                             self.count_sent(&m);
                             self.outbox.push(m);
+                            written += 1;
+                            if written >= 512 || self.outbox.is_filling() {
+                                break;
+                            }
+                            match self.rx.try_recv() {
+                                Ok(Command::Send(m)) => next = Some(m),
+                                Ok(Command::DropSession(s)) => self.outbox.drop_session(&s),
+                                Ok(other) => after = Some(other),
+                                Err(_) => {}
+                            }
                         }
                         if result.is_ok() {
                             result = ws.flush().await.map_err(|e| format!("sending to the relay: {e}"));
@@ -423,6 +429,17 @@ impl Task {
                         self.set(|_| {});
                         if let Err(e) = result {
                             return Outcome::Verdict(Verdict::Transient, e);
+                        }
+                        match after {
+                            Some(Command::Stop) => {
+                                let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
+                                return Outcome::Stopped;
+                            }
+                            Some(Command::Reconnect) => {
+                                let _ = ws.close(None).await;
+                                return Outcome::Verdict(Verdict::RenewToken, "reconnect requested".into());
+                            }
+                            _ => {}
                         }
                     }
                 },

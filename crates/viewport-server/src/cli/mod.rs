@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// daemons are told the endpoint derived from --public-url.
     #[arg(long)]
     pub relay_listen: Option<SocketAddr>,
+    /// Pairing codes created or claimed per client IP and minute.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pairing_rate_per_minute: u32,
     /// Lifetime of relay tokens in seconds (at most 600, the default).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(i64).range(1..=600))]
     pub relay_token_ttl: i64,
