@@ -1432,6 +1432,13 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     std::fs::OpenOptions::new().create(true).append(true).open(path).map(|_| ())
 }
 
+/// Whether a gap frame's data `FROM-TO` starts right after what is stored and ends at `seq`.
+fn gap_starts_at(data: &[u8], expected_from: u64, seq: u64) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let mut it = text.split('-').map(|n| n.trim().parse::<u64>().ok());
+    matches!((it.next(), it.next(), it.next()), (Some(Some(from)), Some(Some(to)), None) if from == expected_from && to == seq && to >= from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1519,11 +1526,4 @@ mod tests {
         let stranger = s.create_user("b@example.com", "h", 0).unwrap();
         assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, 1), Err(StoreError::Forbidden(_))));
     }
-}
-
-/// Whether a gap frame's data `FROM-TO` starts right after what is stored and ends at `seq`.
-fn gap_starts_at(data: &[u8], expected_from: u64, seq: u64) -> bool {
-    let text = String::from_utf8_lossy(data);
-    let mut it = text.split('-').map(|n| n.trim().parse::<u64>().ok());
-    matches!((it.next(), it.next(), it.next()), (Some(Some(from)), Some(Some(to)), None) if from == expected_from && to == seq && to >= from)
 }

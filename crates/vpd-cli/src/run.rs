@@ -24,7 +24,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 fn term_size() -> Option<PtySize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     (unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0)
-        .then(|| PtySize { rows: ws.ws_row, cols: ws.ws_col, pixel_width: 0, pixel_height: 0 })
+        .then_some(PtySize { rows: ws.ws_row, cols: ws.ws_col, pixel_width: 0, pixel_height: 0 })
 }
 
 /// Puts the terminal in raw mode until dropped.
@@ -176,7 +176,7 @@ fn stream(home: &Home, id: &str, rx: mpsc::Receiver<StreamItem>) {
             return;
         }
         if end {
-            let _ = conn.next();
+            let _ = conn.read_reply();
             return;
         }
     }

@@ -370,7 +370,11 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
 /// Removes a pairing from this machine: the config entry (must succeed), then best-effort its
 /// identity, keyring entry and directory bindings. Returns the pairing, its credential if it
 /// could be read, the unbound directories and the warnings. Used by unpair and revocation.
-pub fn remove_local(home: &Home, org: &str) -> Result<(Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String>)> {
+/// What [`remove_local`] removed: the pairing, its credential (if it could be read), the
+/// unbound directories, and the clean-up steps that failed.
+pub type Removed = (Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String>);
+
+pub fn remove_local(home: &Home, org: &str) -> Result<Removed> {
     let removed = config::update(home, |c| {
         let p = c.select(org)?.clone();
         c.pairings.retain(|x| x.workspace_id != p.workspace_id);

@@ -36,7 +36,7 @@ impl Connection {
         self.writer.write_all(&line).map_err(|e| Error::io("writing to the daemon", e))
     }
 
-    pub fn next(&mut self) -> Result<Reply> {
+    pub fn read_reply(&mut self) -> Result<Reply> {
         let mut buf = Vec::new();
         let n = (&mut self.reader)
             .take(MAX_LINE as u64 + 1)
@@ -67,7 +67,7 @@ pub fn call<T: DeserializeOwned>(home: &Home, request: &Request, timeout: Durati
     let mut c = Connection::open(home)?;
     c.set_timeout(Some(timeout));
     c.send(request)?;
-    result(c.next()?)
+    result(c.read_reply()?)
 }
 
 /// Runs a pairing. `on_event` sees each event; for `ConfirmReplace` its answer is sent back
@@ -76,7 +76,7 @@ pub fn pair(home: &Home, params: PairParams, mut on_event: impl FnMut(&PairEvent
     let mut c = Connection::open(home)?;
     c.send(&Request::Pair(params))?;
     loop {
-        match c.next()? {
+        match c.read_reply()? {
             Reply::Event { event } => {
                 let answer = on_event(&event);
                 if matches!(event, PairEvent::ConfirmReplace { .. }) {
