@@ -129,7 +129,7 @@ fn the_local_api_answers_only_its_own_user() {
     std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(m.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(m.home().join("vpd.sock"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"method\":\"shutdown\"}\\n')\ntry:\n  print(repr(s.recv(100)))\nexcept ConnectionResetError:\n  print('reset')";
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ntry:\n  s.sendall(b'{\"method\":\"shutdown\"}\\n')\n  print(repr(s.recv(100)))\nexcept (ConnectionResetError, BrokenPipeError):\n  print('reset')";
     let out = std::process::Command::new("python3")
         .args(["-c", script, m.home().join("vpd.sock").to_str().unwrap()])
         .uid(65534)

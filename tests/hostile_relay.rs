@@ -70,7 +70,7 @@ fn a_hostile_relay_is_an_error_never_a_revocation() {
     let cases: &[(&str, &str)] = &[
         ("malformed", "malformed message"),
         ("wrong-first", "instead of a challenge"),
-        ("oversized", "relay"),
+        ("oversized", "too long"),
         ("close-invalid", "4401 invalid"),
         ("silent", "handshake in time"),
     ];

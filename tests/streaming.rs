@@ -152,9 +152,9 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
     m.ok(&["bind", b_dir.to_str().unwrap(), "--org", "oss"]);
     wait_connected(&m, &acme);
     wait_connected(&m, &oss);
-    let script = "i=1; while [ $i -le 30 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done";
-    let a_run = m.command().args(["run", "--cwd", a_dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let b_run = m.command().args(["run", "--cwd", b_dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let script = |tag: &str| format!("i=1; while [ $i -le 30 ]; do echo {tag}-line-$i; i=$((i+1)); sleep 0.1; done");
+    let a_run = m.command().args(["run", "--cwd", a_dir.to_str().unwrap(), "--", "sh", "-c", &script("acme")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let b_run = m.command().args(["run", "--cwd", b_dir.to_str().unwrap(), "--", "sh", "-c", &script("oss")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     wait_until("both sessions to start streaming", Duration::from_secs(10), || {
         !sessions(&server, "acme").is_empty() && !sessions(&server, "oss").is_empty()
     });
@@ -166,7 +166,7 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
     let b_out = b_run.wait_with_output().unwrap();
     assert!(a_out.status.success() && b_out.status.success());
     let text = String::from_utf8_lossy(&a_out.stdout);
-    assert!(text.contains("line-1\r\n") && text.contains("line-30\r\n"), "the local command ran to its end: {text}");
+    assert!(text.contains("acme-line-1\r\n") && text.contains("acme-line-30\r\n"), "the local command ran to its end: {text}");
 
     wait_until("the pairing to be removed", Duration::from_secs(10), || m.pairing_count() == 1);
     assert!(!a_dir.join(".viewport/local.yaml").exists(), "the binding and its files are gone");
@@ -175,10 +175,11 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
     assert_eq!(cut["state"], "cut (revoked)", "{cut}");
     // The acme record stops early; the oss one is complete.
     wait_until("the oss session to end", Duration::from_secs(10), || sessions(&server, "oss")[0]["ended_at"].is_string());
-    let oss_rec = String::from_utf8_lossy(&recorded(&server, sessions(&server, "oss")[0]["id"].as_str().unwrap())).into_owned();
-    assert!(oss_rec.contains("line-30"), "the other org keeps streaming");
+    let oss_rec = recorded(&server, sessions(&server, "oss")[0]["id"].as_str().unwrap());
+    assert_eq!(oss_rec, b_out.stdout, "the other org keeps streaming, complete and only its own output");
     let acme_rec = String::from_utf8_lossy(&recorded(&server, sessions(&server, "acme")[0]["id"].as_str().unwrap())).into_owned();
-    assert!(!acme_rec.contains("line-30"), "remote streaming stopped at the revocation");
+    assert!(acme_rec.contains("acme-line-1\r\n") && !acme_rec.contains("acme-line-30"), "remote streaming stopped at the revocation");
+    assert!(!acme_rec.contains("oss-"), "nothing of the other org");
     assert!(sessions(&server, "acme")[0]["ended_at"].is_null(), "no end was sent to a revoked org");
 }
 
@@ -233,10 +234,13 @@ fn unpair_and_member_removal_cut_running_sessions_of_that_org_only() {
     for o in [&acme, &oss, &gx] {
         wait_connected(&m, o);
     }
-    let script = "i=1; while [ $i -le 25 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done";
     let runs: Vec<_> = dirs
         .iter()
-        .map(|d| m.command().args(["run", "--cwd", d.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap())
+        .zip(["acme", "oss", "globex"])
+        .map(|(d, tag)| {
+            let script = format!("i=1; while [ $i -le 25 ]; do echo {tag}-line-$i; i=$((i+1)); sleep 0.1; done");
+            m.command().args(["run", "--cwd", d.to_str().unwrap(), "--", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap()
+        })
         .collect();
     wait_until("three sessions streaming", Duration::from_secs(10), || {
         ["acme", "oss", "globex"].iter().all(|o| !sessions(&server, o).is_empty())
@@ -246,7 +250,7 @@ fn unpair_and_member_removal_cut_running_sessions_of_that_org_only() {
     server.admin(&["member", "remove", "--org", "globex", "--user", "alice@example.com"]);
     let outs: Vec<_> = runs.into_iter().map(|r| r.wait_with_output().unwrap()).collect();
     for o in &outs {
-        assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("line-25"), "every command ran to its end locally");
+        assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("-line-25"), "every command ran to its end locally");
     }
     wait_until("globex to be dropped", Duration::from_secs(10), || m.pairing_count() == 1);
     let list = m.ok(&["sessions"]);
@@ -285,6 +289,26 @@ fn integrations_stream_their_own_sessions_through_the_local_api() {
     let rec = sessions(&server, "acme")[0].clone();
     assert_eq!(rec["agent"], "my-agent");
     assert_eq!(recorded(&server, rec["id"].as_str().unwrap()), b"first second\n");
+    // Many writers to one session at once: every frame arrives, none is refused as out of
+    // order (the relay would close the connection), and the pairing stays connected.
+    let s2 = m.ok(&["session", "start", "--cwd", dir.to_str().unwrap(), "--agent", "parallel"]);
+    let id2 = s2["sessionId"].as_str().unwrap().to_string();
+    let writers: Vec<_> = (0..12)
+        .map(|i| m.command().args(["session", "frame", &id2, "--data", &format!("<{i}>"), "--json"]).stdout(Stdio::null()).spawn().unwrap())
+        .collect();
+    for mut w in writers {
+        assert!(w.wait().unwrap().success());
+    }
+    m.ok(&["session", "end", &id2]);
+    wait_until("the parallel session recorded", Duration::from_secs(10), || sessions(&server, "acme").iter().any(|s| s["agent"] == "parallel" && s["ended_at"].is_string()));
+    let p = sessions(&server, "acme").into_iter().find(|s| s["agent"] == "parallel").unwrap();
+    let text = String::from_utf8(recorded(&server, p["id"].as_str().unwrap())).unwrap();
+    for i in 0..12 {
+        assert!(text.contains(&format!("<{i}>")), "frame {i} missing: {text}");
+    }
+    assert_eq!(text.len(), (0..12).map(|i| format!("<{i}>").len()).sum::<usize>(), "no duplicates: {text}");
+    let e = m.fails(&["session", "frame", &id, "--data", "x", "--kind", "event"]);
+    assert!(e["message"].as_str().unwrap().contains("has ended"), "{e}");
     let e = m.fails(&["session", "frame", &id, "--data", "late"]);
     assert!(e["message"].as_str().unwrap().contains("has ended"), "{e}");
     let e = m.fails(&["session", "frame", "../../x", "--data", "x"]);

@@ -66,9 +66,21 @@ impl Outbox {
     /// gap frame in their place; a gap at the start of the run is merged, so each hole has
     /// one gap. Returns false when nothing can be dropped.
     fn evict_oldest_frames(&mut self) -> bool {
-        let Some(first) = self.queue.iter().position(|e| matches!(e.msg, DaemonMsg::Frame { .. })) else {
-            return false;
-        };
+        // The first run (oldest first) that holds at least one plain frame: a leading gap
+        // followed by another session's message must not stop eviction for good.
+        let mut start = 0;
+        while let Some(first) = (start..self.queue.len()).find(|&i| matches!(self.queue[i].msg, DaemonMsg::Frame { .. })) {
+            match self.evict_run(first) {
+                Ok(()) => return true,
+                Err(next) => start = next,
+            }
+        }
+        false
+    }
+
+    /// Replaces the run of one session's frames starting at `first` by one gap, or returns
+    /// where to look next when that run has no plain frame.
+    fn evict_run(&mut self, first: usize) -> Result<(), usize> {
         let DaemonMsg::Frame { session_id, ts, .. } = self.queue[first].msg.clone() else { unreachable!() };
         let target = self.limit - self.limit / 8;
         let (mut from, mut to) = (0u64, 0u64);
@@ -93,7 +105,7 @@ impl Outbox {
             end += 1;
         }
         if plain == 0 {
-            return false;
+            return Err(end.max(first + 1));
         }
         self.dropped += plain as u64;
         for e in self.queue.drain(first..end) {
@@ -103,7 +115,7 @@ impl Outbox {
         let size = size_of(&gap);
         self.bytes += size;
         self.queue.insert(first, Entry { msg: gap, size });
-        true
+        Ok(())
     }
 
     /// The relay stored everything of `session_id` up to `seq`.
@@ -120,9 +132,18 @@ impl Outbox {
     }
 
     /// After `ready`: forget what the relay already has, and return what to send, in order.
+    /// A gap that overlaps what the relay stored is trimmed to start right after it.
     pub fn resume(&mut self, stored: &BTreeMap<String, u64>) -> Vec<DaemonMsg> {
         for (s, q) in stored {
             self.ack(s, *q);
+            for e in self.queue.iter_mut() {
+                if let DaemonMsg::Frame { session_id, kind: FrameKind::Gap, data, .. } = &mut e.msg {
+                    let (from, to) = gap_range(data);
+                    if session_id == s && from <= *q && *q < to {
+                        *data = encode_gap(*q + 1, to);
+                    }
+                }
+            }
         }
         self.queue.iter().map(|e| e.msg.clone()).collect()
     }
@@ -187,6 +208,40 @@ mod tests {
         assert_eq!(o.len(), 1);
         o.ack("A", 5);
         assert!(o.is_empty() && o.queued_bytes() == 0);
+    }
+
+    #[test]
+    fn eviction_goes_on_past_a_gap_and_other_sessions() {
+        let mut o = Outbox::new(20_000);
+        o.push(DaemonMsg::SessionStart { session_id: "A".into(), agent: "sh".into(), directory: "a".into(), started_at: "t".into() });
+        for i in 1..=30 {
+            o.push(frame("A", i, 500));
+        }
+        o.push(DaemonMsg::SessionEnd { session_id: "A".into(), seq: 31, reason: "exited".into(), exit_code: Some(0) });
+        o.push(DaemonMsg::SessionStart { session_id: "B".into(), agent: "sh".into(), directory: "b".into(), started_at: "t".into() });
+        for i in 1..=200 {
+            o.push(frame("B", i, 500));
+            assert!(o.queued_bytes() <= 20_000, "bounded at B{i}: {}", o.queued_bytes());
+        }
+        let gaps = o.resume(&BTreeMap::new()).iter().filter(|m| matches!(m, DaemonMsg::Frame { kind: FrameKind::Gap, .. })).count();
+        assert_eq!(gaps, 2, "one gap per session's hole");
+    }
+
+    #[test]
+    fn a_gap_overlapping_stored_frames_is_trimmed_on_resume() {
+        let mut o = Outbox::new(5_000);
+        for i in 1..=40 {
+            o.push(frame("A", i, 500));
+        }
+        let msgs = o.resume(&BTreeMap::new());
+        let DaemonMsg::Frame { data, seq: to, .. } = &msgs[0] else { panic!() };
+        assert_eq!(gap_range(data), (1, *to));
+        // The relay had stored up to 3 (acks lost): the gap now starts at 4.
+        let mut stored = BTreeMap::new();
+        stored.insert("A".to_string(), 3);
+        let msgs = o.resume(&stored);
+        let DaemonMsg::Frame { data, .. } = &msgs[0] else { panic!() };
+        assert_eq!(gap_range(data), (4, *to));
     }
 
     #[test]

@@ -53,13 +53,18 @@ pub struct BridgeStatus {
     pub ack_latency_p99_ms: Option<f64>,
 }
 
-/// Commands to a bridge.
+/// Data for a bridge (bounded: senders wait when the relay is slow).
 #[derive(Debug)]
 pub enum Command {
     /// Queue a session message (kept until acked).
     Send(DaemonMsg),
     /// Forget a session's unsent messages (its pairing was cut).
     DropSession(String),
+}
+
+/// Control of a bridge, on a channel of its own so it is heard even while data waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
     /// Retry now (`vpd reconnect`, a network change, a wall-clock jump).
     Reconnect,
     Stop,
@@ -76,6 +81,10 @@ pub enum Ended {
 #[derive(Clone)]
 pub struct Bridge {
     pub tx: mpsc::Sender<Command>,
+    pub ctl: mpsc::UnboundedSender<Control>,
+    /// The pairing this bridge serves: sessions pinned to another (a replaced pairing of the
+    /// same org) are never routed here.
+    pub runtime_target_id: String,
     pub status: Arc<Mutex<BridgeStatus>>,
     latencies: Arc<Mutex<VecDeque<u32>>>,
 }
@@ -90,7 +99,9 @@ fn outbox_limit() -> usize {
 impl Bridge {
     /// Starts the bridge of `pairing`; `ended` hears when it stops for good.
     pub fn spawn(pairing: Pairing, identity: Identity, ended: mpsc::Sender<Ended>) -> Bridge {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::channel(128);
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let runtime_target_id = pairing.runtime_target_id.clone();
         let status = Arc::new(Mutex::new(BridgeStatus { state: "connecting".into(), ..Default::default() }));
         let latencies = Arc::new(Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)));
         let task = Task {
@@ -99,6 +110,10 @@ impl Bridge {
             status: status.clone(),
             outbox: Outbox::new(outbox_limit()),
             rx,
+            ctl: ctl_rx,
+            healthy: false,
+            renewals: 0,
+            highest_sent: HashMap::new(),
             failures: 0,
             token: None,
             inflight: HashMap::new(),
@@ -108,7 +123,7 @@ impl Bridge {
             let why = task.run().await;
             let _ = ended.send(why).await;
         });
-        Bridge { tx, status, latencies }
+        Bridge { tx, ctl, runtime_target_id, status, latencies }
     }
 
     pub fn status(&self) -> BridgeStatus {
@@ -130,6 +145,15 @@ struct Task {
     status: Arc<Mutex<BridgeStatus>>,
     outbox: Outbox,
     rx: mpsc::Receiver<Command>,
+    ctl: mpsc::UnboundedReceiver<Control>,
+    /// The current connection has been acked or ponged: a failure after that starts the
+    /// backoff afresh.
+    healthy: bool,
+    /// Token renewals in a row without a healthy connection.
+    renewals: u32,
+    /// Highest seq written to the relay, per session: acks and resume points above it are
+    /// not believed.
+    highest_sent: HashMap<String, u64>,
     failures: u32,
     token: Option<(vpd_proto::Secret, jiff::Timestamp)>,
     /// Send times of unacked messages, per session, in seq order.
@@ -171,12 +195,21 @@ impl Task {
                         reason: why,
                     };
                 }
-                Verdict::RenewToken => {
+                Verdict::RenewToken if self.renewals < 3 => {
+                    self.renewals += 1;
                     self.token = None;
                     tracing::info!(workspace = %self.pairing.workspace_id, "relay token expired; renewing");
                     continue;
                 }
-                Verdict::Transient => {
+                Verdict::RenewToken | Verdict::Transient => {
+                    if verdict == Verdict::RenewToken {
+                        // Renewed three times in a row and still refused: back off.
+                        self.token = None;
+                    }
+                    if self.healthy {
+                        self.failures = 0;
+                    }
+                    self.healthy = false;
                     self.failures += 1;
                     let jitter = {
                         let mut b = [0u8; 2];
@@ -213,9 +246,12 @@ impl Task {
         loop {
             tokio::select! {
                 _ = &mut sleep => return true,
+                c = self.ctl.recv() => match c {
+                    None | Some(Control::Stop) => return false,
+                    Some(Control::Reconnect) => return true,
+                },
                 cmd = self.rx.recv() => match cmd {
-                    None | Some(Command::Stop) => return false,
-                    Some(Command::Reconnect) => return true,
+                    None => return false,
                     Some(Command::Send(m)) => { self.outbox.push(m); self.set(|_| {}); }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
                 },
@@ -265,8 +301,14 @@ impl Task {
             Ok(r) => r,
             Err(e) => return Outcome::Verdict(Verdict::Transient, e.to_string()),
         };
-        let bearer = format!("Bearer {}", token.expose());
-        request.headers_mut().insert("Authorization", bearer.parse().expect("token is header-safe"));
+        let bearer = match format!("Bearer {}", token.expose()).parse() {
+            Ok(h) => h,
+            Err(_) => {
+                self.token = None;
+                return Outcome::Verdict(Verdict::Transient, "the platform sent a relay token that is not a valid header value".into());
+            }
+        };
+        request.headers_mut().insert("Authorization", bearer);
         let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
         let connect = async {
             let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
@@ -292,7 +334,6 @@ impl Task {
             Ok(Err(o)) => return o,
             Ok(Ok(r)) => r,
         };
-        self.failures = 0;
         self.inflight.clear();
         let since = crate::now_rfc3339();
         self.set(|s| {
@@ -301,6 +342,9 @@ impl Task {
             s.next_retry_at = None;
         });
         tracing::info!(workspace = %self.pairing.workspace_id, "relay connected");
+        // A resume point above what was ever sent is not believed.
+        let resume: std::collections::BTreeMap<String, u64> =
+            resume.into_iter().map(|(s, q)| { let top = self.highest_sent.get(&s).copied().unwrap_or(0); (s, q.min(top)) }).collect();
         for m in self.outbox.resume(&resume) {
             if let Err(e) = send(&mut ws, &m).await {
                 return Outcome::Verdict(Verdict::Transient, e);
@@ -335,6 +379,8 @@ impl Task {
     fn count_sent(&mut self, m: &DaemonMsg) {
         if let Some((session, seq)) = m.position() {
             self.status.lock().unwrap().frames_sent += 1;
+            let top = self.highest_sent.entry(session.to_string()).or_insert(0);
+            *top = (*top).max(seq);
             self.inflight.entry(session.to_string()).or_default().push_back((seq, std::time::Instant::now()));
         }
     }
@@ -363,16 +409,32 @@ impl Task {
         let mut ping = tokio::time::interval(ping_every());
         ping.tick().await;
         let mut pong_due: Option<tokio::time::Instant> = None;
+        let mut last_ack = tokio::time::Instant::now();
         loop {
+            // Waiting for acks with a full buffer: a relay that stops acknowledging for 10 s
+            // is treated as dead, so senders are never held up longer than that.
+            if self.outbox.is_filling() && last_ack.elapsed() > Duration::from_secs(10) {
+                let _ = ws.close(None).await;
+                return Outcome::Verdict(Verdict::Transient, "the relay stopped acknowledging frames".into());
+            }
             let deadline = pong_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 incoming = ws.next() => match incoming {
                     None => return Outcome::Verdict(Verdict::Transient, "the relay closed the connection".into()),
                     Some(Err(e)) => return Outcome::Verdict(Verdict::Transient, format!("relay connection: {e}")),
                     Some(Ok(Message::Close(frame))) => return closed(frame),
-                    Some(Ok(Message::Pong(_))) => pong_due = None,
+                    Some(Ok(Message::Pong(_))) => {
+                        pong_due = None;
+                        self.healthy = true;
+                        self.renewals = 0;
+                    }
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<RelayMsg>(&t) {
                         Ok(RelayMsg::Ack { session_id, seq }) => {
+                            // An ack above what was sent would drop unsent frames silently.
+                            let seq = seq.min(self.highest_sent.get(&session_id).copied().unwrap_or(0));
+                            self.healthy = true;
+                            self.renewals = 0;
+                            last_ack = tokio::time::Instant::now();
                             let before = self.outbox.len();
                             self.count_acked(&session_id, seq);
                             self.outbox.ack(&session_id, seq);
@@ -387,14 +449,21 @@ impl Task {
                     },
                     Some(Ok(_)) => {}
                 },
-                cmd = self.rx.recv(), if !self.outbox.is_filling() => match cmd {
-                    None | Some(Command::Stop) => {
+                c = self.ctl.recv() => match c {
+                    None | Some(Control::Stop) => {
                         let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
                         return Outcome::Stopped;
                     }
-                    Some(Command::Reconnect) => {
+                    Some(Control::Reconnect) => {
                         let _ = ws.close(None).await;
                         return Outcome::Verdict(Verdict::RenewToken, "reconnect requested".into());
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(500)), if self.outbox.is_filling() => {}
+                cmd = self.rx.recv(), if !self.outbox.is_filling() => match cmd {
+                    None => {
+                        let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
+                        return Outcome::Stopped;
                     }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
                     Some(Command::Send(m)) => {
@@ -404,7 +473,6 @@ impl Task {
                         let mut result = Ok(());
                         let mut next = Some(m);
                         let mut written = 0;
-                        let mut after = None;
                         while let Some(m) = next.take() {
                             if result.is_ok() {
                                 let text = serde_json::to_string(&m).expect("messages serialize");
@@ -419,7 +487,6 @@ impl Task {
                             match self.rx.try_recv() {
                                 Ok(Command::Send(m)) => next = Some(m),
                                 Ok(Command::DropSession(s)) => self.outbox.drop_session(&s),
-                                Ok(other) => after = Some(other),
                                 Err(_) => {}
                             }
                         }
@@ -429,17 +496,6 @@ impl Task {
                         self.set(|_| {});
                         if let Err(e) = result {
                             return Outcome::Verdict(Verdict::Transient, e);
-                        }
-                        match after {
-                            Some(Command::Stop) => {
-                                let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
-                                return Outcome::Stopped;
-                            }
-                            Some(Command::Reconnect) => {
-                                let _ = ws.close(None).await;
-                                return Outcome::Verdict(Verdict::RenewToken, "reconnect requested".into());
-                            }
-                            _ => {}
                         }
                     }
                 },
@@ -529,14 +585,22 @@ async fn connect_via_proxy(proxy: &url::Url, host: &str, port: u16) -> std::io::
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 8192 || s.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::other(format!("the proxy {proxy} did not answer CONNECT")));
+            return Err(std::io::Error::other(format!("the proxy {} did not answer CONNECT", redacted(proxy))));
         }
         head.push(byte[0]);
     }
     let status = String::from_utf8_lossy(&head);
     let line = status.lines().next().unwrap_or("");
     if line.split_whitespace().nth(1) != Some("200") {
-        return Err(std::io::Error::other(format!("the proxy {proxy} refused CONNECT {target}: {line}")));
+        return Err(std::io::Error::other(format!("the proxy {} refused CONNECT {target}: {line}", redacted(proxy))));
     }
     Ok(s)
+}
+
+/// A proxy URL without its user name and password, for messages.
+fn redacted(u: &url::Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
 }

@@ -64,7 +64,6 @@ impl State {
 
     /// Starts (or restarts) the bridge of a pairing from the files.
     pub fn start_bridge(&self, workspace_id: &str) {
-        self.stop_bridge(workspace_id);
         let pairing = match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
             Ok(Some(p)) => p,
             Ok(None) => return,
@@ -76,7 +75,19 @@ impl State {
         match crate::identity::load(&self.home, workspace_id) {
             Ok(Some(id)) => {
                 let b = Bridge::spawn(pairing, id, self.ended.clone());
-                self.bridges.lock().unwrap().insert(workspace_id.to_string(), b);
+                let new_rt = b.runtime_target_id.clone();
+                let old = self.bridges.lock().unwrap().insert(workspace_id.to_string(), b);
+                if let Some(old) = old {
+                    let _ = old.ctl.send(crate::bridge::Control::Stop);
+                    if old.runtime_target_id != new_rt {
+                        // Sessions pinned to the replaced pairing never move to the new one.
+                        for s in self.sessions.lock().unwrap().values_mut() {
+                            if s.runtime_target_id.as_deref() == Some(old.runtime_target_id.as_str()) {
+                                s.cut("re-paired");
+                            }
+                        }
+                    }
+                }
             }
             Ok(None) => tracing::error!(workspace = workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),
             Err(e) => tracing::error!(workspace = workspace_id, error = %e, "cannot read the identity: this pairing cannot connect"),
@@ -85,7 +96,14 @@ impl State {
 
     pub fn stop_bridge(&self, workspace_id: &str) {
         if let Some(b) = self.bridges.lock().unwrap().remove(workspace_id) {
-            let _ = b.tx.try_send(crate::bridge::Command::Stop);
+            let _ = b.ctl.send(crate::bridge::Control::Stop);
+        }
+    }
+
+    /// Cuts one session: remote streaming stops for good.
+    pub fn cut_session(&self, id: &str, why: &str) {
+        if let Some(s) = self.sessions.lock().unwrap().get_mut(id) {
+            s.cut(why);
         }
     }
 
@@ -116,8 +134,8 @@ impl State {
         if !current {
             return;
         }
-        self.bridges.lock().unwrap().remove(workspace_id);
         self.cut_sessions(workspace_id, "revoked");
+        self.bridges.lock().unwrap().remove(workspace_id);
         let home = self.home.clone();
         let ws = workspace_id.to_string();
         match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &ws)).await {
@@ -220,12 +238,13 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             }
             let _ = store_tx.send(Some(s));
         });
-        let serve = tokio::spawn(server::serve(listener, state.clone()));
+        // Bridges first, so the first session routed through the API finds its bridge.
         if let Ok(cfg) = crate::config::load(&home) {
             for p in &cfg.pairings {
                 state.start_bridge(&p.workspace_id);
             }
         }
+        let serve = tokio::spawn(server::serve(listener, state.clone()));
         let st = state.clone();
         tokio::spawn(async move {
             while let Some(ended) = ended_rx.recv().await {
@@ -238,7 +257,7 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         wait_for_stop(&state).await;
         serve.abort();
         for b in state.bridges.lock().unwrap().values() {
-            let _ = b.tx.try_send(crate::bridge::Command::Stop);
+            let _ = b.ctl.send(crate::bridge::Control::Stop);
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let _ = std::fs::remove_file(home.socket());
@@ -273,7 +292,7 @@ async fn watch_clock(state: Arc<State>) {
         if let Some(why) = why {
             tracing::info!("{why}: reconnecting every pairing");
             for b in state.bridges.lock().unwrap().values() {
-                let _ = b.tx.try_send(crate::bridge::Command::Reconnect);
+                let _ = b.ctl.send(crate::bridge::Control::Reconnect);
             }
         }
         (wall, mono, net) = (w, m, now_net);

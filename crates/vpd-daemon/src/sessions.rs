@@ -37,6 +37,11 @@ pub struct SessionInfo {
 pub struct Session {
     pub info: SessionInfo,
     next_seq: u64,
+    /// The exact pairing it is pinned to (a re-pairing of the same org is another one).
+    pub runtime_target_id: Option<String>,
+    /// Held while a message of this session is numbered and handed to the bridge, so
+    /// concurrent requests for one session cannot reorder its seqs.
+    pub order: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Session {
@@ -83,7 +88,8 @@ pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Resu
         exit_code: None,
         frames: 0,
     };
-    Ok((Session { info, next_seq: 1 }, start))
+    let runtime_target_id = info.org_id.as_ref().and_then(|o| r.config.pairing(o)).map(|p| p.runtime_target_id.clone());
+    Ok((Session { info, next_seq: 1, runtime_target_id, order: Default::default() }, start))
 }
 
 /// `api/src` for a session in `~/work/api/src` bound at `~/work/api`: never a full path.

@@ -111,13 +111,10 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
             // Stop the bridge first, so the platform's own revocation of it is not mistaken
             // for news.
             if let Ok(pairing) = crate::config::read(&state.home).and_then(|c| c.select(&p.org).cloned()) {
+                state.cut_sessions(&pairing.workspace_id, "unpaired");
                 state.stop_bridge(&pairing.workspace_id);
             }
             let r = pairing::unpair(&state.home, &p.org).await;
-            if let Ok(u) = &r {
-                state.stop_bridge(&u.workspace_id);
-                state.cut_sessions(&u.workspace_id, "unpaired");
-            }
             to_reply(r)
         }
         Request::Reconnect(p) => to_reply(reconnect(&state, p.org.as_deref())),
@@ -207,7 +204,7 @@ fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for ws in targets {
         if let Some(b) = bridges.get(&ws) {
-            let _ = b.tx.try_send(crate::bridge::Command::Reconnect);
+            let _ = b.ctl.send(crate::bridge::Control::Reconnect);
             names.push(config.pairing(&ws).map(|p| p.workspace_name.clone()).unwrap_or(ws));
         }
     }
@@ -220,66 +217,97 @@ async fn session_start(state: &State, p: SessionStartParams) -> Result<SessionIn
         .await
         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
     let info = session.info.clone();
-    state.sessions.lock().unwrap().insert(info.session_id.clone(), session);
-    if let (Some(msg), Some(org)) = (start, &info.org_id) {
-        route(state, org, msg).await;
+    let rt = session.runtime_target_id.clone();
+    {
+        let mut all = state.sessions.lock().unwrap();
+        prune(&mut all);
+        all.insert(info.session_id.clone(), session);
+    }
+    if let (Some(msg), Some(org), Some(rt)) = (start, &info.org_id, &rt) {
+        if !route(state, org, rt, msg).await {
+            state.cut_session(&info.session_id, "no pairing");
+        }
     }
     tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
     Ok(info)
 }
 
-/// Hands a message to its pairing's bridge; a session whose bridge is gone is cut.
-async fn route(state: &State, org: &str, msg: vpd_proto::relay::DaemonMsg) {
-    let tx = state.bridges.lock().unwrap().get(org).map(|b| b.tx.clone());
-    match tx {
-        Some(tx) => {
-            let _ = tx.send(crate::bridge::Command::Send(msg)).await;
+/// Keeps at most 1,000 ended sessions (the oldest go first).
+fn prune(all: &mut std::collections::HashMap<String, sessions::Session>) {
+    let mut ended: Vec<(String, String)> =
+        all.values().filter_map(|s| s.info.ended_at.clone().map(|e| (e, s.info.session_id.clone()))).collect();
+    if ended.len() > 1000 {
+        ended.sort();
+        for (_, id) in &ended[..ended.len() - 1000] {
+            all.remove(id);
         }
-        None => state.cut_sessions(org, "revoked"),
     }
 }
 
-fn b64_ok(data: &str) -> Result<()> {
+/// Hands a message to the bridge of exactly the pairing its session is pinned to. False
+/// when that pairing has no bridge any more (unpaired, revoked or replaced).
+async fn route(state: &State, org: &str, runtime_target_id: &str, msg: vpd_proto::relay::DaemonMsg) -> bool {
+    let tx = state.bridges.lock().unwrap().get(org).filter(|b| b.runtime_target_id == runtime_target_id).map(|b| b.tx.clone());
+    match tx {
+        Some(tx) => tx.send(crate::bridge::Command::Send(msg)).await.is_ok(),
+        None => false,
+    }
+}
+
+/// Largest frame the local API takes (raw bytes): a relay message stays well under 1 MiB.
+const MAX_FRAME: usize = 256 * 1024;
+
+fn check_frame(kind: vpd_proto::relay::FrameKind, data: &str) -> Result<()> {
     use base64::Engine;
-    if data.len() > super::protocol::MAX_LINE || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
-        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 768 KiB"));
+    if kind == vpd_proto::relay::FrameKind::Gap {
+        return Err(Error::new(ErrorCode::InvalidArgument, "gap frames are made by the daemon, not sent to it"));
+    }
+    if data.len() > MAX_FRAME / 3 * 4 + 4 || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
+        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 256 KiB; split larger output"));
     }
     Ok(())
 }
 
-async fn session_frame(state: &State, id: &str, kind: vpd_proto::relay::FrameKind, data: String) -> Result<serde_json::Value> {
+/// Numbers and routes one message of a session, in order with its other messages.
+async fn session_message(
+    state: &State,
+    id: &str,
+    make: impl FnOnce(&mut sessions::Session) -> Result<Option<vpd_proto::relay::DaemonMsg>>,
+) -> Result<SessionInfo> {
     sessions::check_id(id)?;
-    b64_ok(&data)?;
-    let (msg, org) = {
+    let order = state.sessions.lock().unwrap().get(id).map(|s| s.order.clone());
+    let order = order.ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
+    let _turn = order.lock().await;
+    let (msg, org, rt, info) = {
         let mut all = state.sessions.lock().unwrap();
         let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
-        if s.info.ended_at.is_some() {
-            return Err(Error::new(ErrorCode::InvalidArgument, format!("session {id} has ended")));
-        }
-        (s.frame(kind, data), s.info.org_id.clone())
+        let msg = make(s)?;
+        (msg, s.info.org_id.clone(), s.runtime_target_id.clone(), s.info.clone())
     };
-    if let (Some(msg), Some(org)) = (msg, org) {
-        route(state, &org, msg).await;
+    if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {
+        if !route(state, &org, &rt, msg).await {
+            state.cut_session(id, "no pairing");
+        }
     }
+    Ok(info)
+}
+
+async fn session_frame(state: &State, id: &str, kind: vpd_proto::relay::FrameKind, data: String) -> Result<serde_json::Value> {
+    check_frame(kind, &data)?;
+    session_message(state, id, |s| {
+        if s.info.ended_at.is_some() {
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("session {} has ended", s.info.session_id)));
+        }
+        Ok(s.frame(kind, data))
+    })
+    .await?;
     Ok(serde_json::json!({"ok": true}))
 }
 
 async fn session_end(state: &State, id: &str, exit_code: Option<i32>, reason: Option<&str>) -> Result<SessionInfo> {
-    sessions::check_id(id)?;
-    let (msg, org, info) = {
-        let mut all = state.sessions.lock().unwrap();
-        let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
-        if s.info.ended_at.is_some() {
-            return Ok(s.info.clone());
-        }
-        let msg = s.end(exit_code, reason.unwrap_or("exited"));
-        (msg, s.info.org_id.clone(), s.info.clone())
-    };
-    if let (Some(msg), Some(org)) = (msg, org) {
-        route(state, &org, msg).await;
-    }
+    let info = session_message(state, id, |s| Ok(if s.info.ended_at.is_some() { None } else { s.end(exit_code, reason.unwrap_or("exited")) })).await?;
     tracing::info!(session = %id, ?exit_code, "session ended");
-    Ok(info)
+    Ok(state.sessions.lock().unwrap().get(id).map(|s| s.info.clone()).unwrap_or(info))
 }
 
 /// `vpd run`'s connection: frame lines until an `end` line (or the connection's end, which
