@@ -97,9 +97,10 @@ fn platform_down_for_a_minute() {
             assert_eq!(r.m.pairing_count(), 1, "the pairing survives an outage");
             std::thread::sleep(Duration::from_secs(2));
         }
-        assert!(states.contains("reconnecting"), "{states:?}");
+        assert!(states.contains("reconnecting") && states.contains("offline"), "five quick retries, then offline: {states:?}");
         let st = r.m.ok(&["status"]);
         assert!(st["pairings"][0]["lastError"].is_string(), "{st}");
+        assert!(st["pairings"][0]["nextRetryAt"].is_string(), "{st}");
         assert!(st["pairings"][0]["queuedBytes"].as_u64().unwrap() > 0, "frames wait for the relay: {st}");
         r.server.restart();
         r.m.ok(&["reconnect"]);

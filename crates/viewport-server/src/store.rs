@@ -1170,18 +1170,30 @@ impl Store {
     /// Up to `limit` frames of a session with `seq > after`, in seq order; only `kinds` when
     /// given.
     pub fn session_frames(&self, session_id: &str, after: u64, kind: Option<&str>, limit: usize) -> Result<Vec<FrameRow>> {
+        self.session_frames_capped(session_id, after, kind, limit, usize::MAX)
+    }
+
+    /// Like [`Store::session_frames`], stopping once `max_bytes` of data are loaded (at least
+    /// one frame), so a page view never loads a whole huge session into memory.
+    pub fn session_frames_capped(&self, session_id: &str, after: u64, kind: Option<&str>, limit: usize, max_bytes: usize) -> Result<Vec<FrameRow>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
             "SELECT seq, ts, kind, data FROM relay_frames
              WHERE session_id = ?1 AND seq > ?2 AND (?3 IS NULL OR kind = ?3)
              ORDER BY seq LIMIT ?4",
         )?;
-        let rows = st
-            .query_map(params![session_id, after.min(i64::MAX as u64) as i64, kind, limit.min(i64::MAX as usize) as i64], |r| {
-                Ok(FrameRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, kind: r.get(2)?, data: r.get(3)? })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        let mut rows = st.query(params![session_id, after.min(i64::MAX as u64) as i64, kind, limit.min(i64::MAX as usize) as i64])?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = rows.next()? {
+            let row = FrameRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, kind: r.get(2)?, data: r.get(3)? };
+            bytes += row.data.len();
+            out.push(row);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Calls `f` with the bytes of each `output` frame of a session, in seq order, without
@@ -1478,6 +1490,31 @@ mod tests {
 
     fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
         RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
+    }
+
+    #[test]
+    fn gap_frames_and_byte_capped_reads() {
+        let s = Store::open_in_memory().unwrap();
+        let u = s.create_user("a@example.com", "h", 0).unwrap();
+        let w = s.create_workspace("One", "one", 0).unwrap();
+        s.add_member(&w.id, &u.id, 0).unwrap();
+        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
+        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, 1).unwrap();
+        let rt = &p.runtime_target_id;
+        let a = new_id();
+        let start = RelayOp::Start { session_id: a.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 };
+        let gap = |seq: u64, data: &[u8]| RelayOp::Frame { session_id: a.clone(), seq, ts: "t".into(), kind: "gap", data: data.to_vec() };
+        // A gap must start right after what is stored and end at its own seq.
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &[start, frame(&a, 1, &[b'x'; 1000]), gap(5, b"3-5")], 10).unwrap();
+        assert!(out.violation.unwrap().contains("out of order"));
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])], 10).unwrap();
+        assert!(out.violation.is_none(), "{:?}", out.violation);
+        assert_eq!(out.acks, vec![(a.clone(), 7)]);
+        assert_eq!(s.session(Some(&w.id), &a).unwrap().unwrap().gap_count, 1);
+        // Reads stop at the byte budget (but always return one frame).
+        assert_eq!(s.session_frames_capped(&a, 0, Some("output"), 100, 1500).unwrap().len(), 2);
+        assert_eq!(s.session_frames_capped(&a, 0, Some("output"), 100, 1).unwrap().len(), 1);
+        assert_eq!(s.session_frames(&a, 0, None, 100).unwrap().len(), 4);
     }
 
     #[test]

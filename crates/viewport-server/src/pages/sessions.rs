@@ -135,7 +135,7 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let r = org_session(&state, &s, &slug, &id).await?;
     let after = r.last_seq.saturating_sub(PAGE_FRAMES);
     let sid = r.id.clone();
-    let frames = state.db(move |st| st.session_frames(&sid, after, None, PAGE_FRAMES as usize)).await?;
+    let frames = state.db(move |st| st.session_frames_capped(&sid, after, None, PAGE_FRAMES as usize, 4 << 20)).await?;
     let (text, next) = text_of(&frames, after);
     let online = state.relay.is_online(&r.runtime_target_id);
     Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {
@@ -181,7 +181,7 @@ pub async fn frames(
     let r = org_session(&state, &s, &slug, &id).await?;
     let sid = r.id.clone();
     let after = q.after;
-    let frames = state.db(move |st| st.session_frames(&sid, after, None, POLL_FRAMES)).await?;
+    let frames = state.db(move |st| st.session_frames_capped(&sid, after, None, POLL_FRAMES, 1 << 20)).await?;
     let more = frames.len() == POLL_FRAMES;
     let (text, next) = text_of(&frames, after);
     Ok(Json(serde_json::json!({
