@@ -60,6 +60,10 @@ fn render(r: &StatusReport) -> String {
         };
         s.push_str(&format!("  {:dir_w$}  → {org}{rec}{note}\n", x.display));
     }
+    let streaming: u32 = r.pairings.iter().map(|p| p.sessions_streaming).sum();
+    if streaming > 0 {
+        s.push_str(&format!("Sessions streaming: {streaming} (`vpd sessions` lists them)\n"));
+    }
     if d.credential_store == "file" {
         s.push_str(&format!(
             "Credentials: config.json (0600){}\n",
