@@ -41,10 +41,7 @@ async fn long_poll_returns_promptly_on_in_process_approval() {
     let code = vpd_proto::normalize_code(&created.code).unwrap();
 
     let started = Instant::now();
-    let poll = {
-        let (http, url, token) = (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
-        tokio::spawn(async move { http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap() })
-    };
+    let poll = spawn_poll(&s, &created);
     tokio::time::sleep(Duration::from_millis(400)).await;
     s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
     let r = poll.await.unwrap();
@@ -73,10 +70,7 @@ async fn long_poll_sees_an_approval_made_by_another_process() {
     let code = vpd_proto::normalize_code(&created.code).unwrap();
 
     let started = Instant::now();
-    let poll = {
-        let (http, url, token) = (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
-        tokio::spawn(async move { http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap() })
-    };
+    let poll = spawn_poll(&s, &created);
     tokio::time::sleep(Duration::from_millis(400)).await;
     // A second connection on the same file, as the admin CLI would open: no in-process wake-up.
     let other = Store::open(&s.db_path).unwrap();
@@ -367,4 +361,10 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
     // The minted code is still claimable.
     let r = s.http.post(s.at(&vpd_proto::paths::pairing_claim(&vpd_proto::format_code(&minted)))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Starts a 25 s status long poll for `created` in the background.
+fn spawn_poll(s: &common::Server, created: &vpd_proto::pairing::PairingCodeCreated) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (http, url, token) = (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
+    tokio::spawn(async move { http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap() })
 }
