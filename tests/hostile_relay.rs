@@ -84,6 +84,9 @@ fn a_hostile_relay_is_an_error_never_a_revocation() {
             (state.starts_with("reconnecting") || state.starts_with("offline")) && p["lastError"].as_str().is_some_and(|e| e.contains(want))
         });
         assert_eq!(m.pairing_count(), 1, "{case}: the pairing is kept");
+        let code = m.ok(&["status"])["pairings"][0]["lastErrorCode"].as_str().unwrap_or("").to_string();
+        let want_code = if *case == "close-invalid" { "close_4401" } else { "connection_failed" };
+        assert_eq!(code, want_code, "{case}");
         assert_eq!(m.ok(&["status"])["daemon"]["running"], true, "{case}: the daemon is alive");
     }
     let text = String::from_utf8(m.vpd(&["status"]).stdout).unwrap();

@@ -42,6 +42,9 @@ pub struct BridgeStatus {
     /// `connecting`, `connected`, `reconnecting (n/5)`, `offline (next try HH:MM:SS)`, `revoked`.
     pub state: String,
     pub last_error: Option<String>,
+    /// Stable code of the last error: `close_<code>` (the relay closed the connection with
+    /// that code), `token_<status>` (the platform refused a relay token), `connection_failed`.
+    pub last_error_code: Option<String>,
     pub connected_since: Option<String>,
     pub next_retry_at: Option<String>,
     pub frames_sent: u64,
@@ -114,6 +117,7 @@ impl Bridge {
             healthy: false,
             renewals: 0,
             highest_sent: HashMap::new(),
+            last_code: None,
             failures: 0,
             token: None,
             inflight: HashMap::new(),
@@ -155,6 +159,8 @@ struct Task {
     /// not believed.
     highest_sent: HashMap<String, u64>,
     failures: u32,
+    /// The code of the current connection attempt's failure, when it has one.
+    last_code: Option<String>,
     token: Option<(vpd_proto::Secret, jiff::Timestamp)>,
     /// Send times of unacked messages, per session, in seq order.
     inflight: HashMap<String, VecDeque<(u64, std::time::Instant)>>,
@@ -164,6 +170,8 @@ struct Task {
 /// How one connection ended.
 enum Outcome {
     Verdict(Verdict, String),
+    /// The relay closed the connection with this code.
+    Closed(u16, Verdict, String),
     Stopped,
 }
 
@@ -177,16 +185,23 @@ impl Task {
 
     async fn run(mut self) -> Ended {
         loop {
+            self.last_code = None;
             let outcome = self.connect_once().await;
+            let mut code = self.last_code.take().unwrap_or_else(|| "connection_failed".to_string());
             let (verdict, why) = match outcome {
                 Outcome::Stopped => return Ended::Stopped,
                 Outcome::Verdict(v, why) => (v, why),
+                Outcome::Closed(close, v, why) => {
+                    code = format!("close_{close}");
+                    (v, why)
+                }
             };
             match verdict {
                 Verdict::Revoked => {
                     self.set(|s| {
                         s.state = "revoked".into();
                         s.last_error = Some(why.clone());
+                        s.last_error_code = Some(code.clone());
                     });
                     tracing::warn!(workspace = %self.pairing.workspace_id, %why, "the org revoked this machine's pairing");
                     return Ended::Revoked {
@@ -221,6 +236,7 @@ impl Task {
                     let failures = self.failures;
                     self.set(|s| {
                         s.last_error = Some(why.clone());
+                        s.last_error_code = Some(code.clone());
                         s.connected_since = None;
                         s.next_retry_at = Some(next.round(jiff::Unit::Second).unwrap_or(next).to_string());
                         s.state = if failures <= RECONNECT_ATTEMPTS {
@@ -278,7 +294,10 @@ impl Task {
                 self.token = Some((t.relay_token.clone(), exp));
                 Ok(t.relay_token)
             }
-            Err(CallError::Refused { status, error, message }) => Err((relay_policy::on_token_error(status, &error), message)),
+            Err(CallError::Refused { status, error, message }) => {
+                self.last_code = Some(format!("token_{status}"));
+                Err((relay_policy::on_token_error(status, &error), message))
+            }
             Err(e) => Err((Verdict::Transient, e.into_error().message)),
         }
     }
@@ -518,7 +537,7 @@ fn closed(frame: Option<CloseFrame>) -> Outcome {
         Some(f) => {
             let code = u16::from(f.code);
             let reason = f.reason.to_string();
-            Outcome::Verdict(relay_policy::on_close(code, &reason), format!("the relay closed the connection ({code} {reason})"))
+            Outcome::Closed(code, relay_policy::on_close(code, &reason), format!("the relay closed the connection ({code} {reason})"))
         }
         None => Outcome::Verdict(Verdict::Transient, "the relay closed the connection".into()),
     }

@@ -54,6 +54,9 @@ pub struct PairingInfo {
     pub credential_store: String,
     pub insecure_http: bool,
     pub last_error: Option<String>,
+    /// Stable code of `last_error` (see docs/CLI.md).
+    #[serde(default)]
+    pub last_error_code: Option<String>,
     pub connected_since: Option<String>,
     pub next_retry_at: Option<String>,
     pub sessions_streaming: u32,
@@ -132,6 +135,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             credential_store: p.credential.store_name().into(),
             insecure_http: p.insecure_http,
             last_error: b.last_error,
+            last_error_code: b.last_error_code,
             connected_since: b.connected_since,
             next_retry_at: b.next_retry_at,
             sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.workspace_id).copied()).unwrap_or(0),
