@@ -140,9 +140,8 @@ fn two_orgs_on_two_platforms_see_nothing_of_each_other() {
 #[test]
 fn revocation_cuts_a_running_session_which_goes_on_locally() {
     let (server, acme) = platform("Acme Engineering", "acme");
-    server.org("OSS Maintainers", "oss");
+    let oss = server.org("OSS Maintainers", "oss");
     server.member("oss", "alice@example.com");
-    let oss = server.admin(&["org", "list"]).as_array().unwrap().iter().find(|o| o["slug"] == "oss").unwrap()["id"].as_str().unwrap().to_string();
     let m = Machine::new();
     m.pair(&server, &acme, "alice@example.com");
     m.pair(&server, &oss, "alice@example.com");
@@ -186,9 +185,8 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
 #[test]
 fn sessions_stay_pinned_to_the_org_they_started_with() {
     let (server, acme) = platform("Acme Engineering", "acme");
-    server.org("OSS Maintainers", "oss");
+    let oss = server.org("OSS Maintainers", "oss");
     server.member("oss", "alice@example.com");
-    let oss = server.admin(&["org", "list"]).as_array().unwrap().iter().find(|o| o["slug"] == "oss").unwrap()["id"].as_str().unwrap().to_string();
     let m = Machine::new();
     m.pair(&server, &acme, "alice@example.com");
     m.pair(&server, &oss, "alice@example.com");

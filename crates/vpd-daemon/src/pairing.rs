@@ -133,11 +133,8 @@ async fn finish(
     if let Some(old) = existing {
         // The old pairing is replaced locally; tell the platform it is gone.
         if let Ok(cred) = credential_of(&old) {
-            if let Ok(p) = Platform::new(&old.server_url, old.insecure_http) {
-                let body = RuntimeCredential { workspace_id: old.workspace_id.clone(), runtime_target_id: old.runtime_target_id.clone(), credential: cred };
-                if let Err(e) = p.unpair(&body, Duration::from_secs(5)).await {
-                    tracing::warn!(workspace = %old.workspace_id, error = ?e, "could not tell the platform about the replaced pairing");
-                }
+            if let Err(e) = tell_platform_unpaired(&old, cred).await {
+                tracing::warn!(workspace = %old.workspace_id, error = %e, "could not tell the platform about the replaced pairing");
             }
         }
         if matches!(old.credential, Credential::Keyring) && old.runtime_target_id != stored.runtime_target_id {
@@ -323,6 +320,18 @@ pub fn credential_of(p: &Pairing) -> Result<Secret> {
     }
 }
 
+/// `POST /api/runtime/unpair` for a pairing this machine gives up (best-effort, 5 s). A
+/// pairing the platform already revoked or no longer knows counts as told.
+async fn tell_platform_unpaired(p: &Pairing, credential: Secret) -> std::result::Result<(), String> {
+    let platform = Platform::new(&p.server_url, p.insecure_http).map_err(|e| e.message)?;
+    let body = RuntimeCredential { workspace_id: p.workspace_id.clone(), runtime_target_id: p.runtime_target_id.clone(), credential };
+    match platform.unpair(&body, Duration::from_secs(5)).await {
+        Ok(()) => Ok(()),
+        Err(CallError::Refused { error, .. }) if error == "revoked" || error == "workspace_not_found" => Ok(()),
+        Err(e) => Err(e.into_error().message),
+    }
+}
+
 async fn revoke_quietly(platform: &Platform, a: &Approved) {
     let body = RuntimeCredential { workspace_id: a.workspace_id.clone(), runtime_target_id: a.runtime_target_id.clone(), credential: a.token.clone() };
     if let Err(e) = platform.unpair(&body, Duration::from_secs(5)).await {
@@ -343,18 +352,10 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
 
     let (server_notified, server_error) = match cred {
         None => (false, Some("the issue token could not be read".to_string())),
-        Some(credential) => {
-            let body = RuntimeCredential { workspace_id: pairing.workspace_id.clone(), runtime_target_id: pairing.runtime_target_id.clone(), credential };
-            match Platform::new(&pairing.server_url, pairing.insecure_http) {
-                Err(e) => (false, Some(e.message)),
-                Ok(p) => match p.unpair(&body, Duration::from_secs(5)).await {
-                    Ok(()) => (true, None),
-                    // Already revoked or gone on the platform: the end state is the same.
-                    Err(CallError::Refused { error, .. }) if error == "revoked" || error == "workspace_not_found" => (true, None),
-                    Err(e) => (false, Some(e.into_error().message)),
-                },
-            }
-        }
+        Some(credential) => match tell_platform_unpaired(&pairing, credential).await {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e)),
+        },
     };
     tracing::info!(workspace = %pairing.workspace_id, server_notified, "unpaired");
     Ok(crate::api::protocol::Unpaired {
