@@ -64,14 +64,17 @@ impl State {
 
     /// Starts (or restarts) the bridge of a pairing from the files.
     pub fn start_bridge(&self, workspace_id: &str) {
-        let pairing = match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start a relay bridge");
-                return;
-            }
-        };
+        match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
+            Ok(Some(p)) => self.start_bridge_for(p),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot start a relay bridge"),
+        }
+    }
+
+    /// Starts the bridge of `pairing`, replacing a running one of the same org.
+    fn start_bridge_for(&self, pairing: crate::config::Pairing) {
+        let workspace_id = pairing.workspace_id.clone();
+        let workspace_id = workspace_id.as_str();
         match crate::identity::load(&self.home, workspace_id) {
             Ok(Some(id)) => {
                 let b = Bridge::spawn(pairing, id, self.ended.clone());
@@ -240,8 +243,8 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         });
         // Bridges first, so the first session routed through the API finds its bridge.
         if let Ok(cfg) = crate::config::load(&home) {
-            for p in &cfg.pairings {
-                state.start_bridge(&p.workspace_id);
+            for p in cfg.pairings {
+                state.start_bridge_for(p);
             }
         }
         let serve = tokio::spawn(server::serve(listener, state.clone()));
