@@ -266,6 +266,7 @@ impl Machine {
             .env("HOME", self.dir.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("VPD_LOG", "debug")
+            .env("VPD_UI_PORT", "0")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         if !self.keyring {

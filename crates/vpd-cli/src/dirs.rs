@@ -108,8 +108,9 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
         HintAction::Warn { dir, message } => {
             eprintln!("vpd: ignoring {}/.viewport ({message}); sessions here run local-only.", show(&dir))
         }
-        HintAction::NotPaired { label, .. } => {
-            eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.")
+        HintAction::NotPaired { label, dir, .. } => {
+            eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.");
+            report_to_daemon(home, &dir);
         }
         HintAction::AskBind { dir, org_id, org_name } => match ask(
             &format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name}?", show(&dir)),
@@ -124,6 +125,7 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
                 eprintln!("vpd: OK, not asking again for {} (`vpd hint --reset` to undo).", show(&dir));
             }
             None => {
+                report_to_daemon(home, &dir);
                 let slug = config::read(home).ok().and_then(|c| c.pairing(&org_id).map(|p| p.workspace_slug.clone())).unwrap_or(org_id);
                 eprintln!("vpd: This repo suggests org {org_name}. Run `vpd bind {} --org {slug}` to stream sessions here.", show(&dir));
             }
@@ -142,11 +144,14 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
                     binding::decline(home, &dir, &org_id, Question::Trust)?;
                     eprintln!("vpd: Not trusted; sessions there run local-only (`vpd trust` to change your mind).");
                 }
-                None => eprintln!(
-                    "vpd: {}/.viewport/local.yaml was not made on this machine, so it grants nothing. Run `vpd trust {}` to trust it.",
-                    show(&dir),
-                    show(&dir)
-                ),
+                None => {
+                    report_to_daemon(home, &dir);
+                    eprintln!(
+                        "vpd: {}/.viewport/local.yaml was not made on this machine, so it grants nothing. Run `vpd trust {}` to trust it.",
+                        show(&dir),
+                        show(&dir)
+                    )
+                }
             }
         }
     }
@@ -164,4 +169,14 @@ fn action_json(a: &HintAction) -> serde_json::Value {
         }),
         HintAction::Warn { dir, message } => json!({"action": "warn", "dir": dir, "message": message}),
     }
+}
+
+/// Tells a running daemon (the tray) about a hint the terminal did not settle, so it can
+/// notify and list it. Never starts a daemon; never waits long; silent on failure.
+fn report_to_daemon(home: &Home, dir: &Path) {
+    if !home.socket().exists() {
+        return;
+    }
+    let req = vpd_daemon::api::protocol::Request::HintReport(vpd_daemon::api::protocol::HintReportParams { dir: dir.display().to_string() });
+    let _ = vpd_daemon::api::client::call::<serde_json::Value>(home, &req, std::time::Duration::from_millis(500));
 }

@@ -54,7 +54,7 @@ pub fn stop(home: &Home) -> Result<bool, Error> {
     Err(Error::new(ErrorCode::DaemonUnavailable, format!("the daemon (pid {pid}) did not stop within 10 s; see `vpd logs`")))
 }
 
-pub fn install(home: &Home, server: Option<String>, out: &Out) -> Result<ExitCode, Error> {
+pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out) -> Result<ExitCode, Error> {
     home.ensure()?;
     if let Some(s) = &server {
         let url = vpd_daemon::platform::check_url(s, false)?;
@@ -66,14 +66,26 @@ pub fn install(home: &Home, server: Option<String>, out: &Out) -> Result<ExitCod
     let pong = client::ensure_daemon(home, &exe()?)?;
     let cfg = config::load(home)?;
     let server = cfg.daemon.default_server_url.clone();
+    let (item_path, item_args) = vpd_daemon::login_item::target_for(&exe()?);
+    let item = if login_item {
+        vpd_daemon::login_item::enable(&item_path, &item_args)?;
+        let cmd = std::iter::once(item_path.display().to_string()).chain(item_args).collect::<Vec<_>>().join(" ");
+        Some(cmd)
+    } else {
+        None
+    };
+    let item_line = match &item {
+        Some(cmd) => format!("Start at login: registered ({cmd})."),
+        None => "Start at login: not registered (--no-login-item).".to_string(),
+    };
     out.emit(
-        &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server, "loginItem": "not registered (comes with the desktop app)"}),
+        &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server, "loginItem": item}),
         || {
             format!(
                 "vpd is installed: daemon running (pid {}), home {}.\n\
                  Nothing leaves this machine until you pair (`vpd pair{}`) and bind a directory (`vpd bind`).\n\
                  Shell hints: add `eval \"$(vpd hook bash)\"` (or zsh/fish) to your shell's rc file.\n\
-                 Start at login: registered by the desktop app; headless machines can run `vpd daemon` from a user service.",
+                 {item_line}",
                 pong.pid,
                 home.root().display(),
                 server.map(|s| format!(" --server {s}")).unwrap_or_default()
@@ -112,11 +124,13 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
         }
     }
     let stopped = stop(home)?;
+    vpd_daemon::login_item::disable()?;
     if purge {
         purge_home(home)?;
     }
     out.emit(&json!({"stopped": stopped, "purged": purge, "unpaired": unpaired}), || {
         let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
+        s.push_str(" The login item is removed.");
         for u in &unpaired {
             s.push_str(&format!("\nUnpaired {}{}", u.workspace_name, if u.server_notified { "" } else { " (the platform could not be told)" }));
         }

@@ -12,6 +12,7 @@ mod pair;
 mod prompt;
 mod run;
 mod status;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use output::Out;
@@ -43,11 +44,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the home, save a default server and start the daemon. Nothing leaves the machine.
-    #[command(after_help = "The login item (start at login) is registered by the desktop app; `vpd install` starts the daemon now.\n\nExamples:\n  vpd install\n  vpd install --server https://viewport.example.com")]
+    #[command(after_help = "Registers a login item (XDG autostart): the desktop app when it is installed next to vpd, else `vpd daemon`.\n\nExamples:\n  vpd install\n  vpd install --server https://viewport.example.com\n  vpd install --no-login-item   (start the daemon yourself, e.g. from a user service)")]
     Install {
         /// Platform URL to pair with by default.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        /// Do not register the login item.
+        #[arg(long)]
+        no_login_item: bool,
     },
     /// Stop the daemon; with --purge also unpair every org and delete the home.
     #[command(after_help = "Examples:\n  vpd uninstall\n  vpd uninstall --purge --yes")]
@@ -182,6 +186,13 @@ enum Command {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Open the web UI in the browser through a one-time login link.
+    #[command(after_help = "The link works once, for two minutes; the UI is served on 127.0.0.1 only.\n\nExamples:\n  vpd ui\n  vpd ui --no-browser          (print the link instead)\n  vpd ui --no-browser --json   (scripts and tests)")]
+    Ui {
+        /// Print the link instead of opening the browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Print shell completions.
     #[command(after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd")]
     Completions { shell: clap_complete::Shell },
@@ -261,7 +272,8 @@ fn cwd_or(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
 
 fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
     match command {
-        Command::Install { server } => install::install(&home()?, server, out),
+        Command::Install { server, no_login_item } => install::install(&home()?, server, !no_login_item, out),
+        Command::Ui { no_browser } => ui::open(&home()?, no_browser, out),
         Command::Uninstall { purge, yes } => install::uninstall(&home()?, purge, yes, out),
         Command::Daemon { action } => install::daemon(home()?, action, out),
         Command::Pair { code, server, org, name, no_browser, force, insecure_http } => {

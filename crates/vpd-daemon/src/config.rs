@@ -42,6 +42,9 @@ pub struct DaemonSettings {
     /// Loopback port of the web UI.
     #[serde(default = "default_ui_port")]
     pub ui_port: u16,
+    /// Folders scanned for repositories with a `.viewport/workspace.yaml` (canonical paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watched_folders: Vec<String>,
 }
 
 fn default_ui_port() -> u16 {
@@ -50,7 +53,7 @@ fn default_ui_port() -> u16 {
 
 impl Default for DaemonSettings {
     fn default() -> Self {
-        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT }
+        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT, watched_folders: Vec::new() }
     }
 }
 

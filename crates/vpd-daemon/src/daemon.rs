@@ -13,7 +13,7 @@ use crate::sessions::Session;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 /// Shared by every connection of the local API.
 pub struct State {
@@ -32,18 +32,71 @@ pub struct State {
     pub activity: Mutex<Vec<Activity>>,
     /// Bridges report here when they end for good.
     pub ended: mpsc::Sender<Ended>,
+    /// Every new activity entry, as it happens (the tray's notifications).
+    pub notices: broadcast::Sender<Activity>,
+    /// Bumped when something the UI shows changed (so it need not wait for its next look).
+    pub changed: watch::Sender<u64>,
+    /// Hint suggestions waiting for an answer.
+    pub suggestions: Mutex<crate::suggestions::Suggestions>,
+    /// The pairing started from the web UI or the tray, if any.
+    pub pair_job: Mutex<Option<crate::pair_job::PairJob>>,
+    /// The web UI, once it listens; or why it does not.
+    pub ui: Mutex<Option<Arc<crate::webui::Ui>>>,
+    pub ui_error: Mutex<Option<String>>,
+    /// The watched folders as last scanned.
+    pub watched: Mutex<Vec<crate::watched::WatchedFolder>>,
+    pub watched_changed: Notify,
 }
 
 /// An entry of the activity list (and, with the tray, a notification).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
+    /// Increasing within one daemon run.
+    #[serde(default)]
+    pub id: u64,
     pub at: String,
+    /// `paired`, `unpaired`, `revoked`, `suggestion`.
     pub kind: String,
     pub message: String,
+    /// The directory a suggestion is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// A suggestion's kind: `bind`, `trust` or `pair`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
 }
 
 impl State {
+    pub fn new(home: Home, store: watch::Receiver<Option<secrets::Store>>, ended: mpsc::Sender<Ended>) -> Self {
+        State {
+            home,
+            pid: std::process::id(),
+            started_at: crate::now_rfc3339(),
+            store,
+            shutdown: Notify::new(),
+            bridges: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            activity: Mutex::new(Vec::new()),
+            ended,
+            notices: broadcast::channel(64).0,
+            changed: watch::channel(0).0,
+            suggestions: Mutex::default(),
+            pair_job: Mutex::new(None),
+            ui: Mutex::new(None),
+            ui_error: Mutex::new(None),
+            watched: Mutex::default(),
+            watched_changed: Notify::new(),
+        }
+    }
+
+    /// Something the UI shows changed.
+    pub fn touch(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     pub fn runtime(&self) -> Runtime {
         let bridges = self.bridges.lock().unwrap().iter().map(|(k, b)| (k.clone(), b.status())).collect();
         let mut streaming: HashMap<String, u32> = HashMap::new();
@@ -120,10 +173,94 @@ impl State {
     }
 
     pub fn record(&self, kind: &str, message: String) {
-        let mut a = self.activity.lock().unwrap();
-        a.push(Activity { at: crate::now_rfc3339(), kind: kind.into(), message });
-        let excess = a.len().saturating_sub(200);
-        a.drain(..excess);
+        self.record_activity(Activity { kind: kind.into(), message, ..Default::default() });
+    }
+
+    /// Adds to the activity list (the last 200 are kept) and tells the listeners (the tray).
+    pub fn record_activity(&self, mut entry: Activity) {
+        {
+            let mut a = self.activity.lock().unwrap();
+            entry.id = a.last().map(|l| l.id + 1).unwrap_or(1);
+            entry.at = crate::now_rfc3339();
+            a.push(entry.clone());
+            let excess = a.len().saturating_sub(200);
+            a.drain(..excess);
+        }
+        let _ = self.notices.send(entry);
+        self.touch();
+    }
+
+    /// A pairing was stored (from `vpd pair`, the UI or the tray): connect it and say so.
+    pub fn paired(&self, p: &crate::api::protocol::Paired) {
+        self.start_bridge(&p.workspace_id);
+        let entry = Activity {
+            kind: "paired".into(),
+            message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
+            org_id: Some(p.workspace_id.clone()),
+            ..Default::default()
+        };
+        self.record_activity(entry);
+    }
+
+    /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
+    /// platform.
+    pub async fn unpair(&self, org: &str) -> Result<crate::api::protocol::Unpaired> {
+        // Stop the bridge first, so the platform's own revocation of it is not mistaken
+        // for news.
+        if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
+            self.cut_sessions(&pairing.workspace_id, "unpaired");
+            self.stop_bridge(&pairing.workspace_id);
+        }
+        let r = crate::pairing::unpair(&self.home, org).await;
+        if let Ok(u) = &r {
+            self.record_activity(Activity {
+                kind: "unpaired".into(),
+                message: format!("Unpaired from {}", u.workspace_name),
+                org_id: Some(u.workspace_id.clone()),
+                ..Default::default()
+            });
+        }
+        r
+    }
+
+    /// Offers a hint suggestion; a new one is announced (activity, and the tray notifies).
+    pub fn offer_suggestion(&self, s: crate::suggestions::Suggestion) {
+        let fresh = self.suggestions.lock().unwrap().offer(s.clone());
+        if fresh {
+            tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
+            self.record_activity(Activity {
+                kind: "suggestion".into(),
+                message: crate::suggestions::message(&s),
+                directory: Some(s.directory),
+                org_id: Some(s.org_id),
+                suggestion: Some(s.kind),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Checks a directory for a hint (a session started there, the shell hook reported it).
+    pub async fn check_hint(self: &Arc<Self>, dir: std::path::PathBuf, source: &'static str) {
+        let home = self.home.clone();
+        match tokio::task::spawn_blocking(move || crate::suggestions::check(&home, &dir, source)).await {
+            Ok(Ok(Some(s))) => self.offer_suggestion(s),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "hint check failed"),
+            Err(e) => tracing::debug!(error = %e, "hint check failed"),
+        }
+    }
+
+    /// Bind / Not now / Never for a suggestion.
+    pub async fn answer_suggestion(&self, directory: &str, org_id: &str, answer: crate::suggestions::Answer) -> Result<serde_json::Value> {
+        let (home, d, o) = (self.home.clone(), directory.to_string(), org_id.to_string());
+        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, answer))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        if r.is_ok() || answer == crate::suggestions::Answer::Dismiss {
+            self.suggestions.lock().unwrap().remove(directory, org_id);
+        }
+        self.touch();
+        r
     }
 
     /// SPEC section 6: the org revoked this pairing.
@@ -145,7 +282,12 @@ impl State {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");
-                self.record("revoked", msg);
+                self.record_activity(Activity {
+                    kind: "revoked".into(),
+                    message: msg,
+                    org_id: Some(p.workspace_id.clone()),
+                    ..Default::default()
+                });
             }
             Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
             Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
@@ -217,17 +359,7 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     let result = rt.block_on(async move {
         let (store_tx, store_rx) = watch::channel(None);
         let (ended_tx, mut ended_rx) = mpsc::channel(16);
-        let state = Arc::new(State {
-            home: home.clone(),
-            pid: std::process::id(),
-            started_at: crate::now_rfc3339(),
-            store: store_rx,
-            shutdown: Notify::new(),
-            bridges: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-            activity: Mutex::new(Vec::new()),
-            ended: ended_tx,
-        });
+        let state = Arc::new(State::new(home.clone(), store_rx, ended_tx));
         let listener = server::bind(&home)?;
         tracing::info!(pid = state.pid, home = %home.root().display(), version = crate::VERSION, "daemon started");
         if !detached {
@@ -248,6 +380,8 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             }
         }
         let serve = tokio::spawn(server::serve(listener, state.clone()));
+        crate::webui::start(state.clone()).await;
+        tokio::spawn(crate::watched::run(state.clone()));
         let st = state.clone();
         tokio::spawn(async move {
             while let Some(ended) = ended_rx.recv().await {

@@ -52,6 +52,9 @@ impl Home {
     pub fn socket(&self) -> PathBuf {
         self.root.join("vpd.sock")
     }
+    pub fn ui_token(&self) -> PathBuf {
+        self.root.join("ui-token")
+    }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }

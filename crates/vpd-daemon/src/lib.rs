@@ -15,6 +15,10 @@
 //! - [`api`]: the local API over `vpd.sock` — protocol, server, client.
 //! - [`status`], [`doctor`]: the status model and the health checks.
 //! - [`daemon`]: the daemon process: lock, logging, serving, shutdown.
+//! - [`suggestions`], [`watched`]: hint suggestions for the tray and web UI, and the
+//!   watched folders they also come from.
+//! - [`pair_job`]: the pairing the web UI and the tray start (one at a time).
+//! - [`webui`]: the loopback web UI: security checks, JSON state, live events, actions.
 
 pub mod api;
 pub mod binding;
@@ -25,6 +29,8 @@ pub mod doctor;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod login_item;
+pub mod pair_job;
 pub mod pairing;
 pub mod platform;
 pub mod records;
@@ -32,7 +38,10 @@ pub mod secrets;
 pub mod sessions;
 pub mod status;
 pub mod store;
+pub mod suggestions;
 pub mod walk;
+pub mod watched;
+pub mod webui;
 
 pub use error::{Error, ErrorCode, Result};
 pub use home::Home;

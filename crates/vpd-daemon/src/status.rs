@@ -87,6 +87,19 @@ pub struct DirectoryInfo {
     pub state: String,
 }
 
+/// The worst state across pairings, for the tray icon and the UI's badge: `unpaired` (no
+/// pairing), `connected` (all), `offline` (none connected), else `degraded`.
+pub fn health(report: &StatusReport) -> &'static str {
+    let total = report.pairings.len();
+    let connected = report.pairings.iter().filter(|p| p.state == "connected").count();
+    match (total, connected) {
+        (0, _) => "unpaired",
+        (t, c) if t == c => "connected",
+        (_, 0) if report.pairings.iter().all(|p| !p.state.starts_with("connecting") && !p.state.starts_with("reconnecting")) => "offline",
+        _ => "degraded",
+    }
+}
+
 /// What the running daemon adds to the files.
 #[derive(Debug, Clone)]
 pub struct Runtime {

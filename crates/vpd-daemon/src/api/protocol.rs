@@ -27,6 +27,51 @@ pub enum Request {
     /// `vpd run` uses); the daemon answers once, after the `end` item or the connection's end.
     SessionStream(SessionRef),
     Sessions,
+    /// A one-time login link of the web UI (`vpd ui`, the tray's "Open Viewport").
+    UiLink(UiLinkParams),
+    /// Turn this connection into a stream of activity entries as they happen (one JSON
+    /// line each): what the tray turns into notifications.
+    Events,
+    /// The shell hook saw a directory whose hint was not answered in the terminal: the
+    /// daemon offers it as a suggestion (tray notification, web UI).
+    HintReport(HintReportParams),
+    /// Start a pairing the daemon runs on its own (the tray's "Pair with workspace…"); its
+    /// progress is [`Request::PairJob`].
+    PairJobStart(PairParams),
+    PairJob,
+    PairJobCancel,
+    /// Bind / Not now / Never for a suggestion (the tray's notification actions).
+    SuggestionAnswer(SuggestionAnswerParams),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UiLinkParams {
+    /// Where to land, e.g. `/#/directories`.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HintReportParams {
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SuggestionAnswerParams {
+    pub directory: String,
+    pub org_id: String,
+    pub answer: crate::suggestions::Answer,
+}
+
+/// Result of [`Request::UiLink`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UiLink {
+    pub url: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -107,16 +107,22 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
             let report = tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt))).await;
             to_reply(report.map_err(|e| Error::new(ErrorCode::Internal, e.to_string())))
         }
-        Request::Unpair(p) => {
-            // Stop the bridge first, so the platform's own revocation of it is not mistaken
-            // for news.
-            if let Ok(pairing) = crate::config::read(&state.home).and_then(|c| c.select(&p.org).cloned()) {
-                state.cut_sessions(&pairing.workspace_id, "unpaired");
-                state.stop_bridge(&pairing.workspace_id);
+        Request::Unpair(p) => to_reply(state.unpair(&p.org).await),
+        Request::UiLink(p) => to_reply(ui_link(&state, p.next.as_deref())),
+        Request::Events => return events(&state, write).await,
+        Request::HintReport(p) => {
+            let dir = std::path::PathBuf::from(p.dir);
+            if !dir.is_absolute() {
+                to_reply::<()>(Err(Error::new(ErrorCode::InvalidArgument, "hint_report needs an absolute directory")))
+            } else {
+                state.check_hint(dir, "shell").await;
+                to_reply(Ok(serde_json::json!({"ok": true})))
             }
-            let r = pairing::unpair(&state.home, &p.org).await;
-            to_reply(r)
         }
+        Request::PairJobStart(p) => to_reply(crate::pair_job::start(&state, p)),
+        Request::PairJob => to_reply(Ok(state.pair_view())),
+        Request::PairJobCancel => to_reply(crate::pair_job::cancel(&state).map(|_| serde_json::json!({"ok": true}))),
+        Request::SuggestionAnswer(p) => to_reply(state.answer_suggestion(&p.directory, &p.org_id, p.answer).await),
         Request::Reconnect(p) => to_reply(reconnect(&state, p.org.as_deref())),
         Request::SessionStart(p) => to_reply(session_start(&state, p).await),
         Request::SessionFrame(p) => to_reply(session_frame(&state, &p.session_id, p.kind, p.data).await),
@@ -171,7 +177,7 @@ async fn pair(
                 }
                 match &result {
                     Err(e) => tracing::warn!(code = %e.code, error = %e.message, "pairing failed"),
-                    Ok(p) => state.start_bridge(&p.workspace_id),
+                    Ok(p) => state.paired(p),
                 }
                 return write_reply(&mut write, &to_reply(result)).await;
             }
@@ -194,7 +200,35 @@ async fn pair(
     }
 }
 
-fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
+fn ui_link(state: &State, next: Option<&str>) -> Result<super::protocol::UiLink> {
+    let ui = state.ui.lock().unwrap().clone();
+    match ui {
+        Some(ui) => Ok(super::protocol::UiLink { url: ui.login_link(next), port: ui.port }),
+        None => {
+            let why = state.ui_error.lock().unwrap().clone().unwrap_or_else(|| "it is still starting; try again in a moment".into());
+            Err(Error::new(ErrorCode::DaemonUnavailable, format!("the web UI is not running: {why}")))
+        }
+    }
+}
+
+/// Writes each new activity entry as a JSON line until the client goes away.
+async fn events(state: &State, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+    let mut rx = state.notices.subscribe();
+    write_reply(&mut write, &to_reply(Ok(serde_json::json!({"subscribed": true})))).await?;
+    loop {
+        match rx.recv().await {
+            Ok(entry) => {
+                let mut line = serde_json::to_vec(&entry).expect("activity serializes");
+                line.push(b'\n');
+                write.write_all(&line).await?;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "an events listener fell behind"),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+pub(crate) fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
     let config = crate::config::load(&state.home)?;
     let targets: Vec<String> = match org {
         Some(q) => vec![config.select(q)?.workspace_id.clone()],
@@ -211,7 +245,7 @@ fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
     Ok(names)
 }
 
-async fn session_start(state: &State, p: SessionStartParams) -> Result<SessionInfo> {
+async fn session_start(state: &Arc<State>, p: SessionStartParams) -> Result<SessionInfo> {
     let home = state.home.clone();
     let (session, start) = tokio::task::spawn_blocking(move || sessions::start(&home, std::path::Path::new(&p.cwd), &p.agent, p.name))
         .await
@@ -229,6 +263,12 @@ async fn session_start(state: &State, p: SessionStartParams) -> Result<SessionIn
         }
     }
     tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
+    if info.org_id.is_none() {
+        // SPEC section 8: the daemon checks for a hint at session start.
+        let st = state.clone();
+        let dir = std::path::PathBuf::from(&info.cwd);
+        tokio::spawn(async move { st.check_hint(dir, "session").await });
+    }
     Ok(info)
 }
 

@@ -1,0 +1,138 @@
+//! Hint suggestions the daemon found (SPEC section 8, the tray's side): a directory with a
+//! committed `.viewport/workspace.yaml` (or a `local.yaml` made elsewhere) and no binding.
+//! They come from sessions started here, directories the shell hook reports and the watched
+//! folders; the web UI lists them and the tray turns each new one into a notification.
+//!
+//! A "Never" goes to `hint-declines.json`, the same cache `vpd hint` uses; a "Not now" hides
+//! the suggestion until the daemon restarts. Each suggestion is announced once per daemon run.
+
+use crate::binding;
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use vpd_core::hint::{HintAction, Question};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Suggestion {
+    pub directory: String,
+    pub display: String,
+    pub org_id: String,
+    /// The pairing's name, or the label the hint file gives when not paired.
+    pub org_name: String,
+    /// `bind` (paired org), `trust` (a `local.yaml` made elsewhere), `pair` (not paired).
+    pub kind: String,
+    /// `session`, `shell` or `watched`.
+    pub source: String,
+    pub at: String,
+}
+
+/// What to do with a suggestion.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// Bind (or trust) the directory.
+    Bind,
+    /// Hide it until the daemon restarts.
+    Dismiss,
+    /// Never ask again for this directory and org (`hint-declines.json`).
+    Decline,
+}
+
+#[derive(Debug, Default)]
+pub struct Suggestions {
+    pending: Vec<Suggestion>,
+    /// (directory, org) already announced or dismissed in this run.
+    seen: HashSet<(String, String)>,
+}
+
+impl Suggestions {
+    pub fn pending(&self) -> Vec<Suggestion> {
+        self.pending.clone()
+    }
+
+    /// Adds `s` unless it was seen in this run. True when it is new (announce it).
+    pub fn offer(&mut self, s: Suggestion) -> bool {
+        if !self.seen.insert((s.directory.clone(), s.org_id.clone())) {
+            return false;
+        }
+        self.pending.push(s);
+        true
+    }
+
+    pub fn remove(&mut self, directory: &str, org_id: &str) -> Option<Suggestion> {
+        let i = self.pending.iter().position(|s| s.directory == directory && s.org_id == org_id)?;
+        Some(self.pending.remove(i))
+    }
+
+    /// Drops the suggestions that no longer apply (bound, declined or paired since, from
+    /// any process). Reads files: call from a blocking context.
+    pub fn revalidate(&mut self, home: &Home) {
+        self.pending.retain(|s| match check(home, Path::new(&s.directory), &s.source) {
+            Ok(Some(now)) => now.org_id == s.org_id && now.kind == s.kind,
+            _ => false,
+        });
+    }
+}
+
+/// The suggestion for `dir`, if its hint asks something. Reads files.
+pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>> {
+    let r = binding::resolve(home, dir)?;
+    let (dir, org_id, org_name, kind) = match r.hint(home)? {
+        HintAction::AskBind { dir, org_id, org_name } => (dir, org_id, org_name, "bind"),
+        HintAction::AskTrust { dir, org_id, org_name } => (dir, org_id, org_name, "trust"),
+        HintAction::NotPaired { dir, org_id, label } => (dir, org_id, label, "pair"),
+        HintAction::Quiet | HintAction::Warn { .. } => return Ok(None),
+    };
+    Ok(Some(Suggestion {
+        display: vpd_core::resolve::display_dir(&dir, crate::home::user_home().as_deref()),
+        directory: dir.display().to_string(),
+        org_id,
+        org_name,
+        kind: kind.into(),
+        source: source.into(),
+        at: crate::now_rfc3339(),
+    }))
+}
+
+/// The notification text of a new suggestion.
+pub fn message(s: &Suggestion) -> String {
+    match s.kind.as_str() {
+        "pair" => format!("This repo suggests org {}, but you're not paired to it.", s.org_name),
+        "trust" => format!("{} has a binding to {} that was not made on this machine. Trust it?", s.display, s.org_name),
+        _ => format!("Bind {} to {}?", s.display, s.org_name),
+    }
+}
+
+/// Carries out `answer` for the suggestion (directory, org). Reads and writes files.
+pub fn answer(home: &Home, directory: &str, org_id: &str, answer: Answer) -> Result<serde_json::Value> {
+    let dir = PathBuf::from(directory);
+    let current = check(home, &dir, "answer")?;
+    let s = match current {
+        Some(s) if s.org_id == org_id && s.directory == directory => s,
+        _ => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("{directory} no longer suggests that org (it was bound, declined or changed); nothing to do"),
+            ))
+        }
+    };
+    match answer {
+        Answer::Dismiss => Ok(serde_json::json!({"ok": true})),
+        Answer::Decline => {
+            let q = if s.kind == "trust" { Question::Trust } else { Question::Bind };
+            binding::decline(home, &dir, org_id, q)?;
+            Ok(serde_json::json!({"ok": true}))
+        }
+        Answer::Bind => match s.kind.as_str() {
+            "bind" => Ok(serde_json::to_value(binding::bind(home, &dir, org_id, false, false)?).unwrap_or_default()),
+            "trust" => Ok(serde_json::to_value(binding::trust(home, &dir)?).unwrap_or_default()),
+            _ => Err(Error::new(
+                ErrorCode::NotPaired,
+                format!("this machine is not paired with {}: pair with it first (Pair with workspace…)", s.org_name),
+            )),
+        },
+    }
+}

@@ -1,0 +1,200 @@
+//! Watched folders: the folders a person picks in the UI (for example `~/code`) so that
+//! repositories with a committed `.viewport/workspace.yaml` are suggested without a
+//! terminal. Each folder is scanned (a few levels deep, never following symlinks, skipping
+//! dependency and build trees) when the daemon starts, when the list changes, and when
+//! inotify reports a change in the folder, one of its children or a child's `.viewport`
+//! (a fresh clone). Kept in `config.json` → `daemon.watchedFolders`.
+
+use crate::config;
+use crate::daemon::State;
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use notify::Watcher;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How deep below a watched folder repositories are looked for (`~/code/org/repo` is 2).
+const MAX_DEPTH: usize = 3;
+/// Directories looked at per folder and scan, at most.
+const MAX_DIRS: usize = 20_000;
+/// Inotify watches per folder, at most.
+const MAX_WATCHES: usize = 2_000;
+const SKIP: &[&str] = &["node_modules", "target", "vendor", "dist", "build", "__pycache__", "venv"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedFolder {
+    pub path: String,
+    pub display: String,
+    /// Repositories with a `.viewport/workspace.yaml` found at the last scan.
+    pub repositories: usize,
+    pub error: Option<String>,
+}
+
+/// The repositories below `folder` that carry a workspace hint.
+pub fn scan(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![(folder.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    std::fs::read_dir(folder)?; // the folder itself must be readable
+    while let Some((dir, depth)) = stack.pop() {
+        seen += 1;
+        if seen > MAX_DIRS {
+            break;
+        }
+        if std::fs::symlink_metadata(dir.join(".viewport/workspace.yaml")).is_ok_and(|m| m.is_file()) {
+            found.push(dir.clone());
+        }
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || SKIP.contains(&name.as_ref()) {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The directories whose changes can reveal a new repository: the folder, its children and
+/// their `.viewport` directories.
+fn watch_points(folder: &Path) -> Vec<PathBuf> {
+    let mut out = vec![folder.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for e in entries.flatten() {
+            if out.len() >= MAX_WATCHES {
+                break;
+            }
+            if !e.file_type().is_ok_and(|t| t.is_dir()) || e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            out.push(e.path());
+            let vp = e.path().join(".viewport");
+            if std::fs::symlink_metadata(&vp).is_ok_and(|m| m.is_dir()) {
+                out.push(vp);
+            }
+        }
+    }
+    out
+}
+
+/// `~/code` → the canonical absolute directory, with an error that says what is wrong.
+pub fn normalize(input: &str) -> Result<PathBuf> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Err(Error::new(ErrorCode::InvalidArgument, "give a folder to watch, for example ~/code"));
+    }
+    let path = match input.strip_prefix("~/").or(if input == "~" { Some("") } else { None }) {
+        Some(rest) => crate::home::user_home()
+            .ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "cannot expand ~: no home directory"))?
+            .join(rest),
+        None => PathBuf::from(input),
+    };
+    if !path.is_absolute() {
+        return Err(Error::new(ErrorCode::InvalidArgument, format!("{input} is not an absolute path; write it as ~/code or /home/you/code")));
+    }
+    crate::walk::canonical(&path)
+}
+
+pub fn add(home: &Home, input: &str) -> Result<Vec<String>> {
+    let path = normalize(input)?.display().to_string();
+    config::update(home, |c| {
+        if !c.daemon.watched_folders.contains(&path) {
+            c.daemon.watched_folders.push(path);
+        }
+        Ok(c.daemon.watched_folders.clone())
+    })
+}
+
+pub fn remove(home: &Home, input: &str) -> Result<Vec<String>> {
+    let canonical = normalize(input).ok().map(|p| p.display().to_string());
+    config::update(home, |c| {
+        let before = c.daemon.watched_folders.len();
+        c.daemon.watched_folders.retain(|f| f != input && Some(f) != canonical.as_ref());
+        if c.daemon.watched_folders.len() == before {
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("{input} is not a watched folder")));
+        }
+        Ok(c.daemon.watched_folders.clone())
+    })
+}
+
+/// The daemon's task: scans the watched folders, offers their suggestions, and rescans on
+/// changes. Idle (no wake-ups) while nothing changes.
+pub async fn run(state: Arc<State>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    loop {
+        let folders = config::load(&state.home).map(|c| c.daemon.watched_folders).unwrap_or_default();
+        let home = state.home.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let user_home = crate::home::user_home();
+            folders
+                .iter()
+                .map(|f| {
+                    let p = Path::new(f);
+                    let (repos, error) = match scan(p) {
+                        Ok(r) => (r, None),
+                        Err(e) => (Vec::new(), Some(format!("cannot read {f}: {e}"))),
+                    };
+                    let suggestions: Vec<_> =
+                        repos.iter().filter_map(|r| crate::suggestions::check(&home, r, "watched").ok().flatten()).collect();
+                    let folder = WatchedFolder {
+                        path: f.clone(),
+                        display: vpd_core::resolve::display_dir(p, user_home.as_deref()),
+                        repositories: repos.len(),
+                        error,
+                    };
+                    (folder, watch_points(p), suggestions)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        // A new watcher each scan: the set of children changes.
+        drop(watcher.take());
+        let events = tx.clone();
+        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = events.try_send(());
+            }
+        });
+        watcher = match w {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch folders for new repositories; they are scanned at start only");
+                None
+            }
+        };
+        let mut list = Vec::new();
+        for (folder, points, suggestions) in scanned {
+            if let Some(w) = watcher.as_mut() {
+                for p in points {
+                    let _ = w.watch(&p, notify::RecursiveMode::NonRecursive);
+                }
+            }
+            for s in suggestions {
+                state.offer_suggestion(s);
+            }
+            list.push(folder);
+        }
+        *state.watched.lock().unwrap() = list;
+        state.touch();
+        // Wait for a change, then let a burst (a clone) settle.
+        tokio::select! {
+            Some(()) = rx.recv() => {}
+            _ = state.watched_changed.notified() => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while rx.try_recv().is_ok() {}
+    }
+}

@@ -1,0 +1,424 @@
+//! The loopback web UI (SPEC section 11; routes and JSON in docs/WEBUI.md): the pages of
+//! `ui/` (embedded), a JSON state, Server-Sent Events for live updates, and the actions.
+//! Every request passes [`guard`] first: Host allow-list, Origin, session cookie, CSRF, and
+//! the security headers on every answer.
+
+pub mod auth;
+
+use crate::daemon::State;
+use crate::error::{Error, ErrorCode, Result};
+use crate::suggestions::Answer;
+use auth::{Auth, COOKIE};
+use axum::extract::{Query, Request, State as AxState};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+const INDEX: &str = include_str!("../../../../ui/index.html");
+const APP_JS: &str = include_str!("../../../../ui/app.js");
+const STYLE: &str = include_str!("../../../../ui/style.css");
+const ICON: &str = include_str!("../../../../ui/icon.svg");
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The running web UI.
+pub struct Ui {
+    pub auth: Auth,
+    pub port: u16,
+}
+
+impl Ui {
+    /// A one-time login link that lands on `next` (a path of the UI, e.g. `/#/directories`).
+    pub fn login_link(&self, next: Option<&str>) -> String {
+        let mut url = format!("http://127.0.0.1:{}/login?t={}", self.port, self.auth.issue_link());
+        if let Some(next) = next.filter(|n| safe_next(n)) {
+            url.push_str("&next=");
+            url.push_str(&url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+        }
+        url
+    }
+}
+
+/// The port: `VPD_UI_PORT` (tests; `0` picks one), else `daemon.uiPort` in config.json.
+fn configured_port(state: &State) -> u16 {
+    if let Some(p) = std::env::var("VPD_UI_PORT").ok().and_then(|v| v.parse().ok()) {
+        return p;
+    }
+    crate::config::load(&state.home).map(|c| c.daemon.ui_port).unwrap_or(crate::config::DEFAULT_UI_PORT)
+}
+
+/// Binds the UI's port and serves it in the background. A failure (port taken) is logged and
+/// kept for `vpd ui` to explain; the daemon runs on without a UI.
+pub async fn start(state: Arc<State>) {
+    let want = configured_port(&state);
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", want)).await {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!(
+                "the web UI cannot listen on 127.0.0.1:{want} ({e}); set another port in {} → daemon.uiPort and restart the daemon",
+                state.home.config().display()
+            );
+            tracing::error!("{why}");
+            *state.ui_error.lock().unwrap() = Some(why);
+            return;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(want);
+    let auth = match tokio::task::block_in_place(|| Auth::load(&state.home, port)) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "the web UI is off");
+            *state.ui_error.lock().unwrap() = Some(e.message);
+            return;
+        }
+    };
+    let ui = Arc::new(Ui { auth, port });
+    *state.ui.lock().unwrap() = Some(ui.clone());
+    tracing::info!(port, "web UI on http://127.0.0.1:{port}/ (open it with `vpd ui`)");
+    let app = router(state.clone(), ui);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the web UI stopped");
+        }
+    });
+}
+
+#[derive(Clone)]
+struct Ctx {
+    state: Arc<State>,
+    ui: Arc<Ui>,
+}
+
+fn router(state: Arc<State>, ui: Arc<Ui>) -> Router {
+    let ctx = Ctx { state, ui };
+    Router::new()
+        .route("/", get(index))
+        .route("/login", get(login))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON) }))
+        .route("/api/state", get(api_state))
+        .route("/api/events", get(events))
+        .route("/api/pair", post(pair))
+        .route("/api/pair/cancel", post(pair_cancel))
+        .route("/api/pair/confirm", post(pair_confirm))
+        .route("/api/unpair", post(unpair))
+        .route("/api/reconnect", post(reconnect))
+        .route("/api/unbind", post(unbind))
+        .route("/api/suggestions/bind", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Bind)))
+        .route("/api/suggestions/dismiss", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Dismiss)))
+        .route("/api/suggestions/decline", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Decline)))
+        .route("/api/watched", post(watch_add))
+        .route("/api/watched/remove", post(watch_remove))
+        .route("/api/logout", post(logout))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(ctx)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// An error answer: `{"error": {"code", "message"}}`.
+fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+fn page(status: StatusCode, title: &str, text: &str) -> Response {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title><link rel=\"stylesheet\" href=\"/style.css\"><main class=\"notice\"><h1>{t}</h1><p>{x}</p></main></html>",
+        t = esc(title),
+        x = esc(text)
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == COOKIE).then(|| v.to_string())
+    })
+}
+
+/// The session id of the request's cookie, if valid.
+fn session(ctx: &Ctx, headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers).and_then(|c| ctx.ui.auth.session(&c))
+}
+
+/// Runs before every handler.
+async fn guard(AxState(ctx): AxState<Ctx>, req: Request, next: Next) -> Response {
+    let mut resp = match check(&ctx, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    resp
+}
+
+/// The refusal for a request that may not pass, if any.
+fn check(ctx: &Ctx, req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let auth = &ctx.ui.auth;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !auth.host_ok(host) {
+        tracing::warn!(host, "web UI: refused a request for a foreign Host (DNS rebinding?)");
+        return Some(page(StatusCode::MISDIRECTED_REQUEST, "Wrong address", "Open the Viewport UI with `vpd ui` or the tray's Open Viewport."));
+    }
+    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or("invalid"));
+    if origin.is_some_and(|o| !auth.origin_ok(o)) {
+        tracing::warn!(origin = ?origin, path = %req.uri().path(), "web UI: refused a request from another origin");
+        return Some(fail(StatusCode::FORBIDDEN, "foreign_origin", "requests from other sites are refused"));
+    }
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site") {
+        return Some(fail(StatusCode::FORBIDDEN, "foreign_origin", "requests from other sites are refused"));
+    }
+    if headers.get(header::UPGRADE).is_some() {
+        return Some(fail(StatusCode::FORBIDDEN, "no_upgrade", "the Viewport UI serves no WebSocket; live updates are at /api/events"));
+    }
+    let path = req.uri().path();
+    let public = matches!(path, "/" | "/login" | "/app.js" | "/style.css" | "/icon.svg");
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        if !public && session(ctx, headers).is_none() {
+            return Some(fail(StatusCode::UNAUTHORIZED, "login_required", "log in through `vpd ui` or the tray's Open Viewport"));
+        }
+        return None;
+    }
+    if req.method() != Method::POST {
+        return Some(fail(StatusCode::METHOD_NOT_ALLOWED, "method", "only GET and POST are served"));
+    }
+    if origin.is_none() {
+        return Some(fail(StatusCode::FORBIDDEN, "origin_required", "changes need an Origin header from the Viewport UI"));
+    }
+    let Some(sid) = session(ctx, headers) else {
+        return Some(fail(StatusCode::UNAUTHORIZED, "login_required", "your UI session expired: run `vpd ui` or use the tray's Open Viewport"));
+    };
+    let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !auth.csrf_ok(&sid, csrf) {
+        return Some(fail(StatusCode::FORBIDDEN, "csrf", "missing or wrong CSRF token; reload the page"));
+    }
+    None
+}
+
+/// `next` must stay on this site: a path, not `//host` or `/\\host`.
+fn safe_next(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control)
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    t: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login(AxState(ctx): AxState<Ctx>, Query(q): Query<LoginQuery>) -> Response {
+    if !ctx.ui.auth.redeem(&q.t) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "This login link was used or has expired",
+            "Login links work once, for two minutes. Run `vpd ui` again, or use the tray's Open Viewport.",
+        );
+    }
+    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", ctx.ui.auth.new_session(), auth::SESSION_TTL_SECS);
+    let to = q.next.filter(|n| safe_next(n)).unwrap_or_else(|| "/".into());
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a valid cookie"));
+    resp
+}
+
+async fn index(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
+    match session(&ctx, &headers) {
+        Some(sid) => {
+            let html = INDEX.replace("{{CSRF}}", &ctx.ui.auth.csrf(&sid));
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
+        None => page(
+            StatusCode::UNAUTHORIZED,
+            "Log in to Viewport",
+            "This page needs a login link: run `vpd ui`, or choose Open Viewport in the tray.",
+        ),
+    }
+}
+
+/// The whole UI state (docs/WEBUI.md). Reads files: runs on a blocking thread.
+pub async fn ui_state(state: &Arc<State>) -> serde_json::Value {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let report = crate::status::collect(&st.home, Some(&st.runtime()));
+        let health = crate::status::health(&report);
+        let suggestions = {
+            let mut s = st.suggestions.lock().unwrap();
+            s.revalidate(&st.home);
+            s.pending()
+        };
+        let mut sessions: Vec<_> = st.sessions.lock().unwrap().values().map(|s| s.info.clone()).collect();
+        sessions.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        serde_json::json!({
+            "status": report,
+            "health": health,
+            "sessions": sessions,
+            "suggestions": suggestions,
+            "watched": st.watched.lock().unwrap().clone(),
+            "pairing": st.pair_view(),
+        })
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn api_state(AxState(ctx): AxState<Ctx>) -> Response {
+    Json(ui_state(&ctx.state).await).into_response()
+}
+
+/// `event: state` with the whole state, at once and on every change (checked when the
+/// daemon says something changed, and once a second for relay states).
+async fn events(AxState(ctx): AxState<Ctx>) -> Response {
+    let changed = ctx.state.changed.subscribe();
+    let stream = futures_util::stream::unfold((ctx.state.clone(), changed, String::new()), |(state, mut changed, last)| async move {
+        loop {
+            let now = ui_state(&state).await.to_string();
+            if now != last {
+                let ev = Event::default().event("state").data(now.clone());
+                return Some((Ok::<_, std::convert::Infallible>(ev), (state, changed, now)));
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20))).into_response()
+}
+
+fn answer<T: serde::Serialize>(r: Result<T>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            let status = match e.code {
+                ErrorCode::InvalidArgument | ErrorCode::NotBound | ErrorCode::BindingExists | ErrorCode::BindingUntrusted => StatusCode::BAD_REQUEST,
+                ErrorCode::NotPaired => StatusCode::NOT_FOUND,
+                ErrorCode::AlreadyPaired => StatusCode::CONFLICT,
+                ErrorCode::ServerUnreachable | ErrorCode::BadServerResponse => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            fail(status, &e.code.to_string(), e.message)
+        }
+    }
+}
+
+/// Runs file work off the async threads and tells the UI something changed.
+async fn blocking<T: Send + 'static>(state: &Arc<State>, f: impl FnOnce(&crate::home::Home) -> Result<T> + Send + 'static) -> Result<T> {
+    let home = state.home.clone();
+    let r = tokio::task::spawn_blocking(move || f(&home)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    state.touch();
+    r
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PairBody {
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    org: Option<String>,
+}
+
+async fn pair(AxState(ctx): AxState<Ctx>, Json(b): Json<PairBody>) -> Response {
+    let params = crate::api::protocol::PairParams { server: b.server, org: b.org, ..Default::default() };
+    answer(crate::pair_job::start(&ctx.state, params).map(|v| serde_json::json!({"pairing": v})))
+}
+
+async fn pair_cancel(AxState(ctx): AxState<Ctx>) -> Response {
+    answer(crate::pair_job::cancel(&ctx.state).map(|_| serde_json::json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+struct ConfirmBody {
+    replace: bool,
+}
+
+async fn pair_confirm(AxState(ctx): AxState<Ctx>, Json(b): Json<ConfirmBody>) -> Response {
+    answer(crate::pair_job::confirm(&ctx.state, b.replace).map(|_| serde_json::json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+struct OrgBody {
+    #[serde(default)]
+    org: Option<String>,
+}
+
+async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
+    let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
+    let r = ctx.state.unpair(&org).await;
+    ctx.state.touch();
+    answer(r)
+}
+
+async fn reconnect(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
+    answer(crate::api::server::reconnect(&ctx.state, b.org.as_deref()).map(|names| serde_json::json!({"reconnecting": names})))
+}
+
+#[derive(Deserialize)]
+struct DirBody {
+    directory: String,
+}
+
+async fn unbind(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response {
+    answer(blocking(&ctx.state, move |home| crate::binding::unbind(home, std::path::Path::new(&b.directory))).await)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SuggestionBody {
+    directory: String,
+    org_id: String,
+}
+
+async fn suggestion(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>, a: Answer) -> Response {
+    answer(ctx.state.answer_suggestion(&b.directory, &b.org_id, a).await)
+}
+
+#[derive(Deserialize)]
+struct PathBody {
+    path: String,
+}
+
+async fn watch_add(AxState(ctx): AxState<Ctx>, Json(b): Json<PathBody>) -> Response {
+    let r = blocking(&ctx.state, move |home| crate::watched::add(home, &b.path)).await;
+    ctx.state.watched_changed.notify_one();
+    answer(r)
+}
+
+async fn watch_remove(AxState(ctx): AxState<Ctx>, Json(b): Json<PathBody>) -> Response {
+    let r = blocking(&ctx.state, move |home| crate::watched::remove(home, &b.path)).await;
+    ctx.state.watched_changed.notify_one();
+    answer(r)
+}
+
+async fn logout(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
+    if let Some(sid) = session(&ctx, &headers) {
+        ctx.ui.auth.end_session(&sid);
+    }
+    let mut resp = Json(serde_json::json!({"ok": true})).into_response();
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("a valid cookie"));
+    resp
+}

@@ -1,0 +1,101 @@
+//! The tray menu (SPEC section 12) as data: built from the status model, compared to the
+//! last one, and only then turned into a Tauri menu. Pure: no I/O.
+
+use vpd_daemon::status::StatusReport;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuModel {
+    pub status_line: String,
+    /// `connected`, `degraded`, `offline`, `unpaired` (the icon).
+    pub health: &'static str,
+    pub pairings: Vec<PairingEntry>,
+    pub start_at_login: bool,
+    pub pairing_busy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingEntry {
+    pub workspace_id: String,
+    pub name: String,
+    pub state: String,
+    /// The org's page on its platform.
+    pub url: String,
+}
+
+pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) -> MenuModel {
+    let health = vpd_daemon::status::health(report);
+    let n = report.pairings.len();
+    let connected = report.pairings.iter().filter(|p| p.state == "connected").count();
+    let status_line = match (n, health) {
+        (0, _) => "Viewport: not paired".to_string(),
+        (_, "connected") => format!("Viewport: connected ({n} org{})", if n == 1 { "" } else { "s" }),
+        (_, "offline") => "Viewport: offline".to_string(),
+        _ => format!("Viewport: {connected} of {n} connected"),
+    };
+    let pairings = report
+        .pairings
+        .iter()
+        .map(|p| PairingEntry {
+            workspace_id: p.workspace_id.clone(),
+            name: p.workspace_name.clone(),
+            state: p.state.clone(),
+            url: format!("{}/orgs/{}/sessions", p.server_url.trim_end_matches('/'), p.workspace_slug),
+        })
+        .collect();
+    MenuModel { status_line, health, pairings, start_at_login, pairing_busy }
+}
+
+/// The model when the daemon cannot be reached.
+pub fn unreachable(start_at_login: bool) -> MenuModel {
+    MenuModel {
+        status_line: "Viewport: daemon not running".into(),
+        health: "offline",
+        pairings: Vec::new(),
+        start_at_login,
+        pairing_busy: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(states: &[&str]) -> StatusReport {
+        let pairings = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::from_value(serde_json::json!({
+                    "workspaceId": format!("W{i}"), "workspaceName": format!("Org {i}"), "workspaceSlug": format!("org{i}"),
+                    "serverUrl": "https://p.example/", "relayEndpoint": "wss://r", "machineId": "m", "machineName": "n",
+                    "runtimeTargetId": "rt", "installId": "i", "pairedAt": "t", "state": s, "credentialStore": "file",
+                    "insecureHttp": false, "lastError": null, "connectedSince": null, "nextRetryAt": null,
+                    "sessionsStreaming": 0, "framesSent": 0, "framesAcked": 0, "queuedBytes": 0
+                }))
+                .unwrap()
+            })
+            .collect();
+        serde_json::from_value::<StatusReport>(serde_json::json!({
+            "daemon": {"running": true, "pid": 1, "version": "0", "machineName": "m", "home": "h", "startedAt": null,
+                       "credentialStore": "file", "keyringError": null},
+            "pairings": [], "directories": [], "problems": []
+        }))
+        .map(|mut r| {
+            r.pairings = pairings;
+            r
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn worst_state_wins() {
+        assert_eq!(model(&report(&[]), false, false).health, "unpaired");
+        assert_eq!(model(&report(&["connected", "connected"]), false, false).health, "connected");
+        assert_eq!(model(&report(&["connected", "reconnecting (1/5)"]), false, false).health, "degraded");
+        assert_eq!(model(&report(&["offline (next try 10:00)"]), false, false).health, "offline");
+        assert_eq!(model(&report(&["connecting"]), false, false).health, "degraded");
+        let m = model(&report(&["connected", "offline (next try 10:00)"]), true, false);
+        assert_eq!(m.status_line, "Viewport: 1 of 2 connected");
+        assert_eq!(m.pairings[0].url, "https://p.example/orgs/org0/sessions");
+    }
+}

@@ -1,0 +1,565 @@
+// Viewport local web UI. Plain JS, no build step. The contract is docs/WEBUI.md.
+// Every piece of data (org names, paths, messages) is untrusted: the DOM is built with
+// createElement/textContent only, never innerHTML.
+'use strict';
+(() => {
+  const EXPIRED = 'Your UI session expired: run `vpd ui` or use the tray\'s Open Viewport.';
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const CSRF = csrfMeta ? csrfMeta.getAttribute('content') || '' : '';
+  const main = document.getElementById('main');
+  const ui = {
+    state: null, json: null, route: parseRoute() || { page: 'overview' },
+    drafts: {}, pending: new Set(), dismissedPairing: null, serverOpen: false,
+    lastPairBody: {}, navFocus: false, focusAfter: null, sseOk: null, poll: null, toastTimer: null,
+  };
+  ui.navFocus = Boolean(ui.route.suggest);
+
+  // ---- DOM helper -------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v == null || v === false) continue;
+      if (k === 'style' || k === 'innerHTML' || k === 'outerHTML' || k === 'srcdoc') throw new Error('h: ' + k + ' is not allowed');
+      if (k === 'class') el.className = Array.isArray(v) ? v.filter(Boolean).join(' ') : String(v);
+      else if (k === 'dataset') for (const [dk, dv] of Object.entries(v)) { if (dv != null) el.dataset[dk] = String(dv); }
+      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+      else if (k === 'value' || k === 'open') el[k] = v;
+      else if (k === 'href') { const safe = safeHref(v); if (safe) el.setAttribute('href', safe); }
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    append(el, children);
+    return el;
+  }
+  function append(el, children) {
+    for (const c of children) {
+      if (c == null || c === false) continue;
+      if (Array.isArray(c)) append(el, c);
+      else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+  function safeHref(v) {
+    const s = String(v);
+    if (s.startsWith('#') || (s.startsWith('/') && !s.startsWith('//'))) return s;
+    return httpUrl(s);
+  }
+  function httpUrl(u) {
+    try { const x = new URL(String(u)); return x.protocol === 'https:' || x.protocol === 'http:' ? x.href : null; } catch (_) { return null; }
+  }
+  function input(attrs) {
+    const id = attrs.id;
+    return h('input', Object.assign({}, attrs, { value: ui.drafts[id] || '', oninput: (e) => { ui.drafts[id] = e.target.value; } }));
+  }
+  const button = (text, onclick, attrs) => h('button', Object.assign({ type: 'button', onclick }, attrs || {}), text);
+  const buttons = (...bs) => h('div', { class: 'buttons' }, ...bs);
+  const title = (text) => h('h1', { id: 'page-title', tabindex: '-1' }, text);
+  const badge = (text, cat) => h('span', { class: 'badge badge-' + cat }, text);
+  const section = (id, heading, ...body) => h('section', { class: 'section', 'aria-labelledby': id }, h('h2', { id }, heading), ...body);
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const num = (n) => (typeof n === 'number' ? n : Number(n) || 0);
+  function fmtTime(x) {
+    if (!x) return '—';
+    const d = new Date(x);
+    return isNaN(d.getTime()) ? String(x) : d.toLocaleString();
+  }
+  const time = (x) => (x ? h('time', { datetime: String(x) }, fmtTime(x)) : '—');
+  function fmtBytes(n) {
+    n = num(n);
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  }
+  const enc = encodeURIComponent;
+  const pairingHref = (id) => '#/pairing/' + enc(id);
+
+  // ---- categories ---------------------------------------------------------------------------
+  function pairingCat(state) {
+    const s = String(state || '');
+    if (s === 'connected') return 'connected';
+    if (s === 'connecting' || s.startsWith('reconnecting')) return 'degraded';
+    return 'offline';
+  }
+  function sessionCat(state) {
+    const s = String(state || '');
+    if (s === 'streaming') return 'connected';
+    if (s.startsWith('cut')) return 'warning';
+    return 'neutral';
+  }
+  const dirCat = (s) => ({ bound: 'connected', changed: 'degraded', missing: 'degraded' }[s] || 'offline');
+  const activityCat = (k) => ({ paired: 'connected', revoked: 'offline', unpaired: 'neutral', suggestion: 'info' }[k] || 'neutral');
+  const HEALTH = { connected: 'Connected', degraded: 'Degraded', offline: 'Offline', unpaired: 'Not paired' };
+
+  // ---- routing ------------------------------------------------------------------------------
+  function parseRoute() {
+    const raw = location.hash || '#/';
+    if (!raw.startsWith('#/')) return null; // e.g. the skip link's #main
+    const body = raw.slice(1);
+    const q = body.indexOf('?');
+    const path = q < 0 ? body : body.slice(0, q);
+    const params = new URLSearchParams(q < 0 ? '' : body.slice(q + 1));
+    const parts = path.split('/').filter(Boolean);
+    if (!parts.length) return { page: 'overview' };
+    if (parts[0] === 'pairing' && parts.length > 1) {
+      let id = parts.slice(1).join('/');
+      try { id = decodeURIComponent(id); } catch (_) { /* keep raw */ }
+      return { page: 'pairing', id };
+    }
+    if (parts[0] === 'directories') return { page: 'directories', suggest: params.get('suggest') };
+    if (parts[0] === 'sessions' || parts[0] === 'activity') return { page: parts[0] };
+    return { page: 'notfound' };
+  }
+  window.addEventListener('hashchange', () => {
+    const r = parseRoute();
+    if (!r) return;
+    ui.route = r;
+    ui.navFocus = true;
+    render();
+  });
+  document.getElementById('skip-link').addEventListener('click', (e) => {
+    e.preventDefault();
+    (document.getElementById('page-title') || main).focus();
+  });
+
+  // ---- network ------------------------------------------------------------------------------
+  function showAlert(message) {
+    const region = document.getElementById('alert-region');
+    region.replaceChildren(h('div', { class: 'alert-box' },
+      h('p', {}, message),
+      button('Dismiss', clearAlert, { class: 'secondary small' })));
+  }
+  function clearAlert() { document.getElementById('alert-region').replaceChildren(); }
+  function announce(message) {
+    const region = document.getElementById('announcer');
+    region.replaceChildren(h('p', { class: 'toast' }, message));
+    clearTimeout(ui.toastTimer);
+    ui.toastTimer = setTimeout(() => region.replaceChildren(), 6000);
+  }
+
+  async function post(path, body) {
+    const key = path + ' ' + JSON.stringify(body);
+    if (ui.pending.has(key)) return null;
+    ui.pending.add(key);
+    clearAlert();
+    try {
+      let res;
+      try {
+        res = await fetch(path, {
+          method: 'POST', credentials: 'same-origin', body: JSON.stringify(body || {}),
+          headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': CSRF },
+        });
+      } catch (e) {
+        showAlert('Could not reach the daemon. Is vpd running? (' + (e && e.message ? e.message : e) + ')');
+        return null;
+      }
+      let data = null;
+      try { data = await res.json(); } catch (_) { data = null; }
+      if (res.status === 401) { showAlert(EXPIRED); return null; }
+      if (!res.ok) {
+        const msg = data && data.error && data.error.message;
+        showAlert(msg ? String(msg) : `The daemon refused the request (HTTP ${res.status}).`);
+        return null;
+      }
+      if (!ui.sseOk) refresh();
+      return data || {};
+    } finally {
+      ui.pending.delete(key);
+    }
+  }
+
+  function applyState(text) {
+    if (text === ui.json) return;
+    let obj;
+    try { obj = JSON.parse(text); } catch (_) { return; }
+    if (!obj || typeof obj !== 'object') return;
+    ui.json = text;
+    ui.state = obj;
+    render();
+  }
+  async function refresh() {
+    try {
+      const res = await fetch('/api/state', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      if (res.status === 401) { showAlert(EXPIRED); return; }
+      if (res.ok) applyState(await res.text());
+    } catch (_) { /* the banner already says we are reconnecting */ }
+  }
+  function setConnected(ok) {
+    if (ok === ui.sseOk) return;
+    ui.sseOk = ok;
+    document.getElementById('conn-banner').hidden = ok;
+    if (ok) { clearInterval(ui.poll); ui.poll = null; } else if (!ui.poll) ui.poll = setInterval(refresh, 5000);
+  }
+  function connect() {
+    if (!window.EventSource) { setConnected(false); return; }
+    const es = new EventSource('/api/events');
+    es.addEventListener('state', (e) => { setConnected(true); applyState(e.data); });
+    es.addEventListener('open', () => setConnected(true));
+    es.addEventListener('error', () => {
+      setConnected(false);
+      // CLOSED means the browser gave up (e.g. a 401 or a non-stream answer): retry ourselves.
+      if (es.readyState === EventSource.CLOSED) { es.close(); setTimeout(connect, 5000); }
+    });
+  }
+
+  // ---- rendering ----------------------------------------------------------------------------
+  function keyOf(el) {
+    if (!el || el === main || !main.contains(el)) return null;
+    if (el.id) return '#' + el.id;
+    if (el.dataset && el.dataset.key) return 'k:' + el.dataset.key;
+    return null;
+  }
+  function findKey(key) {
+    if (!key) return null;
+    if (key[0] === '#') return document.getElementById(key.slice(1));
+    for (const el of main.querySelectorAll('[data-key]')) if ('k:' + el.dataset.key === key) return el;
+    return null;
+  }
+
+  function render() {
+    const active = document.activeElement;
+    const key = keyOf(active);
+    const hadFocusInMain = active && active !== document.body && main.contains(active);
+    let sel = null;
+    try { if (active && typeof active.selectionStart === 'number') sel = [active.selectionStart, active.selectionEnd]; } catch (_) { sel = null; }
+    const scrollY = window.scrollY;
+    const r = ui.route;
+    const pages = { overview: renderOverview, pairing: renderPairing, directories: renderDirectories, sessions: renderSessions, activity: renderActivity };
+    const content = ui.state ? (pages[r.page] || renderNotFound)(ui.state, r) : [title('Viewport'), h('p', { class: 'muted' }, 'Loading…')];
+    main.replaceChildren(...content.filter(Boolean));
+    updateChrome();
+    if (ui.navFocus && ui.state) { ui.navFocus = false; focusAfterNav(r); return; }
+    if (ui.focusAfter) {
+      const el = findKey(ui.focusAfter);
+      ui.focusAfter = null;
+      if (el) { el.focus(); return; }
+    }
+    if (window.scrollY !== scrollY) window.scrollTo(0, scrollY);
+    const el = findKey(key);
+    if (el && !el.disabled) {
+      el.focus({ preventScroll: true });
+      if (sel) { try { el.setSelectionRange(sel[0], sel[1]); } catch (_) { /* not a text input */ } }
+    } else if (hadFocusInMain) {
+      main.focus({ preventScroll: true });
+    }
+  }
+  function focusAfterNav(r) {
+    if (r.suggest) {
+      const item = [...main.querySelectorAll('[data-directory]')].find((el) => el.dataset.directory === r.suggest || el.dataset.display === r.suggest);
+      if (item) {
+        item.scrollIntoView({ block: 'center' });
+        const first = item.querySelector('button');
+        (first || item).focus({ preventScroll: true });
+        return;
+      }
+    }
+    const t = document.getElementById('page-title');
+    if (t) t.focus(); else main.focus();
+  }
+  function updateChrome() {
+    const page = ui.route.page === 'pairing' ? 'overview' : ui.route.page;
+    for (const a of document.querySelectorAll('.site-nav a[data-route]')) {
+      if (a.dataset.route === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+    const health = ui.state && ui.state.health ? String(ui.state.health) : 'unknown';
+    const label = HEALTH[health] || (ui.state ? health : 'loading');
+    const badgeEl = document.getElementById('health-badge');
+    const cat = HEALTH[health] ? health : 'unknown';
+    if (badgeEl.className !== 'badge badge-' + cat) badgeEl.className = 'badge badge-' + cat;
+    const text = document.getElementById('health-text');
+    if (text.textContent !== label) text.textContent = label;
+    const t = document.getElementById('page-title');
+    document.title = (t && t.textContent && t.textContent !== 'Viewport' ? t.textContent + ' — ' : '') + 'Viewport';
+  }
+
+  function table(labelledBy, cols, rows) {
+    return h('table', { class: 'stack', 'aria-labelledby': labelledBy },
+      h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, rows.map((cells) => h('tr', {}, cells.map((c, i) => h('td', { 'data-label': cols[i] }, c))))));
+  }
+  function dl(rows) {
+    return h('dl', { class: 'details' }, rows.map(([term, value]) => h('div', { class: 'dl-row' }, h('dt', {}, term), h('dd', {}, value))));
+  }
+
+  // ---- pairing (shared by Overview and Directories) -------------------------------------------
+  const pairingRunning = (p) => Boolean(p && ['starting', 'waiting', 'confirm_replace'].includes(p.state));
+  async function startPair(extra) {
+    const body = Object.assign({}, extra || {});
+    const server = (ui.drafts['pair-server'] || '').trim();
+    if (server) body.server = server;
+    ui.lastPairBody = body;
+    ui.dismissedPairing = null;
+    const res = await post('/api/pair', body);
+    if (!res) return;
+    if (res.pairing !== undefined && ui.state) { ui.state = Object.assign({}, ui.state, { pairing: res.pairing }); ui.json = null; }
+    ui.focusAfter = '#pairing-panel';
+    render();
+  }
+  function pairControls(p) {
+    return h('div', { class: 'pair-controls' },
+      button('Pair with workspace…', () => startPair({}), { id: 'pair-button', class: 'primary', disabled: pairingRunning(p) }),
+      h('details', { class: 'server-disclosure', open: ui.serverOpen, ontoggle: (e) => { ui.serverOpen = e.currentTarget.open; } },
+        h('summary', { dataset: { key: 'pair-server-summary' } }, 'Server URL'),
+        h('div', { class: 'field' },
+          h('label', { for: 'pair-server' }, 'Platform URL (optional)'),
+          input({ id: 'pair-server', type: 'text', inputmode: 'url', autocomplete: 'url', spellcheck: 'false', placeholder: 'https://viewport.example.com' }))));
+  }
+  function pairingPanel(p) {
+    if (!p || ui.dismissedPairing === JSON.stringify(p)) return null;
+    const dismiss = () => button('Dismiss', () => { ui.dismissedPairing = JSON.stringify(p); render(); }, { class: 'secondary', dataset: { key: 'pairing-dismiss' } });
+    const body = [];
+    switch (p.state) {
+      case 'starting':
+        body.push(h('p', {}, 'Asking the platform for a code…'));
+        break;
+      case 'waiting': {
+        const href = httpUrl(p.url);
+        body.push(
+          h('p', {}, 'Open the link below, sign in, and check the platform shows this code:'),
+          h('p', { id: 'pairing-code', class: 'pairing-code' }, p.code || ''),
+          h('p', { class: 'wrap' }, 'Approval link: ', href
+            ? h('a', { id: 'pairing-link', href, target: '_blank', rel: 'noopener noreferrer' }, String(p.url))
+            : h('span', { id: 'pairing-link' }, String(p.url || ''))),
+          p.fingerprint ? h('p', { class: 'wrap' }, 'Machine key fingerprint: ', h('code', {}, String(p.fingerprint))) : null,
+          p.expiresAt ? h('p', {}, 'Expires at ', time(p.expiresAt)) : null,
+          buttons(button('Cancel', () => post('/api/pair/cancel', {}), { dataset: { key: 'pairing-cancel' } })));
+        break;
+      }
+      case 'confirm_replace':
+        body.push(h('p', {}, `Approved for ${p.workspaceName || 'a workspace'}, which this machine is already paired with. Replace that pairing?`),
+          buttons(button('Replace', () => post('/api/pair/confirm', { replace: true }), { class: 'danger', dataset: { key: 'pairing-replace' } }),
+            button('Keep', () => post('/api/pair/confirm', { replace: false }), { dataset: { key: 'pairing-keep' } })));
+        break;
+      case 'done':
+        body.push(h('p', { class: 'ok' }, `Paired with ${p.workspaceName || 'the workspace'}.`), buttons(dismiss()));
+        break;
+      case 'failed':
+        body.push(h('p', { class: 'warning' }, 'Pairing failed: ' + String(p.error || 'unknown error')),
+          buttons(button('Try again', () => startPair(ui.lastPairBody), { class: 'primary', dataset: { key: 'pairing-retry' } }), dismiss()));
+        break;
+      case 'cancelled':
+        body.push(h('p', {}, 'Pairing cancelled.'), buttons(dismiss()));
+        break;
+      default:
+        body.push(h('p', {}, 'Pairing: ' + String(p.state || 'unknown')));
+    }
+    return h('section', { id: 'pairing-panel', class: 'panel pairing-panel', tabindex: '-1', 'aria-labelledby': 'pairing-panel-h' },
+      h('h3', { id: 'pairing-panel-h' }, 'Pairing'), ...body);
+  }
+
+  // ---- pages --------------------------------------------------------------------------------
+  function renderOverview(s) {
+    const st = s.status || {};
+    const d = st.daemon || {};
+    const pairings = st.pairings || [];
+    const problems = st.problems || [];
+    const suggestions = s.suggestions || [];
+    const streaming = (s.sessions || []).filter((x) => x.state === 'streaming' && !x.endedAt).length;
+    const daemonBits = [
+      'Machine ' + (d.machineName || 'unknown'),
+      'vpd ' + (d.version || '?'),
+      d.running === false ? 'not running' : 'running' + (d.pid != null ? ` (pid ${d.pid})` : ''),
+      'credentials in ' + (d.credentialStore || 'unknown'),
+    ];
+    return [
+      title('Overview'),
+      section('daemon-h', 'Daemon',
+        h('p', { class: 'daemon-line' }, daemonBits.join(' · ')),
+        d.keyringError ? h('p', { class: 'warning' }, 'Keyring error: ' + String(d.keyringError)) : null),
+      problems.length ? section('problems-h', 'Problems', h('ul', { class: 'warnings' }, problems.map((p) => h('li', { class: 'warning' }, String(p))))) : null,
+      section('summary-h', 'At a glance', h('ul', { class: 'summary' },
+        h('li', {}, plural(suggestions.length, 'suggestion') + ' pending — ', h('a', { href: '#/directories' }, 'review in Directories')),
+        h('li', {}, plural(streaming, 'session') + ' streaming — ', h('a', { href: '#/sessions' }, 'see Sessions')))),
+      section('pairings-h', 'Pairings',
+        pairControls(s.pairing),
+        pairingPanel(s.pairing),
+        pairings.length
+          ? h('ul', { class: 'cards' }, pairings.map((p) => h('li', { class: 'card' },
+            h('h3', {}, h('a', { href: pairingHref(p.workspaceId), dataset: { key: 'pairing:' + p.workspaceId } }, p.workspaceName || p.workspaceSlug || p.workspaceId)),
+            h('p', { class: 'card-line' }, badge(String(p.state || 'unknown'), pairingCat(p.state)), ' ', plural(num(p.sessionsStreaming), 'session') + ' streaming'),
+            h('p', { class: 'muted wrap' }, 'Relay: ', String(p.relayEndpoint || '—')))))
+          : h('p', { class: 'empty' }, 'This machine is not paired with any workspace yet.')),
+    ];
+  }
+
+  function renderPairing(s, r) {
+    const p = ((s.status || {}).pairings || []).find((x) => x.workspaceId === r.id);
+    if (!p) return [title('Pairing'), h('p', {}, 'This pairing no longer exists.'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview'))];
+    const name = p.workspaceName || p.workspaceSlug || p.workspaceId;
+    const sessions = (s.sessions || []).filter((x) => x.orgId === p.workspaceId);
+    const lastError = p.lastError || p.lastErrorCode ? [p.lastErrorCode ? h('code', {}, String(p.lastErrorCode)) : null, p.lastErrorCode && p.lastError ? ': ' : '', p.lastError ? String(p.lastError) : ''] : 'none';
+    return [
+      title(name),
+      h('p', {}, h('a', { href: '#/' }, '← Overview')),
+      dl([
+        ['Organization', [String(p.workspaceName || ''), p.workspaceSlug ? ` (${p.workspaceSlug})` : '', ' · ', h('code', {}, String(p.workspaceId))]],
+        ['Platform', String(p.serverUrl || '—')],
+        ['Relay', String(p.relayEndpoint || '—')],
+        ['State', badge(String(p.state || 'unknown'), pairingCat(p.state))],
+        ['Last error', lastError],
+        ['Connected since', time(p.connectedSince)],
+        ['Next retry', time(p.nextRetryAt)],
+        ['Machine id', h('code', {}, String(p.machineId || '—'))],
+        ['Machine name', String(p.machineName || '—')],
+        ['Paired at', time(p.pairedAt)],
+        ['Credential store', String(p.credentialStore || '—')],
+        ['Frames sent / acked', `${num(p.framesSent)} / ${num(p.framesAcked)}`],
+        ['Queued bytes', fmtBytes(p.queuedBytes)],
+      ]),
+      buttons(
+        button('Reconnect now', async () => { const res = await post('/api/reconnect', { org: p.workspaceId }); if (res) announce('Reconnecting to ' + name + '…'); }, { dataset: { key: 'reconnect' } }),
+        button('Unpair', () => confirmUnpair(p, name), { id: 'unpair-button', class: 'danger' })),
+      section('pairing-sessions-h', 'Sessions',
+        sessions.length ? sessionsTable(sessions, 'pairing-sessions-h') : h('p', { class: 'empty' }, 'No sessions for this organization.')),
+    ];
+  }
+
+  let dialog = null;
+  function confirmUnpair(p, name) {
+    const text = `Unpair ${name}? Sessions streaming to it stop, and directories bound to it are unbound. The platform is told to revoke this machine.`;
+    const run = async () => {
+      const res = await post('/api/unpair', { org: p.workspaceId });
+      if (res) { announce('Unpaired ' + name + '.'); location.hash = '#/'; }
+    };
+    if (typeof HTMLDialogElement !== 'function' || !HTMLDialogElement.prototype.showModal) {
+      if (window.confirm(text)) run();
+      return;
+    }
+    if (!dialog) {
+      dialog = h('dialog', { id: 'unpair-dialog', class: 'dialog', 'aria-labelledby': 'unpair-dialog-h', 'aria-describedby': 'unpair-dialog-text' },
+        h('h2', { id: 'unpair-dialog-h' }, 'Unpair workspace'),
+        h('p', { id: 'unpair-dialog-text' }),
+        buttons(button('Unpair', () => { dialog.close(); if (dialog.onConfirm) dialog.onConfirm(); }, { id: 'unpair-confirm', class: 'danger' }),
+          button('Cancel', () => dialog.close(), { id: 'unpair-cancel', class: 'secondary' })));
+      document.body.append(dialog);
+    }
+    document.getElementById('unpair-dialog-text').textContent = text;
+    dialog.onConfirm = run;
+    dialog.showModal();
+    document.getElementById('unpair-cancel').focus();
+  }
+
+  function renderDirectories(s, r) {
+    const dirs = (s.status || {}).directories || [];
+    const suggestions = s.suggestions || [];
+    const watched = s.watched || [];
+    const addWatched = async (e) => {
+      e.preventDefault();
+      const path = (ui.drafts['watch-path'] || '').trim();
+      if (!path) { showAlert('Type a folder to watch, e.g. ~/code.'); document.getElementById('watch-path').focus(); return; }
+      const res = await post('/api/watched', { path });
+      if (res) { ui.drafts['watch-path'] = ''; ui.focusAfter = '#watch-path'; render(); announce('Watching ' + path + '.'); }
+    };
+    return [
+      title('Directories'),
+      section('bound-h', 'Bound directories', dirs.length
+        ? table('bound-h', ['Directory', 'Organization', 'State', 'Actions'], dirs.map((d, i) => [
+          h('span', { id: 'dir-' + i, class: 'path', title: String(d.directory || '') }, String(d.display || d.directory), d.recursive ? h('span', { class: 'muted' }, ' (and subfolders)') : null),
+          String(d.orgName || d.orgId || '—'),
+          badge(String(d.state || 'unknown').replace(/_/g, ' '), dirCat(d.state)),
+          button('Unbind', async () => { if (await post('/api/unbind', { directory: d.directory })) announce('Unbound ' + (d.display || d.directory) + '.'); },
+            { class: 'secondary', 'aria-describedby': 'dir-' + i, dataset: { key: 'unbind:' + d.directory } }),
+        ]))
+        : h('p', { class: 'empty' }, 'No directories are bound yet. Bind one with `vpd bind` or accept a suggestion below.')),
+      section('suggestions-h', 'Suggestions',
+        pairingPanel(s.pairing),
+        suggestions.length
+          ? h('ul', { class: 'cards' }, suggestions.map((sg, i) => suggestionItem(sg, i, r, s.pairing)))
+          : h('p', { class: 'empty' }, 'No suggestions right now.')),
+      section('watched-h', 'Watched folders',
+        h('p', {}, 'Viewport looks in these folders for repositories with .viewport/workspace.yaml and suggests binding them.'),
+        watched.length
+          ? h('ul', { class: 'cards' }, watched.map((w, i) => h('li', { class: 'card row-card' },
+            h('div', {},
+              h('p', { id: 'watched-' + i, class: 'path', title: String(w.path || '') }, String(w.display || w.path)),
+              h('p', { class: 'muted' }, num(w.repositories) === 1 ? '1 repository' : num(w.repositories) + ' repositories'),
+              w.error ? h('p', { class: 'warning' }, String(w.error)) : null),
+            button('Remove', async () => { if (await post('/api/watched/remove', { path: w.path })) announce('Stopped watching ' + (w.display || w.path) + '.'); },
+              { class: 'secondary', 'aria-describedby': 'watched-' + i, dataset: { key: 'remove:' + w.path } }))))
+          : h('p', { class: 'empty' }, 'No folders are watched.'),
+        h('form', { class: 'watch-form', onsubmit: addWatched },
+          h('label', { for: 'watch-path' }, 'Folder to watch, e.g. ~/code'),
+          h('div', { class: 'input-row' },
+            input({ id: 'watch-path', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: '~/code' }),
+            h('button', { type: 'submit', class: 'primary', dataset: { key: 'watch-add' } }, 'Add')))),
+    ];
+  }
+
+  function suggestionItem(sg, i, r, pairing) {
+    const body = { directory: sg.directory, orgId: sg.orgId };
+    const k = sg.kind + ':' + sg.directory + ':' + sg.orgId;
+    const label = 'sug-' + i;
+    const where = sg.display || sg.directory;
+    const act = (text, path, done, cls) => button(text, async () => { if (await post(path, body)) announce(done); },
+      { class: cls || 'secondary', 'aria-describedby': label, dataset: { key: text + ':' + k } });
+    const notNow = act('Not now', '/api/suggestions/dismiss', 'Hidden until the daemon restarts: ' + where + '.');
+    const never = act('Never', '/api/suggestions/decline', 'Viewport will not suggest this again for ' + where + '.');
+    const source = { session: 'a session started there', shell: 'your shell', watched: 'a watched folder' }[sg.source] || String(sg.source || 'unknown');
+    let text;
+    let actions;
+    if (sg.kind === 'trust') {
+      text = [`suggests ${sg.orgName}. `, h('code', {}, '.viewport/local.yaml'), ' was not made on this machine'];
+      actions = [act('Trust', '/api/suggestions/bind', 'Trusted ' + where + '.', 'primary'), notNow, never];
+    } else if (sg.kind === 'pair') {
+      text = `This repo suggests org ${sg.orgName}, but you're not paired to it.`;
+      actions = [button('Pair with workspace…', () => startPair({ org: sg.orgId }),
+        { class: 'primary', disabled: pairingRunning(pairing), 'aria-describedby': label, dataset: { key: 'pair:' + k } }), notNow, never];
+    } else {
+      text = `suggests ${sg.orgName}`;
+      actions = [act('Bind', '/api/suggestions/bind', 'Bound ' + where + ' to ' + sg.orgName + '.', 'primary'), notNow, never];
+    }
+    const target = r.suggest != null && (r.suggest === sg.directory || r.suggest === sg.display);
+    return h('li', { class: ['card', 'suggestion', target && 'highlight'], dataset: { directory: sg.directory, display: sg.display } },
+      h('p', { id: label, class: 'path' }, String(where)),
+      h('p', {}, text),
+      h('p', { class: 'muted' }, 'Found via ' + source, sg.at ? [' · ', time(sg.at)] : null),
+      buttons(...actions));
+  }
+
+  function sessionsTable(list, labelledBy) {
+    const t = (x) => Date.parse(x) || 0;
+    const sorted = [...list].sort((a, b) => (a.endedAt ? 1 : 0) - (b.endedAt ? 1 : 0) || t(b.startedAt) - t(a.startedAt));
+    return table(labelledBy, ['Session', 'Directory', 'Organization', 'State', 'Started', 'Frames'], sorted.map((x) => [
+      [String(x.name || x.agent || x.sessionId || 'session'), x.name && x.agent ? h('span', { class: 'muted' }, ' (' + x.agent + ')') : null],
+      h('span', { class: 'path' }, String(x.directory || x.cwd || '—')),
+      String(x.orgName || 'local only'),
+      [badge(String(x.state || 'unknown'), sessionCat(x.state)),
+        x.localReason ? h('span', { class: 'muted block' }, String(x.localReason)) : null,
+        x.endedAt ? h('span', { class: 'muted block' }, x.state === 'ended' ? 'at ' : 'ended ', time(x.endedAt), x.exitCode != null ? ` (exit ${x.exitCode})` : '') : null],
+      time(x.startedAt),
+      String(num(x.frames)),
+    ]));
+  }
+
+  function renderSessions(s) {
+    const list = s.sessions || [];
+    const running = list.filter((x) => !x.endedAt).length;
+    return [
+      title('Sessions'),
+      h('p', { class: 'muted' }, `${running} running, ${list.length - running} ended. Running sessions are listed first.`),
+      section('sessions-h', 'All sessions',
+        list.length ? sessionsTable(list, 'sessions-h')
+          : h('p', { class: 'empty' }, 'No sessions yet. Start an agent with `vpd run -- <command>` in a bound directory.')),
+    ];
+  }
+
+  function renderActivity(s) {
+    const items = ((s.status || {}).activity || []).map((a, i) => ({ a, i }));
+    items.sort((x, y) => (typeof x.a.id === 'number' && typeof y.a.id === 'number' ? y.a.id - x.a.id : y.i - x.i));
+    return [
+      title('Activity'),
+      items.length
+        ? h('ol', { class: 'activity' }, items.map(({ a }) => h('li', { class: 'activity-item' },
+          h('span', { class: 'activity-time' }, time(a.at)),
+          badge(String(a.kind || 'event'), activityCat(a.kind)),
+          h('span', { class: 'activity-message' }, String(a.message || '')))))
+        : h('p', { class: 'empty' }, 'Nothing has happened yet.'),
+    ];
+  }
+
+  function renderNotFound() {
+    return [title('Page not found'), h('p', {}, h('a', { href: '#/' }, 'Go to the overview'))];
+  }
+
+  // ---- start --------------------------------------------------------------------------------
+  render();
+  refresh();
+  connect();
+})();
