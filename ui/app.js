@@ -288,7 +288,8 @@
     ui.dismissedPairing = null;
     const res = await post('/api/pair', body);
     if (!res) return;
-    if (res.pairing !== undefined && ui.state) { ui.state = Object.assign({}, ui.state, { pairing: res.pairing }); ui.json = null; }
+    // The state itself comes only from the event stream (the daemon sends it at once): an
+    // answer applied here could arrive after a newer event and stick.
     ui.focusAfter = '#pairing-panel';
     render();
   }
@@ -560,6 +561,7 @@
 
   // ---- start --------------------------------------------------------------------------------
   render();
-  refresh();
+  // The event stream sends the whole state at once; fetching it as well could let an older
+  // answer overwrite a newer event. /api/state is only the fallback while the stream is down.
   connect();
 })();

@@ -1,0 +1,158 @@
+// The web UI in real headless Chromium against the real daemon and viewport-server.
+// Run by tests/browser.rs, which starts the server, makes the user and org, and passes:
+//   VPD_BIN, SERVER_BIN, SERVER_DB, SERVER_URL, MACHINE_HOME, ORG_SLUG, EMAIL, CODE_DIR,
+//   REPO_DIR, ARTIFACTS
+// Screenshots of each page go to $ARTIFACTS (400 px wide: the tray window's size).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+for (const k of ['VPD_BIN', 'SERVER_BIN', 'SERVER_DB', 'SERVER_URL', 'MACHINE_HOME', 'ORG_SLUG', 'EMAIL', 'CODE_DIR', 'REPO_DIR', 'ARTIFACTS']) {
+  assert.ok(env[k], `${k} is not set: run this through tests/browser.rs (cargo nextest run -p vpd-e2e --test browser)`);
+}
+mkdirSync(env.ARTIFACTS, { recursive: true });
+
+const vpdEnv = { HOME: env.MACHINE_HOME, PATH: env.PATH, VPD_UI_PORT: '0', VPD_KEYRING: 'off', VPD_LOG: 'debug' };
+const vpd = (...args) => JSON.parse(execFileSync(env.VPD_BIN, [...args, '--json'], { env: vpdEnv, cwd: env.MACHINE_HOME, encoding: 'utf8' }).trim().split('\n').pop());
+const admin = (...args) => JSON.parse(execFileSync(env.SERVER_BIN, ['admin', '--db', env.SERVER_DB, '--json', ...args], { encoding: 'utf8' }) || 'null');
+
+const launch = () => chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${env.ARTIFACTS}/${name}.png`, fullPage: true });
+  // Readable at 400 px: nothing sticks out sideways.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `${name}: the page scrolls sideways by ${overflow}px at 400px wide`);
+}
+
+// Every control has a name a screen reader can read.
+async function checkLabels(page, name) {
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => {
+      const text = (el.getAttribute('aria-label') || el.textContent || '').trim();
+      const labelled = el.labels && el.labels.length > 0;
+      return !(text || labelled || el.getAttribute('aria-labelledby'));
+    })
+    .map((el) => el.outerHTML.slice(0, 80)));
+  assert.deepEqual(unlabelled, [], `${name}: controls without a name`);
+}
+
+test('log in, pair, bind from a suggestion, see a session, see a revocation', async () => {
+  const browser = await launch();
+  try {
+    const context = await browser.newContext({ viewport: { width: 400, height: 860 } });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+
+    // The one-time login link (what `vpd ui` opens) sets the session cookie.
+    const { url: link } = vpd('ui', '--no-browser');
+    assert.match(link, /^http:\/\/127\.0\.0\.1:\d+\/login\?t=/);
+    await page.goto(link);
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    await page.getByText('This machine is not paired with any workspace yet.').waitFor();
+    await checkLabels(page, 'overview');
+    await shot(page, '01-overview-unpaired');
+
+    // The same link again, in a fresh browser: refused.
+    const other = await browser.newContext();
+    const replay = await (await other.newPage()).goto(link);
+    assert.equal(replay.status(), 403);
+    await other.close();
+
+    // Pair through the UI: the code and the approval link show while waiting.
+    await page.locator('summary', { hasText: 'Server URL' }).click();
+    await page.locator('#pair-server').fill(env.SERVER_URL);
+    await page.locator('#pair-button').click();
+    const code = (await page.locator('#pairing-code').textContent({ timeout: 15000 })).trim();
+    const approval = await page.locator('#pairing-link').getAttribute('href');
+    assert.match(code, /^[A-Z0-9]{4}-[A-Z0-9]{4}$/);
+    assert.ok(approval.startsWith(env.SERVER_URL) && approval.includes(code), approval);
+    await shot(page, '02-pairing-waiting');
+
+    // Approved on the platform: the pairing appears and turns connected, live.
+    admin('pairing', 'approve', code, '--org', env.ORG_SLUG, '--user', env.EMAIL);
+    await page.locator('#pairing-panel').getByText('Paired with Acme Engineering.').waitFor({ timeout: 15000 });
+    const card = page.locator('.card', { has: page.getByRole('link', { name: 'Acme Engineering' }) });
+    await card.getByText('connected', { exact: true }).waitFor({ timeout: 15000 });
+    await shot(page, '03-overview-connected');
+
+    // The pairing's own page.
+    await page.getByRole('link', { name: 'Acme Engineering' }).click();
+    await page.getByRole('heading', { name: 'Acme Engineering', level: 1 }).waitFor();
+    for (const field of ['Organization', 'Relay', 'State', 'Last error', 'Machine id', 'Paired at']) {
+      await page.locator('dt', { hasText: field }).first().waitFor();
+    }
+    await checkLabels(page, 'pairing');
+    await shot(page, '04-pairing');
+
+    // Directories: watch the code folder; its repository is suggested; bind it.
+    await page.getByRole('link', { name: 'Directories' }).click();
+    await page.getByRole('heading', { name: 'Directories', level: 1 }).waitFor();
+    await page.locator('#watch-path').fill(env.CODE_DIR);
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    const suggestion = page.locator(`.suggestion[data-directory="${env.REPO_DIR}"]`);
+    await suggestion.waitFor({ timeout: 15000 });
+    await suggestion.getByText('suggests Acme Engineering').waitFor();
+    await page.getByText('1 repository').waitFor();
+    await checkLabels(page, 'directories');
+    await shot(page, '05-directories-suggestion');
+    await suggestion.getByRole('button', { name: 'Bind', exact: true }).click();
+    await suggestion.waitFor({ state: 'detached', timeout: 10000 });
+    const bound = page.locator('tr', { hasText: 'Acme Engineering' }).filter({ has: page.getByRole('button', { name: 'Unbind' }) });
+    await bound.getByText('bound', { exact: true }).waitFor({ timeout: 10000 });
+    await shot(page, '06-directories-bound');
+    const st = vpd('status');
+    assert.ok(st.directories.some((d) => d.directory === env.REPO_DIR && d.state === 'bound'), JSON.stringify(st.directories));
+
+    // A session started in the bound repository shows as streaming to the org.
+    const sessionId = execFileSync(env.VPD_BIN, ['session', 'start', '--cwd', env.REPO_DIR, '--agent', 'browser-test', '--name', 'ui-check'],
+      { env: vpdEnv, encoding: 'utf8' }).trim();
+    execFileSync(env.VPD_BIN, ['session', 'frame', sessionId, '--data', 'hello from the browser test'], { env: vpdEnv });
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    const row = page.locator('tr', { hasText: 'ui-check' });
+    await row.getByText('streaming', { exact: true }).waitFor({ timeout: 10000 });
+    await row.getByText('Acme Engineering').waitFor();
+    await shot(page, '07-sessions');
+
+    // Revoked on the platform: the activity list says so, live; the session is cut.
+    const machineId = st.pairings[0].machineId;
+    admin('machine', 'revoke', '--org', env.ORG_SLUG, machineId);
+    await page.getByText('cut (revoked)').waitFor({ timeout: 15000 });
+    await page.getByRole('link', { name: 'Activity' }).click();
+    await page.getByText("Acme Engineering revoked this machine's pairing").waitFor({ timeout: 15000 });
+    await checkLabels(page, 'activity');
+    await shot(page, '08-activity');
+
+    // The Overview follows: no pairing left.
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByText('This machine is not paired with any workspace yet.').waitFor({ timeout: 10000 });
+
+    // Keyboard: on a fresh load, the skip link is the first stop.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    await page.keyboard.press('Tab');
+    const first = await page.evaluate(() => document.activeElement.textContent.trim());
+    assert.match(first, /skip/i);
+
+    assert.deepEqual(errors, [], 'no script or CSP errors in the console');
+  } catch (e) {
+    for (const ctx of browser.contexts()) {
+      for (const [i, p] of ctx.pages().entries()) {
+        await p.screenshot({ path: `${env.ARTIFACTS}/failure-${i}.png`, fullPage: true }).catch(() => {});
+      }
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+});
