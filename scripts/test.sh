@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every test of the workspace (unit, integration and
-# the end-to-end tests in tests/ against the real binaries). Used by .ci/run.
+# Installs what the tests need and runs every test: the workspace's unit, integration and
+# end-to-end tests (real binaries on loopback), the web UI in headless Chromium, and the tray
+# app under Xvfb with a private D-Bus session. Used by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests use. Installed only when missing (needs root or sudo).
-packages=(git bash ca-certificates python3 dbus gnome-keyring libsecret-tools)
+# System packages: building the tray (Tauri: WebKitGTK, GTK, appindicator) and running the
+# tests (Xvfb, D-Bus, a status-notifier watcher, gnome-keyring, Chromium, ImageMagick for
+# screenshots, Node.js for playwright-core). Installed only when missing (root or sudo).
+packages=(git bash ca-certificates python3 build-essential pkg-config file
+  libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev libgtk-3-dev
+  libayatana-appindicator3-dev librsvg2-dev libxdo-dev libdbus-1-dev
+  xvfb xauth imagemagick xdg-utils dbus gnome-keyring libsecret-tools keyutils at-spi2-core
+  haskell-status-notifier-item-utils chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "Installing ${missing[*]}…"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -22,6 +30,21 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# The end-to-end tests run the real binaries: build them first.
+# playwright-core drives Debian's /usr/bin/chromium (no browser download).
+npm ci --prefix tests/browser --no-audit --no-fund --silent
+
+# The end-to-end tests run the real binaries (vpd, viewport-server, viewport-tray): build
+# them first.
 cargo build --workspace --bins --locked
-cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail
+
+status=0
+# Everything but the tray: no display, no session bus (the keyring tests make their own).
+cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail \
+  -E 'not (package(viewport-tray) & kind(test))' || status=1
+# The tray under Xvfb with a private D-Bus session (the test starts the status-notifier
+# watcher and a fake notification service on that bus).
+xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+  cargo nextest run -p viewport-tray --locked --no-fail-fast --final-status-level fail \
+  -E 'kind(test)' || status=1
+echo "Screenshots: target/artifacts/ui/ (web UI), target/artifacts/tray/ (tray window)"
+exit $status

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the desktop packages: a .deb and an AppImage (Linux), each with the tray app and
+# `vpd` next to it (Tauri's externalBin). macOS (.app/.dmg) and Windows (.msi/NSIS) are
+# configured in tauri.conf.json but must be built on those systems.
+#
+#   ./scripts/package.sh            # deb + appimage
+#   ./scripts/package.sh deb        # only the .deb
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets="${1:-deb,appimage}"
+
+# `vpd` goes in as an external binary, named with the target triple as Tauri expects.
+cargo build --release --locked -p vpd-cli
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+mkdir -p target/externals
+cp target/release/vpd "target/externals/vpd-$triple"
+
+if ! cargo tauri --version >/dev/null 2>&1; then
+  echo "Installing tauri-cli…"
+  cargo install tauri-cli --version '^2' --locked
+fi
+# The AppImage step downloads linuxdeploy from GitHub the first time; the .deb needs nothing.
+cargo tauri build --bundles "$targets" --config src-tauri/bundle.json
+ls -l target/release/bundle/*/ 2>/dev/null || true
