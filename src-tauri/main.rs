@@ -60,6 +60,12 @@ impl Tray {
 }
 
 fn main() {
+    // GTK 3 probes OpenGL (and so loads Mesa, with LLVM: ~30 MB) when it opens the X display,
+    // only to pick visuals. The tray draws nothing with GL and WebKit renders in its own
+    // process, so skip it unless the user asked otherwise. Set before any thread starts.
+    if std::env::var_os("GDK_GL").is_none() {
+        std::env::set_var("GDK_GL", "disable");
+    }
     let home = match vpd_daemon::Home::from_env() {
         Ok(h) => h,
         Err(e) => {
@@ -160,7 +166,18 @@ fn refresher(app: AppHandle, tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
                 });
                 menu::model(&report, login, busy)
             }
-            Err(_) => menu::unreachable(login),
+            Err(_) => {
+                // An attached daemon went away: run the core here instead.
+                let attached = tray.core.lock().unwrap().thread.is_none();
+                if attached {
+                    if let Ok(core) = core::Core::start(tray.home.clone()) {
+                        tracing::info!(embedded = core.thread.is_some(), "the daemon went away; the tray started its own core");
+                        *tray.core.lock().unwrap() = core;
+                        continue;
+                    }
+                }
+                menu::unreachable(login)
+            }
         };
         let changed = tray.shown.lock().unwrap().as_ref() != Some(&model);
         if changed {
@@ -185,12 +202,17 @@ fn refresher(app: AppHandle, tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
 
 /// Notifications for the daemon's activity, for as long as the tray runs.
 fn listen(app: AppHandle, tray: Arc<Tray>) {
+    // The in-process core started with this tray: everything it recorded is news (a watched
+    // folder may have found suggestions before this thread subscribed). An attached daemon's
+    // past is not.
+    let mut since = tray.core.lock().unwrap().thread.is_some().then_some(0);
     loop {
-        let Ok(events) = vpd_daemon::api::client::events(&tray.home) else {
+        let Ok(events) = vpd_daemon::api::client::events(&tray.home, since) else {
             std::thread::sleep(Duration::from_secs(1));
             continue;
         };
         for activity in events {
+            since = Some(activity.id);
             tray.refresh_soon();
             let Some(note) = notifications::note_for(&activity) else { continue };
             let (app, tray) = (app.clone(), tray.clone());
@@ -218,7 +240,7 @@ fn on_notification_action(app: &AppHandle, tray: &Tray, a: &vpd_daemon::daemon::
         }
     };
     let (Some(directory), Some(org_id)) = (a.directory.clone(), a.org_id.clone()) else { return };
-    let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, answer });
+    let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion.clone(), answer });
     if let Err(e) = tray.call::<serde_json::Value>(&req) {
         tracing::warn!(error = %e.message, "answering a suggestion failed; opening the window");
         open_window(app, tray, note.open.as_deref());
@@ -233,8 +255,11 @@ fn on_menu(app: &AppHandle, id: &str) {
         "pair" => {
             std::thread::spawn(move || pair(&app, &tray));
         }
-        "open_ui" => open_window(&app, &tray, None),
+        "open_ui" => {
+            std::thread::spawn(move || open_window(&app, &tray, None));
+        }
         "autostart" => {
+            std::thread::spawn(move || {
             let r = if vpd_daemon::login_item::is_enabled() {
                 vpd_daemon::login_item::disable()
             } else {
@@ -246,6 +271,7 @@ fn on_menu(app: &AppHandle, id: &str) {
             // Show the real state, whatever happened.
             *tray.shown.lock().unwrap() = None;
             tray.refresh_soon();
+            });
         }
         "quit" => {
             tray.quitting.store(true, Ordering::SeqCst);
@@ -288,7 +314,8 @@ fn pair(app: &AppHandle, tray: &Tray) {
         };
         match view.state.as_str() {
             "waiting" if !opened => {
-                if let Some(url) = &view.url {
+                // Only a web page of the platform is opened (never another scheme).
+                if let Some(url) = view.url.as_ref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
                     opened = true;
                     if let Err(e) = app.opener().open_url(url, None::<&str>) {
                         tracing::warn!(error = %e, "cannot open the browser; showing the code in the window");

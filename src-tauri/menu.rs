@@ -39,7 +39,11 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
             workspace_id: p.workspace_id.clone(),
             name: p.workspace_name.clone(),
             state: p.state.clone(),
-            url: format!("{}/orgs/{}/sessions", p.server_url.trim_end_matches('/'), p.workspace_slug),
+            url: format!(
+                "{}/orgs/{}/sessions",
+                p.server_url.trim_end_matches('/'),
+                url::form_urlencoded::byte_serialize(p.workspace_slug.as_bytes()).collect::<String>()
+            ),
         })
         .collect();
     MenuModel { status_line, health, pairings, start_at_login, pairing_busy }

@@ -36,6 +36,8 @@ pub fn note_for(a: &Activity) -> Option<Note> {
 
 /// Shows `note`; when the server supports actions, blocks until one is chosen (or the
 /// notification closes) and returns its key (`default` for a click on the notification).
+/// Linux and the BSDs (the freedesktop notification service, over D-Bus).
+#[cfg(all(unix, not(target_os = "macos")))]
 pub fn show(note: &Note) -> Result<Option<String>, String> {
     let caps = notify_rust::get_capabilities().map_err(|e| e.to_string())?;
     let with_actions = caps.iter().any(|c| c == "actions");
@@ -48,6 +50,9 @@ pub fn show(note: &Note) -> Result<Option<String>, String> {
         for (key, label) in &note.actions {
             n.action(key, label);
         }
+    } else if !note.actions.is_empty() {
+        // No buttons on this desktop: say where to answer.
+        n.body(&format!("{}\nAnswer in Viewport (tray menu → Open Viewport → Directories).", note.body));
     }
     let handle = n.show().map_err(|e| e.to_string())?;
     if !with_actions || (note.actions.is_empty() && note.open.is_none()) {
@@ -60,6 +65,14 @@ pub fn show(note: &Note) -> Result<Option<String>, String> {
         }
     });
     Ok(chosen)
+}
+
+/// macOS and Windows: notify-rust shows the notification but offers no actions; the text
+/// says where to answer. (Configured, not built here: see docs/PACKAGING.md.)
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+pub fn show(note: &Note) -> Result<Option<String>, String> {
+    let body = if note.actions.is_empty() { note.body.clone() } else { format!("{}\nAnswer in Viewport (Open Viewport → Directories).", note.body) };
+    notify_rust::Notification::new().appname("Viewport").summary(&note.summary).body(&body).show().map(|_| None).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

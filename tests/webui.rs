@@ -228,3 +228,129 @@ fn a_corrupt_ui_token_is_reported_not_replaced() {
     // The rest of the daemon works.
     m.ok(&["status"]);
 }
+
+/// GET /api/state with a fresh login.
+fn state(m: &Machine, ui: &Ui, cookie: &str) -> Value {
+    let _ = m;
+    serde_json::from_str(&ui.raw("GET", "/api/state", &[("Host", &ui.host()), ("Cookie", cookie)], "").body).unwrap()
+}
+
+#[test]
+fn suggestions_come_from_sessions_the_shell_hook_and_watched_folders() {
+    let server = Server::start();
+    server.user("ann@example.com");
+    let ws = server.org("Acme Engineering", "acme");
+    server.member("acme", "ann@example.com");
+    let m = Machine::new();
+    m.pair(&server, "acme", "ann@example.com");
+    let first = m.ok(&["ui", "--no-browser"]);
+    let ui = Ui { port: first["port"].as_u64().unwrap() as u16 };
+    let (cookie, csrf) = login(&m, &ui);
+    let hint = |rel: &str, org: &str| {
+        let d = m.mkdir(rel);
+        std::fs::create_dir_all(d.join(".viewport")).unwrap();
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        std::fs::write(d.join(".viewport/workspace.yaml"), format!("org_id: {org}\n")).unwrap();
+        d
+    };
+    let find = |dir: &std::path::Path| {
+        let s = state(&m, &ui, &cookie);
+        s["suggestions"].as_array().unwrap().iter().find(|x| x["directory"] == dir.display().to_string()).cloned()
+    };
+
+    // A session started in a hinted, unbound repository: it runs local-only, and the daemon
+    // offers the binding.
+    let a = hint("work/a", &ws);
+    let out = m.command().args(["session", "start", "--cwd"]).arg(&a).output().unwrap();
+    assert!(out.status.success());
+    let mut s = None;
+    wait_until("the session-start suggestion", std::time::Duration::from_secs(10), || {
+        s = find(&a);
+        s.is_some()
+    });
+    let s = s.unwrap();
+    assert_eq!((s["kind"].as_str(), s["source"].as_str(), s["orgName"].as_str()), (Some("bind"), Some("session"), Some("Acme Engineering")));
+    let activity = m.ok(&["status"])["activity"].clone();
+    assert!(activity.as_array().unwrap().iter().any(|e| e["kind"] == "suggestion" && e["message"] == "Bind ~/work/a to Acme Engineering?"), "{activity}");
+
+    // "Never" goes to hint-declines.json: `vpd hint` stays quiet there afterwards.
+    let post = |path: &str, body: String| ui.raw("POST", path, &[("Host", &ui.host()), ("Origin", &ui.origin()), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)], &body);
+    let body = serde_json::json!({"directory": a.display().to_string(), "orgId": ws}).to_string();
+    assert_eq!(post("/api/suggestions/decline", body.clone()).status, 200);
+    assert!(find(&a).is_none());
+    let declines = std::fs::read_to_string(m.home().join("hint-declines.json")).unwrap();
+    assert!(declines.contains(&a.display().to_string()), "{declines}");
+    let quiet = m.command().current_dir(&a).args(["hint", "--json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&quiet.stdout).unwrap()["action"], "quiet");
+    // Answering it again: a clear error, nothing changed.
+    let again = post("/api/suggestions/bind", body);
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(again.body.contains("no longer suggests"), "{}", again.body);
+
+    // The shell hook reports what the terminal did not settle; "Bind" binds it.
+    let b = hint("work/b", &ws);
+    m.command().current_dir(&b).args(["hint", "--no-prompt"]).output().unwrap();
+    wait_until("the shell-hook suggestion", std::time::Duration::from_secs(10), || find(&b).is_some_and(|s| s["source"] == "shell"));
+    let r = post("/api/suggestions/bind", serde_json::json!({"directory": b.display().to_string(), "orgId": ws}).to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(m.ok(&["resolve", b.to_str().unwrap()])["orgId"], ws.as_str());
+
+    // A repository of an org this machine is not paired with: a "pair" suggestion that Bind refuses.
+    let c = hint("work/c", "01J0000000000000000000000Z");
+    m.command().current_dir(&c).args(["hint", "--no-prompt"]).output().unwrap();
+    wait_until("the not-paired suggestion", std::time::Duration::from_secs(10), || find(&c).is_some_and(|s| s["kind"] == "pair"));
+    let r = post("/api/suggestions/bind", serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string());
+    assert_eq!(r.status, 404, "{}", r.body);
+    // "Not now" hides it (until the daemon restarts) without remembering a "no".
+    let r = post("/api/suggestions/dismiss", serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string());
+    assert_eq!(r.status, 200);
+    assert!(find(&c).is_none());
+    assert!(!std::fs::read_to_string(m.home().join("hint-declines.json")).unwrap().contains(&c.display().to_string()));
+
+    // Watched folders: repositories already there, and a new one cloned later.
+    let code = m.mkdir("code");
+    hint("code/old", &ws);
+    assert_eq!(post("/api/watched", serde_json::json!({"path": "~/code"}).to_string()).status, 200);
+    wait_until("the existing repository suggested", std::time::Duration::from_secs(10), || find(&code.join("old")).is_some_and(|s| s["source"] == "watched"));
+    let fresh = code.join("new-clone");
+    std::fs::create_dir(&fresh).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    std::fs::create_dir(fresh.join(".viewport")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    std::fs::write(fresh.join(".viewport/workspace.yaml"), format!("org_id: {ws}\n")).unwrap();
+    wait_until("the new clone suggested", std::time::Duration::from_secs(10), || find(&fresh).is_some());
+    let s = state(&m, &ui, &cookie);
+    assert_eq!(s["watched"][0]["repositories"], 2, "{}", s["watched"]);
+    assert_eq!(s["watched"][0]["display"], "~/code");
+}
+
+/// Like the local API's peer-uid check: another user on this machine gets no answer from
+/// the UI's port, not even for a valid login link (which they might have seen in `ps`).
+#[test]
+fn other_users_get_no_answer() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to act as another user (CI runs as root)");
+        return;
+    }
+    let m = Machine::new();
+    let link = m.ok(&["ui", "--no-browser"]);
+    let port = link["port"].as_u64().unwrap();
+    let url = link["url"].as_str().unwrap();
+    let path = &url[url.find("/login").unwrap()..];
+    let script = format!(
+        "import socket\ns=socket.create_connection(('127.0.0.1',{port}))\n\
+         s.sendall(b'GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         try:\n  d=s.recv(1000)\nexcept OSError:\n  d=b''\nprint(len(d))\n"
+    );
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &script])
+        .output()
+        .expect("setpriv (util-linux) and python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "another user got an answer");
+    assert!(m.logs().contains("refused a connection from another user"), "{}", m.logs());
+    // The link was not used up: its owner can still log in.
+    let ui = Ui { port: port as u16 };
+    let a = ui.raw("GET", path, &[("Host", &ui.host())], "");
+    assert_eq!(a.status, 303);
+}

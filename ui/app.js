@@ -484,7 +484,7 @@
   }
 
   function suggestionItem(sg, i, r, pairing) {
-    const body = { directory: sg.directory, orgId: sg.orgId };
+    const body = { directory: sg.directory, orgId: sg.orgId, kind: sg.kind };
     const k = sg.kind + ':' + sg.directory + ':' + sg.orgId;
     const label = 'sug-' + i;
     const where = sg.display || sg.directory;

@@ -124,13 +124,16 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
         }
     }
     let stopped = stop(home)?;
-    vpd_daemon::login_item::disable()?;
+    let login_item_error = vpd_daemon::login_item::disable().err().map(|e| e.message);
     if purge {
         purge_home(home)?;
     }
-    out.emit(&json!({"stopped": stopped, "purged": purge, "unpaired": unpaired}), || {
+    out.emit(&json!({"stopped": stopped, "purged": purge, "unpaired": unpaired, "loginItemError": login_item_error}), || {
         let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
-        s.push_str(" The login item is removed.");
+        match &login_item_error {
+            None => s.push_str(" The login item is removed."),
+            Some(e) => s.push_str(&format!("\nwarning: {e}; remove ~/.config/autostart/Viewport.desktop yourself")),
+        }
         for u in &unpaired {
             s.push_str(&format!("\nUnpaired {}{}", u.workspace_name, if u.server_notified { "" } else { " (the platform could not be told)" }));
         }

@@ -251,9 +251,15 @@ impl State {
     }
 
     /// Bind / Not now / Never for a suggestion.
-    pub async fn answer_suggestion(&self, directory: &str, org_id: &str, answer: crate::suggestions::Answer) -> Result<serde_json::Value> {
-        let (home, d, o) = (self.home.clone(), directory.to_string(), org_id.to_string());
-        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, answer))
+    pub async fn answer_suggestion(
+        &self,
+        directory: &str,
+        org_id: &str,
+        kind: Option<&str>,
+        answer: crate::suggestions::Answer,
+    ) -> Result<serde_json::Value> {
+        let (home, d, o, k) = (self.home.clone(), directory.to_string(), org_id.to_string(), kind.map(String::from));
+        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, k.as_deref(), answer))
             .await
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         if r.is_ok() || answer == crate::suggestions::Answer::Dismiss {

@@ -67,14 +67,22 @@ impl Suggestions {
         Some(self.pending.remove(i))
     }
 
-    /// Drops the suggestions that no longer apply (bound, declined or paired since, from
-    /// any process). Reads files: call from a blocking context.
-    pub fn revalidate(&mut self, home: &Home) {
-        self.pending.retain(|s| match check(home, Path::new(&s.directory), &s.source) {
-            Ok(Some(now)) => now.org_id == s.org_id && now.kind == s.kind,
-            _ => false,
-        });
+}
+
+/// Drops the suggestions that no longer apply (bound, declined or paired since, from any
+/// process) and returns the rest. Reads files (call from a blocking context), without
+/// holding the lock while it does.
+pub fn revalidate(list: &std::sync::Mutex<Suggestions>, home: &Home) -> Vec<Suggestion> {
+    let pending = list.lock().unwrap().pending();
+    let stale: Vec<&Suggestion> = pending
+        .iter()
+        .filter(|s| !matches!(check(home, Path::new(&s.directory), &s.source), Ok(Some(now)) if now.org_id == s.org_id && now.kind == s.kind))
+        .collect();
+    let mut l = list.lock().unwrap();
+    for s in &stale {
+        l.remove(&s.directory, &s.org_id);
     }
+    l.pending()
 }
 
 /// The suggestion for `dir`, if its hint asks something. Reads files.
@@ -83,7 +91,15 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
     let (dir, org_id, org_name, kind) = match r.hint(home)? {
         HintAction::AskBind { dir, org_id, org_name } => (dir, org_id, org_name, "bind"),
         HintAction::AskTrust { dir, org_id, org_name } => (dir, org_id, org_name, "trust"),
-        HintAction::NotPaired { dir, org_id, label } => (dir, org_id, label, "pair"),
+        HintAction::NotPaired { dir, org_id, label } => {
+            // The terminal prints this each time (there is no question); the tray and UI
+            // stop suggesting it once the user said "Never".
+            let declined = crate::records::load_declines(home)?.declines.iter().any(|d| d.directory == dir && d.org_id == org_id);
+            if declined {
+                return Ok(None);
+            }
+            (dir, org_id, label, "pair")
+        }
         HintAction::Quiet | HintAction::Warn { .. } => return Ok(None),
     };
     Ok(Some(Suggestion {
@@ -106,12 +122,20 @@ pub fn message(s: &Suggestion) -> String {
     }
 }
 
-/// Carries out `answer` for the suggestion (directory, org). Reads and writes files.
-pub fn answer(home: &Home, directory: &str, org_id: &str, answer: Answer) -> Result<serde_json::Value> {
+/// Carries out `answer` for the suggestion (directory, org, and the kind the user saw, if
+/// known: a Bind must never turn into a Trust of a file that appeared since). Reads and
+/// writes files.
+pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<&str>, answer: Answer) -> Result<serde_json::Value> {
     let dir = PathBuf::from(directory);
+    if !dir.is_absolute() {
+        return Err(Error::new(ErrorCode::InvalidArgument, format!("{directory} is not an absolute path")));
+    }
+    if answer == Answer::Dismiss {
+        return Ok(serde_json::json!({"ok": true}));
+    }
     let current = check(home, &dir, "answer")?;
     let s = match current {
-        Some(s) if s.org_id == org_id && s.directory == directory => s,
+        Some(s) if s.org_id == org_id && s.directory == directory && kind.is_none_or(|k| k == s.kind) => s,
         _ => {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,

@@ -135,6 +135,30 @@ pub async fn run(state: Arc<State>) {
     let mut watcher: Option<notify::RecommendedWatcher> = None;
     loop {
         let folders = config::load(&state.home).map(|c| c.daemon.watched_folders).unwrap_or_default();
+        // Watches first, then the scan: whatever appears after a point is watched raises an
+        // event, whatever appeared before is found by the scan. (A new watcher each time: the
+        // set of children changes.)
+        let f = folders.clone();
+        let points = tokio::task::spawn_blocking(move || f.iter().flat_map(|f| watch_points(Path::new(f))).collect::<Vec<_>>()).await.unwrap_or_default();
+        drop(watcher.take());
+        let events = tx.clone();
+        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = events.try_send(());
+            }
+        });
+        watcher = match w {
+            Ok(mut w) => {
+                for p in &points {
+                    let _ = w.watch(p, notify::RecursiveMode::NonRecursive);
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch folders for new repositories; they are scanned at start only");
+                None
+            }
+        };
         let home = state.home.clone();
         let scanned = tokio::task::spawn_blocking(move || {
             let user_home = crate::home::user_home();
@@ -154,34 +178,14 @@ pub async fn run(state: Arc<State>) {
                         repositories: repos.len(),
                         error,
                     };
-                    (folder, watch_points(p), suggestions)
+                    (folder, suggestions)
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-        // A new watcher each scan: the set of children changes.
-        drop(watcher.take());
-        let events = tx.clone();
-        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-                let _ = events.try_send(());
-            }
-        });
-        watcher = match w {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch folders for new repositories; they are scanned at start only");
-                None
-            }
-        };
         let mut list = Vec::new();
-        for (folder, points, suggestions) in scanned {
-            if let Some(w) = watcher.as_mut() {
-                for p in points {
-                    let _ = w.watch(&p, notify::RecursiveMode::NonRecursive);
-                }
-            }
+        for (folder, suggestions) in scanned {
             for s in suggestions {
                 state.offer_suggestion(s);
             }

@@ -31,7 +31,7 @@ pub enum Request {
     UiLink(UiLinkParams),
     /// Turn this connection into a stream of activity entries as they happen (one JSON
     /// line each): what the tray turns into notifications.
-    Events,
+    Events(EventsParams),
     /// The shell hook saw a directory whose hint was not answered in the terminal: the
     /// daemon offers it as a suggestion (tray notification, web UI).
     HintReport(HintReportParams),
@@ -52,6 +52,15 @@ pub struct UiLinkParams {
     pub next: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsParams {
+    /// First replay the kept entries with a larger id (what happened before the listener
+    /// connected, or while it reconnected).
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct HintReportParams {
@@ -63,6 +72,9 @@ pub struct HintReportParams {
 pub struct SuggestionAnswerParams {
     pub directory: String,
     pub org_id: String,
+    /// The kind the user saw (`bind`, `trust`, `pair`): refused if it changed since.
+    #[serde(default)]
+    pub kind: Option<String>,
     pub answer: crate::suggestions::Answer,
 }
 

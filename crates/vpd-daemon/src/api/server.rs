@@ -109,20 +109,22 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
         }
         Request::Unpair(p) => to_reply(state.unpair(&p.org).await),
         Request::UiLink(p) => to_reply(ui_link(&state, p.next.as_deref())),
-        Request::Events => return events(&state, write).await,
+        Request::Events(p) => return events(&state, p.since, write).await,
         Request::HintReport(p) => {
             let dir = std::path::PathBuf::from(p.dir);
             if !dir.is_absolute() {
                 to_reply::<()>(Err(Error::new(ErrorCode::InvalidArgument, "hint_report needs an absolute directory")))
             } else {
-                state.check_hint(dir, "shell").await;
+                // Answer at once: the shell hook must not wait for the check.
+                let st = state.clone();
+                tokio::spawn(async move { st.check_hint(dir, "shell").await });
                 to_reply(Ok(serde_json::json!({"ok": true})))
             }
         }
         Request::PairJobStart(p) => to_reply(crate::pair_job::start(&state, p)),
         Request::PairJob => to_reply(Ok(state.pair_view())),
         Request::PairJobCancel => to_reply(crate::pair_job::cancel(&state).map(|_| serde_json::json!({"ok": true}))),
-        Request::SuggestionAnswer(p) => to_reply(state.answer_suggestion(&p.directory, &p.org_id, p.answer).await),
+        Request::SuggestionAnswer(p) => to_reply(state.answer_suggestion(&p.directory, &p.org_id, p.kind.as_deref(), p.answer).await),
         Request::Reconnect(p) => to_reply(reconnect(&state, p.org.as_deref())),
         Request::SessionStart(p) => to_reply(session_start(&state, p).await),
         Request::SessionFrame(p) => to_reply(session_frame(&state, &p.session_id, p.kind, p.data).await),
@@ -212,12 +214,26 @@ fn ui_link(state: &State, next: Option<&str>) -> Result<super::protocol::UiLink>
 }
 
 /// Writes each new activity entry as a JSON line until the client goes away.
-async fn events(state: &State, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+async fn events(state: &State, since: Option<u64>, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+    // Subscribe before reading the backlog, so nothing falls between the two; an entry in
+    // both is sent once (ids only grow).
     let mut rx = state.notices.subscribe();
+    let backlog: Vec<_> = match since {
+        Some(n) => state.activity.lock().unwrap().iter().filter(|a| a.id > n).cloned().collect(),
+        None => Vec::new(),
+    };
+    let mut last = backlog.last().map(|a| a.id).or(since).unwrap_or(0);
     write_reply(&mut write, &to_reply(Ok(serde_json::json!({"subscribed": true})))).await?;
+    for entry in backlog {
+        let mut line = serde_json::to_vec(&entry).expect("activity serializes");
+        line.push(b'\n');
+        write.write_all(&line).await?;
+    }
     loop {
         match rx.recv().await {
+            Ok(entry) if since.is_some() && entry.id <= last => {}
             Ok(entry) => {
+                last = entry.id;
                 let mut line = serde_json::to_vec(&entry).expect("activity serializes");
                 line.push(b'\n');
                 write.write_all(&line).await?;

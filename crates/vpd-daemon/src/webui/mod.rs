@@ -4,6 +4,7 @@
 //! the security headers on every answer.
 
 pub mod auth;
+pub mod peer;
 
 use crate::daemon::State;
 use crate::error::{Error, ErrorCode, Result};
@@ -83,6 +84,7 @@ pub async fn start(state: Arc<State>) {
     *state.ui.lock().unwrap() = Some(ui.clone());
     tracing::info!(port, "web UI on http://127.0.0.1:{port}/ (open it with `vpd ui`)");
     let app = router(state.clone(), ui);
+    let listener = peer::SameUser { inner: listener, uid: unsafe { libc::geteuid() } };
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the web UI stopped");
@@ -143,16 +145,22 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The cookie's name carries the port: browsers send cookies by host, not port, so two
+/// daemons (two homes) on one machine must not overwrite each other's.
+fn cookie_name(ui: &Ui) -> String {
+    format!("{COOKIE}_{}", ui.port)
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
-        (k == COOKIE).then(|| v.to_string())
+        (k == name).then(|| v.to_string())
     })
 }
 
 /// The session id of the request's cookie, if valid.
 fn session(ctx: &Ctx, headers: &HeaderMap) -> Option<String> {
-    cookie_value(headers).and_then(|c| ctx.ui.auth.session(&c))
+    cookie_value(headers, &cookie_name(&ctx.ui)).and_then(|c| ctx.ui.auth.session(&c))
 }
 
 /// Runs before every handler.
@@ -237,7 +245,7 @@ async fn login(AxState(ctx): AxState<Ctx>, Query(q): Query<LoginQuery>) -> Respo
             "Login links work once, for two minutes. Run `vpd ui` again, or use the tray's Open Viewport.",
         );
     }
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", ctx.ui.auth.new_session(), auth::SESSION_TTL_SECS);
+    let cookie = format!("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", cookie_name(&ctx.ui), ctx.ui.auth.new_session(), auth::SESSION_TTL_SECS);
     let to = q.next.filter(|n| safe_next(n)).unwrap_or_else(|| "/".into());
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a valid cookie"));
@@ -264,11 +272,7 @@ pub async fn ui_state(state: &Arc<State>) -> serde_json::Value {
     tokio::task::spawn_blocking(move || {
         let report = crate::status::collect(&st.home, Some(&st.runtime()));
         let health = crate::status::health(&report);
-        let suggestions = {
-            let mut s = st.suggestions.lock().unwrap();
-            s.revalidate(&st.home);
-            s.pending()
-        };
+        let suggestions = crate::suggestions::revalidate(&st.suggestions, &st.home);
         let mut sessions: Vec<_> = st.sessions.lock().unwrap().values().map(|s| s.info.clone()).collect();
         sessions.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         serde_json::json!({
@@ -381,8 +385,18 @@ struct DirBody {
     directory: String,
 }
 
+/// Only a directory bound here (listed in `directories.json`) can be unbound from the UI.
 async fn unbind(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response {
-    answer(blocking(&ctx.state, move |home| crate::binding::unbind(home, std::path::Path::new(&b.directory))).await)
+    answer(
+        blocking(&ctx.state, move |home| {
+            let known = crate::records::load_directories(home)?.bindings.iter().any(|r| r.directory.as_os_str() == b.directory.as_str());
+            if !known {
+                return Err(Error::new(ErrorCode::NotBound, format!("{} is not a directory bound on this machine", b.directory)));
+            }
+            crate::binding::unbind(home, std::path::Path::new(&b.directory))
+        })
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -390,10 +404,13 @@ async fn unbind(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response 
 struct SuggestionBody {
     directory: String,
     org_id: String,
+    /// The suggestion's kind as shown (`bind`, `trust`, `pair`): refused if it changed since.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 async fn suggestion(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>, a: Answer) -> Response {
-    answer(ctx.state.answer_suggestion(&b.directory, &b.org_id, a).await)
+    answer(ctx.state.answer_suggestion(&b.directory, &b.org_id, b.kind.as_deref(), a).await)
 }
 
 #[derive(Deserialize)]
@@ -418,7 +435,22 @@ async fn logout(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
         ctx.ui.auth.end_session(&sid);
     }
     let mut resp = Json(serde_json::json!({"ok": true})).into_response();
-    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", cookie_name(&ctx.ui));
     resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("a valid cookie"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for ok in ["/", "/#/directories", "/#/directories?suggest=%2Fhome%2Fu"] {
+            assert!(safe_next(ok), "{ok}");
+        }
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/\n", "javascript:alert(1)"] {
+            assert!(!safe_next(bad), "{bad:?}");
+        }
+    }
 }
