@@ -41,9 +41,9 @@ status=0
 # Everything but the tray: no display, no session bus (the keyring tests make their own).
 cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail \
   -E 'not (package(viewport-tray) & kind(test))' || status=1
-# The tray under Xvfb with a private D-Bus session (the test starts the status-notifier
-# watcher and a fake notification service on that bus).
-xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+# The tray under Xvfb (each test starts its own D-Bus session bus with a status-notifier
+# watcher and a fake notification service on it).
+xvfb-run -a -s "-screen 0 1280x800x24" \
   cargo nextest run -p viewport-tray --locked --no-fail-fast --final-status-level fail \
   -E 'kind(test)' || status=1
 echo "Screenshots: target/artifacts/ui/ (web UI), target/artifacts/tray/ (tray window)"

@@ -1,5 +1,5 @@
-//! The tray app under Xvfb with a private D-Bus session (scripts/test.sh runs this under
-//! `xvfb-run -a dbus-run-session`): a status-notifier watcher on the bus, a fake
+//! The tray app under Xvfb (scripts/test.sh runs this under `xvfb-run -a`), each test with
+//! its own private D-Bus session bus: a status-notifier watcher on the bus, a fake
 //! notification service served by this test, a fake browser that records the URLs it is
 //! asked to open, a real `viewport-server` and the real `viewport-tray` binary.
 //!
@@ -16,7 +16,8 @@ use tray_bus::*;
 
 #[test]
 fn tray_menu_pairing_notifications_login_item_window_and_quit() {
-    let (_watcher, conn, sent) = bus_with_watcher();
+    let tb = bus_with_watcher();
+    let (conn, sent) = (tb.conn.clone(), tb.sent.clone());
 
     let server = Server::start();
     server.user("ann@example.com");
@@ -25,7 +26,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
 
     let m = Machine::new();
     let opened = fake_browser(m.dir.path());
-    let mut tray = tray_command(&bin("viewport-tray"), m.dir.path());
+    let mut tray = tray_command(&bin("viewport-tray"), m.dir.path(), &tb);
     tray.env("VIEWPORT_SERVER_URL", &server.url)
         .env("VPD_LOG", "debug")
         .stdout(Stdio::from(std::fs::File::create(m.dir.path().join("tray.out")).unwrap()))
@@ -138,4 +139,42 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     });
     assert!(status.unwrap().success(), "exit status {:?}", status);
     assert!(!m.home().join("vpd.sock").exists(), "the daemon core removed its socket");
+}
+
+/// SPEC section 1: a tray started while `vpd daemon` runs attaches to it instead of starting
+/// a second core, shows its pairings, and leaves it running on Quit.
+#[test]
+fn tray_attaches_to_a_running_daemon_and_leaves_it_running() {
+    let tb = bus_with_watcher();
+    let conn = tb.conn.clone();
+    let server = Server::start();
+    server.user("ann@example.com");
+    server.org("Acme Engineering", "acme");
+    server.member("acme", "ann@example.com");
+    let m = Machine::new();
+    m.pair(&server, "acme", "ann@example.com");
+    let daemon_pid = m.daemon_pid().expect("vpd pair started the daemon");
+
+    let mut tray = Kill(
+        tray_command(&bin("viewport-tray"), m.dir.path(), &tb)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(m.dir.path().join("tray.err")).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let mut bus = Bus { conn, menu: None };
+    wait_until("the tray's item on the bus", Duration::from_secs(30), || bus.find_menu());
+    wait_until("the daemon's pairing in the menu", Duration::from_secs(20), || {
+        bus.layout().labels().iter().any(|l| l == "Acme Engineering — connected")
+    });
+    assert_eq!(m.daemon_pid(), Some(daemon_pid), "no second core took the home");
+    bus.click_label("Quit");
+    let mut status = None;
+    wait_until("the tray to exit", Duration::from_secs(15), || {
+        status = tray.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success());
+    assert_eq!(m.daemon_pid(), Some(daemon_pid), "Quit left the attached daemon running");
+    assert_eq!(m.ok(&["status"])["pairings"][0]["state"], "connected");
 }

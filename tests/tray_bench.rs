@@ -1,6 +1,6 @@
 //! Tray benchmarks (docs/BENCHMARKS.md): start to first menu, idle memory of the whole
 //! process tree with the window closed and open, and window open time. Run with
-//! `scripts/bench-tray.sh` (a release build under `xvfb-run dbus-run-session`).
+//! `scripts/bench-tray.sh` (a release build under `xvfb-run`).
 
 mod support;
 mod tray_bus;
@@ -37,7 +37,8 @@ fn quit(bus: &Bus, tray: &mut Kill) {
 
 fn main() {
     let exe = bin("viewport-tray");
-    let (_watcher, conn, _sent) = bus_with_watcher();
+    let tb = bus_with_watcher();
+    let conn = tb.conn.clone();
     println!("tray binary: {} ({:.1} MB)", exe.display(), std::fs::metadata(&exe).unwrap().len() as f64 / 1e6);
 
     // Start to first menu (the item registered on the bus and its menu readable, with the
@@ -47,7 +48,7 @@ fn main() {
         wait("no tray item left", Duration::from_secs(10), || (registered(&conn) == 0).then_some(()));
         let home = tempfile::tempdir().unwrap();
         let t0 = Instant::now();
-        let mut tray = Kill(tray_command(&exe, home.path()).spawn().unwrap());
+        let mut tray = Kill(tray_command(&exe, home.path(), &tb).spawn().unwrap());
         let mut bus = Bus { conn: conn.clone(), menu: None };
         wait("the first menu", Duration::from_secs(30), || {
             (bus.menu.is_some() || bus.find_menu()).then_some(())?;
@@ -65,7 +66,7 @@ fn main() {
     server.org("Acme Engineering", "acme");
     server.member("acme", "ann@example.com");
     let m = Machine::new();
-    let mut tray = Kill(tray_command(&exe, m.dir.path()).env("VPD_LOG", "info").spawn().unwrap());
+    let mut tray = Kill(tray_command(&exe, m.dir.path(), &tb).env("VPD_LOG", "info").spawn().unwrap());
     let pid = tray.0.id();
     let mut bus = Bus { conn: conn.clone(), menu: None };
     wait("the menu", Duration::from_secs(30), || bus.find_menu().then_some(()));

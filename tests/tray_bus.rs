@@ -251,21 +251,38 @@ pub fn tree_pss_kib(pid: u32) -> u64 {
     total
 }
 
-/// Starts a status-notifier watcher on the session bus and a fake notification service;
-/// returns the connection that serves it and what it records.
-pub fn bus_with_watcher() -> (Kill, zbus::blocking::Connection, Arc<Mutex<Vec<Sent>>>) {
-    for var in ["DISPLAY", "DBUS_SESSION_BUS_ADDRESS"] {
-        assert!(std::env::var_os(var).is_some(), "{var} is not set: run under `xvfb-run -a dbus-run-session` (scripts/test.sh does)");
-    }
+/// A private session bus for one test (so tests can run in parallel): its own
+/// `dbus-daemon`, a status-notifier watcher on it, and a fake notification service.
+pub struct TestBus {
+    pub address: String,
+    pub conn: zbus::blocking::Connection,
+    pub sent: Arc<Mutex<Vec<Sent>>>,
+    _watcher: Kill,
+    _daemon: Kill,
+}
+
+pub fn bus_with_watcher() -> TestBus {
+    assert!(std::env::var_os("DISPLAY").is_some(), "DISPLAY is not set: run under `xvfb-run -a` (scripts/test.sh does)");
+    let mut daemon = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dbus-daemon (apt: dbus)");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(daemon.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().to_string();
+    let daemon = Kill(daemon);
     let watcher = Kill(
         Command::new("status-notifier-watcher")
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("status-notifier-watcher (apt: haskell-status-notifier-item-utils)"),
     );
     let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
-    let conn = zbus::blocking::connection::Builder::session()
+    let conn = zbus::blocking::connection::Builder::address(address.as_str())
         .unwrap()
         .name("org.freedesktop.Notifications")
         .unwrap()
@@ -279,16 +296,17 @@ pub fn bus_with_watcher() -> (Kill, zbus::blocking::Connection, Arc<Mutex<Vec<Se
         assert!(std::time::Instant::now() < deadline, "the status-notifier watcher did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (watcher, conn, sent)
+    TestBus { address, conn, sent, _watcher: watcher, _daemon: daemon }
 }
 
 /// The tray binary's command for a temporary HOME: only the environment it needs.
-pub fn tray_command(exe: &Path, home: &Path) -> Command {
+pub fn tray_command(exe: &Path, home: &Path, bus: &TestBus) -> Command {
     let mut c = Command::new(exe);
     c.env_clear()
         .env("HOME", home)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(["DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XAUTHORITY", "XDG_RUNTIME_DIR"].into_iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .envs(["DISPLAY", "XAUTHORITY", "XDG_RUNTIME_DIR"].into_iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
         .env("VPD_KEYRING", "off")
         .env("VPD_UI_PORT", "0");
     c
