@@ -45,6 +45,44 @@ async function checkLabels(page, name) {
   assert.deepEqual(unlabelled, [], `${name}: controls without a name`);
 }
 
+// Text meets WCAG AA contrast (4.5:1, or 3:1 for large text) against its real background.
+async function checkContrast(page, name) {
+  const bad = await page.evaluate(() => {
+    const parse = (c) => {
+      const m = /rgba?\(([^)]+)\)/.exec(c);
+      if (!m) return null;
+      const p = m[1].split(',').map(Number);
+      return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+    };
+    const lum = ({ r, g, b }) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0.5) return c;
+      }
+      return parse(getComputedStyle(document.documentElement).backgroundColor) || { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const out = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (el.offsetParent === null || el.closest('[disabled]')) continue;
+      if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+      const cs = getComputedStyle(el);
+      const fg = parse(cs.color);
+      if (!fg) continue;
+      const [a, b] = [lum(fg), lum(background(el))];
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      const size = parseFloat(cs.fontSize);
+      const large = size >= 24 || (parseInt(cs.fontWeight, 10) >= 700 && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}": ${ratio.toFixed(2)}:1`);
+    }
+    return out;
+  });
+  assert.deepEqual(bad, [], `${name}: text below WCAG AA contrast`);
+}
+
 test('log in, pair, bind from a suggestion, see a session, see a revocation', async () => {
   const browser = await launch();
   try {
@@ -61,6 +99,7 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
     await page.getByText('This machine is not paired with any workspace yet.').waitFor();
     await checkLabels(page, 'overview');
+    await checkContrast(page, 'overview');
     await shot(page, '01-overview-unpaired');
 
     // The same link again, in a fresh browser: refused.
@@ -96,7 +135,7 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await shot(page, '04-pairing');
 
     // Directories: watch the code folder; its repository is suggested; bind it.
-    await page.getByRole('link', { name: 'Directories' }).click();
+    await page.getByRole('link', { name: 'Directories', exact: true }).click();
     await page.getByRole('heading', { name: 'Directories', level: 1 }).waitFor();
     await page.locator('#watch-path').fill(env.CODE_DIR);
     await page.getByRole('button', { name: 'Add', exact: true }).click();
@@ -105,6 +144,7 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await suggestion.getByText('suggests Acme Engineering').waitFor();
     await page.getByText('1 repository').waitFor();
     await checkLabels(page, 'directories');
+    await checkContrast(page, 'directories');
     await shot(page, '05-directories-suggestion');
     await suggestion.getByRole('button', { name: 'Bind', exact: true }).click();
     await suggestion.waitFor({ state: 'detached', timeout: 10000 });
@@ -118,23 +158,25 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     const sessionId = execFileSync(env.VPD_BIN, ['session', 'start', '--cwd', env.REPO_DIR, '--agent', 'browser-test', '--name', 'ui-check'],
       { env: vpdEnv, encoding: 'utf8' }).trim();
     execFileSync(env.VPD_BIN, ['session', 'frame', sessionId, '--data', 'hello from the browser test'], { env: vpdEnv });
-    await page.getByRole('link', { name: 'Sessions' }).click();
+    await page.getByRole('link', { name: 'Sessions', exact: true }).click();
     const row = page.locator('tr', { hasText: 'ui-check' });
     await row.getByText('streaming', { exact: true }).waitFor({ timeout: 10000 });
     await row.getByText('Acme Engineering').waitFor();
+    await checkContrast(page, 'sessions');
     await shot(page, '07-sessions');
 
     // Revoked on the platform: the activity list says so, live; the session is cut.
     const machineId = st.pairings[0].machineId;
     admin('machine', 'revoke', '--org', env.ORG_SLUG, machineId);
     await page.getByText('cut (revoked)').waitFor({ timeout: 15000 });
-    await page.getByRole('link', { name: 'Activity' }).click();
+    await page.getByRole('link', { name: 'Activity', exact: true }).click();
     await page.getByText("Acme Engineering revoked this machine's pairing").waitFor({ timeout: 15000 });
     await checkLabels(page, 'activity');
+    await checkContrast(page, 'activity');
     await shot(page, '08-activity');
 
     // The Overview follows: no pairing left.
-    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
     await page.getByText('This machine is not paired with any workspace yet.').waitFor({ timeout: 10000 });
 
     // Keyboard: on a fresh load, the skip link is the first stop.
@@ -143,6 +185,17 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await page.keyboard.press('Tab');
     const first = await page.evaluate(() => document.activeElement.textContent.trim());
     assert.match(first, /skip/i);
+
+    // Dark mode: the same pages, readable too.
+    const dark = await browser.newContext({ viewport: { width: 400, height: 860 }, colorScheme: 'dark' });
+    const darkPage = await dark.newPage();
+    await darkPage.goto(vpd('ui', '--no-browser').url);
+    await darkPage.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    await checkContrast(darkPage, 'overview (dark)');
+    await shot(darkPage, '09-overview-dark');
+    await darkPage.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await darkPage.getByText('cut (revoked)').waitFor();
+    await checkContrast(darkPage, 'sessions (dark)');
 
     assert.deepEqual(errors, [], 'no script or CSP errors in the console');
   } catch (e) {
