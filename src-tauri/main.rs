@@ -81,6 +81,11 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if core.thread.is_none() {
+        // Attached: the daemon logs to its own files; the tray's own lines go to stderr.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("VPD_LOG").unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
     let (wake_tx, wake_rx) = mpsc::channel();
     let tray = Arc::new(Tray {
         core: Mutex::new(core),

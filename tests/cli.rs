@@ -77,6 +77,14 @@ fn install_doctor_logs_one_daemon_per_home_and_uninstall() {
     assert_eq!(m.config()["daemon"]["defaultServerUrl"], format!("{}/", server.url));
     assert_eq!(mode(&m.home()), 0o700);
     assert_eq!(mode(&m.home().join("vpd.sock")), 0o600);
+    // The login item (XDG autostart): the tray when it sits next to vpd (a workspace build,
+    // the bundle), else the headless daemon.
+    let entry = m.dir.path().join(".config/autostart/Viewport.desktop");
+    let desktop = std::fs::read_to_string(&entry).expect("vpd install registers the login item");
+    let tray = bin("vpd").with_file_name("viewport-tray");
+    let expected = if tray.exists() { tray.display().to_string() } else { format!("{} daemon", bin("vpd").display()) };
+    assert!(desktop.contains(&format!("Exec={expected}")), "{desktop}");
+    assert_eq!(inst["loginItem"], expected.as_str());
 
     // The saved default is used by `vpd pair` without --server.
     let (p, code) = m.start_pair(&["--org", "acme"]);
@@ -108,6 +116,7 @@ fn install_doctor_logs_one_daemon_per_home_and_uninstall() {
 
     let un = m.ok(&["uninstall"]);
     assert_eq!(un["stopped"], true);
+    assert!(!entry.exists(), "uninstall removes the login item");
     assert_eq!(m.pairing_count(), 1, "plain uninstall keeps pairings");
     assert_eq!(m.ok(&["status"])["daemon"]["running"], false);
     let e = m.fails(&["uninstall", "--purge"]);

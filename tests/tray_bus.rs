@@ -262,6 +262,12 @@ pub struct TestBus {
 }
 
 pub fn bus_with_watcher() -> TestBus {
+    bus(true)
+}
+
+/// A test bus; `notifications: false` leaves out the notification service (a desktop
+/// without one).
+pub fn bus(notifications: bool) -> TestBus {
     assert!(std::env::var_os("DISPLAY").is_some(), "DISPLAY is not set: run under `xvfb-run -a` (scripts/test.sh does)");
     let mut daemon = Command::new("dbus-daemon")
         .args(["--session", "--nofork", "--print-address=1"])
@@ -282,14 +288,15 @@ pub fn bus_with_watcher() -> TestBus {
             .expect("status-notifier-watcher (apt: haskell-status-notifier-item-utils)"),
     );
     let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
-    let conn = zbus::blocking::connection::Builder::address(address.as_str())
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at("/org/freedesktop/Notifications", FakeNotifications { sent: sent.clone() })
-        .unwrap()
-        .build()
-        .unwrap();
+    let mut builder = zbus::blocking::connection::Builder::address(address.as_str()).unwrap();
+    if notifications {
+        builder = builder
+            .name("org.freedesktop.Notifications")
+            .unwrap()
+            .serve_at("/org/freedesktop/Notifications", FakeNotifications { sent: sent.clone() })
+            .unwrap();
+    }
+    let conn = builder.build().unwrap();
     let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !dbus.name_has_owner("org.kde.StatusNotifierWatcher".try_into().unwrap()).unwrap_or(false) {

@@ -91,6 +91,7 @@ fn web_ui_security_matrix() {
     // The one-time link works once.
     let link = first["url"].as_str().unwrap();
     let path = &link[link.find("/login").unwrap()..];
+    assert_eq!(ui.raw("HEAD", path, &[("Host", &host)], "").status, 200, "a HEAD does not use the link up");
     assert_eq!(ui.raw("GET", path, &[("Host", &host)], "").status, 303);
     let replay = ui.raw("GET", path, &[("Host", &host)], "");
     assert_eq!(replay.status, 403, "a replayed link is refused");

@@ -48,3 +48,18 @@ pub fn disable() -> Result<()> {
 pub fn is_enabled() -> bool {
     launcher(Path::new("/"), &[]).and_then(|l| l.is_enabled().map_err(|e| Error::new(ErrorCode::Io, e.to_string()))).unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tray_next_to_vpd_starts_at_login_else_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let vpd = dir.path().join("vpd");
+        std::fs::write(&vpd, "").unwrap();
+        assert_eq!(target_for(&vpd), (vpd.clone(), vec!["daemon".to_string()]));
+        std::fs::write(dir.path().join(TRAY_BINARY), "").unwrap();
+        assert_eq!(target_for(&vpd), (dir.path().join(TRAY_BINARY), vec![]));
+    }
+}

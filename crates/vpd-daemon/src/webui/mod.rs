@@ -237,7 +237,11 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login(AxState(ctx): AxState<Ctx>, Query(q): Query<LoginQuery>) -> Response {
+async fn login(AxState(ctx): AxState<Ctx>, method: Method, Query(q): Query<LoginQuery>) -> Response {
+    // A HEAD (a link preview, a prefetch) must not use the link up.
+    if method == Method::HEAD {
+        return StatusCode::OK.into_response();
+    }
     if !ctx.ui.auth.redeem(&q.t) {
         return page(
             StatusCode::FORBIDDEN,
