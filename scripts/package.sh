@@ -20,5 +20,5 @@ if ! cargo tauri --version >/dev/null 2>&1; then
   cargo install tauri-cli --version '^2' --locked
 fi
 # The AppImage step downloads linuxdeploy from GitHub the first time; the .deb needs nothing.
-cargo tauri build --bundles "$targets" --config src-tauri/bundle.json
+cargo tauri build --bundles "$targets" --config src-tauri/bundle.json -- -p viewport-tray
 ls -l target/release/bundle/*/ 2>/dev/null || true
