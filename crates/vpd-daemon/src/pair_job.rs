@@ -43,7 +43,12 @@ pub struct PairJob {
     pub view: PairView,
     cancel: watch::Sender<bool>,
     confirm: Option<mpsc::Sender<bool>>,
+    /// When it finished; a finished pairing stays in the UI state for [`SHOWN_AFTER_END`].
+    ended_at: Option<std::time::Instant>,
 }
+
+/// How long the outcome of a pairing stays on screen.
+const SHOWN_AFTER_END: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// Starts a pairing unless one is running.
 pub fn start(state: &Arc<State>, params: PairParams) -> Result<PairView> {
@@ -54,7 +59,7 @@ pub fn start(state: &Arc<State>, params: PairParams) -> Result<PairView> {
         if job.as_ref().is_some_and(|j| j.view.running()) {
             return Err(Error::new(ErrorCode::InvalidArgument, "a pairing is already waiting for approval; finish or cancel it first"));
         }
-        *job = Some(PairJob { view: PairView { state: "starting".into(), ..Default::default() }, cancel: cancel_tx, confirm: Some(cf_tx) });
+        *job = Some(PairJob { view: PairView { state: "starting".into(), ..Default::default() }, cancel: cancel_tx, confirm: Some(cf_tx), ended_at: None });
     }
     state.touch();
     let st = state.clone();
@@ -144,12 +149,16 @@ pub fn confirm(state: &State, replace: bool) -> Result<()> {
 
 impl State {
     pub fn pair_view(&self) -> Option<PairView> {
-        self.pair_job.lock().unwrap().as_ref().map(|j| j.view.clone())
+        let job = self.pair_job.lock().unwrap();
+        job.as_ref().filter(|j| j.ended_at.is_none_or(|t| t.elapsed() < SHOWN_AFTER_END)).map(|j| j.view.clone())
     }
 
     fn update_pair_view(&self, f: impl FnOnce(&mut PairView)) {
         if let Some(j) = self.pair_job.lock().unwrap().as_mut() {
             f(&mut j.view);
+            if !j.view.running() && j.ended_at.is_none() {
+                j.ended_at = Some(std::time::Instant::now());
+            }
         }
         self.touch();
     }
