@@ -1,42 +1,53 @@
 //! The Viewport tray app (SPEC section 12): runs the vpd daemon core in-process (or attaches
 //! to a running `vpd daemon`), shows a menu with the state of each pairing, sends OS
-//! notifications, and shows the web UI in a window created on demand and destroyed when
-//! closed (so an idle tray carries no webview processes).
+//! notifications, and opens the web UI in a window.
+//!
+//! The tray process does not link WebKit: its icon and menu are Tauri's own tray crates
+//! (tray-icon and muda; on Linux the StatusNotifierItem and dbusmenu protocols over D-Bus),
+//! and "Open Viewport" starts `viewport-window` (src-tauri/window.rs, the Tauri app with the
+//! webview), which exits when its window closes. An idle tray is the daemon core plus a
+//! D-Bus connection.
 //!
 //! Layout: `core.rs` starts or attaches to the daemon; `menu.rs` is the pure menu model;
-//! `notifications.rs` turns activity into notifications; this file is the Tauri glue.
-
-#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+//! `notifications.rs` turns activity into notifications; this file is the glue.
 
 mod core;
 mod menu;
 mod notifications;
 
 use menu::MenuModel;
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use tauri::image::Image;
-use tauri::menu::{CheckMenuItemBuilder, Menu, MenuBuilder, MenuItemBuilder, SubmenuBuilder};
-use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, Wry};
-use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
-use tauri_plugin_opener::OpenerExt;
+use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
+use tray_icon::{Icon, TrayIconBuilder};
 use vpd_daemon::api::protocol::{self, Request};
 use vpd_daemon::pair_job::PairView;
 use vpd_daemon::status::StatusReport;
 use vpd_daemon::suggestions::Answer;
 
-const TRAY_ID: &str = "viewport";
-const WINDOW: &str = "main";
-
-fn icon(health: &str) -> Image<'static> {
+fn icon(health: &str) -> Icon {
     let bytes: &'static [u8] = match health {
         "connected" => include_bytes!("../icons/tray-connected@2x.png"),
         "degraded" => include_bytes!("../icons/tray-degraded@2x.png"),
         "offline" => include_bytes!("../icons/tray-offline@2x.png"),
         _ => include_bytes!("../icons/tray-unpaired@2x.png"),
     };
-    Image::from_bytes(bytes).expect("the tray icons are valid PNGs")
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
+    let mut reader = decoder.read_info().expect("the tray icons are valid PNGs");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a small icon")];
+    let info = reader.next_frame(&mut buf).expect("the tray icons are valid PNGs");
+    buf.truncate(info.buffer_size());
+    Icon::from_rgba(buf, info.width, info.height).expect("RGBA icons")
+}
+
+/// What the main thread (which owns the tray icon) is asked to do.
+enum Ui {
+    Show(MenuModel),
+    Quit,
 }
 
 /// What every thread of the tray shares.
@@ -46,6 +57,9 @@ struct Tray {
     shown: Mutex<Option<MenuModel>>,
     /// Wakes the refresher (after an action) so the menu need not wait for its next look.
     wake: Mutex<mpsc::Sender<()>>,
+    ui: Mutex<mpsc::Sender<Ui>>,
+    /// The window process, while it runs; its stdin takes URLs to show.
+    window: Mutex<Option<Child>>,
     quitting: AtomicBool,
     started: Instant,
 }
@@ -57,12 +71,15 @@ impl Tray {
     fn refresh_soon(&self) {
         let _ = self.wake.lock().unwrap().send(());
     }
+    fn quit(&self) {
+        self.quitting.store(true, Ordering::SeqCst);
+        let _ = self.ui.lock().unwrap().send(Ui::Quit);
+    }
 }
 
 fn main() {
-    // GTK 3 probes OpenGL (and so loads Mesa, with LLVM: ~30 MB) when it opens the X display,
-    // only to pick visuals. The tray draws nothing with GL and WebKit renders in its own
-    // process, so skip it unless the user asked otherwise. Set before any thread starts.
+    // GTK 3 (in the window process) probes OpenGL, and so loads Mesa with LLVM (~30 MB),
+    // only to pick visuals; WebKit renders in its own process. Inherited by the window.
     if std::env::var_os("GDK_GL").is_none() {
         std::env::set_var("GDK_GL", "disable");
     }
@@ -87,80 +104,107 @@ fn main() {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     }
     let (wake_tx, wake_rx) = mpsc::channel();
+    let (ui_tx, ui_rx) = mpsc::channel();
     let tray = Arc::new(Tray {
         core: Mutex::new(core),
         home,
         shown: Mutex::new(None),
         wake: Mutex::new(wake_tx),
+        ui: Mutex::new(ui_tx),
+        window: Mutex::new(None),
         quitting: AtomicBool::new(false),
         started,
     });
-    let context: tauri::Context<Wry> = tauri::generate_context!("tauri.conf.json");
-    let app = tauri::Builder::default()
-        .plugin(tauri_plugin_opener::init())
-        .plugin(tauri_plugin_dialog::init())
-        .manage(tray.clone())
-        .setup(move |app| {
-            let handle = app.handle().clone();
-            let model = menu::unreachable(vpd_daemon::login_item::is_enabled());
-            let m = build_menu(&handle, &model)?;
-            tauri::tray::TrayIconBuilder::with_id(TRAY_ID)
-                .icon(icon(model.health))
-                .tooltip("Viewport")
-                .menu(&m)
-                .show_menu_on_left_click(true)
-                .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
-                .build(app)?;
-            let t = tray.clone();
-            std::thread::Builder::new().name("tray-refresh".into()).spawn(move || refresher(handle, t, wake_rx))?;
-            let (handle, t) = (app.handle().clone(), tray.clone());
-            std::thread::Builder::new().name("tray-events".into()).spawn(move || listen(handle, t))?;
-            Ok(())
-        })
-        .build(context)
-        .expect("the tray app starts");
-    app.run(|app, event| {
-        match event {
-            // Closing the window must not end the tray; only Quit (an explicit exit code) does.
-            RunEvent::ExitRequested { api, code: None, .. } if !app.state::<Arc<Tray>>().quitting.load(Ordering::SeqCst) => {
-                api.prevent_exit();
+
+    let t = tray.clone();
+    MenuEvent::set_event_handler(Some(move |e: MenuEvent| on_menu(&t, e.id.0.as_str())));
+    let t = tray.clone();
+    std::thread::Builder::new().name("tray-refresh".into()).spawn(move || refresher(t, wake_rx)).expect("a thread");
+    let t = tray.clone();
+    std::thread::Builder::new().name("tray-events".into()).spawn(move || listen(t)).expect("a thread");
+
+    // The main thread owns the tray icon: it applies menu models until Quit. Without a
+    // panel that shows StatusNotifierItems (a "host") the icon cannot be shown yet: the
+    // core runs on (`vpd ui` works) and the icon is tried again every few seconds.
+    let mut model = menu::unreachable(vpd_daemon::login_item::is_enabled());
+    let mut icon_handle = None;
+    let mut warned = false;
+    loop {
+        if icon_handle.is_none() {
+            let built = TrayIconBuilder::new()
+                .with_id("viewport")
+                .with_title("Viewport")
+                .with_tooltip(&model.status_line)
+                .with_icon(icon(model.health))
+                .with_menu(Box::new(build_menu(&model)))
+                .build();
+            match built {
+                Ok(i) => {
+                    tracing::info!(ms = tray.started.elapsed().as_millis() as u64, "tray icon shown");
+                    icon_handle = Some(i);
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "cannot show the tray icon yet (no panel hosts StatusNotifierItems); trying again; `vpd ui` opens the window meanwhile");
+                }
+                Err(_) => {}
             }
-            RunEvent::Exit => app.state::<Arc<Tray>>().core.lock().unwrap().stop(),
-            _ => {}
         }
-    });
-}
-
-fn build_menu(app: &AppHandle, m: &MenuModel) -> tauri::Result<Menu<Wry>> {
-    let status = MenuItemBuilder::with_id("status", &m.status_line).enabled(false).build(app)?;
-    let mut b = MenuBuilder::new(app).item(&status).separator();
-    b = if m.pairing_busy {
-        b.item(&MenuItemBuilder::with_id("pair", "Pairing… (approve in the browser)").enabled(false).build(app)?)
-    } else {
-        b.text("pair", "Pair with workspace…")
-    };
-    for p in &m.pairings {
-        let state = MenuItemBuilder::with_id(format!("state:{}", p.workspace_id), format!("State: {}", p.state)).enabled(false).build(app)?;
-        let sub = SubmenuBuilder::new(app, format!("{} — {}", p.name, p.state))
-            .item(&state)
-            .text(format!("open:{}", p.workspace_id), "Open in browser")
-            .text(format!("unpair:{}", p.workspace_id), "Unpair…")
-            .build()?;
-        b = b.item(&sub);
+        let next = if icon_handle.is_some() { ui_rx.recv().ok() } else { ui_rx.recv_timeout(Duration::from_secs(3)).ok().or(Some(Ui::Show(model.clone()))) };
+        match next {
+            Some(Ui::Show(m)) => {
+                if let Some(i) = &icon_handle {
+                    i.set_menu(Some(Box::new(build_menu(&m))));
+                    let _ = i.set_icon(Some(icon(m.health)));
+                    let _ = i.set_tooltip(Some(&m.status_line));
+                }
+                model = m;
+            }
+            Some(Ui::Quit) | None => break,
+        }
     }
-    let login = CheckMenuItemBuilder::with_id("autostart", "Start at login").checked(m.start_at_login).build(app)?;
-    b.separator().text("open_ui", "Open Viewport").item(&login).separator().text("quit", "Quit").build()
+    drop(icon_handle);
+    if let Some(mut w) = tray.window.lock().unwrap().take() {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    tray.core.lock().unwrap().stop();
+    std::process::exit(0);
 }
 
-/// Keeps the menu and icon in step with the daemon: a look every 2 s (or at once when
-/// woken), and a rebuild only when something shown changed.
-fn refresher(app: AppHandle, tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
+fn build_menu(m: &MenuModel) -> Menu {
+    let menu = Menu::new();
+    let add = |item: &dyn tray_icon::menu::IsMenuItem| {
+        let _ = menu.append(item);
+    };
+    add(&MenuItem::with_id("status", &m.status_line, false, None));
+    add(&PredefinedMenuItem::separator());
+    if m.pairing_busy {
+        add(&MenuItem::with_id("pair", "Pairing… (approve in the browser)", false, None));
+    } else {
+        add(&MenuItem::with_id("pair", "Pair with workspace…", true, None));
+    }
+    for p in &m.pairings {
+        let sub = Submenu::with_id(format!("org:{}", p.workspace_id), format!("{} — {}", p.name, p.state), true);
+        let _ = sub.append(&MenuItem::with_id(format!("state:{}", p.workspace_id), format!("State: {}", p.state), false, None));
+        let _ = sub.append(&MenuItem::with_id(format!("open:{}", p.workspace_id), "Open in browser", true, None));
+        let _ = sub.append(&MenuItem::with_id(format!("unpair:{}", p.workspace_id), "Unpair…", true, None));
+        add(&sub);
+    }
+    add(&PredefinedMenuItem::separator());
+    add(&MenuItem::with_id("open_ui", "Open Viewport", true, None));
+    add(&CheckMenuItem::with_id("autostart", "Start at login", true, m.start_at_login, None));
+    add(&PredefinedMenuItem::separator());
+    add(&MenuItem::with_id("quit", "Quit", true, None));
+    menu
+}
+
+fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
     let mut first = true;
     loop {
         if !tray.core.lock().unwrap().alive() {
             tracing::info!("the daemon core stopped: the tray exits");
-            tray.quitting.store(true, Ordering::SeqCst);
-            app.exit(0);
+            tray.quit();
             return;
         }
         let login = vpd_daemon::login_item::is_enabled();
@@ -186,14 +230,7 @@ fn refresher(app: AppHandle, tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
         };
         let changed = tray.shown.lock().unwrap().as_ref() != Some(&model);
         if changed {
-            let (a, m) = (app.clone(), model.clone());
-            let _ = app.run_on_main_thread(move || {
-                if let (Some(t), Ok(menu)) = (a.tray_by_id(TRAY_ID), build_menu(&a, &m)) {
-                    let _ = t.set_menu(Some(menu));
-                    let _ = t.set_icon(Some(icon(m.health)));
-                    let _ = t.set_tooltip(Some(&m.status_line));
-                }
-            });
+            let _ = tray.ui.lock().unwrap().send(Ui::Show(model.clone()));
             *tray.shown.lock().unwrap() = Some(model);
             if first {
                 tracing::info!(ms = tray.started.elapsed().as_millis() as u64, "tray menu ready");
@@ -206,7 +243,7 @@ fn refresher(app: AppHandle, tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
 }
 
 /// Notifications for the daemon's activity, for as long as the tray runs.
-fn listen(app: AppHandle, tray: Arc<Tray>) {
+fn listen(tray: Arc<Tray>) {
     // The in-process core started with this tray: everything it recorded is news (a watched
     // folder may have found suggestions before this thread subscribed). An attached daemon's
     // past is not.
@@ -220,9 +257,9 @@ fn listen(app: AppHandle, tray: Arc<Tray>) {
             since = Some(activity.id);
             tray.refresh_soon();
             let Some(note) = notifications::note_for(&activity) else { continue };
-            let (app, tray) = (app.clone(), tray.clone());
+            let tray = tray.clone();
             std::thread::spawn(move || match notifications::show(&note) {
-                Ok(Some(action)) => on_notification_action(&app, &tray, &activity, &note, &action),
+                Ok(Some(action)) => on_notification_action(&tray, &activity, &note, &action),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, message = %note.body, "no notification service; the event is in the activity list"),
             });
@@ -234,13 +271,13 @@ fn listen(app: AppHandle, tray: Arc<Tray>) {
     }
 }
 
-fn on_notification_action(app: &AppHandle, tray: &Tray, a: &vpd_daemon::daemon::Activity, note: &notifications::Note, action: &str) {
+fn on_notification_action(tray: &Tray, a: &vpd_daemon::daemon::Activity, note: &notifications::Note, action: &str) {
     let answer = match action {
         "bind" => Answer::Bind,
         "not_now" => Answer::Dismiss,
         "never" => Answer::Decline,
         _ => {
-            open_window(app, tray, note.open.as_deref());
+            open_window(tray, note.open.as_deref());
             return;
         }
     };
@@ -248,27 +285,25 @@ fn on_notification_action(app: &AppHandle, tray: &Tray, a: &vpd_daemon::daemon::
     let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion.clone(), answer });
     if let Err(e) = tray.call::<serde_json::Value>(&req) {
         tracing::warn!(error = %e.message, "answering a suggestion failed; opening the window");
-        open_window(app, tray, note.open.as_deref());
+        open_window(tray, note.open.as_deref());
     }
     tray.refresh_soon();
 }
 
-fn on_menu(app: &AppHandle, id: &str) {
-    let tray = app.state::<Arc<Tray>>().inner().clone();
-    let app = app.clone();
-    match id {
-        "pair" => {
-            std::thread::spawn(move || pair(&app, &tray));
-        }
-        "open_ui" => {
-            std::thread::spawn(move || open_window(&app, &tray, None));
-        }
+fn on_menu(tray: &Arc<Tray>, id: &str) {
+    let tray = tray.clone();
+    let id = id.to_string();
+    // Menu events arrive on the tray protocol's thread: do the work elsewhere.
+    std::thread::spawn(move || match id.as_str() {
+        "pair" => pair(&tray),
+        "open_ui" => open_window(&tray, None),
         "autostart" => {
-            std::thread::spawn(move || {
             let r = if vpd_daemon::login_item::is_enabled() {
                 vpd_daemon::login_item::disable()
             } else {
-                std::env::current_exe().map_err(|e| vpd_daemon::Error::io("finding the tray binary", e)).and_then(|exe| vpd_daemon::login_item::enable(&exe, &[]))
+                std::env::current_exe()
+                    .map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
+                    .and_then(|exe| vpd_daemon::login_item::enable(&exe, &[]))
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e.message, "Start at login");
@@ -276,33 +311,35 @@ fn on_menu(app: &AppHandle, id: &str) {
             // Show the real state, whatever happened.
             *tray.shown.lock().unwrap() = None;
             tray.refresh_soon();
-            });
         }
-        "quit" => {
-            tray.quitting.store(true, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                tray.core.lock().unwrap().stop();
-                app.exit(0);
-            });
-        }
+        "quit" => tray.quit(),
         other => {
             if let Some(ws) = other.strip_prefix("open:") {
                 let url = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairings.iter().find(|p| p.workspace_id == ws).map(|p| p.url.clone()));
                 if let Some(url) = url {
-                    if let Err(e) = app.opener().open_url(&url, None::<&str>) {
-                        tracing::warn!(error = %e, "cannot open the browser");
-                    }
+                    open_browser(&url);
                 }
             } else if let Some(ws) = other.strip_prefix("unpair:") {
-                let ws = ws.to_string();
-                std::thread::spawn(move || unpair(&app, &tray, &ws));
+                // The confirmation is the window's Unpair dialog, opened on this pairing.
+                open_window(&tray, Some(&format!("/#/pairing/{ws}?unpair=1")));
             }
         }
+    });
+}
+
+fn open_browser(url: &str) {
+    // Only a web page is opened (never another scheme).
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        tracing::warn!(url, "not opening a non-web URL");
+        return;
+    }
+    if let Err(e) = webbrowser::open(url) {
+        tracing::warn!(error = %e, "cannot open the browser");
     }
 }
 
 /// "Pair with workspace…": the daemon runs the pairing; the tray opens the approval page.
-fn pair(app: &AppHandle, tray: &Tray) {
+fn pair(tray: &Tray) {
     let server = std::env::var("VIEWPORT_SERVER_URL").ok().filter(|s| !s.is_empty());
     let params = protocol::PairParams { server, ..Default::default() };
     if let Err(e) = tray.call::<PairView>(&Request::PairJobStart(params)) {
@@ -319,17 +356,13 @@ fn pair(app: &AppHandle, tray: &Tray) {
         };
         match view.state.as_str() {
             "waiting" if !opened => {
-                // Only a web page of the platform is opened (never another scheme).
-                if let Some(url) = view.url.as_ref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
+                if let Some(url) = &view.url {
                     opened = true;
-                    if let Err(e) = app.opener().open_url(url, None::<&str>) {
-                        tracing::warn!(error = %e, "cannot open the browser; showing the code in the window");
-                        open_window(app, tray, Some("/#/"));
-                    }
+                    open_browser(url);
                 }
             }
             "confirm_replace" => {
-                open_window(app, tray, Some("/#/"));
+                open_window(tray, Some("/#/"));
                 while tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state == "confirm_replace") {
                     std::thread::sleep(Duration::from_millis(500));
                 }
@@ -346,27 +379,6 @@ fn pair(app: &AppHandle, tray: &Tray) {
     tray.refresh_soon();
 }
 
-fn unpair(app: &AppHandle, tray: &Tray, workspace_id: &str) {
-    let name = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairings.iter().find(|p| p.workspace_id == workspace_id).map(|p| p.name.clone()));
-    let Some(name) = name else { return };
-    let yes = app
-        .dialog()
-        .message(format!(
-            "Unpair {name}?\n\nSessions streaming to it stop, directories bound to it are unbound, and the platform is told to revoke this machine."
-        ))
-        .title("Unpair")
-        .kind(MessageDialogKind::Warning)
-        .buttons(MessageDialogButtons::OkCancelCustom("Unpair".into(), "Cancel".into()))
-        .blocking_show();
-    if !yes {
-        return;
-    }
-    if let Err(e) = tray.call::<protocol::Unpaired>(&Request::Unpair(protocol::UnpairParams { org: workspace_id.to_string() })) {
-        notify_error("Unpair failed", &e.message);
-    }
-    tray.refresh_soon();
-}
-
 fn notify_error(summary: &str, body: &str) {
     tracing::warn!("{summary}: {body}");
     let note = notifications::Note { summary: summary.into(), body: body.into(), actions: vec![], open: None };
@@ -375,8 +387,9 @@ fn notify_error(summary: &str, body: &str) {
     }
 }
 
-/// Shows the web UI window (created now if needed) on `next` (a UI path like `/#/activity`).
-fn open_window(app: &AppHandle, tray: &Tray, next: Option<&str>) {
+/// Shows the web UI window on `next` (a UI path like `/#/activity`): tells a running window
+/// process to go there, or starts one (`viewport-window`, next to this binary).
+fn open_window(tray: &Tray, next: Option<&str>) {
     let t0 = Instant::now();
     let link = match tray.call::<protocol::UiLink>(&Request::UiLink(protocol::UiLinkParams { next: next.map(String::from) })) {
         Ok(l) => l,
@@ -385,27 +398,35 @@ fn open_window(app: &AppHandle, tray: &Tray, next: Option<&str>) {
             return;
         }
     };
-    let Ok(url) = link.url.parse::<tauri::Url>() else { return };
-    let app2 = app.clone();
-    let _ = app.run_on_main_thread(move || {
-        if let Some(w) = app2.get_webview_window(WINDOW) {
-            let _ = w.navigate(url);
-            let _ = w.show();
-            let _ = w.set_focus();
-            return;
-        }
-        let built = WebviewWindowBuilder::new(&app2, WINDOW, WebviewUrl::External(url))
-            .title("Viewport")
-            .inner_size(480.0, 720.0)
-            .min_inner_size(360.0, 420.0)
-            .on_page_load(move |_, payload| {
-                if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
-                    tracing::info!(ms = t0.elapsed().as_millis() as u64, url = %payload.url().path(), "window page loaded");
+    let mut window = tray.window.lock().unwrap();
+    if let Some(child) = window.as_mut() {
+        if child.try_wait().ok().flatten().is_none() {
+            if let Some(stdin) = child.stdin.as_mut() {
+                if writeln!(stdin, "{}", link.url).and_then(|_| stdin.flush()).is_ok() {
+                    return;
                 }
-            })
-            .build();
-        if let Err(e) = built {
-            tracing::warn!(error = %e, "cannot open the window");
+            }
         }
-    });
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let exe = std::env::current_exe().map(|e| e.with_file_name(WINDOW_BINARY)).unwrap_or_else(|_| WINDOW_BINARY.into());
+    let spawned = Command::new(&exe).arg(&link.url).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    match spawned {
+        Ok(mut child) => {
+            if let Some(out) = child.stdout.take() {
+                std::thread::spawn(move || {
+                    for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                        if let Some(path) = line.strip_prefix("loaded ") {
+                            tracing::info!(ms = t0.elapsed().as_millis() as u64, path, "window page loaded");
+                        }
+                    }
+                });
+            }
+            *window = Some(child);
+        }
+        Err(e) => notify_error("The Viewport window cannot open", &format!("starting {}: {e}", exe.display())),
+    }
 }
+
+const WINDOW_BINARY: &str = if cfg!(windows) { "viewport-window.exe" } else { "viewport-window" };

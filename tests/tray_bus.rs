@@ -127,7 +127,7 @@ impl Bus {
                 Some((n, p)) => (n.to_string(), format!("/{p}")),
                 None => (item.clone(), String::new()),
             };
-            let path = if path.is_empty() || path == "/" { self.item_path(&name) } else { Some(path) };
+            let path = if path.is_empty() || path == "/" { self.item_path(&name).or(Some("/StatusNotifierItem".into())) } else { Some(path) };
             let Some(path) = path else { continue };
             let Ok(sni) = zbus::blocking::Proxy::new(&self.conn, name.as_str(), path.as_str(), "org.kde.StatusNotifierItem") else { continue };
             let menu = sni.get_property::<zbus::zvariant::OwnedObjectPath>("Menu");
@@ -210,17 +210,25 @@ pub fn fake_browser(home: &Path) -> PathBuf {
     record
 }
 
+/// How many descendants of `pid` have a name starting with `prefix`.
 pub fn children_named(pid: u32, prefix: &str) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
-        let name = status.lines().find_map(|l| l.strip_prefix("Name:")).unwrap_or("").trim().to_string();
-        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap_or("").trim().to_string();
-        if ppid == pid.to_string() && name.starts_with(prefix) {
-            n += 1;
-        }
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+            Some((field("Pid:")?.parse().ok()?, field("PPid:")?.parse().ok()?, field("Name:")?))
+        })
+        .collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
     }
-    n
+    procs.iter().filter(|p| tree[1..].contains(&p.0) && p.2.starts_with(prefix)).count()
 }
 
 pub struct Kill(pub Child);
@@ -303,6 +311,12 @@ pub fn bus(notifications: bool) -> TestBus {
         assert!(std::time::Instant::now() < deadline, "the status-notifier watcher did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Be the panel: a StatusNotifierHost that the watcher knows about (what a desktop's
+    // tray area registers), so items are shown.
+    let host = format!("org.kde.StatusNotifierHost-{}", std::process::id());
+    conn.request_name(host.as_str()).unwrap();
+    let sn_watcher = zbus::blocking::Proxy::new(&conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
+    let _: () = sn_watcher.call("RegisterStatusNotifierHost", &(host.as_str(),)).unwrap();
     TestBus { address, conn, sent, _watcher: watcher, _daemon: daemon }
 }
 

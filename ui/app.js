@@ -12,7 +12,7 @@
     drafts: {}, pending: new Set(), dismissedPairing: null, serverOpen: false,
     lastPairBody: {}, navFocus: false, focusAfter: null, sseOk: null, poll: null, toastTimer: null,
   };
-  ui.navFocus = Boolean(ui.route.suggest);
+  ui.navFocus = Boolean(ui.route.suggest || ui.route.unpair);
 
   // ---- DOM helper -------------------------------------------------------------------------
   function h(tag, attrs, ...children) {
@@ -101,7 +101,7 @@
     if (parts[0] === 'pairing' && parts.length > 1) {
       let id = parts.slice(1).join('/');
       try { id = decodeURIComponent(id); } catch (_) { /* keep raw */ }
-      return { page: 'pairing', id };
+      return { page: 'pairing', id, unpair: params.get('unpair') === '1' };
     }
     if (parts[0] === 'directories') return { page: 'directories', suggest: params.get('suggest') };
     if (parts[0] === 'sessions' || parts[0] === 'activity') return { page: parts[0] };
@@ -241,6 +241,12 @@
     }
   }
   function focusAfterNav(r) {
+    // The tray's "Unpair…" lands here: ask at once (the dialog is the confirmation).
+    if (r.page === 'pairing' && r.unpair) {
+      r.unpair = false;
+      const p = ((ui.state.status || {}).pairings || []).find((x) => x.workspaceId === r.id);
+      if (p) { confirmUnpair(p, p.workspaceName || p.workspaceSlug || p.workspaceId); return; }
+    }
     if (r.suggest) {
       const item = [...main.querySelectorAll('[data-directory]')].find((el) => el.dataset.directory === r.suggest || el.dataset.display === r.suggest);
       if (item) {

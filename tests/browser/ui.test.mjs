@@ -134,6 +134,17 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await checkLabels(page, 'pairing');
     await shot(page, '04-pairing');
 
+    // The tray's "Unpair…" opens this page with ?unpair=1: the confirmation comes up at
+    // once; Cancel keeps the pairing.
+    const wsId = vpd('status').pairings[0].workspaceId;
+    await page.evaluate((id) => { location.hash = `#/pairing/${id}?unpair=1`; }, wsId);
+    await page.locator('#unpair-dialog').waitFor({ state: 'visible' });
+    await page.locator('#unpair-dialog').getByText('Unpair Acme Engineering?').waitFor();
+    await shot(page, '04b-unpair-confirmation');
+    await page.locator('#unpair-cancel').click();
+    await page.locator('#unpair-dialog').waitFor({ state: 'hidden' });
+    assert.equal(vpd('status').pairings.length, 1, 'Cancel keeps the pairing');
+
     // Directories: watch the code folder; its repository is suggested; bind it.
     await page.getByRole('link', { name: 'Directories', exact: true }).click();
     await page.getByRole('heading', { name: 'Directories', level: 1 }).waitFor();
