@@ -43,7 +43,10 @@ impl Core {
                 }
             }
             if Instant::now() > deadline {
-                return Err(Error::new(ErrorCode::DaemonUnavailable, "the daemon core did not answer within 10 s; see `vpd logs`"));
+                // Slow, not dead: keep it (it is ours to stop); the menu says "not running"
+                // until it answers.
+                tracing::warn!("the daemon core has not answered within 10 s; see `vpd logs`");
+                return Ok(Core { home, thread: Some(thread) });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

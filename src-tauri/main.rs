@@ -145,7 +145,7 @@ fn main() {
                 }
                 Err(e) if !warned => {
                     warned = true;
-                    tracing::warn!(error = %e, "cannot show the tray icon yet (no panel hosts StatusNotifierItems); trying again; `vpd ui` opens the window meanwhile");
+                    tracing::warn!(error = %e, "cannot show the tray icon yet (no panel hosts StatusNotifierItems); trying again; meanwhile `vpd ui` opens the window and `vpd daemon stop` stops the tray");
                 }
                 Err(_) => {}
             }
@@ -165,6 +165,12 @@ fn main() {
     }
     drop(icon_handle);
     if let Some(mut w) = tray.window.lock().unwrap().take() {
+        // Closing its stdin ends the window cleanly; kill it only if it does not go.
+        drop(w.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while w.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = w.kill();
         let _ = w.wait();
     }
@@ -218,7 +224,7 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
             Err(_) => {
                 // An attached daemon went away: run the core here instead.
                 let attached = tray.core.lock().unwrap().thread.is_none();
-                if attached {
+                if attached && !tray.quitting.load(Ordering::SeqCst) {
                     if let Ok(core) = core::Core::start(tray.home.clone()) {
                         tracing::info!(embedded = core.thread.is_some(), "the daemon went away; the tray started its own core");
                         *tray.core.lock().unwrap() = core;
@@ -235,6 +241,13 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
             if first {
                 tracing::info!(ms = tray.started.elapsed().as_millis() as u64, "tray menu ready");
                 first = false;
+            }
+        }
+        // Reap a window process whose window was closed.
+        {
+            let mut w = tray.window.lock().unwrap();
+            if w.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                *w = None;
             }
         }
         let _ = wake.recv_timeout(Duration::from_secs(2));
@@ -321,6 +334,7 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
                 }
             } else if let Some(ws) = other.strip_prefix("unpair:") {
                 // The confirmation is the window's Unpair dialog, opened on this pairing.
+                let ws = url::form_urlencoded::byte_serialize(ws.as_bytes()).collect::<String>();
                 open_window(&tray, Some(&format!("/#/pairing/{ws}?unpair=1")));
             }
         }
@@ -419,6 +433,8 @@ fn open_window(tray: &Tray, next: Option<&str>) {
                     for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                         if let Some(path) = line.strip_prefix("loaded ") {
                             tracing::info!(ms = t0.elapsed().as_millis() as u64, path, "window page loaded");
+                        } else if let Some(url) = line.strip_prefix("open ") {
+                            open_browser(url);
                         }
                     }
                 });

@@ -11,6 +11,20 @@ use std::io::{BufRead, Write};
 use std::time::Instant;
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder, Wry};
 
+/// `scheme://host:port` of a URL.
+fn origin(u: &tauri::Url) -> String {
+    format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0))
+}
+
+/// Asks the tray to open a web page in the system browser (it opens http(s) only).
+fn open_outside(u: &tauri::Url) {
+    if matches!(u.scheme(), "http" | "https") {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "open {u}");
+        let _ = out.flush();
+    }
+}
+
 /// Only the daemon's own loopback UI is ever shown in this window.
 fn loopback_ui(url: &str) -> Option<tauri::Url> {
     let u = tauri::Url::parse(url).ok()?;
@@ -27,6 +41,8 @@ fn main() {
         std::process::exit(2);
     };
     let t0 = Instant::now();
+    let home_origin = origin(&url);
+    let (nav_origin, new_origin, stdin_origin) = (home_origin.clone(), home_origin.clone(), home_origin);
     let context: tauri::Context<Wry> = tauri::generate_context!("tauri.conf.json");
     tauri::Builder::default()
         .setup(move |app| {
@@ -34,6 +50,21 @@ fn main() {
                 .title("Viewport")
                 .inner_size(480.0, 720.0)
                 .min_inner_size(360.0, 420.0)
+                // The UI's own pages only; any other link (the platform's approval page) opens
+                // in the system browser instead.
+                .on_navigation(move |u| {
+                    let inside = origin(u) == nav_origin;
+                    if !inside {
+                        open_outside(u);
+                    }
+                    inside
+                })
+                .on_new_window(move |u, _| {
+                    if origin(&u) != new_origin {
+                        open_outside(&u);
+                    }
+                    tauri::webview::NewWindowResponse::Deny
+                })
                 .on_page_load(move |_, payload| {
                     if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
                         let mut out = std::io::stdout();
@@ -46,7 +77,7 @@ fn main() {
             let handle = app.handle().clone();
             std::thread::spawn(move || {
                 for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                    let Some(u) = loopback_ui(line.trim()) else { continue };
+                    let Some(u) = loopback_ui(line.trim()).filter(|u| origin(u) == stdin_origin) else { continue };
                     let h = handle.clone();
                     let _ = handle.run_on_main_thread(move || {
                         if let Some(w) = h.get_webview_window("main") {

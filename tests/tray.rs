@@ -33,6 +33,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
         .stderr(Stdio::from(std::fs::File::create(m.dir.path().join("tray.err")).unwrap()));
     let mut tray = Kill(tray.spawn().unwrap());
     let tray_pid = tray.0.id();
+    let _log = ShowOnPanic(m.dir.path().join("tray.err"));
 
     let mut bus = Bus { conn: conn.clone(), menu: None };
     wait_until("the tray's item on the bus", Duration::from_secs(30), || bus.find_menu());
@@ -102,9 +103,10 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     // Start at login: writes, then removes, the autostart entry; the checkbox follows.
     let entry = m.dir.path().join(".config/autostart/Viewport.desktop");
     bus.click_label("Start at login");
-    wait_until("the autostart entry", Duration::from_secs(10), || entry.exists());
-    let text = std::fs::read_to_string(&entry).unwrap();
-    assert!(text.contains("viewport-tray"), "{text}");
+    // (auto-launch writes the file in place: wait for its content, not just the file)
+    wait_until("the autostart entry starting the tray", Duration::from_secs(10), || {
+        std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("Exec=") && t.contains("viewport-tray"))
+    });
     wait_until("the checkbox checked", Duration::from_secs(10), || bus.layout().find(&|i| i.label == "Start at login").unwrap().toggle == Some(1));
     bus.click_label("Start at login");
     wait_until("the autostart entry removed", Duration::from_secs(10), || !entry.exists());
@@ -163,6 +165,7 @@ fn tray_attaches_to_a_running_daemon_and_leaves_it_running() {
             .spawn()
             .unwrap(),
     );
+    let _log = ShowOnPanic(m.dir.path().join("tray.err"));
     let mut bus = Bus { conn, menu: None };
     wait_until("the tray's item on the bus", Duration::from_secs(30), || bus.find_menu());
     wait_until("the daemon's pairing in the menu", Duration::from_secs(20), || {
@@ -190,4 +193,14 @@ fn tray_attaches_to_a_running_daemon_and_leaves_it_running() {
     assert!(status.unwrap().success());
     assert_eq!(m.daemon_pid(), Some(daemon_pid), "Quit left the attached daemon running");
     assert_eq!(m.ok(&["status"])["daemon"]["running"], true);
+}
+
+/// Prints a file (the tray's stderr) if the test fails.
+struct ShowOnPanic(std::path::PathBuf);
+impl Drop for ShowOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- {} ----\n{}", self.0.display(), std::fs::read_to_string(&self.0).unwrap_or_default());
+        }
+    }
 }

@@ -116,12 +116,15 @@ pub struct Bus {
 impl Bus {
     /// The tray's menu (bus name, object path), once its item has registered.
     pub fn find_menu(&mut self) -> bool {
-        let watcher = zbus::blocking::Proxy::new(&self.conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
-        let items = match watcher.get_property::<Vec<String>>("RegisteredStatusNotifierItems") {
-            Ok(i) => i,
-            Err(_) => return false,
-        };
+        self.menu = self.current_menu();
+        self.menu.is_some()
+    }
 
+    /// The menu of the item registered now (looked up afresh: an item that registers again
+    /// gets a new name).
+    pub fn current_menu(&self) -> Option<(String, String)> {
+        let watcher = zbus::blocking::Proxy::new(&self.conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
+        let items = watcher.get_property::<Vec<String>>("RegisteredStatusNotifierItems").ok()?;
         for item in items {
             let (name, path) = match item.split_once('/') {
                 Some((n, p)) => (n.to_string(), format!("/{p}")),
@@ -133,11 +136,10 @@ impl Bus {
             let menu = sni.get_property::<zbus::zvariant::OwnedObjectPath>("Menu");
             drop(sni);
             if let Ok(menu) = menu {
-                self.menu = Some((name, menu.to_string()));
-                return true;
+                return Some((name, menu.to_string()));
             }
         }
-        false
+        None
     }
 
     /// libayatana-appindicator puts its item below /org/ayatana/NotificationItem/.
@@ -150,15 +152,28 @@ impl Bus {
     }
 
     pub fn layout(&self) -> Item {
-        let (name, path) = self.menu.clone().expect("menu found");
-        let p = zbus::blocking::Proxy::new(&self.conn, name.as_str(), path.as_str(), "com.canonical.dbusmenu").unwrap();
+        let mut last = None;
+        for _ in 0..50 {
+            match self.try_layout() {
+                Ok(item) => return item,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the tray's menu cannot be read: {last:?}");
+    }
+
+    /// The menu once, or why it cannot be read (the item is gone, …).
+    pub fn try_layout(&self) -> zbus::Result<Item> {
         type Layout = (u32, (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>));
-        let (_rev, (id, props, children)): Layout = p.call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).unwrap();
-        item_from(id, props, children.iter().map(|c| parse_child(c)).collect())
+        let (name, path) = self.current_menu().or_else(|| self.menu.clone()).ok_or(zbus::Error::Failure("no tray item".into()))?;
+        let p = zbus::blocking::Proxy::new(&self.conn, name.as_str(), path.as_str(), "com.canonical.dbusmenu")?;
+        let (_rev, (id, props, children)): Layout = p.call("GetLayout", &(0i32, -1i32, Vec::<String>::new()))?;
+        Ok(item_from(id, props, children.iter().map(|c| parse_child(c)).collect()))
     }
 
     pub fn click(&self, id: i32) -> zbus::Result<()> {
-        let (name, path) = self.menu.clone().expect("menu found");
+        let (name, path) = self.current_menu().or_else(|| self.menu.clone()).expect("menu found");
         let p = zbus::blocking::Proxy::new(&self.conn, name.as_str(), path.as_str(), "com.canonical.dbusmenu").unwrap();
         p.call("Event", &(id, "clicked", ZValue::I32(0), 0u32))
     }
@@ -172,6 +187,10 @@ impl Bus {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
+            // A click that ends the app (Quit) may lose its reply: the item is gone then.
+            if self.try_layout().is_err() {
+                return;
+            }
         }
         panic!("could not click {label:?}");
     }
@@ -234,6 +253,9 @@ pub fn children_named(pid: u32, prefix: &str) -> usize {
 pub struct Kill(pub Child);
 impl Drop for Kill {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- process {} at the failure: {:?} (None: still running)", self.0.id(), self.0.try_wait());
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

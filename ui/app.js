@@ -244,6 +244,8 @@
     // The tray's "Unpair…" lands here: ask at once (the dialog is the confirmation).
     if (r.page === 'pairing' && r.unpair) {
       r.unpair = false;
+      // Asked once: a reload or Back must not ask again.
+      history.replaceState(null, '', '#/pairing/' + encodeURIComponent(r.id));
       const p = ((ui.state.status || {}).pairings || []).find((x) => x.workspaceId === r.id);
       if (p) { confirmUnpair(p, p.workspaceName || p.workspaceSlug || p.workspaceId); return; }
     }
