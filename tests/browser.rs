@@ -18,9 +18,7 @@ fn web_ui_in_headless_chromium() {
     );
     assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Chromium is missing: apt-get install chromium (scripts/test.sh does)");
     let server = Server::start();
-    server.user("ann@example.com");
-    let ws = server.org("Acme Engineering", "acme");
-    server.member("acme", "ann@example.com");
+    let ws = server.org_with_member("Acme Engineering", "acme", "ann@example.com");
 
     let m = Machine::new();
     let code_dir = m.mkdir("code");

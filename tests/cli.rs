@@ -11,9 +11,7 @@ use support::*;
 
 fn server_with_acme() -> (Server, String) {
     let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     (server, acme)
 }
 

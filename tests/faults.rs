@@ -21,9 +21,7 @@ fn rig() -> Rig {
     let port = free_port();
     let proxy = Proxy::start(port);
     let server = Server::start_as(port, proxy.url());
-    server.user("alice@example.com");
-    let org = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let org = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let mut m = Machine::new();
     m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
     let (p, code) = m.start_pair(&["--server", &proxy.url(), "--org", "acme"]);
@@ -110,9 +108,7 @@ fn platform_down_for_a_minute() {
 #[test]
 fn the_relay_connection_honours_the_proxy_variables() {
     let server = Server::start();
-    server.user("alice@example.com");
-    let org = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let org = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let proxy = HttpProxy::start();
     let mut m = Machine::new();
     m.env.push(("ALL_PROXY".into(), proxy.url.clone()));
@@ -132,9 +128,7 @@ fn overflow_while_the_relay_is_away_becomes_a_visible_gap() {
     let port = free_port();
     let proxy = Proxy::start(port);
     let mut server = Server::start_as(port, proxy.url());
-    server.user("alice@example.com");
-    let org = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let org = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let mut m = Machine::new();
     m.env.push(("VPD_OUTBOX_BYTES".into(), "20000".into()));
     m.pair(&server, &org, "alice@example.com");
@@ -164,9 +158,7 @@ fn relay_tokens_expiring_during_a_session_are_renewed() {
     let port = free_port();
     let proxy = Proxy::start(port);
     let server = Server::start_with(port, proxy.url(), &["--relay-token-ttl", "1"]);
-    server.user("alice@example.com");
-    let org = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let org = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let mut m = Machine::new();
     m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
     m.pair(&server, &org, "alice@example.com");

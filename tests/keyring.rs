@@ -61,9 +61,7 @@ impl Drop for Bus {
 #[test]
 fn issue_tokens_live_in_the_secret_service() {
     let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let bus = Bus::start();
     let mut m = Machine::new();
     m.keyring = true;
@@ -95,9 +93,7 @@ fn issue_tokens_live_in_the_secret_service() {
 #[test]
 fn without_a_keyring_the_file_store_is_used_and_said() {
     let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let mut m = Machine::new();
     m.keyring = true; // probe it: there is no session bus in this environment
     let done = m.pair(&server, &acme, "alice@example.com");

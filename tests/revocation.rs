@@ -58,9 +58,7 @@ fn revoke_from_machines_page_and_member_removal() {
 #[test]
 fn the_platform_tells_a_wrong_credential_from_a_revocation() {
     let server = Server::start();
-    server.user("alice@example.com");
-    let acme = server.org("Acme Engineering", "acme");
-    server.member("acme", "alice@example.com");
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let m = Machine::new();
     m.pair(&server, &acme, "alice@example.com");
     let mut p = m.pairing(&acme);

@@ -10,9 +10,7 @@ use support::*;
 
 fn platform(org: &str, slug: &str) -> (Server, String) {
     let server = Server::start();
-    server.user("alice@example.com");
-    let id = server.org(org, slug);
-    server.member(slug, "alice@example.com");
+    let id = server.org_with_member(org, slug, "alice@example.com");
     (server, id)
 }
 

@@ -20,9 +20,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     let (conn, sent) = (tb.conn.clone(), tb.sent.clone());
 
     let server = Server::start();
-    server.user("ann@example.com");
-    let ws = server.org("Acme Engineering", "acme");
-    server.member("acme", "ann@example.com");
+    let ws = server.org_with_member("Acme Engineering", "acme", "ann@example.com");
 
     let m = Machine::new();
     let opened = fake_browser(m.dir.path());
@@ -151,9 +149,7 @@ fn tray_attaches_to_a_running_daemon_and_leaves_it_running() {
     let tb = bus(false);
     let conn = tb.conn.clone();
     let server = Server::start();
-    server.user("ann@example.com");
-    server.org("Acme Engineering", "acme");
-    server.member("acme", "ann@example.com");
+    server.org_with_member("Acme Engineering", "acme", "ann@example.com");
     let m = Machine::new();
     m.pair(&server, "acme", "ann@example.com");
     let daemon_pid = m.daemon_pid().expect("vpd pair started the daemon");

@@ -62,9 +62,7 @@ fn main() {
     // One org paired and connected (through the `vpd` next to it, talking to the tray's core).
     wait("no tray item left", Duration::from_secs(10), || (registered(&conn) == 0).then_some(()));
     let server = Server::start();
-    server.user("ann@example.com");
-    server.org("Acme Engineering", "acme");
-    server.member("acme", "ann@example.com");
+    server.org_with_member("Acme Engineering", "acme", "ann@example.com");
     let m = Machine::new();
     let mut tray = Kill(tray_command(&exe, m.dir.path(), &tb).env("VPD_LOG", "info").spawn().unwrap());
     let pid = tray.0.id();

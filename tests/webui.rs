@@ -239,9 +239,7 @@ fn state(m: &Machine, ui: &Ui, cookie: &str) -> Value {
 #[test]
 fn suggestions_come_from_sessions_the_shell_hook_and_watched_folders() {
     let server = Server::start();
-    server.user("ann@example.com");
-    let ws = server.org("Acme Engineering", "acme");
-    server.member("acme", "ann@example.com");
+    let ws = server.org_with_member("Acme Engineering", "acme", "ann@example.com");
     let m = Machine::new();
     m.pair(&server, "acme", "ann@example.com");
     let first = m.ok(&["ui", "--no-browser"]);

@@ -149,6 +149,14 @@ impl Server {
         self.admin(&["org", "create", name, "--slug", slug])["id"].as_str().unwrap().to_string()
     }
 
+    /// A new user who is the one member of a new org; returns the org's id.
+    pub fn org_with_member(&self, name: &str, slug: &str, email: &str) -> String {
+        self.user(email);
+        let id = self.org(name, slug);
+        self.member(slug, email);
+        id
+    }
+
     pub fn member(&self, org: &str, email: &str) {
         self.admin(&["member", "add", "--org", org, "--user", email]);
     }

@@ -1488,18 +1488,24 @@ mod tests {
         assert!(s.runtime_target(&w2.id, &p1.runtime_target_id).unwrap().is_none());
     }
 
-    fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
-        RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
-    }
-
-    #[test]
-    fn gap_frames_and_byte_capped_reads() {
+    /// A store with one org, one member and one approved pairing.
+    fn paired_store() -> (Store, Workspace, Pairing) {
         let s = Store::open_in_memory().unwrap();
         let u = s.create_user("a@example.com", "h", 0).unwrap();
         let w = s.create_workspace("One", "one", 0).unwrap();
         s.add_member(&w.id, &u.id, 0).unwrap();
         s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
         let p = s.approve_code("BCDFGHJK", &w.id, &u.id, 1).unwrap();
+        (s, w, p)
+    }
+
+    fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
+        RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
+    }
+
+    #[test]
+    fn gap_frames_and_byte_capped_reads() {
+        let (s, w, p) = paired_store();
         let rt = &p.runtime_target_id;
         let a = new_id();
         let start = RelayOp::Start { session_id: a.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 };
@@ -1519,12 +1525,7 @@ mod tests {
 
     #[test]
     fn relay_batches_store_in_order_ack_duplicates_and_retention_deletes() {
-        let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@example.com", "h", 0).unwrap();
-        let w = s.create_workspace("One", "one", 0).unwrap();
-        s.add_member(&w.id, &u.id, 0).unwrap();
-        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, 1).unwrap();
+        let (s, w, p) = paired_store();
         let rt = &p.runtime_target_id;
         let (a, b) = (new_id(), new_id());
         let start = |id: &str| RelayOp::Start { session_id: id.into(), agent: "x".into(), directory: "d".into(), started_at: 5 };

@@ -172,10 +172,6 @@ impl State {
         }
     }
 
-    pub fn record(&self, kind: &str, message: String) {
-        self.record_activity(Activity { kind: kind.into(), message, ..Default::default() });
-    }
-
     /// Adds to the activity list (the last 200 are kept) and tells the listeners (the tray).
     pub fn record_activity(&self, mut entry: Activity) {
         {
