@@ -302,27 +302,56 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` Chromium sends `Origin: null` on
+    // form posts, which no origin check can tell from a sandboxed frame's.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     res
 }
 
-/// Refuses state-changing page requests whose `Origin` is present and not this server's.
+/// Where a state-changing page request came from, as the browser tells it.
+#[derive(Debug, PartialEq, Eq)]
+enum Provenance {
+    /// From one of this server's own pages.
+    SameOrigin,
+    /// From another site, a sandboxed frame (`Origin: null`) or a browser extension.
+    Foreign,
+    /// No `Sec-Fetch-Site` and no `Origin`: not a browser, or a very old one. The CSRF token
+    /// (and, for pages, the session cookie) still decides.
+    Unknown,
+}
+
+/// Decides from `Sec-Fetch-Site` (sent by Chromium, Firefox and Safari), falling back to an
+/// exact `Origin` match when it is absent. `Sec-Fetch-Site` is what the browser knows: a page
+/// served as `http://localhost:8080` posts `same-origin` even when `--public-url` names
+/// `127.0.0.1`, and a page under any referrer policy still says where it came from.
+fn provenance(headers: &axum::http::HeaderMap, public_origin: &str) -> Provenance {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.to_str() {
+            Ok(s) if s.eq_ignore_ascii_case("same-origin") => Provenance::SameOrigin,
+            _ => Provenance::Foreign,
+        };
+    }
+    match headers.get(header::ORIGIN) {
+        Some(origin) => match origin.to_str() {
+            Ok(o) if o.eq_ignore_ascii_case(public_origin) => Provenance::SameOrigin,
+            _ => Provenance::Foreign,
+        },
+        None => Provenance::Unknown,
+    }
+}
+
+/// Refuses state-changing page requests that a browser says came from elsewhere.
 async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && !req.uri().path().starts_with("/api/") {
-        if let Some(origin) = req.headers().get(header::ORIGIN) {
-            let ok = origin.to_str().map(|o| o.eq_ignore_ascii_case(&state.public_origin)).unwrap_or(false);
-            if !ok {
-                return pages::layout::error_page(
-                    StatusCode::FORBIDDEN,
-                    "Request refused",
-                    "This form was submitted from another site. Go back to the page and try again.",
-                )
-                .into_response();
-            }
-        }
+    if !safe && !req.uri().path().starts_with("/api/") && provenance(req.headers(), &state.public_origin) == Provenance::Foreign {
+        return pages::layout::error_page(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was submitted from another site. Go back to the page and try again.",
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -336,5 +365,30 @@ mod tests {
         assert_eq!(relay_endpoint_for("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
         assert_eq!(relay_endpoint_for("https://v.example.com/"), "wss://v.example.com/ws");
         assert_eq!(origin_of("https://V.example.com:8443/x?y"), "https://v.example.com:8443");
+    }
+
+    #[test]
+    fn provenance_prefers_sec_fetch_site_then_exact_origin() {
+        let me = "http://127.0.0.1:8080";
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        assert_eq!(provenance(&h(&[("sec-fetch-site", "same-origin")]), me), Provenance::SameOrigin);
+        // The browser's word wins over an Origin that does not name --public-url (a page
+        // opened as localhost instead of 127.0.0.1).
+        assert_eq!(provenance(&h(&[("sec-fetch-site", "same-origin"), ("origin", "http://localhost:8080")]), me), Provenance::SameOrigin);
+        for site in ["cross-site", "same-site", "none", "bogus"] {
+            assert_eq!(provenance(&h(&[("sec-fetch-site", site), ("origin", me)]), me), Provenance::Foreign, "{site}");
+        }
+        assert_eq!(provenance(&h(&[("origin", me)]), me), Provenance::SameOrigin);
+        assert_eq!(provenance(&h(&[("origin", "HTTP://127.0.0.1:8080")]), me), Provenance::SameOrigin);
+        for o in ["null", "http://127.0.0.1:8081", "https://evil.example", "http://127.0.0.1:8080.evil.example"] {
+            assert_eq!(provenance(&h(&[("origin", o)]), me), Provenance::Foreign, "{o}");
+        }
+        assert_eq!(provenance(&h(&[]), me), Provenance::Unknown);
     }
 }

@@ -141,7 +141,7 @@ async fn health_and_security_headers() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-security-policy"], "default-src 'self'; frame-ancestors 'none'");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin", "no-referrer makes Chromium send Origin: null on form posts");
     let h: vpd_proto::Health = r.json().await.unwrap();
     assert_eq!(h.status, "ok");
     assert_eq!(h.version, env!("CARGO_PKG_VERSION"));

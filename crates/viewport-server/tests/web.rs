@@ -341,8 +341,56 @@ async fn machines_page_shows_never_until_the_first_relay_token() {
     let a = s.pair(&new_key(), &acme, &u).await;
     let html = get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap();
     assert!(html.contains(&a.machine_id));
-    assert!(html.contains("<td>never</td>"), "last seen must be never right after pairing");
+    assert!(html.contains("<td data-label=\"Last seen\">never</td>"), "last seen must be never right after pairing");
     assert_eq!(s.relay_token(&a).await.status(), 200);
     let html = get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap();
-    assert!(!html.contains("<td>never</td>"), "seen once it fetched a relay token");
+    assert!(!html.contains("<td data-label=\"Last seen\">never</td>"), "seen once it fetched a relay token");
+}
+
+/// What browsers send on a form post, against the real router: the page's own post (with the
+/// `Sec-Fetch-Site` Chromium, Firefox and Safari send, even when `Origin` is `null` or names
+/// another spelling of this host) passes; a sandboxed frame, another site and a same-site
+/// sibling are refused; a client that sends no `Sec-Fetch-*` header falls back to an exact
+/// `Origin` match, and with neither header the CSRF token still decides.
+#[tokio::test]
+async fn form_posts_are_judged_by_sec_fetch_site_then_exact_origin() {
+    let s = start().await;
+    let acme = s.org("Acme Engineering", "acme");
+    s.user("a@example.com", &[&acme]);
+    let cookie = sign_in(&s, "a@example.com").await;
+    let r = get(&s, "/orgs/acme/add-machine", &cookie).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["referrer-policy"], "same-origin", "no-referrer makes Chromium send Origin: null");
+    let csrf = csrf_in(&r.text().await.unwrap());
+
+    let post = |headers: Vec<(&'static str, String)>, csrf: String| {
+        let mut rb = s.http.post(s.at("/orgs/acme/add-machine")).header("cookie", &cookie);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        rb.form(&[("csrf", csrf)]).send()
+    };
+    let refused = |what: &str, r: reqwest::Response| {
+        assert_eq!(r.status(), 403, "{what} must be refused");
+    };
+    let passed = |what: &str, r: reqwest::Response| {
+        assert_eq!(r.status(), 200, "{what} must pass");
+    };
+
+    // Chromium's own post from this page: Sec-Fetch-Site same-origin, Origin as it saw it.
+    passed("same-origin post", post(vec![("sec-fetch-site", "same-origin".into()), ("origin", s.url.clone())], csrf.clone()).await.unwrap());
+    // The same page opened as http://localhost:PORT while --public-url says 127.0.0.1.
+    let localhost = s.url.replace("127.0.0.1", "localhost");
+    passed("same-origin post via another host name", post(vec![("sec-fetch-site", "same-origin".into()), ("origin", localhost)], csrf.clone()).await.unwrap());
+    // A sandboxed iframe: Origin null, and the browser calls it cross-site.
+    refused("sandboxed iframe", post(vec![("sec-fetch-site", "cross-site".into()), ("origin", "null".into())], csrf.clone()).await.unwrap());
+    refused("Origin: null without Sec-Fetch-Site", post(vec![("origin", "null".into())], csrf.clone()).await.unwrap());
+    // Another site, with a stolen token, and a sibling subdomain.
+    refused("cross-site post", post(vec![("sec-fetch-site", "cross-site".into()), ("origin", "https://evil.example".into())], csrf.clone()).await.unwrap());
+    refused("same-site post", post(vec![("sec-fetch-site", "same-site".into()), ("origin", s.url.clone())], csrf.clone()).await.unwrap());
+    refused("foreign Origin without Sec-Fetch-Site", post(vec![("origin", "https://evil.example".into())], csrf.clone()).await.unwrap());
+    // No Sec-Fetch-* at all: exact Origin passes; no Origin either leaves it to the token.
+    passed("exact Origin, no Sec-Fetch-*", post(vec![("origin", s.url.clone())], csrf.clone()).await.unwrap());
+    passed("no Origin, no Sec-Fetch-*, right token", post(vec![], csrf.clone()).await.unwrap());
+    refused("no Origin, no Sec-Fetch-*, wrong token", post(vec![], "forged".into()).await.unwrap());
 }

@@ -23,9 +23,9 @@ pub async fn home(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 tbody {
                     @for o in &orgs {
                         tr {
-                            td { a href=(format!("/orgs/{}/machines", o.slug)) { (o.name) } }
-                            td.mono { (o.slug) }
-                            td.mono { (o.id) }
+                            td data-label="Name" { a href=(format!("/orgs/{}/machines", o.slug)) { (o.name) } }
+                            td.mono data-label="Slug" { (o.slug) }
+                            td.mono data-label="Workspace id" { (o.id) }
                             td {
                                 a href=(format!("/orgs/{}/sessions", o.slug)) { "Sessions" } " · "
                                 a href=(format!("/orgs/{}/members", o.slug)) { "Members" } " · "

@@ -39,8 +39,31 @@ dt { color:var(--muted); }
 dd { margin:0; }
 pre.terminal { background:#111418; color:#e6e6e6; padding:1rem; border-radius:8px; overflow-x:auto; white-space:pre-wrap; word-break:break-all; font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace; min-height:4rem; }
 .online { color:var(--ok); font-weight:600; }
+.mono, td.mono { overflow-wrap:anywhere; }
+pre { white-space:pre-wrap; overflow-wrap:anywhere; }
+:focus-visible { outline:3px solid var(--accent); outline-offset:2px; }
+@media (max-width: 640px) {
+  header { padding:.6rem 1rem; flex-wrap:wrap; }
+  main { margin:1rem auto; padding:0 1rem; }
+  nav.tabs { flex-wrap:wrap; gap:.2rem 1rem; }
+  /* Tables become one card per row, each cell labelled: nothing scrolls sideways. */
+  table, tbody, tr, td { display:block; width:100%; }
+  table { border:none; background:none; }
+  thead { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
+  tr { background:#fff; border:1px solid var(--line); border-radius:8px; margin-bottom:.8rem; padding:.3rem 0; }
+  td { border:none; padding:.25rem .9rem; }
+  td[data-label]::before { content:attr(data-label); display:block; font-size:.75rem; text-transform:uppercase; letter-spacing:.03em; color:var(--muted); }
+  td:empty { display:none; }
+  .code { font-size:1.6rem; }
+}
 .offline { color:var(--muted); }
 "#;
+
+/// The app icon (browsers ask for `/favicon.ico` on every site).
+pub async fn favicon() -> Response {
+    const ICON: &[u8] = include_bytes!("../../../../icons/32x32.png");
+    ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "public, max-age=86400")], ICON).into_response()
+}
 
 /// A full page.
 pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {

@@ -27,17 +27,17 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 tbody {
                     @for m in &rows {
                         tr {
-                            td { (m.name) br; span.muted { (m.os) "/" (m.arch) " · " (m.daemon_version) } }
-                            td.mono { (m.machine_id) }
-                            td { (m.paired_by) }
-                            td { (util::human_time(m.paired_at)) }
-                            td { @if state.relay.is_online(&m.runtime_target_id) { span.online { "online" } } @else { span.offline { "offline" } } }
-                            td { @if let Some(t) = m.last_seen_at { (util::human_time(t)) } @else { "never" } }
+                            td data-label="Name" { (m.name) br; span.muted { (m.os) "/" (m.arch) " · " (m.daemon_version) } }
+                            td.mono data-label="Machine id" { (m.machine_id) }
+                            td data-label="Paired by" { (m.paired_by) }
+                            td data-label="Paired at" { (util::human_time(m.paired_at)) }
+                            td data-label="Connection" { @if state.relay.is_online(&m.runtime_target_id) { span.online { "online" } } @else { span.offline { "offline" } } }
+                            td data-label="Last seen" { @if let Some(t) = m.last_seen_at { (util::human_time(t)) } @else { "never" } }
                             @if m.revoked_at.is_some() {
-                                td.state-revoked { "revoked" @if let Some(r) = &m.revoked_reason { br; span.muted { (r.replace('_', " ")) } } }
+                                td.state-revoked data-label="State" { "revoked" @if let Some(r) = &m.revoked_reason { br; span.muted { (r.replace('_', " ")) } } }
                                 td {}
                             } @else {
-                                td.state-active { "active" }
+                                td.state-active data-label="State" { "active" }
                                 td {
                                     form method="post" action=(format!("/orgs/{}/machines/revoke", ws.slug)) {
                                         input type="hidden" name="csrf" value=(s.csrf());

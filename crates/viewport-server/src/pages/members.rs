@@ -24,8 +24,8 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
             tbody {
                 @for m in &members {
                     tr {
-                        td { (m.email) @if m.user_id == s.user.id { span.muted { " (you)" } } }
-                        td { (util::human_time(m.joined_at)) }
+                        td data-label="Email" { (m.email) @if m.user_id == s.user.id { span.muted { " (you)" } } }
+                        td data-label="Member since" { (util::human_time(m.joined_at)) }
                         td {
                             form method="post" action=(format!("/orgs/{}/members/remove", ws.slug)) {
                                 input type="hidden" name="csrf" value=(s.csrf());

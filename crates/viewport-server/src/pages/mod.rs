@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
         .route("/style.css", get(layout::stylesheet))
+        .route("/favicon.ico", get(layout::favicon))
         .route("/setup", get(signin::setup_form).post(signin::setup_submit))
         .route("/signin", get(signin::signin_form).post(signin::signin_submit))
         .route("/signout", post(signin::signout))

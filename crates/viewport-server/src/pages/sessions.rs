@@ -85,18 +85,18 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 tbody {
                     @for r in &rows {
                         tr {
-                            td.mono { a href=(format!("/orgs/{}/sessions/{}", ws.slug, r.id)) { (r.id) } }
-                            td { (r.machine_name) }
-                            td { (r.agent) }
-                            td.mono { (r.directory) }
-                            td { (util::human_time(r.started_at)) }
-                            td { @if let Some(t) = r.ended_at { (util::human_time(t)) } @else { "—" } }
-                            td { (r.frame_count) }
-                            td { (r.gap_count) }
+                            td.mono data-label="Session" { a href=(format!("/orgs/{}/sessions/{}", ws.slug, r.id)) { (r.id) } }
+                            td data-label="Machine" { (r.machine_name) }
+                            td data-label="Agent" { (r.agent) }
+                            td.mono data-label="Directory" { (r.directory) }
+                            td data-label="Started" { (util::human_time(r.started_at)) }
+                            td data-label="Ended" { @if let Some(t) = r.ended_at { (util::human_time(t)) } @else { "—" } }
+                            td data-label="Frames" { (r.frame_count) }
+                            td data-label="Gaps" { (r.gap_count) }
                             @if r.ended_at.is_none() {
-                                td.state-active { "live" @if !state.relay.is_online(&r.runtime_target_id) { br; span.muted { "machine offline" } } }
+                                td.state-active data-label="State" { "live" @if !state.relay.is_online(&r.runtime_target_id) { br; span.muted { "machine offline" } } }
                             } @else {
-                                td { (state_label(r)) }
+                                td data-label="State" { (state_label(r)) }
                             }
                         }
                     }

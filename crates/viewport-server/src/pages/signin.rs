@@ -154,7 +154,7 @@ fn setup_page(csrf: &str, f: &SetupForm, error: Option<&str>) -> maud::Markup {
                 label for="org_name" { "Workspace name" }
                 input #org_name type="text" name="org_name" value=(f.org_name) required placeholder="Acme Engineering";
                 label for="org_slug" { "Workspace slug" }
-                input #org_slug type="text" name="org_slug" value=(f.org_slug) required placeholder="acme" pattern="[a-z0-9][a-z0-9-]*";
+                input #org_slug type="text" name="org_slug" value=(f.org_slug) required placeholder="acme" pattern="[a-z0-9][a-z0-9\\-]*" title="Lower-case letters, digits and dashes, starting with a letter or digit";
                 div.actions { button type="submit" { "Create" } }
             }
         }
