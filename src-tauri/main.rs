@@ -83,7 +83,17 @@ fn main() {
     if std::env::var_os("GDK_GL").is_none() {
         std::env::set_var("GDK_GL", "disable");
     }
-    let home = match vpd_daemon::Home::from_env() {
+    // `--home DIR` (what a login item for a non-default home passes), else the environment.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let explicit = match args.as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--home" => Some(std::path::PathBuf::from(dir)),
+        _ => {
+            eprintln!("usage: viewport-tray [--home DIR]");
+            std::process::exit(2);
+        }
+    };
+    let home = match vpd_daemon::Home::resolve(explicit.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("viewport-tray: {}", e.message);
@@ -316,7 +326,7 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
             } else {
                 std::env::current_exe()
                     .map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
-                    .and_then(|exe| vpd_daemon::login_item::enable(&exe, &[]))
+                    .and_then(|exe| vpd_daemon::login_item::enable(&vpd_daemon::login_item::tray_entry(&exe, &tray.home)))
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e.message, "Start at login");

@@ -2,61 +2,7 @@
 //! session bus), and the file fallback, reported by status and doctor, when there is none.
 
 mod support;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use support::*;
-
-/// A private session bus with an unlocked gnome-keyring on it; both die with the value.
-struct Bus {
-    daemon: Child,
-    address: String,
-    /// The keyring's own HOME, so a keyring of the user running the tests is never touched.
-    _home: tempfile::TempDir,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus; scripts/test.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line.trim().to_string();
-        let home = tempfile::tempdir().unwrap();
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("HOME", home.path())
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gnome-keyring-daemon (Debian package gnome-keyring; scripts/test.sh installs it)");
-        keyring.stdin.take().unwrap().write_all(b"test-password").unwrap();
-        keyring.wait().unwrap();
-        Bus { daemon, address, _home: home }
-    }
-
-    fn lookup(&self, runtime_target_id: &str) -> Option<String> {
-        let out = Command::new("secret-tool")
-            .args(["lookup", "service", "dev.viewport.vpd", "username", runtime_target_id])
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .output()
-            .expect("secret-tool (Debian package libsecret-tools)");
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 #[test]
 fn issue_tokens_live_in_the_secret_service() {

@@ -6,7 +6,7 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use vpd_daemon::api::{client, protocol::Request};
-use vpd_daemon::{config, Error, ErrorCode, Home};
+use vpd_daemon::{config, login_item, Error, ErrorCode, Home};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum DaemonAction {
@@ -66,20 +66,25 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
     let pong = client::ensure_daemon(home, &exe()?)?;
     let cfg = config::load(home)?;
     let server = cfg.daemon.default_server_url.clone();
-    let (item_path, item_args) = vpd_daemon::login_item::target_for(&exe()?);
-    let item = if login_item {
-        vpd_daemon::login_item::enable(&item_path, &item_args)?;
-        let cmd = std::iter::once(item_path.display().to_string()).chain(item_args).collect::<Vec<_>>().join(" ");
-        Some(cmd)
+    let (item, replaced) = if login_item {
+        let entry = login_item::entry_for(&exe()?, home);
+        let before = login_item::current();
+        login_item::enable(&entry)?;
+        let cmd = entry.command_line();
+        // Another home's entry (or another binary's) is replaced: say which.
+        let replaced = before.filter(|b| !same_command(b, &cmd));
+        (Some(cmd), replaced)
     } else {
-        None
+        (None, None)
     };
-    let item_line = match &item {
-        Some(cmd) => format!("Start at login: registered ({cmd})."),
-        None => "Start at login: not registered (--no-login-item).".to_string(),
+    let item_line = match (&item, &replaced) {
+        (Some(cmd), None) => format!("Start at login: registered ({cmd})."),
+        (Some(cmd), Some(old)) => format!("Start at login: registered ({cmd}), replacing the login item that started `{old}`."),
+        (None, _) => "Start at login: not registered (--no-login-item).".to_string(),
     };
     out.emit(
-        &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server, "loginItem": item}),
+        &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server,
+                "loginItem": item, "loginItemReplaced": replaced, "loginItemLocation": item.as_ref().map(|_| login_item::location())}),
         || {
             format!(
                 "vpd is installed: daemon running (pid {}), home {}.\n\
@@ -95,13 +100,28 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
+/// Two registered command lines that start the same thing.
+fn same_command(a: &str, b: &str) -> bool {
+    a.split_whitespace().eq(b.split_whitespace())
+}
+
+/// What `vpd uninstall` was asked to do.
+pub struct Uninstall {
+    pub purge: bool,
+    pub yes: bool,
+    /// With purge: remove the binding files (`Some(true)`), keep them (`Some(false)`), or ask.
+    pub remove_bindings: Option<bool>,
+}
+
+pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Error> {
     let mut unpaired = Vec::new();
-    if purge {
+    let mut unbound: Vec<String> = Vec::new();
+    if how.purge {
         let cfg = config::read(home)?;
-        if !yes {
+        let bound = vpd_daemon::records::load_directories(home)?.bindings.len();
+        if !how.yes {
             let q = format!(
-                "Unpair {} org(s) and delete {}?",
+                "Unpair {} org(s) (telling each platform), delete their keyring entries and remove {}?",
                 cfg.pairings.len(),
                 home.root().display()
             );
@@ -111,12 +131,25 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
                 None => return Err(Error::new(ErrorCode::InvalidArgument, "--purge deletes every pairing; pass --yes to confirm")),
             }
         }
+        let remove_bindings = match how.remove_bindings {
+            Some(r) => r,
+            None if bound == 0 => false,
+            None if how.yes => false,
+            None => prompt::ask(
+                &format!("Also remove the binding files vpd wrote in {bound} director{} (.viewport/local.yaml)?", if bound == 1 { "y" } else { "ies" }),
+                false,
+            )
+            .unwrap_or(false),
+        };
+        if remove_bindings {
+            unbound = vpd_daemon::binding::remove_all_bindings(home)?.iter().map(|d| d.display().to_string()).collect();
+        }
         if !cfg.pairings.is_empty() {
             client::ensure_daemon(home, &exe()?)?;
             for p in &cfg.pairings {
                 let r: vpd_daemon::api::protocol::Unpaired = client::call(
                     home,
-                    &Request::Unpair(vpd_daemon::api::protocol::UnpairParams { org: p.workspace_id.clone() }),
+                    &Request::Unpair(vpd_daemon::api::protocol::UnpairParams { org: p.workspace_id.clone(), keep_bindings: !remove_bindings }),
                     Duration::from_secs(30),
                 )?;
                 unpaired.push(r);
@@ -124,34 +157,75 @@ pub fn uninstall(home: &Home, purge: bool, yes: bool, out: &Out) -> Result<ExitC
         }
     }
     let stopped = stop(home)?;
-    let login_item_error = vpd_daemon::login_item::disable().err().map(|e| e.message);
-    if purge {
-        purge_home(home)?;
-    }
-    out.emit(&json!({"stopped": stopped, "purged": purge, "unpaired": unpaired, "loginItemError": login_item_error}), || {
-        let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
-        match &login_item_error {
-            None => s.push_str(" The login item is removed."),
-            Some(e) => s.push_str(&format!("\nwarning: {e}; remove ~/.config/autostart/Viewport.desktop yourself")),
-        }
-        for u in &unpaired {
-            s.push_str(&format!("\nUnpaired {}{}", u.workspace_name, if u.server_notified { "" } else { " (the platform could not be told)" }));
-        }
-        if purge {
-            s.push_str(&format!("\nRemoved {}.", home.root().display()));
-        } else {
-            s.push_str(&format!("\nPairings and bindings are kept in {}; `vpd uninstall --purge` removes them.", home.root().display()));
-        }
-        s
-    });
+    // Only the entry that starts this home is ours to remove.
+    let registered = login_item::current();
+    let (login_item_removed, login_item_kept, login_item_error) = match &registered {
+        Some(cmd) if login_item::starts_home(cmd, home) => match login_item::disable() {
+            Ok(()) => (Some(cmd.clone()), None, None),
+            Err(e) => (None, None, Some(e.message)),
+        },
+        Some(cmd) => (None, Some(cmd.clone()), None),
+        None => (None, None, None),
+    };
+    let hook_lines = if how.purge { shell_hook_lines() } else { Vec::new() };
+    let left = if how.purge { purge_home(home)? } else { Vec::new() };
+    out.emit(
+        &json!({"stopped": stopped, "purged": how.purge, "unpaired": unpaired, "unbound": unbound,
+                "loginItemRemoved": login_item_removed, "loginItemKept": login_item_kept, "loginItemError": login_item_error,
+                "shellHookLines": hook_lines, "homeLeft": left}),
+        || {
+            let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
+            match (&login_item_removed, &login_item_kept, &login_item_error) {
+                (Some(cmd), _, _) => s.push_str(&format!("\nRemoved the login item ({cmd}).")),
+                (_, Some(cmd), _) => s.push_str(&format!("\nThe login item starts another home ({cmd}); left in place.")),
+                (_, _, Some(e)) => s.push_str(&format!("\nwarning: {e}; remove {} yourself", login_item::location())),
+                _ => s.push_str("\nNo login item was registered."),
+            }
+            for u in &unpaired {
+                s.push_str(&format!("\nUnpaired {}{}", u.workspace_name, if u.server_notified { "" } else { " (the platform could not be told)" }));
+            }
+            for d in &unbound {
+                s.push_str(&format!("\nRemoved the binding files in {d}"));
+            }
+            for (file, line) in &hook_lines {
+                s.push_str(&format!("\nvpd did not add it, so it is left for you: {file} runs `{line}`"));
+            }
+            if how.purge {
+                if left.is_empty() {
+                    s.push_str(&format!("\nRemoved {}.", home.root().display()));
+                } else {
+                    s.push_str(&format!("\nRemoved vpd's files; {} is kept because it also holds: {}", home.root().display(), left.join(", ")));
+                }
+            } else {
+                s.push_str(&format!("\nPairings and bindings are kept in {}; `vpd uninstall --purge` removes them.", home.root().display()));
+            }
+            s
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes vpd's own files from the home, then the home if that leaves it empty (a home that
-/// is shared with other files keeps them).
-fn purge_home(home: &Home) -> Result<(), Error> {
+/// The lines of the user's shell start-up files that load vpd's shell hook (`vpd hook …`).
+/// vpd never writes them (install prints the line to add), so they are reported, not edited.
+fn shell_hook_lines() -> Vec<(String, String)> {
+    let Some(user) = vpd_daemon::home::user_home() else { return Vec::new() };
+    let mut found = Vec::new();
+    for rc in [".bashrc", ".bash_profile", ".zshrc", ".config/fish/config.fish"] {
+        let path = user.join(rc);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines().filter(|l| l.contains("vpd hook") && !l.trim_start().starts_with('#')) {
+                found.push((path.display().to_string(), line.trim().to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// Deletes vpd's own files from the home, then the home. A home that also holds files vpd
+/// did not make keeps them (and is not removed): their names are returned.
+fn purge_home(home: &Home) -> Result<Vec<String>, Error> {
     let root = home.root();
-    for f in ["config.json", "directories.json", "hint-declines.json", "ui-token", "vpd.sock", "daemon.lock", ".lock"] {
+    for f in ["config.json", "config.json.v1.bak", "directories.json", "hint-declines.json", "ui-token", "vpd.sock", "daemon.lock", ".lock"] {
         match std::fs::remove_file(root.join(f)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -165,6 +239,19 @@ fn purge_home(home: &Home) -> Result<(), Error> {
             Err(e) => return Err(Error::io(format!("removing {}", d.display()), e)),
         }
     }
-    let _ = std::fs::remove_dir(root);
-    Ok(())
+    // Temporary files of interrupted atomic writes are vpd's too.
+    vpd_daemon::store::sweep_temporaries(root);
+    let mut left: Vec<String> = match std::fs::read_dir(root) {
+        Ok(entries) => entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    left.sort();
+    if left.is_empty() {
+        match std::fs::remove_dir(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", root.display()), e)),
+        }
+    }
+    Ok(left)
 }

@@ -37,6 +37,9 @@ struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Use this home instead of $VIEWPORT_HOME (else $VPD_HOME, else ~/.viewport).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,8 +56,12 @@ enum Command {
         #[arg(long)]
         no_login_item: bool,
     },
-    /// Stop the daemon; with --purge also unpair every org and delete the home.
-    #[command(after_help = "Examples:\n  vpd uninstall\n  vpd uninstall --purge --yes")]
+    /// Stop the daemon and remove the login item install registered for this home; with
+    /// --purge also unpair every org and delete the home.
+    #[command(after_help = "--purge tells each platform it is leaving (best effort), deletes the keyring entries, \
+offers to remove the binding files vpd wrote in bound directories, and removes the home. \
+A login item that starts another home is left in place.\n\n\
+Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --yes --remove-bindings   (scripts)")]
     Uninstall {
         /// Unpair every org (telling each platform) and delete the home directory.
         #[arg(long)]
@@ -62,6 +69,13 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// With --purge: also remove the binding files (.viewport/local.yaml) vpd wrote.
+        #[arg(long, requires = "purge", conflicts_with = "keep_bindings")]
+        remove_bindings: bool,
+        /// With --purge: leave the binding files in bound directories (they grant nothing
+        /// once the home is gone).
+        #[arg(long, requires = "purge")]
+        keep_bindings: bool,
     },
     /// Pair this machine with an org: approve a code in the browser (or use a code from "Add machine").
     #[command(after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)")]
@@ -247,8 +261,12 @@ impl From<FrameKindArg> for vpd_proto::relay::FrameKind {
     }
 }
 
+/// `--home DIR`, when given.
+static HOME_FLAG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = HOME_FLAG.set(cli.home.clone());
     let out = Out { json: cli.json };
     match run(cli.command, &out) {
         Ok(code) => code,
@@ -260,7 +278,7 @@ fn main() -> ExitCode {
 }
 
 fn home() -> Result<Home, Error> {
-    Home::from_env()
+    Home::resolve(HOME_FLAG.get().and_then(|h| h.as_deref()))
 }
 
 fn cwd_or(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
@@ -274,7 +292,14 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
     match command {
         Command::Install { server, no_login_item } => install::install(&home()?, server, !no_login_item, out),
         Command::Ui { no_browser } => ui::open(&home()?, no_browser, out),
-        Command::Uninstall { purge, yes } => install::uninstall(&home()?, purge, yes, out),
+        Command::Uninstall { purge, yes, remove_bindings, keep_bindings } => {
+            let bindings = match (remove_bindings, keep_bindings) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            install::uninstall(&home()?, install::Uninstall { purge, yes, remove_bindings: bindings }, out)
+        }
         Command::Daemon { action } => install::daemon(home()?, action, out),
         Command::Pair { code, server, org, name, no_browser, force, insecure_http } => {
             let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http };

@@ -197,11 +197,24 @@ fn remove_binding_files(dir: &Path) -> Result<()> {
 }
 
 /// Removes every binding of `org_id` made here (on unpair and revocation): the records, and
-/// the `local.yaml` files that are still exactly as written.
-pub fn remove_org_bindings(home: &Home, org_id: &str) -> Result<Vec<PathBuf>> {
+/// the `local.yaml` files that are still exactly as written. With `keep`, nothing.
+pub fn remove_org_bindings(home: &Home, org_id: &str, keep: bool) -> Result<Vec<PathBuf>> {
+    if keep {
+        return Ok(Vec::new());
+    }
+    remove_bindings_where(home, |b| b.org_id == org_id)
+}
+
+/// Removes every binding made here, whatever its org (`vpd uninstall --purge`): the records,
+/// and the binding files that are still exactly as written.
+pub fn remove_all_bindings(home: &Home) -> Result<Vec<PathBuf>> {
+    remove_bindings_where(home, |_| true)
+}
+
+fn remove_bindings_where(home: &Home, which: impl Fn(&DirectoryRecord) -> bool) -> Result<Vec<PathBuf>> {
     records::update_directories(home, |dirs| {
         let mut removed = Vec::new();
-        for b in dirs.bindings.iter().filter(|b| b.org_id == org_id) {
+        for b in dirs.bindings.iter().filter(|b| which(b)) {
             let local = b.directory.join(".viewport/local.yaml");
             if let Ok(Some(bytes)) = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
                 if file_hash(&bytes) == b.file_hash {
@@ -210,7 +223,7 @@ pub fn remove_org_bindings(home: &Home, org_id: &str) -> Result<Vec<PathBuf>> {
             }
             removed.push(b.directory.clone());
         }
-        dirs.bindings.retain(|b| b.org_id != org_id);
+        dirs.bindings.retain(|b| !which(b));
         Ok(removed)
     })
 }

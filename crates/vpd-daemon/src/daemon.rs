@@ -200,14 +200,14 @@ impl State {
 
     /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
     /// platform.
-    pub async fn unpair(&self, org: &str) -> Result<crate::api::protocol::Unpaired> {
+    pub async fn unpair(&self, org: &str, keep_bindings: bool) -> Result<crate::api::protocol::Unpaired> {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
         if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
             self.cut_sessions(&pairing.workspace_id, "unpaired");
             self.stop_bridge(&pairing.workspace_id);
         }
-        let r = crate::pairing::unpair(&self.home, org).await;
+        let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
         if let Ok(u) = &r {
             self.record_activity(Activity {
                 kind: "unpaired".into(),
@@ -280,7 +280,7 @@ impl State {
         self.bridges.lock().unwrap().remove(workspace_id);
         let home = self.home.clone();
         let ws = workspace_id.to_string();
-        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &ws)).await {
+        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &ws, false)).await {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");
@@ -339,6 +339,7 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         let _ = f.set_len(0);
         let _ = writeln!(f, "{}", std::process::id());
     }
+    let identity = home.identity()?;
     let _log_guard = init_logging(&home, detached);
     {
         let _l = Lock::acquire(&home.lock_file())?;
@@ -393,7 +394,14 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             }
         });
         tokio::spawn(watch_clock(state.clone()));
-        wait_for_stop(&state).await;
+        tokio::select! {
+            _ = wait_for_stop(&state) => {}
+            why = watch_home(home.clone(), identity) => {
+                // The logs may be gone with the home: say it where a person can see it.
+                eprintln!("vpd daemon: {why}; stopping (nothing is left that could stop this daemon otherwise)");
+                tracing::warn!("{why}; stopping");
+            }
+        }
         serve.abort();
         for b in state.bridges.lock().unwrap().values() {
             let _ = b.ctl.send(crate::bridge::Control::Stop);
@@ -406,6 +414,20 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(lock);
     result
+}
+
+/// Returns once the home this daemon runs in is gone: deleted, moved away, or its lock file
+/// replaced (a removed test home, a wiped `VIEWPORT_HOME`). Nothing could stop such a daemon
+/// any more (`vpd daemon stop` finds no socket), so it stops itself, releasing its socket and
+/// the web UI's port. Checked every 3 s; a passing I/O error is not a reason.
+async fn watch_home(home: Home, identity: crate::home::HomeIdentity) -> String {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let h = home.clone();
+        if let Ok(Some(why)) = tokio::task::spawn_blocking(move || h.gone(&identity)).await {
+            return why;
+        }
+    }
 }
 
 /// A wall-clock jump (sleep and wake) or a change of the machine's network addresses makes

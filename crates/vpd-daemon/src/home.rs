@@ -24,10 +24,29 @@ impl Home {
                 return Ok(Self { root: p });
             }
         }
-        let user_home = user_home().ok_or_else(|| {
+        let root = Self::default_root().ok_or_else(|| {
             Error::new(crate::ErrorCode::InvalidArgument, "cannot find your home directory: set HOME or VIEWPORT_HOME")
         })?;
-        Ok(Self { root: user_home.join(".viewport") })
+        Ok(Self { root })
+    }
+
+    /// `explicit` (a `--home DIR` flag) when given, else [`Home::from_env`]. A relative
+    /// directory is taken from the current one.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
+        match explicit {
+            Some(p) if p.as_os_str().is_empty() => Err(Error::new(crate::ErrorCode::InvalidArgument, "--home needs a directory")),
+            Some(p) if p.is_absolute() => Ok(Self { root: p.to_path_buf() }),
+            Some(p) => {
+                let cwd = std::env::current_dir().map_err(|e| Error::io("the current directory", e))?;
+                Ok(Self { root: cwd.join(p) })
+            }
+            None => Self::from_env(),
+        }
+    }
+
+    /// `~/.viewport`: the home when no variable or flag names another.
+    pub fn default_root() -> Option<PathBuf> {
+        user_home().map(|h| h.join(".viewport"))
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {
@@ -65,12 +84,45 @@ impl Home {
         self.root.join("daemon.lock")
     }
 
+    /// What identifies the home on disk while a daemon runs in it: the (device, inode) of
+    /// its directory and of its daemon lock.
+    pub fn identity(&self) -> Result<HomeIdentity> {
+        let id = |p: &Path| {
+            std::fs::symlink_metadata(p).map(|m| (m.dev(), m.ino())).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+        };
+        Ok(HomeIdentity { root: id(&self.root)?, lock: id(&self.daemon_lock())? })
+    }
+
+    /// Why the home a daemon started in is no longer there: its directory or its daemon lock
+    /// is gone, or was replaced by another file. `None` while both are the same files, and
+    /// on any other error (a passing I/O error is no reason to stop).
+    pub fn gone(&self, then: &HomeIdentity) -> Option<String> {
+        for (path, was) in [(self.root.clone(), then.root), (self.daemon_lock(), then.lock)] {
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if (m.dev(), m.ino()) == was => {}
+                Ok(_) => return Some(format!("{} was replaced by another file", path.display())),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                    return Some(format!("{} was removed", path.display()))
+                }
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
     /// Creates the home (0700) if missing, tightens it if looser, refuses one owned by
     /// someone else or that is not a directory.
     pub fn ensure(&self) -> Result<()> {
         ensure_private_dir(&self.root)?;
         Ok(())
     }
+}
+
+/// See [`Home::identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomeIdentity {
+    root: (u64, u64),
+    lock: (u64, u64),
 }
 
 /// Creates `dir` with mode 0700 (parents as needed), or tightens an existing one.
@@ -125,4 +177,47 @@ pub fn machine_name() -> String {
     let n = gethostname::gethostname().to_string_lossy().into_owned();
     let n = n.trim();
     if n.is_empty() { "this-machine".into() } else { n.chars().take(100).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_home_is_gone_when_removed_or_replaced_not_while_it_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        home.ensure().unwrap();
+        std::fs::write(home.daemon_lock(), "1").unwrap();
+        let id = home.identity().unwrap();
+        assert_eq!(home.gone(&id), None);
+        // Rewritten in place (the daemon writes its pid): the same file.
+        std::fs::write(home.daemon_lock(), "2").unwrap();
+        assert_eq!(home.gone(&id), None);
+        // The lock replaced by another file (made while the old one exists: another inode).
+        let other = home.root().join("lock.new");
+        std::fs::write(&other, "3").unwrap();
+        std::fs::rename(&other, home.daemon_lock()).unwrap();
+        assert!(home.gone(&id).unwrap().contains("replaced"), "{:?}", home.gone(&id));
+        // The lock removed.
+        let id = home.identity().unwrap();
+        std::fs::remove_file(home.daemon_lock()).unwrap();
+        assert!(home.gone(&id).unwrap().contains("was removed"));
+        std::fs::write(home.daemon_lock(), "3").unwrap();
+        // The whole home moved away and another made in its place.
+        let id = home.identity().unwrap();
+        std::fs::rename(home.root(), dir.path().join("moved")).unwrap();
+        assert!(home.gone(&id).unwrap().contains("was removed"));
+        home.ensure().unwrap();
+        std::fs::write(home.daemon_lock(), "4").unwrap();
+        assert!(home.gone(&id).unwrap().contains("replaced"));
+    }
+
+    #[test]
+    fn an_explicit_home_wins_and_relative_ones_are_taken_from_here() {
+        assert_eq!(Home::resolve(Some(Path::new("/srv/vp"))).unwrap().root(), Path::new("/srv/vp"));
+        let rel = Home::resolve(Some(Path::new("vp"))).unwrap();
+        assert_eq!(rel.root(), std::env::current_dir().unwrap().join("vp"));
+        assert!(Home::resolve(Some(Path::new(""))).is_err());
+    }
 }

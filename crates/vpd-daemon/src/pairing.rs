@@ -343,10 +343,10 @@ async fn revoke_quietly(platform: &Platform, a: &Approved) {
 /// succeed), then — best-effort, each failure reported — its identity, keyring entry and
 /// directory bindings, and always tells the platform when the credential could be read
 /// (works offline: the platform is told best-effort).
-pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpaired> {
+pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate::api::protocol::Unpaired> {
     let home2 = home.clone();
     let org = org.to_string();
-    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || remove_local(&home2, &org))
+    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || remove_local(&home2, &org, keep_bindings))
         .await
         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
 
@@ -368,14 +368,14 @@ pub async fn unpair(home: &Home, org: &str) -> Result<crate::api::protocol::Unpa
     })
 }
 
-/// Removes a pairing from this machine: the config entry (must succeed), then best-effort its
-/// identity, keyring entry and directory bindings. Returns the pairing, its credential if it
-/// could be read, the unbound directories and the warnings. Used by unpair and revocation.
 /// What [`remove_local`] removed: the pairing, its credential (if it could be read), the
 /// unbound directories, and the clean-up steps that failed.
 pub type Removed = (Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String>);
 
-pub fn remove_local(home: &Home, org: &str) -> Result<Removed> {
+/// Removes a pairing from this machine: the config entry (must succeed), then best-effort its
+/// identity, keyring entry and (unless `keep_bindings`) directory bindings. Used by unpair
+/// and revocation.
+pub fn remove_local(home: &Home, org: &str, keep_bindings: bool) -> Result<Removed> {
     let removed = config::update(home, |c| {
         let p = c.select(org)?.clone();
         c.pairings.retain(|x| x.workspace_id != p.workspace_id);
@@ -398,7 +398,7 @@ pub fn remove_local(home: &Home, org: &str) -> Result<Removed> {
             warnings.push(e.message);
         }
     }
-    let unbound = match crate::binding::remove_org_bindings(home, &removed.workspace_id) {
+    let unbound = match crate::binding::remove_org_bindings(home, &removed.workspace_id, keep_bindings) {
         Ok(u) => u,
         Err(e) => {
             warnings.push(format!("the org's directory bindings were not removed: {}", e.message));

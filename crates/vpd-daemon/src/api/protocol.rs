@@ -170,6 +170,10 @@ pub struct PairParams {
 #[serde(rename_all = "camelCase")]
 pub struct UnpairParams {
     pub org: String,
+    /// Leave the org's directory bindings (records and `local.yaml` files) in place
+    /// (`vpd uninstall --purge` when the user keeps the binding files).
+    #[serde(default)]
+    pub keep_bindings: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -107,7 +107,7 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
             let report = tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt))).await;
             to_reply(report.map_err(|e| Error::new(ErrorCode::Internal, e.to_string())))
         }
-        Request::Unpair(p) => to_reply(state.unpair(&p.org).await),
+        Request::Unpair(p) => to_reply(state.unpair(&p.org, p.keep_bindings).await),
         Request::UiLink(p) => to_reply(ui_link(&state, p.next.as_deref())),
         Request::Events(p) => return events(&state, p.since, write).await,
         Request::HintReport(p) => {

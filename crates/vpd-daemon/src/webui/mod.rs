@@ -375,7 +375,7 @@ struct OrgBody {
 
 async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
     let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
-    let r = ctx.state.unpair(&org).await;
+    let r = ctx.state.unpair(&org, false).await;
     ctx.state.touch();
     answer(r)
 }
