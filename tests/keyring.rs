@@ -8,7 +8,7 @@ use support::*;
 fn issue_tokens_live_in_the_secret_service() {
     let server = Server::start();
     let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
-    let bus = Bus::start();
+    let bus = KeyringBus::start();
     let mut m = Machine::new();
     m.keyring = true;
     m.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));

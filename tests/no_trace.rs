@@ -49,7 +49,7 @@ fn repo_root() -> PathBuf {
 
 #[test]
 fn the_quickstart_leaves_home_the_keyring_and_login_items_as_they_were() {
-    let bus = Bus::start();
+    let bus = KeyringBus::start();
     let user = tempfile::tempdir().unwrap();
     // A lived-in HOME: the quickstart must touch none of it.
     std::fs::write(user.path().join(".bashrc"), "export EDITOR=vi\n").unwrap();

@@ -699,15 +699,15 @@ pub fn two_orgs() -> (Server, String, String) {
 }
 
 /// A private session bus with an unlocked gnome-keyring on it; both die with the value.
-pub struct Bus {
+pub struct KeyringBus {
     daemon: Child,
     pub address: String,
     /// The keyring's own HOME, so a keyring of the user running the tests is never touched.
     _home: tempfile::TempDir,
 }
 
-impl Bus {
-    pub fn start() -> Bus {
+impl KeyringBus {
+    pub fn start() -> KeyringBus {
         let mut daemon = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
@@ -730,7 +730,7 @@ impl Bus {
             .expect("gnome-keyring-daemon (Debian package gnome-keyring; scripts/test.sh installs it)");
         keyring.stdin.take().unwrap().write_all(b"test-password").unwrap();
         keyring.wait().unwrap();
-        Bus { daemon, address, _home: home }
+        KeyringBus { daemon, address, _home: home }
     }
 
     pub fn lookup(&self, runtime_target_id: &str) -> Option<String> {
@@ -743,7 +743,7 @@ impl Bus {
     }
 }
 
-impl Bus {
+impl KeyringBus {
     /// Every secret vpd stored on this bus's keyring (`secret-tool search --all`).
     pub fn vpd_secrets(&self) -> String {
         let out = Command::new("secret-tool")
@@ -755,7 +755,7 @@ impl Bus {
     }
 }
 
-impl Drop for Bus {
+impl Drop for KeyringBus {
     fn drop(&mut self) {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
