@@ -33,11 +33,23 @@ fi
 # playwright-core drives Debian's /usr/bin/chromium (no browser download).
 npm ci --prefix tests/browser --no-audit --no-fund --silent
 
+status=0
+for tool in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$tool"; then
+    echo "Installing the $tool component…"; rustup component add "$tool"
+  fi
+done
+# Style gate: formatting (rustfmt.toml) and every clippy lint as an error, over every crate
+# and target, the tray included. A failure here fails the run, after the tests have run.
+if ! cargo fmt --all --check >/dev/null; then
+  echo "Style: code is not formatted; run \`cargo fmt --all\` (cargo fmt --all --check shows where)." >&2
+  status=1
+fi
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings || { echo "Style: clippy found problems (above)." >&2; status=1; }
+
 # The end-to-end tests run the real binaries (vpd, viewport-server, viewport-tray): build
 # them first.
 cargo build --workspace --bins --locked
-
-status=0
 # Everything but the tray: no display, no session bus (the keyring tests make their own).
 cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail \
   -E 'not (package(viewport-tray) & kind(test))' || status=1

@@ -160,7 +160,8 @@ fn main() {
                 Err(_) => {}
             }
         }
-        let next = if icon_handle.is_some() { ui_rx.recv().ok() } else { ui_rx.recv_timeout(Duration::from_secs(3)).ok().or(Some(Ui::Show(model.clone()))) };
+        let next =
+            if icon_handle.is_some() { ui_rx.recv().ok() } else { ui_rx.recv_timeout(Duration::from_secs(3)).ok().or(Some(Ui::Show(model.clone()))) };
         match next {
             Some(Ui::Show(m)) => {
                 if let Some(i) = &icon_handle {
@@ -226,9 +227,11 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
         let login = vpd_daemon::login_item::is_enabled();
         let model = match tray.call::<StatusReport>(&Request::Status) {
             Ok(report) => {
-                let busy = tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| {
-                    matches!(v.state.as_str(), "starting" | "waiting" | "confirm_replace")
-                });
+                let busy = tray
+                    .call::<Option<PairView>>(&Request::PairJob)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|v| matches!(v.state.as_str(), "starting" | "waiting" | "confirm_replace"));
                 menu::model(&report, login, busy)
             }
             Err(_) => {

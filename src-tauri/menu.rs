@@ -51,13 +51,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
 
 /// The model when the daemon cannot be reached.
 pub fn unreachable(start_at_login: bool) -> MenuModel {
-    MenuModel {
-        status_line: "Viewport: daemon not running".into(),
-        health: "offline",
-        pairings: Vec::new(),
-        start_at_login,
-        pairing_busy: false,
-    }
+    MenuModel { status_line: "Viewport: daemon not running".into(), health: "offline", pairings: Vec::new(), start_at_login, pairing_busy: false }
 }
 
 #[cfg(test)]

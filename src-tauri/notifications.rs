@@ -22,7 +22,10 @@ pub fn note_for(a: &Activity) -> Option<Note> {
         "paired" => Some(Note { summary: "Pairing completed".into(), body: a.message.clone(), actions: vec![], open: Some("/#/".into()) }),
         "revoked" => Some(Note { summary: "Pairing revoked".into(), body: a.message.clone(), actions: vec![], open: Some("/#/activity".into()) }),
         "suggestion" => {
-            let open = a.directory.as_ref().map(|d| format!("/#/directories?suggest={}", url::form_urlencoded::byte_serialize(d.as_bytes()).collect::<String>()));
+            let open = a
+                .directory
+                .as_ref()
+                .map(|d| format!("/#/directories?suggest={}", url::form_urlencoded::byte_serialize(d.as_bytes()).collect::<String>()));
             let actions = match a.suggestion.as_deref() {
                 Some("bind") => vec![("bind", "Bind"), ("not_now", "Not now"), ("never", "Never")],
                 Some("trust") => vec![("bind", "Trust"), ("not_now", "Not now"), ("never", "Never")],
@@ -71,7 +74,8 @@ pub fn show(note: &Note) -> Result<Option<String>, String> {
 /// says where to answer. (Configured, not built here: see docs/PACKAGING.md.)
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 pub fn show(note: &Note) -> Result<Option<String>, String> {
-    let body = if note.actions.is_empty() { note.body.clone() } else { format!("{}\nAnswer in Viewport (Open Viewport → Directories).", note.body) };
+    let body =
+        if note.actions.is_empty() { note.body.clone() } else { format!("{}\nAnswer in Viewport (Open Viewport → Directories).", note.body) };
     notify_rust::Notification::new().appname("Viewport").summary(&note.summary).body(&body).show().map(|_| None).map_err(|e| e.to_string())
 }
 

@@ -104,7 +104,8 @@ mod tests {
     fn shows_only_the_loopback_ui() {
         assert!(loopback_ui("http://127.0.0.1:7070/login?t=x").is_some());
         assert!(loopback_ui("http://localhost:7070/").is_some());
-        for bad in ["https://evil.example/", "http://127.0.0.1/", "file:///etc/passwd", "javascript:alert(1)", "http://127.0.0.1.evil.example:7070/"] {
+        for bad in ["https://evil.example/", "http://127.0.0.1/", "file:///etc/passwd", "javascript:alert(1)", "http://127.0.0.1.evil.example:7070/"]
+        {
             assert!(loopback_ui(bad).is_none(), "{bad}");
         }
     }

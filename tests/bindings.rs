@@ -127,13 +127,7 @@ fn hint_for_an_unpaired_org_and_the_shell_hooks() {
     let check = Command::new("bash").args(["-n", "-c", &script]).output().unwrap();
     assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
     // The hook runs `vpd hint` when the directory changes, and only then.
-    let run = m
-        .command()
-        .env_remove("VPD_LOG")
-        .arg("hook")
-        .arg("bash")
-        .output()
-        .unwrap();
+    let run = m.command().env_remove("VPD_LOG").arg("hook").arg("bash").output().unwrap();
     let hook = String::from_utf8(run.stdout).unwrap();
     let out = Command::new("bash")
         .arg("-c")

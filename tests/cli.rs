@@ -41,12 +41,7 @@ fn pairing_on_a_terminal_shows_code_qr_spinner_and_opens_the_browser() {
 fn ctrl_c_cancels_pairing_cleanly() {
     let (server, _acme) = server_with_acme();
     let m = Machine::new();
-    let mut child = m
-        .command()
-        .args(["pair", "--server", &server.url, "--no-browser", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = m.command().args(["pair", "--server", &server.url, "--no-browser", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(first["event"], "code");

@@ -39,7 +39,8 @@ fn assert_consistent(m: &Machine, server: &Server, when: &str) {
         let (status, body) = server.relay_token(p);
         assert_eq!(status, 200, "{when}: {ws}: {body}");
         let jwt = body["relayToken"].as_str().unwrap();
-        let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
         assert_eq!(claims["publicKey"], id["publicKey"], "{when}: {ws}: the identity on disk is not the key the platform registered");
     }
 }
@@ -55,7 +56,9 @@ fn concurrent_binds_and_pairs_lose_nothing() {
     let pairs: Vec<_> = orgs[1..].iter().map(|o| (o.clone(), m.start_pair(&["--server", &server.url, "--org", o]))).collect();
     let binds: Vec<_> = dirs
         .iter()
-        .map(|d| m.command().args(["bind", d.to_str().unwrap(), "--org", "org0", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|d| {
+            m.command().args(["bind", d.to_str().unwrap(), "--org", "org0", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
         .collect();
     for (org, (_, code)) in &pairs {
         server.approve(code["code"].as_str().unwrap(), org, "alice@example.com");
@@ -87,9 +90,7 @@ fn a_crash_at_each_step_of_a_repairing_keeps_key_and_config_together() {
         let last = p.end();
         assert!(last.is_some_and(|l| l["event"] == "error"), "the daemon died at {point}");
         m.env.clear();
-        wait_until("the daemon to be gone", Duration::from_secs(5), || {
-            m.daemon_pid().is_none_or(|pid| unsafe { libc::kill(pid as i32, 0) } != 0)
-        });
+        wait_until("the daemon to be gone", Duration::from_secs(5), || m.daemon_pid().is_none_or(|pid| unsafe { libc::kill(pid as i32, 0) } != 0));
         assert_consistent(&m, &server, point);
         assert_eq!(m.pairing_count(), 1, "{point}");
     }

@@ -49,7 +49,13 @@ fn sessions(server: &Server) -> Vec<Value> {
 fn survives(fault: impl FnOnce(&mut Rig)) {
     let mut r = rig();
     let script = "i=1; while [ $i -le 40 ]; do echo frame-$i; i=$((i+1)); sleep 0.1; done";
-    let run = r.m.command().args(["run", "--cwd", r.dir.to_str().unwrap(), "--", "sh", "-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let run =
+        r.m.command()
+            .args(["run", "--cwd", r.dir.to_str().unwrap(), "--", "sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     fault(&mut r);
     let out = run.wait_with_output().unwrap();

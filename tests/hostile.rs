@@ -8,14 +8,16 @@ use support::*;
 
 fn created() -> String {
     json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z",
-           "verification_url": "http://127.0.0.1/pair?code=BCDF-GHJK"}).to_string()
+           "verification_url": "http://127.0.0.1/pair?code=BCDF-GHJK"})
+    .to_string()
 }
 
 fn approved(workspace_id: &str) -> String {
     json!({"status": "approved", "workspace_id": workspace_id, "workspace_name": "Evil", "workspace_slug": "evil",
            "install_id": "01J7M8N9P0Q1R2S3T4V5V6W7X1", "runtime_target_id": "01J7M8N9P0Q1R2S3T4V5V6W7X2",
            "machine_id": "01J7M8N9P0Q1R2S3T4V5V6W7X3", "machine_name": "m", "token": "a-long-enough-issue-token",
-           "relay_endpoint": "ws://127.0.0.1:1/ws", "server_url": "http://127.0.0.1:1"}).to_string()
+           "relay_endpoint": "ws://127.0.0.1:1/ws", "server_url": "http://127.0.0.1:1"})
+    .to_string()
 }
 
 fn assert_nothing_written(m: &Machine) {
@@ -57,9 +59,13 @@ fn hostile_platform_answers() {
 
     // An approval whose workspace id would escape the identities directory.
     let url = fake_http(|method, path| {
-        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
-        else if path.contains("/status") { http_answer("200 OK", "application/json", &approved("../../x")) }
-        else { http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+        if method == "POST" {
+            http_answer("201 Created", "application/json", &created())
+        } else if path.contains("/status") {
+            http_answer("200 OK", "application/json", &approved("../../x"))
+        } else {
+            http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#)
+        }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert_eq!(e["code"], "bad_server_response");
@@ -68,16 +74,26 @@ fn hostile_platform_answers() {
 
     // A relay endpoint on plain HTTP to a non-loopback host is refused.
     let url = fake_http(|method, _| {
-        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
-        else { http_answer("200 OK", "application/json", &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8").replace("ws://127.0.0.1:1/ws", "ws://relay.example.com/ws")) }
+        if method == "POST" {
+            http_answer("201 Created", "application/json", &created())
+        } else {
+            http_answer(
+                "200 OK",
+                "application/json",
+                &approved("01J7M8N9P0Q1R2S3T4V5V6W7X8").replace("ws://127.0.0.1:1/ws", "ws://relay.example.com/ws"),
+            )
+        }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert!(e["message"].as_str().unwrap().contains("refusing plain ws"), "{e}");
 
     // A 404 during the long poll ends it (the code is gone).
     let url = fake_http(|method, _| {
-        if method == "POST" { http_answer("201 Created", "application/json", &created()) }
-        else { http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#) }
+        if method == "POST" {
+            http_answer("201 Created", "application/json", &created())
+        } else {
+            http_answer("404 Not Found", "application/json", r#"{"error":"not_found"}"#)
+        }
     });
     let e = m.fails(&["pair", "--server", &url, "--no-browser"]);
     assert_eq!(e["code"], "pairing_code_invalid", "{e}");
@@ -100,20 +116,28 @@ fn hostile_binding_files_mean_local_only() {
     let m = Machine::new();
     let org = "01J7M8N9P0Q1R2S3T4V5V6W7X8";
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bomb", {
-            let mut s = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
-            for i in 1..12u8 {
-                let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
-                s.push_str(&format!("{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"));
-            }
-            s.push_str(&format!("org_id: {org}\nstreaming: enabled\n"));
-            s.into_bytes()
-        }, "YAML"),
-        ("huge", {
-            let mut v = format!("org_id: {org}\nstreaming: enabled\n").into_bytes();
-            v.extend(std::iter::repeat_n(b'#', 10 << 20));
-            v
-        }, "bytes"),
+        (
+            "bomb",
+            {
+                let mut s = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+                for i in 1..12u8 {
+                    let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
+                    s.push_str(&format!("{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"));
+                }
+                s.push_str(&format!("org_id: {org}\nstreaming: enabled\n"));
+                s.into_bytes()
+            },
+            "YAML",
+        ),
+        (
+            "huge",
+            {
+                let mut v = format!("org_id: {org}\nstreaming: enabled\n").into_bytes();
+                v.extend(std::iter::repeat_n(b'#', 10 << 20));
+                v
+            },
+            "bytes",
+        ),
         ("types", b"org_id: [1, 2]\nstreaming: {a: b}\n".to_vec(), "org_id must be a string"),
         ("streaming", format!("org_id: {org}\nstreaming: 1\n").into_bytes(), "streaming must be"),
         ("binary", vec![0xff, 0x00, 0xfe, 0x01], "UTF-8"),

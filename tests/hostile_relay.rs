@@ -45,12 +45,18 @@ fn fake(mode: Arc<Mutex<&'static str>>) -> String {
     });
     fake_http(move |_, path| {
         let (status, body) = if path == "/api/pairing-codes" {
-            ("201 Created", json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z", "verification_url": "http://x/pair"}))
+            (
+                "201 Created",
+                json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z", "verification_url": "http://x/pair"}),
+            )
         } else if path.contains("/status") {
-            ("200 OK", json!({"status": "approved", "workspace_id": ORG, "workspace_name": "Evil Relay", "workspace_slug": "evil",
+            (
+                "200 OK",
+                json!({"status": "approved", "workspace_id": ORG, "workspace_name": "Evil Relay", "workspace_slug": "evil",
                 "install_id": "01J7M8N9P0Q1R2S3T4V5V6W7X1", "runtime_target_id": "01J7M8N9P0Q1R2S3T4V5V6W7X2",
                 "machine_id": "01J7M8N9P0Q1R2S3T4V5V6W7X3", "machine_name": "m", "token": "a-long-enough-issue-token",
-                "relay_endpoint": relay_url, "server_url": "http://x"}))
+                "relay_endpoint": relay_url, "server_url": "http://x"}),
+            )
         } else if path.contains("/relay-token") {
             ("200 OK", json!({"relayToken": "header.payload.sig", "expiresAt": "2099-01-01T00:00:00Z", "relayEndpoint": relay_url}))
         } else {

@@ -20,9 +20,18 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (char, u64, u32, i128)> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (char, u64, u32, i128)>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let m = e.path().symlink_metadata().unwrap();
-            let kind = if m.is_dir() { 'd' } else if m.file_type().is_symlink() { 'l' } else { 'f' };
+            let kind = if m.is_dir() {
+                'd'
+            } else if m.file_type().is_symlink() {
+                'l'
+            } else {
+                'f'
+            };
             let size = if m.is_dir() { 0 } else { m.len() };
-            out.insert(e.path().strip_prefix(root).unwrap().to_path_buf(), (kind, size, m.mode(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128));
+            out.insert(
+                e.path().strip_prefix(root).unwrap().to_path_buf(),
+                (kind, size, m.mode(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128),
+            );
             if m.is_dir() {
                 walk(root, &e.path(), out);
             }

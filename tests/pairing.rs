@@ -46,7 +46,9 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     assert_eq!(cfg["pairings"].as_array().unwrap().len(), 2);
     for ws in [&acme, &oss] {
         let p = m.pairing(ws);
-        for field in ["workspaceName", "workspaceSlug", "installId", "runtimeTargetId", "machineId", "machineName", "serverUrl", "relayEndpoint", "pairedAt"] {
+        for field in
+            ["workspaceName", "workspaceSlug", "installId", "runtimeTargetId", "machineId", "machineName", "serverUrl", "relayEndpoint", "pairedAt"]
+        {
             assert!(p[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {p}");
         }
         assert_eq!(p["credential"]["store"], "file", "no keyring in tests: the file fallback is used and said");

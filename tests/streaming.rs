@@ -114,7 +114,9 @@ fn two_orgs_on_two_platforms_see_nothing_of_each_other() {
             word.into(),
         ]
     };
-    for (server, other) in [(&a_server, secrets_of(&pb, &ib, &b_dir, "oss-only-output")), (&b_server, secrets_of(&pa, &ia, &a_dir, "acme-only-output"))] {
+    for (server, other) in
+        [(&a_server, secrets_of(&pb, &ib, &b_dir, "oss-only-output")), (&b_server, secrets_of(&pa, &ia, &a_dir, "acme-only-output"))]
+    {
         let mut seen = Vec::new();
         for f in std::fs::read_dir(server.dir.path()).unwrap().flatten() {
             seen.extend(std::fs::read(f.path()).unwrap());
@@ -150,8 +152,20 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
     wait_connected(&m, &acme);
     wait_connected(&m, &oss);
     let script = |tag: &str| format!("i=1; while [ $i -le 30 ]; do echo {tag}-line-$i; i=$((i+1)); sleep 0.1; done");
-    let a_run = m.command().args(["run", "--cwd", a_dir.to_str().unwrap(), "--", "sh", "-c", &script("acme")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let b_run = m.command().args(["run", "--cwd", b_dir.to_str().unwrap(), "--", "sh", "-c", &script("oss")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let a_run = m
+        .command()
+        .args(["run", "--cwd", a_dir.to_str().unwrap(), "--", "sh", "-c", &script("acme")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b_run = m
+        .command()
+        .args(["run", "--cwd", b_dir.to_str().unwrap(), "--", "sh", "-c", &script("oss")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_until("both sessions to start streaming", Duration::from_secs(10), || {
         !sessions(&server, "acme").is_empty() && !sessions(&server, "oss").is_empty()
     });
@@ -193,7 +207,13 @@ fn sessions_stay_pinned_to_the_org_they_started_with() {
     wait_connected(&m, &acme);
     let flag = m.path("stop-flag");
     let script = format!("while [ ! -f {} ]; do echo tick; sleep 0.1; done; echo done-ticking", flag.display());
-    let run = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let run = m
+        .command()
+        .args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_until("the session to stream", Duration::from_secs(10), || !sessions(&server, "acme").is_empty());
     // Rebind the directory to the other org mid-session, then delete the binding.
     m.ok(&["bind", dir.to_str().unwrap(), "--org", "oss", "--yes"]);
@@ -238,9 +258,7 @@ fn unpair_and_member_removal_cut_running_sessions_of_that_org_only() {
             m.command().args(["run", "--cwd", d.to_str().unwrap(), "--", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap()
         })
         .collect();
-    wait_until("three sessions streaming", Duration::from_secs(10), || {
-        ["acme", "oss", "globex"].iter().all(|o| !sessions(&server, o).is_empty())
-    });
+    wait_until("three sessions streaming", Duration::from_secs(10), || ["acme", "oss", "globex"].iter().all(|o| !sessions(&server, o).is_empty()));
     std::thread::sleep(Duration::from_millis(500));
     m.ok(&["unpair", "--org", "acme"]);
     server.admin(&["member", "remove", "--org", "globex", "--user", "alice@example.com"]);
@@ -296,7 +314,9 @@ fn integrations_stream_their_own_sessions_through_the_local_api() {
         assert!(w.wait().unwrap().success());
     }
     m.ok(&["session", "end", &id2]);
-    wait_until("the parallel session recorded", Duration::from_secs(10), || sessions(&server, "acme").iter().any(|s| s["agent"] == "parallel" && s["ended_at"].is_string()));
+    wait_until("the parallel session recorded", Duration::from_secs(10), || {
+        sessions(&server, "acme").iter().any(|s| s["agent"] == "parallel" && s["ended_at"].is_string())
+    });
     let p = sessions(&server, "acme").into_iter().find(|s| s["agent"] == "parallel").unwrap();
     let text = String::from_utf8(recorded(&server, p["id"].as_str().unwrap())).unwrap();
     for i in 0..12 {

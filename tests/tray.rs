@@ -95,7 +95,10 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     std::fs::write(other.join(".viewport/workspace.yaml"), "org_id: 01J0000000000000000000000Z\norg_slug: globex\n").unwrap();
     m.command().current_dir(&other).args(["hint", "--no-prompt"]).output().unwrap();
     wait_until("the not-paired notification", Duration::from_secs(10), || {
-        sent.lock().unwrap().iter().any(|n| n.body.contains("suggests org") && n.body.contains("but you're not paired to it") && !n.actions.iter().any(|a| a == "bind"))
+        sent.lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.body.contains("suggests org") && n.body.contains("but you're not paired to it") && !n.actions.iter().any(|a| a == "bind"))
     });
 
     // Start at login: writes, then removes, the autostart entry; the checkbox follows.
@@ -113,9 +116,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     // No webview process until the window is opened.
     assert_eq!(children_named(tray_pid, "WebKit"), 0, "an idle tray carries no webview processes");
     bus.click_label("Open Viewport");
-    wait_until("the window's page loaded", Duration::from_secs(30), || {
-        m.logs().contains("window page loaded")
-    });
+    wait_until("the window's page loaded", Duration::from_secs(30), || m.logs().contains("window page loaded"));
     assert!(children_named(tray_pid, "WebKit") > 0, "the window runs a webview");
     std::thread::sleep(Duration::from_secs(2));
     let shot = artifacts().join("tray-window.png");

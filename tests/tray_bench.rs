@@ -89,10 +89,7 @@ fn main() {
             open_pss = tree_pss_kib(pid);
         }
     }
-    println!(
-        "window open (first, then again while open): {:?} ms",
-        opens.iter().map(|v| v.round()).collect::<Vec<_>>()
-    );
+    println!("window open (first, then again while open): {:?} ms", opens.iter().map(|v| v.round()).collect::<Vec<_>>());
     println!("window open, idle: {:.1} MB PSS (whole process tree, {} WebKit processes)", open_pss as f64 / 1024.0, children_named(pid, "WebKit"));
     quit(&bus, &mut tray);
 }

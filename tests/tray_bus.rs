@@ -123,7 +123,9 @@ impl Bus {
     /// The menu of the item registered now (looked up afresh: an item that registers again
     /// gets a new name).
     pub fn current_menu(&self) -> Option<(String, String)> {
-        let watcher = zbus::blocking::Proxy::new(&self.conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
+        let watcher =
+            zbus::blocking::Proxy::new(&self.conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher")
+                .unwrap();
         let items = watcher.get_property::<Vec<String>>("RegisteredStatusNotifierItems").ok()?;
         for item in items {
             let (name, path) = match item.split_once('/') {
@@ -217,7 +219,10 @@ pub fn fake_browser(home: &Path) -> PathBuf {
     std::fs::create_dir_all(&apps).unwrap();
     std::fs::write(
         apps.join("fake-browser.desktop"),
-        format!("[Desktop Entry]\nType=Application\nName=Fake browser\nExec={} %u\nMimeType=x-scheme-handler/http;x-scheme-handler/https;\n", script.display()),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Fake browser\nExec={} %u\nMimeType=x-scheme-handler/http;x-scheme-handler/https;\n",
+            script.display()
+        ),
     )
     .unwrap();
     std::fs::create_dir_all(home.join(".config")).unwrap();
@@ -268,7 +273,8 @@ pub fn tree_pss_kib(pid: u32) -> u64 {
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
         let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
-        total += rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0);
+        total +=
+            rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0);
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
             if status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim) == Some(p.to_string().as_str()) {
@@ -337,7 +343,8 @@ pub fn bus(notifications: bool) -> TestBus {
     // tray area registers), so items are shown.
     let host = format!("org.kde.StatusNotifierHost-{}", std::process::id());
     conn.request_name(host.as_str()).unwrap();
-    let sn_watcher = zbus::blocking::Proxy::new(&conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
+    let sn_watcher =
+        zbus::blocking::Proxy::new(&conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
     let _: () = sn_watcher.call("RegisterStatusNotifierHost", &(host.as_str(),)).unwrap();
     TestBus { address, conn, sent, _watcher: watcher, _daemon: daemon }
 }

@@ -142,7 +142,10 @@ fn web_ui_security_matrix() {
         ("no Origin", vec![("Host", &host), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)]),
         ("no CSRF token", vec![("Host", &host), ("Origin", &origin), ("Cookie", &cookie)]),
         ("wrong CSRF token", vec![("Host", &host), ("Origin", &origin), ("Cookie", &cookie), ("X-CSRF-Token", "AAAA")]),
-        ("cross-site fetch", vec![("Host", &host), ("Origin", &origin), ("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Sec-Fetch-Site", "cross-site")]),
+        (
+            "cross-site fetch",
+            vec![("Host", &host), ("Origin", &origin), ("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Sec-Fetch-Site", "cross-site")],
+        ),
     ];
     for (what, headers) in &cases {
         let a = ui.raw("POST", "/api/watched", headers, &body);
@@ -165,16 +168,30 @@ fn web_ui_security_matrix() {
     let ws = ui.raw(
         "GET",
         "/api/events",
-        &[("Host", &host), ("Cookie", &cookie), ("Origin", "http://evil.example"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-          ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")],
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("Origin", "http://evil.example"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
         "",
     );
     assert_eq!(ws.status, 403, "a WebSocket from another site: {}", ws.head);
     let ws_same = ui.raw(
         "GET",
         "/api/events",
-        &[("Host", &host), ("Cookie", &cookie), ("Origin", &origin), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-          ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")],
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("Origin", &origin),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
         "",
     );
     assert_ne!(ws_same.status, 101, "no WebSocket is served at all");
@@ -270,10 +287,15 @@ fn suggestions_come_from_sessions_the_shell_hook_and_watched_folders() {
     let s = s.unwrap();
     assert_eq!((s["kind"].as_str(), s["source"].as_str(), s["orgName"].as_str()), (Some("bind"), Some("session"), Some("Acme Engineering")));
     let activity = m.ok(&["status"])["activity"].clone();
-    assert!(activity.as_array().unwrap().iter().any(|e| e["kind"] == "suggestion" && e["message"] == "Bind ~/work/a to Acme Engineering?"), "{activity}");
+    assert!(
+        activity.as_array().unwrap().iter().any(|e| e["kind"] == "suggestion" && e["message"] == "Bind ~/work/a to Acme Engineering?"),
+        "{activity}"
+    );
 
     // "Never" goes to hint-declines.json: `vpd hint` stays quiet there afterwards.
-    let post = |path: &str, body: String| ui.raw("POST", path, &[("Host", &ui.host()), ("Origin", &ui.origin()), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)], &body);
+    let post = |path: &str, body: String| {
+        ui.raw("POST", path, &[("Host", &ui.host()), ("Origin", &ui.origin()), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)], &body)
+    };
     let body = serde_json::json!({"directory": a.display().to_string(), "orgId": ws}).to_string();
     assert_eq!(post("/api/suggestions/decline", body.clone()).status, 200);
     assert!(find(&a).is_none());
@@ -298,10 +320,14 @@ fn suggestions_come_from_sessions_the_shell_hook_and_watched_folders() {
     let c = hint("work/c", "01J0000000000000000000000Z");
     m.command().current_dir(&c).args(["hint", "--no-prompt"]).output().unwrap();
     wait_until("the not-paired suggestion", std::time::Duration::from_secs(10), || find(&c).is_some_and(|s| s["kind"] == "pair"));
-    let r = post("/api/suggestions/bind", serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string());
+    let r =
+        post("/api/suggestions/bind", serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string());
     assert_eq!(r.status, 404, "{}", r.body);
     // "Not now" hides it (until the daemon restarts) without remembering a "no".
-    let r = post("/api/suggestions/dismiss", serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string());
+    let r = post(
+        "/api/suggestions/dismiss",
+        serde_json::json!({"directory": c.display().to_string(), "orgId": "01J0000000000000000000000Z"}).to_string(),
+    );
     assert_eq!(r.status, 200);
     assert!(find(&c).is_none());
     assert!(!std::fs::read_to_string(m.home().join("hint-declines.json")).unwrap().contains(&c.display().to_string()));
@@ -310,7 +336,9 @@ fn suggestions_come_from_sessions_the_shell_hook_and_watched_folders() {
     let code = m.mkdir("code");
     hint("code/old", &ws);
     assert_eq!(post("/api/watched", serde_json::json!({"path": "~/code"}).to_string()).status, 200);
-    wait_until("the existing repository suggested", std::time::Duration::from_secs(10), || find(&code.join("old")).is_some_and(|s| s["source"] == "watched"));
+    wait_until("the existing repository suggested", std::time::Duration::from_secs(10), || {
+        find(&code.join("old")).is_some_and(|s| s["source"] == "watched")
+    });
     let fresh = code.join("new-clone");
     std::fs::create_dir(&fresh).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(350));

@@ -181,11 +181,7 @@ impl Server {
 
     /// Signs in through the web form and returns a client holding the session cookie.
     pub fn web_login(&self, email: &str) -> Web {
-        let client = reqwest::blocking::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let client = reqwest::blocking::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let page = client.get(format!("{}/signin", self.url)).send().unwrap().text().unwrap();
         let csrf = csrf_of(&page);
         let r = client
@@ -319,15 +315,8 @@ impl Machine {
 
     /// Starts `vpd pair ARGS --no-browser --json` and returns it with the code event.
     pub fn start_pair(&self, args: &[&str]) -> (Pairing, Value) {
-        let mut child = self
-            .command()
-            .arg("pair")
-            .args(args)
-            .args(["--no-browser", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            self.command().arg("pair").args(args).args(["--no-browser", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("a first line").unwrap();
         let code: Value = serde_json::from_str(&first).unwrap();
@@ -357,7 +346,13 @@ impl Machine {
     }
 
     pub fn pairing(&self, workspace_id: &str) -> Value {
-        self.config()["pairings"].as_array().unwrap().iter().find(|p| p["workspaceId"] == workspace_id).cloned().unwrap_or_else(|| panic!("no pairing {workspace_id}"))
+        self.config()["pairings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["workspaceId"] == workspace_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no pairing {workspace_id}"))
     }
 
     pub fn identity(&self, workspace_id: &str) -> Value {

@@ -35,18 +35,14 @@ impl Keys {
             None => {
                 let sk = SigningKey::from_bytes(&util::random_bytes::<32>());
                 let der = sk.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
-                let candidate = SigningKeyRow {
-                    kid: kid_for(sk.verifying_key().as_bytes()),
-                    pkcs8_der: der.as_bytes().to_vec(),
-                };
+                let candidate = SigningKeyRow { kid: kid_for(sk.verifying_key().as_bytes()), pkcs8_der: der.as_bytes().to_vec() };
                 store.ensure_signing_key(&candidate, util::now())?
             }
         };
-        let sk = SigningKey::from_pkcs8_der(&row.pkcs8_der)
-            .map_err(|e| anyhow::anyhow!("the signing key in the database is unreadable: {e}"))?;
+        let sk = SigningKey::from_pkcs8_der(&row.pkcs8_der).map_err(|e| anyhow::anyhow!("the signing key in the database is unreadable: {e}"))?;
         let public_key = sk.verifying_key().to_bytes();
-        let decoding = DecodingKey::from_ed_components(&util::b64url(&public_key))
-            .map_err(|e| anyhow::anyhow!("building the verification key: {e}"))?;
+        let decoding =
+            DecodingKey::from_ed_components(&util::b64url(&public_key)).map_err(|e| anyhow::anyhow!("building the verification key: {e}"))?;
         Ok(Keys { kid: row.kid, public_key, encoding: EncodingKey::from_ed_der(&row.pkcs8_der), decoding })
     }
 

@@ -280,10 +280,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Only `/ws` (for `serve --relay-listen`).
 pub fn relay_app(state: AppState) -> Router {
-    Router::new()
-        .route("/ws", axum::routing::get(relay::ws_handler))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(state)
+    Router::new().route("/ws", axum::routing::get(relay::ws_handler)).layer(middleware::from_fn(security_headers)).with_state(state)
 }
 
 /// Serves `app(state)` on `listener`, with the relay's background tasks, until the task is
@@ -297,10 +294,7 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // `same-origin`, not `no-referrer`: under `no-referrer` Chromium sends `Origin: null` on
     // form posts, which no origin check can tell from a sandboxed frame's.

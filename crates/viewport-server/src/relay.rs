@@ -81,10 +81,7 @@ impl Registry {
     /// with 4409. Returns the connection's id (for [`Registry::unregister`]).
     fn register(&self, runtime_target_id: &str, workspace_id: &str, tx: mpsc::UnboundedSender<CloseCmd>) -> u64 {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let old = self.lock().insert(
-            runtime_target_id.to_string(),
-            Live { conn_id, workspace_id: workspace_id.to_string(), tx },
-        );
+        let old = self.lock().insert(runtime_target_id.to_string(), Live { conn_id, workspace_id: workspace_id.to_string(), tx });
         if let Some(old) = old {
             let _ = old.tx.send(CloseCmd { code: close::REPLACED, reason: "replaced" });
         }
@@ -201,13 +198,11 @@ pub async fn ws_handler(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_string());
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let mut conn = Conn { socket, closed: false };
-            connection(&state, &mut conn, q, bearer).await;
-            conn.finish().await;
-        })
+    ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| async move {
+        let mut conn = Conn { socket, closed: false };
+        connection(&state, &mut conn, q, bearer).await;
+        conn.finish().await;
+    })
 }
 
 struct Conn {
@@ -412,8 +407,8 @@ fn proof_ok(public_key_b64: &str, signature_b64: &str, message: &[u8]) -> bool {
         return false;
     };
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
-    let sig_bytes = util::b64url_decode(signature_b64.trim_end_matches('='))
-        .or_else(|| base64::engine::general_purpose::STANDARD.decode(signature_b64).ok());
+    let sig_bytes =
+        util::b64url_decode(signature_b64.trim_end_matches('=')).or_else(|| base64::engine::general_purpose::STANDARD.decode(signature_b64).ok());
     let Some(sig) = sig_bytes.and_then(|b| <[u8; 64]>::try_from(b).ok()) else { return false };
     vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
 }

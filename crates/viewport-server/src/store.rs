@@ -256,10 +256,7 @@ pub struct SigningKeyRow {
 
 impl std::fmt::Debug for SigningKeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeyRow")
-            .field("kid", &self.kid)
-            .field("pkcs8_der", &REDACTED)
-            .finish()
+        f.debug_struct("SigningKeyRow").field("kid", &self.kid).field("pkcs8_der", &REDACTED).finish()
     }
 }
 
@@ -433,10 +430,7 @@ fn new_id() -> String {
 impl Store {
     /// Opens (creating with mode 0600) and migrates the database file.
     pub fn open(path: &Path) -> Result<Store> {
-        create_private_file(path).map_err(|source| StoreError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        create_private_file(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
@@ -494,24 +488,15 @@ impl Store {
     pub fn user_by_email(&self, email: &str) -> Result<Option<(User, PasswordHash)>> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT id, email, password_hash FROM users WHERE email = ?1",
-                [email],
-                |r| Ok((User { id: r.get(0)?, email: r.get(1)? }, PasswordHash(r.get(2)?))),
-            )
+            .query_row("SELECT id, email, password_hash FROM users WHERE email = ?1", [email], |r| {
+                Ok((User { id: r.get(0)?, email: r.get(1)? }, PasswordHash(r.get(2)?)))
+            })
             .optional()?)
     }
 
     /// Creates the first user, the first workspace and the membership at once (setup page).
     /// Fails with `Conflict` when a user already exists.
-    pub fn create_first_admin(
-        &self,
-        email: &str,
-        password_hash: &str,
-        org_name: &str,
-        org_slug: &str,
-        now: i64,
-    ) -> Result<(User, Workspace)> {
+    pub fn create_first_admin(&self, email: &str, password_hash: &str, org_name: &str, org_slug: &str, now: i64) -> Result<(User, Workspace)> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
@@ -519,15 +504,9 @@ impl Store {
             return Err(StoreError::Conflict("setup is already done".into()));
         }
         let user = User { id: new_id(), email: email.to_string() };
-        tx.execute(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![user.id, email, password_hash, now],
-        )?;
+        tx.execute("INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)", params![user.id, email, password_hash, now])?;
         let ws = insert_workspace(&tx, org_name, org_slug, now)?;
-        tx.execute(
-            "INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)",
-            params![ws.id, user.id, now],
-        )?;
+        tx.execute("INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)", params![ws.id, user.id, now])?;
         tx.commit()?;
         Ok((user, ws))
     }
@@ -540,10 +519,7 @@ impl Store {
     }
 
     pub fn workspace_by_id(&self, id: &str) -> Result<Option<Workspace>> {
-        Ok(self
-            .conn()
-            .query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [id], ws_row)
-            .optional()?)
+        Ok(self.conn().query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [id], ws_row).optional()?)
     }
 
     pub fn all_workspaces(&self) -> Result<Vec<Workspace>> {
@@ -555,14 +531,7 @@ impl Store {
 
     /// By ULID or slug.
     pub fn find_workspace(&self, id_or_slug: &str) -> Result<Option<Workspace>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT id, name, slug FROM workspaces WHERE id = ?1 OR slug = ?1",
-                [id_or_slug],
-                ws_row,
-            )
-            .optional()?)
+        Ok(self.conn().query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1 OR slug = ?1", [id_or_slug], ws_row).optional()?)
     }
 
     /// The workspace with this slug, only when `user_id` is a member (tenancy for pages).
@@ -610,10 +579,7 @@ impl Store {
     pub fn remove_member(&self, workspace_id: &str, user_id: &str, now: i64) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "DELETE FROM memberships WHERE workspace_id = ?1 AND user_id = ?2",
-            [workspace_id, user_id],
-        )?;
+        let n = tx.execute("DELETE FROM memberships WHERE workspace_id = ?1 AND user_id = ?2", [workspace_id, user_id])?;
         if n == 0 {
             return Err(StoreError::NotFound("that user is not a member of this workspace".into()));
         }
@@ -639,9 +605,7 @@ impl Store {
              WHERE m.workspace_id = ?1 ORDER BY u.email",
         )?;
         let rows = st
-            .query_map([workspace_id], |r| {
-                Ok(Member { user_id: r.get(0)?, email: r.get(1)?, joined_at: r.get(2)? })
-            })?
+            .query_map([workspace_id], |r| Ok(Member { user_id: r.get(0)?, email: r.get(1)?, joined_at: r.get(2)? }))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -739,9 +703,7 @@ impl Store {
     pub fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str, now: i64) -> Result<Pairing> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let pc = load_code(&tx, code)?
-            .filter(|c| c.kind == CodeKind::Device)
-            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        let pc = load_code(&tx, code)?.filter(|c| c.kind == CodeKind::Device).ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
         check_pending(&pc, now)?;
         let ws = tx
             .query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [workspace_id], ws_row)
@@ -766,9 +728,7 @@ impl Store {
     pub fn deny_code(&self, code: &str, user_id: &str, now: i64) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let pc = load_code(&tx, code)?
-            .filter(|c| c.kind == CodeKind::Device)
-            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        let pc = load_code(&tx, code)?.filter(|c| c.kind == CodeKind::Device).ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
         check_pending(&pc, now)?;
         tx.execute(
             "UPDATE pairing_codes SET state = 'denied', approved_by = ?2, decided_at = ?3
@@ -795,17 +755,11 @@ impl Store {
             .optional()?
             .flatten();
         let Some(rt) = rt else { return Ok(None) };
-        let n = tx.execute(
-            "UPDATE pairing_codes SET state = 'consumed' WHERE code = ?1 AND state = 'approved'",
-            [code],
-        )?;
+        let n = tx.execute("UPDATE pairing_codes SET state = 'consumed' WHERE code = ?1 AND state = 'approved'", [code])?;
         if n != 1 {
             return Ok(None);
         }
-        tx.execute(
-            "UPDATE runtime_targets SET issue_token_hash = ?2 WHERE id = ?1 AND issue_token_hash IS NULL",
-            params![rt, issue_token_hash],
-        )?;
+        tx.execute("UPDATE runtime_targets SET issue_token_hash = ?2 WHERE id = ?1 AND issue_token_hash IS NULL", params![rt, issue_token_hash])?;
         let pairing = load_pairing(&tx, &rt)?;
         tx.commit()?;
         Ok(Some(pairing))
@@ -825,11 +779,7 @@ impl Store {
         let outcome = match pc.state {
             CodeState::Pending if !pc.is_expired(now) => Cancelled::Pending,
             CodeState::Approved => {
-                let rt: Option<String> = tx.query_row(
-                    "SELECT runtime_target_id FROM pairing_codes WHERE code = ?1",
-                    [code],
-                    |r| r.get(0),
-                )?;
+                let rt: Option<String> = tx.query_row("SELECT runtime_target_id FROM pairing_codes WHERE code = ?1", [code], |r| r.get(0))?;
                 let Some(rt) = rt else { return Ok(None) };
                 tx.execute(
                     "UPDATE runtime_targets SET revoked_at = ?2, revoked_reason = 'cancelled'
@@ -858,9 +808,7 @@ impl Store {
     pub fn claim_minted_code(&self, code: &str, machine: &MachineInfo, issue_token_hash: &[u8], now: i64) -> Result<Pairing> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let pc = load_code(&tx, code)?
-            .filter(|c| c.kind == CodeKind::Minted)
-            .ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        let pc = load_code(&tx, code)?.filter(|c| c.kind == CodeKind::Minted).ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
         check_pending(&pc, now)?;
         let (Some(ws_id), Some(user_id)) = (pc.workspace_id.as_deref(), pc.approved_by.as_deref()) else {
             return Err(StoreError::NotFound("no such pairing code".into()));
@@ -874,16 +822,7 @@ impl Store {
             "UPDATE pairing_codes SET state = 'consumed', runtime_target_id = ?2, decided_at = ?3,
                  name = ?4, public_key = ?5, daemon_version = ?6, os = ?7, arch = ?8
              WHERE code = ?1",
-            params![
-                code,
-                pairing.runtime_target_id,
-                now,
-                machine.name,
-                machine.public_key,
-                machine.daemon_version,
-                machine.os,
-                machine.arch
-            ],
+            params![code, pairing.runtime_target_id, now, machine.name, machine.public_key, machine.daemon_version, machine.os, machine.arch],
         )?;
         tx.commit()?;
         Ok(pairing)
@@ -914,10 +853,7 @@ impl Store {
     }
 
     pub fn touch_machine(&self, workspace_id: &str, machine_id: &str, now: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE machines SET last_seen_at = ?3 WHERE id = ?1 AND workspace_id = ?2",
-            params![machine_id, workspace_id, now],
-        )?;
+        self.conn().execute("UPDATE machines SET last_seen_at = ?3 WHERE id = ?1 AND workspace_id = ?2", params![machine_id, workspace_id, now])?;
         Ok(())
     }
 
@@ -1008,13 +944,11 @@ impl Store {
         let mut violation = None;
         {
             let mut load = tx.prepare_cached("SELECT runtime_target_id, last_seq, ended_at FROM relay_sessions WHERE id = ?1")?;
-            let mut insert_frame =
-                tx.prepare_cached("INSERT INTO relay_frames (session_id, seq, ts, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut insert_frame = tx.prepare_cached("INSERT INTO relay_frames (session_id, seq, ts, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             for op in ops {
                 let sid = op.session_id();
                 if !states.contains_key(sid) {
-                    let row: Option<(String, i64, Option<i64>)> =
-                        load.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+                    let row: Option<(String, i64, Option<i64>)> = load.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
                     match row {
                         Some((rt, _, _)) if rt != runtime_target_id => {
                             violation = Some(format!("session {sid} belongs to another runtime target"));
@@ -1023,7 +957,16 @@ impl Store {
                         Some((_, last, ended)) => {
                             states.insert(
                                 sid.to_string(),
-                                S { last_seq: last as u64, ended: ended.is_some(), frames: 0, gaps: 0, end: None, dirty: false, ack: 0, touched: false },
+                                S {
+                                    last_seq: last as u64,
+                                    ended: ended.is_some(),
+                                    frames: 0,
+                                    gaps: 0,
+                                    end: None,
+                                    dirty: false,
+                                    ack: 0,
+                                    touched: false,
+                                },
                             );
                         }
                         None => match op {
@@ -1098,9 +1041,8 @@ impl Store {
                 "UPDATE relay_sessions SET last_seq = ?2, frame_count = frame_count + ?3, gap_count = gap_count + ?4
                  WHERE id = ?1",
             )?;
-            let mut end = tx.prepare_cached(
-                "UPDATE relay_sessions SET ended_at = ?2, end_reason = ?3, exit_code = ?4 WHERE id = ?1 AND ended_at IS NULL",
-            )?;
+            let mut end =
+                tx.prepare_cached("UPDATE relay_sessions SET ended_at = ?2, end_reason = ?3, exit_code = ?4 WHERE id = ?1 AND ended_at IS NULL")?;
             for sid in &order {
                 let st = &states[sid];
                 if st.dirty {
@@ -1140,9 +1082,8 @@ impl Store {
         }
         let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         let conn = self.conn();
-        let mut st = conn.prepare_cached(
-            "SELECT id FROM runtime_targets WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))",
-        )?;
+        let mut st =
+            conn.prepare_cached("SELECT id FROM runtime_targets WHERE revoked_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))")?;
         let rows = st.query_map([list], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -1159,9 +1100,7 @@ impl Store {
     pub fn session(&self, workspace_id: Option<&str>, id: &str) -> Result<Option<SessionRow>> {
         let conn = self.conn();
         let row = match workspace_id {
-            Some(w) => conn
-                .query_row(&format!("{SESSION_SELECT} WHERE s.id = ?1 AND s.workspace_id = ?2"), [id, w], session_row)
-                .optional()?,
+            Some(w) => conn.query_row(&format!("{SESSION_SELECT} WHERE s.id = ?1 AND s.workspace_id = ?2"), [id, w], session_row).optional()?,
             None => conn.query_row(&format!("{SESSION_SELECT} WHERE s.id = ?1"), [id], session_row).optional()?,
         };
         Ok(row)
@@ -1228,11 +1167,9 @@ impl Store {
     pub fn signing_key(&self) -> Result<Option<SigningKeyRow>> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT kid, pkcs8_der FROM signing_keys ORDER BY created_at, kid LIMIT 1",
-                [],
-                |r| Ok(SigningKeyRow { kid: r.get(0)?, pkcs8_der: r.get(1)? }),
-            )
+            .query_row("SELECT kid, pkcs8_der FROM signing_keys ORDER BY created_at, kid LIMIT 1", [], |r| {
+                Ok(SigningKeyRow { kid: r.get(0)?, pkcs8_der: r.get(1)? })
+            })
             .optional()?)
     }
 
@@ -1301,11 +1238,7 @@ fn insert_workspace(conn: &Connection, name: &str, slug: &str, now: i64) -> Resu
 
 fn is_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<bool> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM memberships WHERE workspace_id = ?1 AND user_id = ?2",
-            [workspace_id, user_id],
-            |_| Ok(()),
-        )
+        .query_row("SELECT 1 FROM memberships WHERE workspace_id = ?1 AND user_id = ?2", [workspace_id, user_id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -1375,10 +1308,7 @@ fn insert_pairing(
     let install_id = new_id();
     let machine_id = new_id();
     let runtime_target_id = new_id();
-    conn.execute(
-        "INSERT INTO installs (id, workspace_id, created_at) VALUES (?1, ?2, ?3)",
-        params![install_id, ws.id, now],
-    )?;
+    conn.execute("INSERT INTO installs (id, workspace_id, created_at) VALUES (?1, ?2, ?3)", params![install_id, ws.id, now])?;
     conn.execute(
         // `last_seen_at` stays NULL until the first relay token (the machine has not been seen).
         "INSERT INTO machines (id, workspace_id, name, os, arch, daemon_version, created_at)
@@ -1391,13 +1321,7 @@ fn insert_pairing(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![runtime_target_id, ws.id, install_id, machine_id, machine.public_key, approved_by, now, issue_token_hash],
     )?;
-    Ok(Pairing {
-        workspace: ws.clone(),
-        install_id,
-        runtime_target_id,
-        machine_id,
-        machine_name: machine.name.clone(),
-    })
+    Ok(Pairing { workspace: ws.clone(), install_id, runtime_target_id, machine_id, machine_name: machine.name.clone() })
 }
 
 fn load_pairing(conn: &Connection, runtime_target_id: &str) -> Result<Pairing> {
@@ -1456,13 +1380,7 @@ mod tests {
     use super::*;
 
     fn machine() -> MachineInfo {
-        MachineInfo {
-            name: "box".into(),
-            public_key: "k".into(),
-            daemon_version: "0.1.0".into(),
-            os: "linux".into(),
-            arch: "x86_64".into(),
-        }
+        MachineInfo { name: "box".into(), public_key: "k".into(), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() }
     }
 
     #[test]
@@ -1513,7 +1431,8 @@ mod tests {
         // A gap must start right after what is stored and end at its own seq.
         let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &[start, frame(&a, 1, &[b'x'; 1000]), gap(5, b"3-5")], 10).unwrap();
         assert!(out.violation.unwrap().contains("out of order"));
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])], 10).unwrap();
+        let out =
+            s.relay_store_batch(&w.id, rt, &p.machine_id, &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])], 10).unwrap();
         assert!(out.violation.is_none(), "{:?}", out.violation);
         assert_eq!(out.acks, vec![(a.clone(), 7)]);
         assert_eq!(s.session(Some(&w.id), &a).unwrap().unwrap().gap_count, 1);

@@ -42,7 +42,7 @@ pub fn to_text(bytes: &[u8]) -> String {
                         }
                     }
                     b'(' | b')' | b'*' | b'+' | b'#' | b'%' => i += 2, // charset designation etc.
-                    _ => i += 1,                                          // two-byte escape
+                    _ => i += 1,                                       // two-byte escape
                 }
             }
             // C1 CSI in 8-bit form is rare and collides with UTF-8 continuation bytes: leave it.

@@ -19,9 +19,7 @@ pub fn rfc3339(secs: i64) -> String {
 
 /// Unix seconds → `2026-05-11 14:42 UTC`, for pages.
 pub fn human_time(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
+    jiff::Timestamp::from_second(secs).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -57,12 +57,19 @@ fn admin_commands_work_on_a_temp_db() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("member add"));
 
     ok(run(&db, &["member", "add", "--org", id, "--user", "alice@example.com"], None));
-    let mint: serde_json::Value = serde_json::from_str(&ok(run(&db, &["pairing", "mint", "--org", "acme", "--user", "alice@example.com", "--json"], None))).unwrap();
+    let mint: serde_json::Value =
+        serde_json::from_str(&ok(run(&db, &["pairing", "mint", "--org", "acme", "--user", "alice@example.com", "--json"], None))).unwrap();
     assert!(vpd_proto::normalize_code(mint["code"].as_str().unwrap()).is_some());
 
     // A machine paired through the store so the listing has a row.
     let store = viewport_server::store::Store::open(&db).unwrap();
-    let m = viewport_server::store::MachineInfo { name: "box".into(), public_key: "k".into(), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() };
+    let m = viewport_server::store::MachineInfo {
+        name: "box".into(),
+        public_key: "k".into(),
+        daemon_version: "0.1.0".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+    };
     store.insert_device_code("BCDFGHJK", &[0; 32], &m, None, viewport_server::util::now(), viewport_server::util::now() + 900).unwrap();
     drop(store);
     ok(run(&db, &["pairing", "approve", "BCDF-GHJK", "--org", "acme", "--user", "alice@example.com"], None));

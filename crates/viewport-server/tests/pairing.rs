@@ -118,7 +118,13 @@ async fn wrong_token_unknown_code_and_expired_code() {
     // A code past its TTL: the right token learns it expired; it can no longer be approved.
     let token = "expired-code-status-token";
     let now = util::now();
-    let m = MachineInfo { name: "old".into(), public_key: b64url(new_key().verifying_key().as_bytes()), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() };
+    let m = MachineInfo {
+        name: "old".into(),
+        public_key: b64url(new_key().verifying_key().as_bytes()),
+        daemon_version: "0.1.0".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+    };
     s.store().insert_device_code("ZZZZXXXX", &util::sha256(token.as_bytes()), &m, None, now - 1000, now - 100).unwrap();
     let r = s.status("ZZZZ-XXXX", token, 5).await;
     assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Expired);
@@ -175,19 +181,41 @@ async fn invalid_requests_are_rejected_with_json_400() {
     let good = body_for(&new_key(), "box");
     // Find 32 bytes that are not a point on the curve.
     let not_a_point = (0u8..=255)
-        .map(|i| { let mut b = [i; 32]; b[31] &= 0x7f; b })
+        .map(|i| {
+            let mut b = [i; 32];
+            b[31] &= 0x7f;
+            b
+        })
         .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_err())
         .expect("some pattern is not a point");
     let mut cases = Vec::new();
-    let mut b = good.clone(); b.public_key = "not base64!".into(); cases.push(("bad base64", b));
-    let mut b = good.clone(); b.public_key = b64url(&[7u8; 31]); cases.push(("31 bytes", b));
-    let mut b = good.clone(); b.public_key = b64url(&[7u8; 33]); cases.push(("33 bytes", b));
-    let mut b = good.clone(); b.public_key = b64url(&not_a_point); cases.push(("not a point", b));
-    let mut b = good.clone(); b.public_key = format!("{}=", good.public_key); cases.push(("padded", b));
-    let mut b = good.clone(); b.key_algorithm = "rsa".into(); cases.push(("algorithm", b));
-    let mut b = good.clone(); b.name = "".into(); cases.push(("empty name", b));
-    let mut b = good.clone(); b.name = "x".repeat(101); cases.push(("long name", b));
-    let mut b = good.clone(); b.name = "evil\u{1b}[31m".into(); cases.push(("control char", b));
+    let mut b = good.clone();
+    b.public_key = "not base64!".into();
+    cases.push(("bad base64", b));
+    let mut b = good.clone();
+    b.public_key = b64url(&[7u8; 31]);
+    cases.push(("31 bytes", b));
+    let mut b = good.clone();
+    b.public_key = b64url(&[7u8; 33]);
+    cases.push(("33 bytes", b));
+    let mut b = good.clone();
+    b.public_key = b64url(&not_a_point);
+    cases.push(("not a point", b));
+    let mut b = good.clone();
+    b.public_key = format!("{}=", good.public_key);
+    cases.push(("padded", b));
+    let mut b = good.clone();
+    b.key_algorithm = "rsa".into();
+    cases.push(("algorithm", b));
+    let mut b = good.clone();
+    b.name = "".into();
+    cases.push(("empty name", b));
+    let mut b = good.clone();
+    b.name = "x".repeat(101);
+    cases.push(("long name", b));
+    let mut b = good.clone();
+    b.name = "evil\u{1b}[31m".into();
+    cases.push(("control char", b));
     for (what, body) in cases {
         let r = s.http.post(s.at("/api/pairing-codes")).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 400, "{what}");
@@ -345,7 +373,13 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
     // Expired.
     let token = "expired-code-status-token";
     let now = util::now();
-    let m = MachineInfo { name: "old".into(), public_key: b64url(new_key().verifying_key().as_bytes()), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() };
+    let m = MachineInfo {
+        name: "old".into(),
+        public_key: b64url(new_key().verifying_key().as_bytes()),
+        daemon_version: "0.1.0".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+    };
     s.store().insert_device_code("ZZZZXXXX", &util::sha256(token.as_bytes()), &m, None, now - 1000, now - 100).unwrap();
     let r = s.cancel("ZZZZ-XXXX", token).await;
     assert_eq!(r.status(), 404);
@@ -359,12 +393,14 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
         assert_eq!(error_code(r).await, "not_found", "{c}");
     }
     // The minted code is still claimable.
-    let r = s.http.post(s.at(&vpd_proto::paths::pairing_claim(&vpd_proto::format_code(&minted)))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
+    let r =
+        s.http.post(s.at(&vpd_proto::paths::pairing_claim(&vpd_proto::format_code(&minted)))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
 /// Starts a 25 s status long poll for `created` in the background.
 fn spawn_poll(s: &common::Server, created: &vpd_proto::pairing::PairingCodeCreated) -> tokio::task::JoinHandle<reqwest::Response> {
-    let (http, url, token) = (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
+    let (http, url, token) =
+        (s.http.clone(), s.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
     tokio::spawn(async move { http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap() })
 }

@@ -110,13 +110,7 @@ fn start_msg(id: &str) -> DaemonMsg {
 }
 
 fn frame(id: &str, seq: u64, data: &[u8]) -> DaemonMsg {
-    DaemonMsg::Frame {
-        session_id: id.into(),
-        seq,
-        ts: "2026-05-11T14:42:01.000Z".into(),
-        kind: vpd_proto::relay::FrameKind::Output,
-        data: b64(data),
-    }
+    DaemonMsg::Frame { session_id: id.into(), seq, ts: "2026-05-11T14:42:01.000Z".into(), kind: vpd_proto::relay::FrameKind::Output, data: b64(data) }
 }
 
 /// Reads acks until `session_id` is acked at `seq` (acks are cumulative).
@@ -190,7 +184,8 @@ async fn handshake_store_ack_duplicates_and_resume() {
     assert_eq!(s.store().session(None, &id).unwrap().unwrap().frame_count, 4);
 
     // A gap frame is stored and counted.
-    send(&mut ws, &DaemonMsg::Frame { session_id: id.clone(), seq: 5, ts: "t".into(), kind: vpd_proto::relay::FrameKind::Gap, data: b64(b"9-12") }).await;
+    send(&mut ws, &DaemonMsg::Frame { session_id: id.clone(), seq: 5, ts: "t".into(), kind: vpd_proto::relay::FrameKind::Gap, data: b64(b"9-12") })
+        .await;
     acked_to(&mut ws, &id, 5).await;
     assert_eq!(s.store().session(None, &id).unwrap().unwrap().gap_count, 1);
 
@@ -531,20 +526,18 @@ async fn record(s: &Server, key: &SigningKey, a: &Approved, chunks: &[&[u8]]) ->
         send(&mut ws, &frame(&id, seq, c)).await;
         // An input frame in between: not part of the output.
         seq += 1;
-        send(&mut ws, &DaemonMsg::Frame { session_id: id.clone(), seq, ts: "t".into(), kind: vpd_proto::relay::FrameKind::Input, data: b64(b"INPUT") }).await;
+        send(
+            &mut ws,
+            &DaemonMsg::Frame { session_id: id.clone(), seq, ts: "t".into(), kind: vpd_proto::relay::FrameKind::Input, data: b64(b"INPUT") },
+        )
+        .await;
     }
     acked_to(&mut ws, &id, seq).await;
     id
 }
 
 fn admin(db: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_viewport-server"))
-        .arg("admin")
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .output()
-        .unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_viewport-server")).arg("admin").args(args).arg("--db").arg(db).output().unwrap()
 }
 
 #[tokio::test]

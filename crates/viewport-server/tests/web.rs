@@ -26,21 +26,35 @@ async fn signed_out_pages_redirect_to_signin_with_next() {
     let cookie_attrs = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join("|");
     assert!(cookie_attrs.contains("HttpOnly") && cookie_attrs.contains("SameSite=Lax"));
     let csrf = csrf_in(&r.text().await.unwrap());
-    let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+    let r = s
+        .http
+        .post(s.at("/signin"))
+        .header("cookie", &csrf_cookie)
         .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "correct horse battery"), ("next", "//evil.example/x")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     // Wrong password: 401, no session.
-    let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+    let r = s
+        .http
+        .post(s.at("/signin"))
+        .header("cookie", &csrf_cookie)
         .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "wrong password"), ("next", "/")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(set_cookie(&r, "vp_session").is_none());
     // Sign-in without the double-submit cookie is refused.
-    let r = s.http.post(s.at("/signin"))
+    let r = s
+        .http
+        .post(s.at("/signin"))
         .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "correct horse battery")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 }
 
@@ -66,9 +80,18 @@ async fn approve_through_the_page_with_csrf_and_origin_checks() {
     assert!(html.contains(&format!(r#"<option value="{}" selected>"#, acme.id)), "requested org pre-selected");
     let csrf = csrf_in(&html);
 
-    let form = |csrf: &str| vec![("csrf", csrf.to_string()), ("code", created.code.clone()), ("workspace_id", acme.id.clone()), ("action", "approve".to_string())];
+    let form = |csrf: &str| {
+        vec![("csrf", csrf.to_string()), ("code", created.code.clone()), ("workspace_id", acme.id.clone()), ("action", "approve".to_string())]
+    };
     // No CSRF, wrong CSRF, foreign Origin: refused, nothing changes.
-    let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&[("code", created.code.as_str()), ("workspace_id", acme.id.as_str()), ("action", "approve")]).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/pair"))
+        .header("cookie", &cookie)
+        .form(&[("code", created.code.as_str()), ("workspace_id", acme.id.as_str()), ("action", "approve")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = s.http.post(s.at("/pair")).header("cookie", &cookie).form(&form("forged")).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -109,12 +132,24 @@ async fn approve_through_the_page_with_csrf_and_origin_checks() {
     let html = r.text().await.unwrap();
     assert!(html.contains(&a.machine_id) && html.contains("a@example.com") && html.contains("active"));
     let csrf = csrf_in(&html);
-    let r = s.http.post(s.at("/orgs/acme/machines/revoke")).header("cookie", &cookie)
-        .form(&[("csrf", "wrong"), ("machine_id", a.machine_id.as_str())]).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/orgs/acme/machines/revoke"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "wrong"), ("machine_id", a.machine_id.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(s.relay_token(&a).await.status(), 200);
-    let r = s.http.post(s.at("/orgs/acme/machines/revoke")).header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("machine_id", a.machine_id.as_str())]).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/orgs/acme/machines/revoke"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("machine_id", a.machine_id.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(s.relay_token(&a).await.status(), 403);
     assert!(get(&s, "/orgs/acme/machines", &cookie).await.text().await.unwrap().contains("revoked"));
@@ -128,9 +163,14 @@ async fn deny_through_the_page() {
     let cookie = sign_in(&s, "a@example.com").await;
     let created = s.create_code(&body_for(&new_key(), "box")).await;
     let html = get(&s, &format!("/pair?code={}", created.code), &cookie).await.text().await.unwrap();
-    let r = s.http.post(s.at("/pair")).header("cookie", &cookie)
+    let r = s
+        .http
+        .post(s.at("/pair"))
+        .header("cookie", &cookie)
         .form(&[("csrf", csrf_in(&html).as_str()), ("code", created.code.as_str()), ("workspace_id", acme.id.as_str()), ("action", "deny")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = s.status(&created.code, created.status_token.expose(), 0).await;
     assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Denied);
@@ -173,16 +213,28 @@ async fn members_page_removes_and_revokes_only_there_and_add_machine_mints() {
     let html = get(&s, "/orgs/acme/members", &cookie).await.text().await.unwrap();
     assert!(html.contains("bob@example.com"));
     let csrf = csrf_in(&html);
-    let r = s.http.post(s.at("/orgs/acme/members/remove")).header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("user_id", bob.id.as_str())]).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/orgs/acme/members/remove"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("user_id", bob.id.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(s.relay_token(&bob_acme).await.status(), 403);
     assert_eq!(s.relay_token(&bob_two).await.status(), 200);
     assert_eq!(s.relay_token(&admin_acme).await.status(), 200);
 
     // Add back by email.
-    let r = s.http.post(s.at("/orgs/acme/members/add")).header("cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("email", "Bob@Example.com")]).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/orgs/acme/members/add"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", "Bob@Example.com")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert!(s.store().is_member(&acme.id, &bob.id).unwrap());
 
@@ -207,9 +259,21 @@ async fn setup_page_creates_the_first_user_once() {
     assert_eq!(r.status(), 200);
     let csrf_cookie = set_cookie(&r, "vp_csrf").unwrap();
     let csrf = csrf_in(&r.text().await.unwrap());
-    let r = s.http.post(s.at("/setup")).header("cookie", &csrf_cookie)
-        .form(&[("csrf", csrf.as_str()), ("token", token.as_str()), ("email", "root@example.com"), ("password", "correct horse battery"), ("org_name", "Acme"), ("org_slug", "acme")])
-        .send().await.unwrap();
+    let r = s
+        .http
+        .post(s.at("/setup"))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", token.as_str()),
+            ("email", "root@example.com"),
+            ("password", "correct horse battery"),
+            ("org_name", "Acme"),
+            ("org_slug", "acme"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let session = set_cookie(&r, "vp_session").unwrap();
     assert_eq!(get(&s, "/orgs/acme/machines", &session).await.status(), 200);
@@ -227,18 +291,27 @@ async fn sign_in_is_rate_limited() {
     let csrf = csrf_in(&r.text().await.unwrap());
     let mut codes = Vec::new();
     for _ in 0..3 {
-        let r = s.http.post(s.at("/signin")).header("cookie", &csrf_cookie)
+        let r = s
+            .http
+            .post(s.at("/signin"))
+            .header("cookie", &csrf_cookie)
             .form(&[("csrf", csrf.as_str()), ("email", "a@example.com"), ("password", "wrong password")])
-            .send().await.unwrap();
+            .send()
+            .await
+            .unwrap();
         codes.push(r.status().as_u16());
     }
     assert_eq!(codes, [401, 401, 429]);
 }
 
 async fn post_pair(s: &Server, cookie: &str, csrf: &str, code: &str, workspace_id: &str, action: &str) -> reqwest::Response {
-    s.http.post(s.at("/pair")).header("cookie", cookie)
+    s.http
+        .post(s.at("/pair"))
+        .header("cookie", cookie)
         .form(&[("csrf", csrf), ("code", code), ("workspace_id", workspace_id), ("action", action)])
-        .send().await.unwrap()
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn assert_unusable_page(r: reqwest::Response, what: &str) {
@@ -381,12 +454,18 @@ async fn form_posts_are_judged_by_sec_fetch_site_then_exact_origin() {
     passed("same-origin post", post(vec![("sec-fetch-site", "same-origin".into()), ("origin", s.url.clone())], csrf.clone()).await.unwrap());
     // The same page opened as http://localhost:PORT while --public-url says 127.0.0.1.
     let localhost = s.url.replace("127.0.0.1", "localhost");
-    passed("same-origin post via another host name", post(vec![("sec-fetch-site", "same-origin".into()), ("origin", localhost)], csrf.clone()).await.unwrap());
+    passed(
+        "same-origin post via another host name",
+        post(vec![("sec-fetch-site", "same-origin".into()), ("origin", localhost)], csrf.clone()).await.unwrap(),
+    );
     // A sandboxed iframe: Origin null, and the browser calls it cross-site.
     refused("sandboxed iframe", post(vec![("sec-fetch-site", "cross-site".into()), ("origin", "null".into())], csrf.clone()).await.unwrap());
     refused("Origin: null without Sec-Fetch-Site", post(vec![("origin", "null".into())], csrf.clone()).await.unwrap());
     // Another site, with a stolen token, and a sibling subdomain.
-    refused("cross-site post", post(vec![("sec-fetch-site", "cross-site".into()), ("origin", "https://evil.example".into())], csrf.clone()).await.unwrap());
+    refused(
+        "cross-site post",
+        post(vec![("sec-fetch-site", "cross-site".into()), ("origin", "https://evil.example".into())], csrf.clone()).await.unwrap(),
+    );
     refused("same-site post", post(vec![("sec-fetch-site", "same-site".into()), ("origin", s.url.clone())], csrf.clone()).await.unwrap());
     refused("foreign Origin without Sec-Fetch-Site", post(vec![("origin", "https://evil.example".into())], csrf.clone()).await.unwrap());
     // No Sec-Fetch-* at all: exact Origin passes; no Origin either leaves it to the token.

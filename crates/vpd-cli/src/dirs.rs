@@ -12,11 +12,13 @@ use vpd_daemon::{binding, config, Error, ErrorCode, Home};
 
 pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
     let outcome = match binding::bind(home, dir, &org, recursive, yes) {
-        Err(e) if e.code == ErrorCode::BindingExists && !out.json => match prompt::ask(&format!("{} Replace it?", e.message.split(" Pass --yes").next().unwrap_or(&e.message)), false) {
-            Some(true) => binding::bind(home, dir, &org, recursive, true)?,
-            Some(false) => return Err(Error::new(ErrorCode::Cancelled, "kept the existing binding")),
-            None => return Err(e),
-        },
+        Err(e) if e.code == ErrorCode::BindingExists && !out.json => {
+            match prompt::ask(&format!("{} Replace it?", e.message.split(" Pass --yes").next().unwrap_or(&e.message)), false) {
+                Some(true) => binding::bind(home, dir, &org, recursive, true)?,
+                Some(false) => return Err(Error::new(ErrorCode::Cancelled, "kept the existing binding")),
+                None => return Err(e),
+            }
+        }
         r => r?,
     };
     out.emit(&outcome, || {
@@ -67,11 +69,9 @@ pub fn resolve(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
         }),
     };
     out.emit(&value, || match &r.resolution {
-        Resolution::Pinned { org_id, binding_dir, .. } => format!(
-            "streaming to {} (binding {})",
-            r.org_name(org_id).unwrap_or(org_id),
-            show(binding_dir)
-        ),
+        Resolution::Pinned { org_id, binding_dir, .. } => {
+            format!("streaming to {} (binding {})", r.org_name(org_id).unwrap_or(org_id), show(binding_dir))
+        }
         Resolution::LocalOnly { reason, .. } => format!("local only: {}", reason_text(&r, reason)),
     });
     Ok(ExitCode::SUCCESS)
@@ -81,10 +81,9 @@ fn reason_text(r: &binding::Resolved, reason: &LocalReason) -> String {
     match reason {
         LocalReason::NoBinding => "no binding".into(),
         LocalReason::StreamingDisabled => "streaming: disabled".into(),
-        LocalReason::Untrusted { org_id } => format!(
-            "the binding file (org {}) was not made on this machine; run `vpd trust` to trust it",
-            r.org_name(org_id).unwrap_or(org_id)
-        ),
+        LocalReason::Untrusted { org_id } => {
+            format!("the binding file (org {}) was not made on this machine; run `vpd trust` to trust it", r.org_name(org_id).unwrap_or(org_id))
+        }
         LocalReason::NotPaired { org_id } => format!("bound to org {org_id}, which this machine is not paired with"),
         LocalReason::Invalid { message } => format!("the binding file cannot be used: {message}"),
     }
@@ -112,24 +111,23 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
             eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.");
             report_to_daemon(home, &dir);
         }
-        HintAction::AskBind { dir, org_id, org_name } => match ask(
-            &format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name}?", show(&dir)),
-            true,
-        ) {
-            Some(true) => {
-                let o = binding::bind(home, &dir, &org_id, false, false)?;
-                eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);
+        HintAction::AskBind { dir, org_id, org_name } => {
+            match ask(&format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name}?", show(&dir)), true) {
+                Some(true) => {
+                    let o = binding::bind(home, &dir, &org_id, false, false)?;
+                    eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);
+                }
+                Some(false) => {
+                    binding::decline(home, &dir, &org_id, Question::Bind)?;
+                    eprintln!("vpd: OK, not asking again for {} (`vpd hint --reset` to undo).", show(&dir));
+                }
+                None => {
+                    report_to_daemon(home, &dir);
+                    let slug = config::read(home).ok().and_then(|c| c.pairing(&org_id).map(|p| p.workspace_slug.clone())).unwrap_or(org_id);
+                    eprintln!("vpd: This repo suggests org {org_name}. Run `vpd bind {} --org {slug}` to stream sessions here.", show(&dir));
+                }
             }
-            Some(false) => {
-                binding::decline(home, &dir, &org_id, Question::Bind)?;
-                eprintln!("vpd: OK, not asking again for {} (`vpd hint --reset` to undo).", show(&dir));
-            }
-            None => {
-                report_to_daemon(home, &dir);
-                let slug = config::read(home).ok().and_then(|c| c.pairing(&org_id).map(|p| p.workspace_slug.clone())).unwrap_or(org_id);
-                eprintln!("vpd: This repo suggests org {org_name}. Run `vpd bind {} --org {slug}` to stream sessions here.", show(&dir));
-            }
-        },
+        }
         HintAction::AskTrust { dir, org_id, org_name } => {
             let q = format!(
                 "vpd: {}/.viewport/local.yaml binds this directory to {org_name}, but the file was not made on this machine. Trust it?",

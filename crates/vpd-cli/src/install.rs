@@ -29,9 +29,7 @@ pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, E
         }
         DaemonAction::Stop => {
             let stopped = stop(&home)?;
-            out.emit(&json!({"stopped": stopped}), || {
-                if stopped { "vpd daemon stopped".into() } else { "vpd daemon was not running".into() }
-            });
+            out.emit(&json!({"stopped": stopped}), || if stopped { "vpd daemon stopped".into() } else { "vpd daemon was not running".into() });
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -136,7 +134,10 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
             None if bound == 0 => false,
             None if how.yes => false,
             None => prompt::ask(
-                &format!("Also remove the binding files vpd wrote in {bound} director{} (.viewport/local.yaml)?", if bound == 1 { "y" } else { "ies" }),
+                &format!(
+                    "Also remove the binding files vpd wrote in {bound} director{} (.viewport/local.yaml)?",
+                    if bound == 1 { "y" } else { "ies" }
+                ),
                 false,
             )
             .unwrap_or(false),

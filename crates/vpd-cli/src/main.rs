@@ -47,7 +47,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the home, save a default server and start the daemon. Nothing leaves the machine.
-    #[command(after_help = "Registers a login item (XDG autostart): the desktop app when it is installed next to vpd, else `vpd daemon`.\n\nExamples:\n  vpd install\n  vpd install --server https://viewport.example.com\n  vpd install --no-login-item   (start the daemon yourself, e.g. from a user service)")]
+    #[command(
+        after_help = "Registers a login item (XDG autostart): the desktop app when it is installed next to vpd, else `vpd daemon`.\n\nExamples:\n  vpd install\n  vpd install --server https://viewport.example.com\n  vpd install --no-login-item   (start the daemon yourself, e.g. from a user service)"
+    )]
     Install {
         /// Platform URL to pair with by default.
         #[arg(long, value_name = "URL")]
@@ -78,7 +80,9 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         keep_bindings: bool,
     },
     /// Pair this machine with an org: approve a code in the browser (or use a code from "Add machine").
-    #[command(after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)")]
+    #[command(
+        after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)"
+    )]
     Pair {
         /// A code minted by the platform's "Add machine" page.
         code: Option<String>,
@@ -102,14 +106,18 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         insecure_http: bool,
     },
     /// Remove a pairing: its credentials, key and directory bindings. Tells the platform if it can.
-    #[command(after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8")]
+    #[command(
+        after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8"
+    )]
     Unpair {
         /// Workspace ULID, slug or name.
         #[arg(long)]
         org: String,
     },
     /// Let sessions started in DIR (default: here) stream to an org. Writes DIR/.viewport/local.yaml.
-    #[command(after_help = "Examples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --org acme --recursive   (every repository below ~/code)")]
+    #[command(
+        after_help = "Examples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --org acme --recursive   (every repository below ~/code)"
+    )]
     Bind {
         dir: Option<PathBuf>,
         /// Workspace ULID, slug or name of a current pairing.
@@ -134,7 +142,9 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         yes: bool,
     },
     /// Check DIR (default: here) for a workspace.yaml hint or an untrusted binding and ask about it.
-    #[command(after_help = "Run by the shell hook on every directory change; fast enough for every prompt.\n\nExamples:\n  vpd hint\n  vpd hint --reset          (ask again about this directory)\n  vpd hint --reset --all    (forget every \"no\")")]
+    #[command(
+        after_help = "Run by the shell hook on every directory change; fast enough for every prompt.\n\nExamples:\n  vpd hint\n  vpd hint --reset          (ask again about this directory)\n  vpd hint --reset --all    (forget every \"no\")"
+    )]
     Hint {
         dir: Option<PathBuf>,
         /// Forget the remembered "no" for DIR (and below).
@@ -148,7 +158,9 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         no_prompt: bool,
     },
     /// Print the shell hook that runs `vpd hint` when the directory changes.
-    #[command(after_help = "Examples:\n  echo 'eval \"$(vpd hook bash)\"' >> ~/.bashrc\n  echo 'eval \"$(vpd hook zsh)\"' >> ~/.zshrc\n  echo 'vpd hook fish | source' >> ~/.config/fish/config.fish")]
+    #[command(
+        after_help = "Examples:\n  echo 'eval \"$(vpd hook bash)\"' >> ~/.bashrc\n  echo 'eval \"$(vpd hook zsh)\"' >> ~/.zshrc\n  echo 'vpd hook fish | source' >> ~/.config/fish/config.fish"
+    )]
     Hook { shell: hook::Shell },
     /// Show which org a session started in DIR (default: here) would stream to, and why.
     #[command(after_help = "Examples:\n  vpd resolve\n  vpd resolve ~/work/api --json")]
@@ -176,7 +188,9 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         action: install::DaemonAction,
     },
     /// Run a command as a session: under a pseudo-terminal, streamed if its directory is bound.
-    #[command(after_help = "One line on stderr says where the session streams. The exit code is the command's.\n\nExamples:\n  vpd run -- claude\n  vpd run --cwd ~/work/api --name fix-tests -- aider --yes\n  vpd run -- sh -c 'make test'")]
+    #[command(
+        after_help = "One line on stderr says where the session streams. The exit code is the command's.\n\nExamples:\n  vpd run -- claude\n  vpd run --cwd ~/work/api --name fix-tests -- aider --yes\n  vpd run -- sh -c 'make test'"
+    )]
     Run {
         /// Directory to run in (default: here). The binding is resolved here, once.
         #[arg(long)]
@@ -192,7 +206,10 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
     #[command(after_help = "Examples:\n  vpd sessions\n  vpd sessions --json")]
     Sessions,
     /// Stream a session an integration runs itself: start, frame, end.
-    #[command(subcommand, after_help = "Examples:\n  id=$(vpd session start --agent my-agent)\n  echo hello | vpd session frame $id\n  vpd session end $id --exit-code 0")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  id=$(vpd session start --agent my-agent)\n  echo hello | vpd session frame $id\n  vpd session end $id --exit-code 0"
+    )]
     Session(SessionCmd),
     /// Retry the relay connection now (all pairings, or one).
     #[command(after_help = "Examples:\n  vpd reconnect\n  vpd reconnect --org acme")]
@@ -201,14 +218,18 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         org: Option<String>,
     },
     /// Open the web UI in the browser through a one-time login link.
-    #[command(after_help = "The link works once, for two minutes; the UI is served on 127.0.0.1 only.\n\nExamples:\n  vpd ui\n  vpd ui --no-browser          (print the link instead)\n  vpd ui --no-browser --json   (scripts and tests)")]
+    #[command(
+        after_help = "The link works once, for two minutes; the UI is served on 127.0.0.1 only.\n\nExamples:\n  vpd ui\n  vpd ui --no-browser          (print the link instead)\n  vpd ui --no-browser --json   (scripts and tests)"
+    )]
     Ui {
         /// Print the link instead of opening the browser.
         #[arg(long)]
         no_browser: bool,
     },
     /// Print shell completions.
-    #[command(after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd")]
+    #[command(
+        after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd"
+    )]
     Completions { shell: clap_complete::Shell },
 }
 

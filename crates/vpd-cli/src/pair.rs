@@ -68,7 +68,8 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
                         eprintln!("{}", qr.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build());
                     }
                 }
-                let until = expires_at.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string());
+                let until =
+                    expires_at.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string());
                 spinner.set_message(format!(
                     "Waiting for approval in the browser (code expires {}; Ctrl-C cancels)",
                     until.unwrap_or_else(|| expires_at.clone())
@@ -92,7 +93,9 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
                 out.json(&json!({"event": "confirm_replace", "workspace_id": workspace_id, "workspace_name": workspace_name}));
                 return None;
             }
-            spinner.suspend(|| prompt::ask(&format!("This machine is already paired with {workspace_name} ({workspace_id}). Replace that pairing?"), false))
+            spinner.suspend(|| {
+                prompt::ask(&format!("This machine is already paired with {workspace_name} ({workspace_id}). Replace that pairing?"), false)
+            })
         }
     });
     spinner.finish_and_clear();
@@ -128,7 +131,9 @@ pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
         }
         match (&r.server_notified, &r.server_error) {
             (true, _) => s.push_str("\nThe platform was told."),
-            (false, Some(e)) => s.push_str(&format!("\nThe platform could not be told ({e}); an admin can revoke this machine on its Machines page.")),
+            (false, Some(e)) => {
+                s.push_str(&format!("\nThe platform could not be told ({e}); an admin can revoke this machine on its Machines page."))
+            }
             (false, None) => {}
         }
         s

@@ -23,8 +23,12 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 fn term_size() -> Option<PtySize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    (unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0)
-        .then_some(PtySize { rows: ws.ws_row, cols: ws.ws_col, pixel_width: 0, pixel_height: 0 })
+    (unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0).then_some(PtySize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+        pixel_width: 0,
+        pixel_height: 0,
+    })
 }
 
 /// Puts the terminal in raw mode until dropped.
@@ -64,7 +68,12 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     // The session (and its binding, resolved once, now). Without a daemon the command still
     // runs, locally.
     let session: Option<SessionInfo> = client::ensure_daemon(home, &exe()?).ok().and_then(|_| {
-        client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent: agent.clone(), name: name.clone() }), Duration::from_secs(10)).ok()
+        client::call(
+            home,
+            &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent: agent.clone(), name: name.clone() }),
+            Duration::from_secs(10),
+        )
+        .ok()
     });
     let line = match &session {
         Some(s) if s.state == "streaming" => format!("vpd: streaming to {}", s.org_name.clone().unwrap_or_default()),
@@ -117,7 +126,8 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
                 for _ in signals.forever() {
                     if let Some(size) = term_size() {
                         let _ = master.resize(size);
-                        let _ = resize_tx.try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
+                        let _ = resize_tx
+                            .try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
                     }
                 }
             });
@@ -206,7 +216,8 @@ pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
 pub fn session_start(home: &Home, cwd: &Path, agent: String, name: Option<String>, out: &Out) -> Result<ExitCode, Error> {
     let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
     client::ensure_daemon(home, &exe()?)?;
-    let s: SessionInfo = client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent, name }), Duration::from_secs(10))?;
+    let s: SessionInfo =
+        client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent, name }), Duration::from_secs(10))?;
     out.emit(&s, || s.session_id.clone());
     if !out.json {
         eprintln!(
@@ -229,7 +240,8 @@ pub fn session_frame(home: &Home, id: String, kind: FrameKind, data: Option<Stri
             b
         }
     };
-    let v: serde_json::Value = client::call(home, &Request::SessionFrame(SessionFrameParams { session_id: id, kind, data: B64.encode(bytes) }), Duration::from_secs(30))?;
+    let v: serde_json::Value =
+        client::call(home, &Request::SessionFrame(SessionFrameParams { session_id: id, kind, data: B64.encode(bytes) }), Duration::from_secs(30))?;
     out.emit(&v, String::new);
     Ok(ExitCode::SUCCESS)
 }
@@ -244,7 +256,11 @@ pub fn reconnect(home: &Home, org: Option<String>, out: &Out) -> Result<ExitCode
     client::ensure_daemon(home, &exe()?)?;
     let names: Vec<String> = client::call(home, &Request::Reconnect(vpd_daemon::api::protocol::ReconnectParams { org }), Duration::from_secs(10))?;
     out.emit(&json!({"reconnecting": names}), || {
-        if names.is_empty() { "No pairing to reconnect.".into() } else { format!("Reconnecting {}.", names.join(", ")) }
+        if names.is_empty() {
+            "No pairing to reconnect.".into()
+        } else {
+            format!("Reconnecting {}.", names.join(", "))
+        }
     });
     Ok(ExitCode::SUCCESS)
 }

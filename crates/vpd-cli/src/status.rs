@@ -65,10 +65,7 @@ fn render(r: &StatusReport) -> String {
         s.push_str(&format!("Sessions streaming: {streaming} (`vpd sessions` lists them)\n"));
     }
     if d.credential_store == "file" {
-        s.push_str(&format!(
-            "Credentials: config.json (0600){}\n",
-            d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
-        ));
+        s.push_str(&format!("Credentials: config.json (0600){}\n", d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()));
     } else if d.credential_store == "keyring" {
         s.push_str("Credentials: OS keyring (new pairings)\n");
     }

@@ -14,7 +14,13 @@ fn bench(c: &mut Criterion) {
     // /home/dev/code (bound, recursive) / repo (git) / d3 … d12
     let mut chain = vec![PathBuf::from("/"), PathBuf::from("/home"), dir.clone()];
     for i in 0..12 {
-        dir = dir.join(if i == 0 { "code".to_string() } else if i == 1 { "repo".to_string() } else { format!("d{i}") });
+        dir = dir.join(if i == 0 {
+            "code".to_string()
+        } else if i == 1 {
+            "repo".to_string()
+        } else {
+            format!("d{i}")
+        });
         chain.push(dir.clone());
     }
     for d in chain.iter().rev() {

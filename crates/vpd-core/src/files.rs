@@ -86,9 +86,7 @@ fn org_id(m: &serde_yaml::Mapping) -> Result<String, String> {
 
 fn opt_string(m: &serde_yaml::Mapping, key: &str) -> Option<String> {
     match get(m, key) {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control) => {
-            Some(s.clone())
-        }
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control) => Some(s.clone()),
         _ => None,
     }
 }
@@ -100,12 +98,7 @@ pub fn parse_local(bytes: &[u8]) -> Result<LocalFile, String> {
     let streaming = match (get(&m, "streaming"), get(&m, "remote")) {
         (Some(Value::String(s)), _) if s == "enabled" => Streaming::Enabled,
         (Some(Value::String(s)), _) if s == "disabled" => Streaming::Disabled,
-        (Some(other), _) => {
-            return Err(format!(
-                "streaming must be `enabled` or `disabled`, found {}",
-                describe(other)
-            ))
-        }
+        (Some(other), _) => return Err(format!("streaming must be `enabled` or `disabled`, found {}", describe(other))),
         // Reference format: `remote: { stream: true|false }`.
         (None, Some(Value::Mapping(remote))) => match get(remote, "stream") {
             Some(Value::Bool(true)) => Streaming::Enabled,
@@ -231,9 +224,6 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(
-            file_hash(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(file_hash(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -41,9 +41,7 @@ pub enum HintAction {
 
 /// Decides the hint for the directory whose walk produced `facts` and `resolution`.
 pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRef<'_>], declines: &[Decline]) -> HintAction {
-    let declined = |dir: &Path, org: &str, kind: Question| {
-        declines.iter().any(|d| d.directory == dir && d.org_id == org && d.kind == kind)
-    };
+    let declined = |dir: &Path, org: &str, kind: Question| declines.iter().any(|d| d.directory == dir && d.org_id == org && d.kind == kind);
     let name_of = |org: &str| pairings.iter().find(|p| p.org_id == org).map(|p| p.name.to_string());
     match resolution {
         Resolution::Pinned { .. } => HintAction::Quiet,
@@ -65,19 +63,13 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
     }
 }
 
-fn from_workspace_hint(
-    facts: &[DirFacts],
-    pairings: &[PairingRef<'_>],
-    declined: &dyn Fn(&Path, &str, Question) -> bool,
-) -> HintAction {
+fn from_workspace_hint(facts: &[DirFacts], pairings: &[PairingRef<'_>], declined: &dyn Fn(&Path, &str, Question) -> bool) -> HintAction {
     let Some(f) = facts.iter().find(|f| f.hint != FileRead::Missing) else {
         return HintAction::Quiet;
     };
     let bytes = match &f.hint {
         FileRead::Bytes(b) => b,
-        FileRead::Unreadable(why) => {
-            return HintAction::Warn { dir: f.dir.clone(), message: format!("workspace.yaml: {why}") }
-        }
+        FileRead::Unreadable(why) => return HintAction::Warn { dir: f.dir.clone(), message: format!("workspace.yaml: {why}") },
         FileRead::Missing => unreachable!(),
     };
     let hint = match parse_hint(bytes) {

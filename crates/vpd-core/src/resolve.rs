@@ -109,13 +109,7 @@ fn local(reason: LocalReason, dir: &Path) -> Resolution {
     Resolution::LocalOnly { reason, binding_dir: Some(dir.to_path_buf()) }
 }
 
-fn decide(
-    dir: &Path,
-    bytes: &[u8],
-    file: crate::LocalFile,
-    records: &[BindingRecord],
-    pairings: &[PairingRef<'_>],
-) -> Resolution {
+fn decide(dir: &Path, bytes: &[u8], file: crate::LocalFile, records: &[BindingRecord], pairings: &[PairingRef<'_>]) -> Resolution {
     if file.streaming == Streaming::Disabled {
         return local(LocalReason::StreamingDisabled, dir);
     }

@@ -14,10 +14,7 @@ const OSS: &str = "01J7M8N9P0Q1R2S3T4V5V6W7X9";
 const STRANGER: &str = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
 
 fn pairings() -> Vec<PairingRef<'static>> {
-    vec![
-        PairingRef { org_id: ACME, name: "Acme Engineering", slug: "acme" },
-        PairingRef { org_id: OSS, name: "OSS Maintainers", slug: "oss" },
-    ]
+    vec![PairingRef { org_id: ACME, name: "Acme Engineering", slug: "acme" }, PairingRef { org_id: OSS, name: "OSS Maintainers", slug: "oss" }]
 }
 
 #[derive(Default)]
@@ -118,32 +115,173 @@ fn resolution_table() {
         ("bound repo, session at its root", Tree::default().git("/h/api").bound("/h/api", ACME, false), "/h/api", pinned(ACME, "/h/api")),
         ("bound repo, deep subdirectory", Tree::default().git("/h/api").bound("/h/api", ACME, false), "/h/api/a/b/c", pinned(ACME, "/h/api")),
         ("bound plain directory covers its subdirectories", Tree::default().bound("/h/work", ACME, false), "/h/work/x/y", pinned(ACME, "/h/work")),
-        ("non-recursive binding above a repo does not reach into it", Tree::default().git("/h/code/api").bound("/h/code", ACME, false), "/h/code/api/src", local(LocalReason::NoBinding, None)),
-        ("recursive binding above a repo reaches every repo below", Tree::default().git("/h/code/api").bound("/h/code", ACME, true), "/h/code/api/src", pinned_rec(ACME, "/h/code")),
+        (
+            "non-recursive binding above a repo does not reach into it",
+            Tree::default().git("/h/code/api").bound("/h/code", ACME, false),
+            "/h/code/api/src",
+            local(LocalReason::NoBinding, None),
+        ),
+        (
+            "recursive binding above a repo reaches every repo below",
+            Tree::default().git("/h/code/api").bound("/h/code", ACME, true),
+            "/h/code/api/src",
+            pinned_rec(ACME, "/h/code"),
+        ),
         ("recursive binding, session outside any repo", Tree::default().bound("/h/code", ACME, true), "/h/code/notes", pinned_rec(ACME, "/h/code")),
-        ("nearest file wins: repo bound to OSS under recursive Acme", Tree::default().git("/h/code/relay").bound("/h/code", ACME, true).bound("/h/code/relay", OSS, false), "/h/code/relay/src", pinned(OSS, "/h/code/relay")),
-        ("nested repos: inner repo unbound, outer repo bound non-recursively", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false), "/h/mono/vendor/lib/src", local(LocalReason::NoBinding, None)),
-        ("nested repos: outer repo bound recursively reaches the inner one", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, true), "/h/mono/vendor/lib", pinned_rec(ACME, "/h/mono")),
-        ("nested repos: session in the outer repo", Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false), "/h/mono/docs", pinned(ACME, "/h/mono")),
-        ("binding inside a repo subdirectory applies below it", Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false), "/h/mono/svc/x", pinned(OSS, "/h/mono/svc")),
-        ("binding inside a repo subdirectory does not apply to siblings", Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false), "/h/mono/web", local(LocalReason::NoBinding, None)),
-        ("streaming: disabled opts a subtree out", Tree::default().bound("/h/code", ACME, true).git("/h/code/secret").file("/h/code/secret", &format!("org_id: {ACME}\nstreaming: disabled\n")), "/h/code/secret/x", local(LocalReason::StreamingDisabled, Some("/h/code/secret"))),
-        ("disabled needs no trust (it never grants)", Tree::default().file("/h/x", &format!("org_id: {STRANGER}\nstreaming: disabled\n")), "/h/x", local(LocalReason::StreamingDisabled, Some("/h/x"))),
-        ("unknown streaming value is local-only", Tree::default().file("/h/x", &format!("org_id: {ACME}\nstreaming: on\n")), "/h/x", local(LocalReason::Invalid { message: "streaming must be `enabled` or `disabled`, found \"on\"".into() }, Some("/h/x"))),
-        ("malformed org_id is local-only", Tree::default().file("/h/x", "org_id: ../../x\nstreaming: enabled\n"), "/h/x/y", local(LocalReason::Invalid { message: "org_id \"../../x\" is not a workspace ULID".into() }, Some("/h/x"))),
-        ("a broken nearer file is not skipped for a good one above", Tree::default().bound("/h", ACME, true).file("/h/x", "{{{{"), "/h/x", match Tree::default().file("/h/x", "{{{{").resolve("/h/x") { r @ Resolution::LocalOnly { .. } => r, _ => unreachable!() }),
-        ("symlink loop / unreadable file is local-only", Tree::default().bound("/h", ACME, true).unreadable("/h/x"), "/h/x/y", local(LocalReason::Invalid { message: "too many levels of symbolic links".into() }, Some("/h/x"))),
-        ("unknown keys are ignored", { let t = format!("org_id: {ACME}\nstreaming: enabled\ncolour: blue\n"); Tree::default().file("/h/x", &t).record("/h/x", ACME, &t) }, "/h/x", pinned(ACME, "/h/x")),
-        ("reference-format file, recorded", { let t = format!("organization_id: {ACME}\nremote:\n  stream: true\n"); Tree::default().file("/h/x", &t).record("/h/x", ACME, &t) }, "/h/x", pinned(ACME, "/h/x")),
-        ("reference-format file, stream false", Tree::default().file("/h/x", &format!("organization_id: {ACME}\nremote:\n  stream: false\n")), "/h/x", local(LocalReason::StreamingDisabled, Some("/h/x"))),
-        ("recorded but org no longer paired", { let t = format!("org_id: {STRANGER}\nstreaming: enabled\n"); Tree::default().file("/h/x", &t).record("/h/x", STRANGER, &t) }, "/h/x", local(LocalReason::NotPaired { org_id: STRANGER.into() }, Some("/h/x"))),
+        (
+            "nearest file wins: repo bound to OSS under recursive Acme",
+            Tree::default().git("/h/code/relay").bound("/h/code", ACME, true).bound("/h/code/relay", OSS, false),
+            "/h/code/relay/src",
+            pinned(OSS, "/h/code/relay"),
+        ),
+        (
+            "nested repos: inner repo unbound, outer repo bound non-recursively",
+            Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false),
+            "/h/mono/vendor/lib/src",
+            local(LocalReason::NoBinding, None),
+        ),
+        (
+            "nested repos: outer repo bound recursively reaches the inner one",
+            Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, true),
+            "/h/mono/vendor/lib",
+            pinned_rec(ACME, "/h/mono"),
+        ),
+        (
+            "nested repos: session in the outer repo",
+            Tree::default().git("/h/mono").git("/h/mono/vendor/lib").bound("/h/mono", ACME, false),
+            "/h/mono/docs",
+            pinned(ACME, "/h/mono"),
+        ),
+        (
+            "binding inside a repo subdirectory applies below it",
+            Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false),
+            "/h/mono/svc/x",
+            pinned(OSS, "/h/mono/svc"),
+        ),
+        (
+            "binding inside a repo subdirectory does not apply to siblings",
+            Tree::default().git("/h/mono").bound("/h/mono/svc", OSS, false),
+            "/h/mono/web",
+            local(LocalReason::NoBinding, None),
+        ),
+        (
+            "streaming: disabled opts a subtree out",
+            Tree::default()
+                .bound("/h/code", ACME, true)
+                .git("/h/code/secret")
+                .file("/h/code/secret", &format!("org_id: {ACME}\nstreaming: disabled\n")),
+            "/h/code/secret/x",
+            local(LocalReason::StreamingDisabled, Some("/h/code/secret")),
+        ),
+        (
+            "disabled needs no trust (it never grants)",
+            Tree::default().file("/h/x", &format!("org_id: {STRANGER}\nstreaming: disabled\n")),
+            "/h/x",
+            local(LocalReason::StreamingDisabled, Some("/h/x")),
+        ),
+        (
+            "unknown streaming value is local-only",
+            Tree::default().file("/h/x", &format!("org_id: {ACME}\nstreaming: on\n")),
+            "/h/x",
+            local(LocalReason::Invalid { message: "streaming must be `enabled` or `disabled`, found \"on\"".into() }, Some("/h/x")),
+        ),
+        (
+            "malformed org_id is local-only",
+            Tree::default().file("/h/x", "org_id: ../../x\nstreaming: enabled\n"),
+            "/h/x/y",
+            local(LocalReason::Invalid { message: "org_id \"../../x\" is not a workspace ULID".into() }, Some("/h/x")),
+        ),
+        (
+            "a broken nearer file is not skipped for a good one above",
+            Tree::default().bound("/h", ACME, true).file("/h/x", "{{{{"),
+            "/h/x",
+            match Tree::default().file("/h/x", "{{{{").resolve("/h/x") {
+                r @ Resolution::LocalOnly { .. } => r,
+                _ => unreachable!(),
+            },
+        ),
+        (
+            "symlink loop / unreadable file is local-only",
+            Tree::default().bound("/h", ACME, true).unreadable("/h/x"),
+            "/h/x/y",
+            local(LocalReason::Invalid { message: "too many levels of symbolic links".into() }, Some("/h/x")),
+        ),
+        (
+            "unknown keys are ignored",
+            {
+                let t = format!("org_id: {ACME}\nstreaming: enabled\ncolour: blue\n");
+                Tree::default().file("/h/x", &t).record("/h/x", ACME, &t)
+            },
+            "/h/x",
+            pinned(ACME, "/h/x"),
+        ),
+        (
+            "reference-format file, recorded",
+            {
+                let t = format!("organization_id: {ACME}\nremote:\n  stream: true\n");
+                Tree::default().file("/h/x", &t).record("/h/x", ACME, &t)
+            },
+            "/h/x",
+            pinned(ACME, "/h/x"),
+        ),
+        (
+            "reference-format file, stream false",
+            Tree::default().file("/h/x", &format!("organization_id: {ACME}\nremote:\n  stream: false\n")),
+            "/h/x",
+            local(LocalReason::StreamingDisabled, Some("/h/x")),
+        ),
+        (
+            "recorded but org no longer paired",
+            {
+                let t = format!("org_id: {STRANGER}\nstreaming: enabled\n");
+                Tree::default().file("/h/x", &t).record("/h/x", STRANGER, &t)
+            },
+            "/h/x",
+            local(LocalReason::NotPaired { org_id: STRANGER.into() }, Some("/h/x")),
+        ),
         // The untrusted cases: none of them grants streaming.
-        ("committed in a fresh clone (no record)", Tree::default().git("/h/clone").file("/h/clone", &committed), "/h/clone/src", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/clone"))),
-        ("copied from another directory (record is for the original)", Tree::default().git("/h/a").git("/h/b").bound("/h/a", ACME, false).file("/h/b", &render_local(ACME, "2026-05-11T14:42:00Z", false)), "/h/b", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/b"))),
-        ("edited by hand after vpd bind (hash differs)", Tree::default().git("/h/a").record("/h/a", ACME, &render_local(ACME, "2026-05-11T14:42:00Z", false)).file("/h/a", &render_local(ACME, "2026-05-11T14:42:00Z", true)), "/h/a", local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/a"))),
-        ("edited to point at another org", Tree::default().git("/h/a").record("/h/a", ACME, &render_local(ACME, "t", false)).file("/h/a", &render_local(OSS, "t", false)), "/h/a", local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/a"))),
-        ("untrusted nearer file is not skipped for a trusted one above", Tree::default().bound("/h/code", ACME, true).git("/h/code/evil").file("/h/code/evil", &format!("org_id: {OSS}\nstreaming: enabled\nrecursive: true\n")), "/h/code/evil", local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/code/evil"))),
-        ("a hint never grants", Tree::default().git("/h/api").hint("/h/api", &format!("org_id: {ACME}\n")), "/h/api", local(LocalReason::NoBinding, None)),
+        (
+            "committed in a fresh clone (no record)",
+            Tree::default().git("/h/clone").file("/h/clone", &committed),
+            "/h/clone/src",
+            local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/clone")),
+        ),
+        (
+            "copied from another directory (record is for the original)",
+            Tree::default().git("/h/a").git("/h/b").bound("/h/a", ACME, false).file("/h/b", &render_local(ACME, "2026-05-11T14:42:00Z", false)),
+            "/h/b",
+            local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/b")),
+        ),
+        (
+            "edited by hand after vpd bind (hash differs)",
+            Tree::default()
+                .git("/h/a")
+                .record("/h/a", ACME, &render_local(ACME, "2026-05-11T14:42:00Z", false))
+                .file("/h/a", &render_local(ACME, "2026-05-11T14:42:00Z", true)),
+            "/h/a",
+            local(LocalReason::Untrusted { org_id: ACME.into() }, Some("/h/a")),
+        ),
+        (
+            "edited to point at another org",
+            Tree::default().git("/h/a").record("/h/a", ACME, &render_local(ACME, "t", false)).file("/h/a", &render_local(OSS, "t", false)),
+            "/h/a",
+            local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/a")),
+        ),
+        (
+            "untrusted nearer file is not skipped for a trusted one above",
+            Tree::default()
+                .bound("/h/code", ACME, true)
+                .git("/h/code/evil")
+                .file("/h/code/evil", &format!("org_id: {OSS}\nstreaming: enabled\nrecursive: true\n")),
+            "/h/code/evil",
+            local(LocalReason::Untrusted { org_id: OSS.into() }, Some("/h/code/evil")),
+        ),
+        (
+            "a hint never grants",
+            Tree::default().git("/h/api").hint("/h/api", &format!("org_id: {ACME}\n")),
+            "/h/api",
+            local(LocalReason::NoBinding, None),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, tree, cwd, want) in rows {
@@ -161,17 +299,77 @@ fn hint_table() {
     let hint_stranger = format!("org_id: {STRANGER}\norg_slug: globex\n");
     let decl = |d: &str, o: &str, kind| Decline { directory: d.into(), org_id: o.into(), kind };
     let rows: Vec<(&str, Tree, &str, Vec<Decline>, HintAction)> = vec![
-        ("paired org suggested", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api/src", vec![], HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
-        ("declined before", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api/src", vec![decl("/h/api", ACME, Question::Bind)], HintAction::Quiet),
-        ("a decline elsewhere does not count", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api", vec![decl("/h/web", ACME, Question::Bind)], HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
-        ("unpaired org suggested", Tree::default().hint("/h/g", &hint_stranger), "/h/g", vec![], HintAction::NotPaired { dir: "/h/g".into(), org_id: STRANGER.into(), label: "globex".into() }),
+        (
+            "paired org suggested",
+            Tree::default().git("/h/api").hint("/h/api", &hint_acme),
+            "/h/api/src",
+            vec![],
+            HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() },
+        ),
+        (
+            "declined before",
+            Tree::default().git("/h/api").hint("/h/api", &hint_acme),
+            "/h/api/src",
+            vec![decl("/h/api", ACME, Question::Bind)],
+            HintAction::Quiet,
+        ),
+        (
+            "a decline elsewhere does not count",
+            Tree::default().git("/h/api").hint("/h/api", &hint_acme),
+            "/h/api",
+            vec![decl("/h/web", ACME, Question::Bind)],
+            HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() },
+        ),
+        (
+            "unpaired org suggested",
+            Tree::default().hint("/h/g", &hint_stranger),
+            "/h/g",
+            vec![],
+            HintAction::NotPaired { dir: "/h/g".into(), org_id: STRANGER.into(), label: "globex".into() },
+        ),
         ("binding applies: quiet", Tree::default().hint("/h/api", &hint_acme).bound("/h/api", ACME, false), "/h/api", vec![], HintAction::Quiet),
-        ("binding applies to another org: quiet", Tree::default().hint("/h/api", &hint_acme).bound("/h/api", OSS, false), "/h/api", vec![], HintAction::Quiet),
-        ("opted out: quiet", Tree::default().hint("/h/api", &hint_acme).file("/h/api", &format!("org_id: {ACME}\nstreaming: disabled\n")), "/h/api", vec![], HintAction::Quiet),
-        ("committed local.yaml: ask to trust", Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)), "/h/c", vec![], HintAction::AskTrust { dir: "/h/c".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() }),
-        ("committed local.yaml, trust declined", Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)), "/h/c", vec![decl("/h/c", ACME, Question::Trust)], HintAction::Quiet),
-        ("committed local.yaml for an unpaired org", Tree::default().git("/h/c").file("/h/c", &render_local(STRANGER, "t", false)), "/h/c", vec![], HintAction::NotPaired { dir: "/h/c".into(), org_id: STRANGER.into(), label: STRANGER.into() }),
-        ("broken hint: warn", Tree::default().hint("/h/x", "org_id: nope\n"), "/h/x", vec![], HintAction::Warn { dir: "/h/x".into(), message: "workspace.yaml: org_id \"nope\" is not a workspace ULID".into() }),
+        (
+            "binding applies to another org: quiet",
+            Tree::default().hint("/h/api", &hint_acme).bound("/h/api", OSS, false),
+            "/h/api",
+            vec![],
+            HintAction::Quiet,
+        ),
+        (
+            "opted out: quiet",
+            Tree::default().hint("/h/api", &hint_acme).file("/h/api", &format!("org_id: {ACME}\nstreaming: disabled\n")),
+            "/h/api",
+            vec![],
+            HintAction::Quiet,
+        ),
+        (
+            "committed local.yaml: ask to trust",
+            Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)),
+            "/h/c",
+            vec![],
+            HintAction::AskTrust { dir: "/h/c".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() },
+        ),
+        (
+            "committed local.yaml, trust declined",
+            Tree::default().git("/h/c").file("/h/c", &render_local(ACME, "t", false)),
+            "/h/c",
+            vec![decl("/h/c", ACME, Question::Trust)],
+            HintAction::Quiet,
+        ),
+        (
+            "committed local.yaml for an unpaired org",
+            Tree::default().git("/h/c").file("/h/c", &render_local(STRANGER, "t", false)),
+            "/h/c",
+            vec![],
+            HintAction::NotPaired { dir: "/h/c".into(), org_id: STRANGER.into(), label: STRANGER.into() },
+        ),
+        (
+            "broken hint: warn",
+            Tree::default().hint("/h/x", "org_id: nope\n"),
+            "/h/x",
+            vec![],
+            HintAction::Warn { dir: "/h/x".into(), message: "workspace.yaml: org_id \"nope\" is not a workspace ULID".into() },
+        ),
         ("no hint: quiet", Tree::default().git("/h/x"), "/h/x", vec![], HintAction::Quiet),
     ];
     let mut failures = Vec::new();
@@ -193,9 +391,6 @@ fn org_selection() {
     assert_eq!(select_pairing(&p, "oss").unwrap().org_id, OSS);
     assert_eq!(select_pairing(&p, "acme engineering").unwrap().org_id, ACME);
     assert!(select_pairing(&p, "globex").is_err());
-    let dup = vec![
-        PairingRef { org_id: ACME, name: "Same", slug: "a" },
-        PairingRef { org_id: OSS, name: "Same", slug: "b" },
-    ];
+    let dup = vec![PairingRef { org_id: ACME, name: "Same", slug: "a" }, PairingRef { org_id: OSS, name: "Same", slug: "b" }];
     assert_eq!(select_pairing(&dup, "same"), Err(vpd_core::resolve::SelectError::Ambiguous));
 }

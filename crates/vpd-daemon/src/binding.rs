@@ -6,7 +6,7 @@
 use crate::config::{self, Config};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
-use crate::records::{self, DeclineRecord, DirectoryRecord, Directories};
+use crate::records::{self, DeclineRecord, Directories, DirectoryRecord};
 use crate::{store, walk};
 use std::path::{Path, PathBuf};
 use vpd_core::files::{parse_local, render_local};
@@ -236,14 +236,11 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
         Resolution::Pinned { binding_dir, .. } => {
             return Err(Error::new(ErrorCode::InvalidArgument, format!("{} is already trusted (bound here by vpd)", binding_dir.display())))
         }
-        _ => {
-            return Err(Error::new(ErrorCode::NotBound, format!("no untrusted .viewport/local.yaml applies to {}", r.dir.display())))
-        }
+        _ => return Err(Error::new(ErrorCode::NotBound, format!("no untrusted .viewport/local.yaml applies to {}", r.dir.display()))),
     };
     let local = binding_dir.join(".viewport/local.yaml");
     records::update_directories(home, |dirs| {
-        let bytes = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE)?
-            .ok_or_else(|| Error::file(&local, "disappeared"))?;
+        let bytes = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE)?.ok_or_else(|| Error::file(&local, "disappeared"))?;
         let f = parse_local(&bytes).map_err(|e| Error::file(&local, e))?;
         if f.org_id != org_id {
             return Err(Error::file(&local, "changed while being trusted; run the command again"));
@@ -269,12 +266,7 @@ pub fn decline(home: &Home, dir: &Path, org_id: &str, question: Question) -> Res
             Question::Trust => "trust",
         };
         d.declines.retain(|x| !(x.directory == dir && x.org_id == org_id && x.question == q));
-        d.declines.push(DeclineRecord {
-            directory: dir.to_path_buf(),
-            org_id: org_id.into(),
-            question: q.into(),
-            declined_at: crate::now_rfc3339(),
-        });
+        d.declines.push(DeclineRecord { directory: dir.to_path_buf(), org_id: org_id.into(), question: q.into(), declined_at: crate::now_rfc3339() });
         Ok(())
     })
 }

@@ -27,7 +27,12 @@ use vpd_proto::runtime::RuntimeCredential;
 /// WebSocket ping interval (SPEC: 20 s). `VPD_RELAY_PING_SECS` changes it, for tests and
 /// for networks whose middleboxes drop idle connections sooner.
 fn ping_every() -> Duration {
-    std::env::var("VPD_RELAY_PING_SECS").ok().and_then(|v| v.parse().ok()).filter(|s| *s > 0).map(Duration::from_secs).unwrap_or(Duration::from_secs(20))
+    std::env::var("VPD_RELAY_PING_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(20))
 }
 /// No pong within this (or the ping interval, if shorter) → the connection is dead.
 fn pong_timeout() -> Duration {
@@ -362,8 +367,13 @@ impl Task {
         });
         tracing::info!(workspace = %self.pairing.workspace_id, "relay connected");
         // A resume point above what was ever sent is not believed.
-        let resume: std::collections::BTreeMap<String, u64> =
-            resume.into_iter().map(|(s, q)| { let top = self.highest_sent.get(&s).copied().unwrap_or(0); (s, q.min(top)) }).collect();
+        let resume: std::collections::BTreeMap<String, u64> = resume
+            .into_iter()
+            .map(|(s, q)| {
+                let top = self.highest_sent.get(&s).copied().unwrap_or(0);
+                (s, q.min(top))
+            })
+            .collect();
         for m in self.outbox.resume(&resume) {
             if let Err(e) = send(&mut ws, &m).await {
                 return Outcome::Verdict(Verdict::Transient, e);
@@ -561,8 +571,7 @@ where
             Some(Err(e)) => return Err(Outcome::Verdict(Verdict::Transient, format!("relay handshake: {e}"))),
             Some(Ok(Message::Close(f))) => return Err(closed(f)),
             Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(&t)
-                    .map_err(|e| Outcome::Verdict(Verdict::Transient, format!("the relay sent a malformed message: {e}")))
+                return serde_json::from_str(&t).map_err(|e| Outcome::Verdict(Verdict::Transient, format!("the relay sent a malformed message: {e}")))
             }
             Some(Ok(_)) => continue,
         }

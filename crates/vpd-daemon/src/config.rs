@@ -128,10 +128,7 @@ impl Config {
                     if known.is_empty() {
                         format!("this machine is not paired with any org, so not with {query:?}. Run `vpd pair --org {query}` first.")
                     } else {
-                        format!(
-                            "this machine is not paired with {query:?} (paired: {}). Run `vpd pair --org {query}` first.",
-                            known.join(", ")
-                        )
+                        format!("this machine is not paired with {query:?} (paired: {}). Run `vpd pair --org {query}` first.", known.join(", "))
                     },
                 ))
             }
@@ -194,9 +191,8 @@ fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
         }
         _ => return Err(Error::file(path, "has no valid \"version\"; it is not a vpd config or is corrupt. It was left untouched.")),
     }
-    let config: Config = serde_json::from_value(value).map_err(|e| {
-        Error::file(path, format!("is not valid: {e}. It was left untouched; fix it or move it away."))
-    })?;
+    let config: Config =
+        serde_json::from_value(value).map_err(|e| Error::file(path, format!("is not valid: {e}. It was left untouched; fix it or move it away.")))?;
     config.validate(path)?;
     Ok(config)
 }

@@ -3,13 +3,13 @@
 //! SIGINT or a `shutdown` request.
 
 use crate::api::server;
+use crate::bridge::{Bridge, Ended};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::{ensure_private_dir, Home};
 use crate::secrets;
+use crate::sessions::Session;
 use crate::status::Runtime;
 use crate::store::{self, Lock};
-use crate::bridge::{Bridge, Ended};
-use crate::sessions::Session;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -284,12 +284,7 @@ impl State {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");
-                self.record_activity(Activity {
-                    kind: "revoked".into(),
-                    message: msg,
-                    org_id: Some(p.workspace_id.clone()),
-                    ..Default::default()
-                });
+                self.record_activity(Activity { kind: "revoked".into(), message: msg, org_id: Some(p.workspace_id.clone()), ..Default::default() });
             }
             Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
             Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),

@@ -42,7 +42,12 @@ fn mode_check(path: &Path, want: u32, what: &str, out: &mut Vec<Check>) {
     } else if m.file_type().is_symlink() {
         out.push(check(name, "error", "is a symlink", Some(format!("replace {} with a regular file", path.display()))));
     } else if m.mode() & 0o777 != want {
-        out.push(check(name, "warning", format!("mode {:o}, expected {want:o}", m.mode() & 0o777), Some(format!("chmod {want:o} {}", path.display()))));
+        out.push(check(
+            name,
+            "warning",
+            format!("mode {:o}, expected {want:o}", m.mode() & 0o777),
+            Some(format!("chmod {want:o} {}", path.display())),
+        ));
     }
 }
 
@@ -52,7 +57,9 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
     let root = home.root();
     match std::fs::symlink_metadata(root) {
         Err(_) => checks.push(check("home", "warning", format!("{} does not exist yet", root.display()), Some("run `vpd install`".into()))),
-        Ok(m) if !m.is_dir() => checks.push(check("home", "error", format!("{} is not a directory", root.display()), Some(format!("move {} away", root.display())))),
+        Ok(m) if !m.is_dir() => {
+            checks.push(check("home", "error", format!("{} is not a directory", root.display()), Some(format!("move {} away", root.display()))))
+        }
         Ok(_) => {
             let before = checks.len();
             mode_check(root, 0o700, "home", &mut checks);
@@ -81,7 +88,9 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
             None
         }
     };
-    for (name, r) in [("directories.json", records::load_directories(home).map(|_| ())), ("hint-declines.json", records::load_declines(home).map(|_| ()))] {
+    for (name, r) in
+        [("directories.json", records::load_directories(home).map(|_| ())), ("hint-declines.json", records::load_declines(home).map(|_| ()))]
+    {
         if let Err(e) = r {
             checks.push(check(name, "error", e.message, Some(format!("fix or move {name} away"))));
         }
@@ -142,9 +151,16 @@ async fn reachability(label: &str, server: &str, insecure: bool) -> Option<Vec<C
     Some(match platform.health().await {
         Ok((h, date)) => {
             let mut v = vec![check(name.clone(), "ok", format!("reachable, version {}", h.version), None)];
-            if let Some(skew) = date.and_then(|d| jiff::fmt::rfc2822::parse(&d).ok()).map(|z| (jiff::Timestamp::now().as_second() - z.timestamp().as_second()).abs()) {
+            if let Some(skew) =
+                date.and_then(|d| jiff::fmt::rfc2822::parse(&d).ok()).map(|z| (jiff::Timestamp::now().as_second() - z.timestamp().as_second()).abs())
+            {
                 if skew > 60 {
-                    v.push(check(format!("clock vs {server}"), "error", format!("this clock is {skew} s off the server's"), Some("enable time synchronisation (NTP)".into())));
+                    v.push(check(
+                        format!("clock vs {server}"),
+                        "error",
+                        format!("this clock is {skew} s off the server's"),
+                        Some("enable time synchronisation (NTP)".into()),
+                    ));
                 } else {
                     v.push(check(format!("clock vs {server}"), "ok", format!("{skew} s skew"), None));
                 }

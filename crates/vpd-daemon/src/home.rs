@@ -16,17 +16,13 @@ impl Home {
             if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
                 let p = PathBuf::from(v);
                 if !p.is_absolute() {
-                    return Err(Error::new(
-                        crate::ErrorCode::InvalidArgument,
-                        format!("{var} must be an absolute path, not {}", p.display()),
-                    ));
+                    return Err(Error::new(crate::ErrorCode::InvalidArgument, format!("{var} must be an absolute path, not {}", p.display())));
                 }
                 return Ok(Self { root: p });
             }
         }
-        let root = Self::default_root().ok_or_else(|| {
-            Error::new(crate::ErrorCode::InvalidArgument, "cannot find your home directory: set HOME or VIEWPORT_HOME")
-        })?;
+        let root = Self::default_root()
+            .ok_or_else(|| Error::new(crate::ErrorCode::InvalidArgument, "cannot find your home directory: set HOME or VIEWPORT_HOME"))?;
         Ok(Self { root })
     }
 
@@ -87,9 +83,7 @@ impl Home {
     /// What identifies the home on disk while a daemon runs in it: the (device, inode) of
     /// its directory and of its daemon lock.
     pub fn identity(&self) -> Result<HomeIdentity> {
-        let id = |p: &Path| {
-            std::fs::symlink_metadata(p).map(|m| (m.dev(), m.ino())).map_err(|e| Error::io(format!("reading {}", p.display()), e))
-        };
+        let id = |p: &Path| std::fs::symlink_metadata(p).map(|m| (m.dev(), m.ino())).map_err(|e| Error::io(format!("reading {}", p.display()), e));
         Ok(HomeIdentity { root: id(&self.root)?, lock: id(&self.daemon_lock())? })
     }
 
@@ -176,7 +170,11 @@ pub fn user_home() -> Option<PathBuf> {
 pub fn machine_name() -> String {
     let n = gethostname::gethostname().to_string_lossy().into_owned();
     let n = n.trim();
-    if n.is_empty() { "this-machine".into() } else { n.chars().take(100).collect() }
+    if n.is_empty() {
+        "this-machine".into()
+    } else {
+        n.chars().take(100).collect()
+    }
 }
 
 #[cfg(test)]

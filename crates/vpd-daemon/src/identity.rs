@@ -98,11 +98,7 @@ pub fn commit_pending(home: &Home, workspace_id: &str, runtime_target_id: &str) 
 fn commit_locked(home: &Home, config: &crate::config::Config, workspace_id: &str, runtime_target_id: &str) -> Result<bool> {
     let pending = pending_path(home, workspace_id, runtime_target_id)?;
     let current = config.pairing(workspace_id).is_some_and(|p| p.runtime_target_id == runtime_target_id);
-    let result = if current {
-        std::fs::rename(&pending, path_for(home, workspace_id)?)
-    } else {
-        std::fs::remove_file(&pending)
-    };
+    let result = if current { std::fs::rename(&pending, path_for(home, workspace_id)?) } else { std::fs::remove_file(&pending) };
     match result {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -59,7 +59,12 @@ pub fn start(state: &Arc<State>, params: PairParams) -> Result<PairView> {
         if job.as_ref().is_some_and(|j| j.view.running()) {
             return Err(Error::new(ErrorCode::InvalidArgument, "a pairing is already waiting for approval; finish or cancel it first"));
         }
-        *job = Some(PairJob { view: PairView { state: "starting".into(), ..Default::default() }, cancel: cancel_tx, confirm: Some(cf_tx), ended_at: None });
+        *job = Some(PairJob {
+            view: PairView { state: "starting".into(), ..Default::default() },
+            cancel: cancel_tx,
+            confirm: Some(cf_tx),
+            ended_at: None,
+        });
     }
     state.touch();
     let st = state.clone();

@@ -57,9 +57,8 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
 
     let approved = match &params.code {
         Some(code) => {
-            let code = normalize_code(code).ok_or_else(|| {
-                Error::new(ErrorCode::InvalidArgument, format!("{code:?} is not a pairing code (8 letters like BCDF-GHJK)"))
-            })?;
+            let code = normalize_code(code)
+                .ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("{code:?} is not a pairing code (8 letters like BCDF-GHJK)")))?;
             match platform.claim(&code, &request).await.map_err(|e| code_error(e, "claiming the code"))? {
                 PairingStatus::Approved(a) => *a,
                 other => return Err(Error::new(ErrorCode::BadServerResponse, format!("claiming a code answered {other:?} instead of an approval"))),
@@ -243,12 +242,9 @@ fn expired() -> Error {
 /// Checks an approval before anything is written: ids are ULIDs, URLs are acceptable.
 fn check_approval(a: Approved, insecure_http: bool) -> Result<Approved> {
     let bad = |m: String| Error::new(ErrorCode::BadServerResponse, format!("the approval from the server is not usable: {m}; nothing was stored"));
-    for (name, v) in [
-        ("workspace_id", &a.workspace_id),
-        ("install_id", &a.install_id),
-        ("runtime_target_id", &a.runtime_target_id),
-        ("machine_id", &a.machine_id),
-    ] {
+    for (name, v) in
+        [("workspace_id", &a.workspace_id), ("install_id", &a.install_id), ("runtime_target_id", &a.runtime_target_id), ("machine_id", &a.machine_id)]
+    {
         if !is_ulid(v) {
             return Err(bad(format!("{name} {v:?} is not a ULID")));
         }
@@ -333,7 +329,8 @@ async fn tell_platform_unpaired(p: &Pairing, credential: Secret) -> std::result:
 }
 
 async fn revoke_quietly(platform: &Platform, a: &Approved) {
-    let body = RuntimeCredential { workspace_id: a.workspace_id.clone(), runtime_target_id: a.runtime_target_id.clone(), credential: a.token.clone() };
+    let body =
+        RuntimeCredential { workspace_id: a.workspace_id.clone(), runtime_target_id: a.runtime_target_id.clone(), credential: a.token.clone() };
     if let Err(e) = platform.unpair(&body, Duration::from_secs(5)).await {
         tracing::warn!(error = ?e, "could not revoke an unwanted approval on the platform");
     }

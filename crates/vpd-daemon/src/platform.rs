@@ -161,22 +161,14 @@ impl Platform {
     pub async fn status(&self, code: &str, status_token: &vpd_proto::Secret, wait_secs: u64) -> Result<PairingStatus, CallError> {
         let mut url = self.url(&paths::pairing_status(code));
         url.set_query(Some(&format!("wait={wait_secs}")));
-        let req = self
-            .http
-            .get(url.clone())
-            .header(paths::PAIRING_TOKEN_HEADER, status_token.expose())
-            .timeout(Duration::from_secs(wait_secs + 15));
+        let req = self.http.get(url.clone()).header(paths::PAIRING_TOKEN_HEADER, status_token.expose()).timeout(Duration::from_secs(wait_secs + 15));
         self.send(req, &url).await
     }
 
     /// `POST /api/pairing-codes/{code}/cancel`: stop a code from being approved (Ctrl-C).
     pub async fn cancel(&self, code: &str, status_token: &vpd_proto::Secret) -> Result<(), CallError> {
         let url = self.url(&paths::pairing_cancel(code));
-        let req = self
-            .http
-            .post(url.clone())
-            .header(paths::PAIRING_TOKEN_HEADER, status_token.expose())
-            .timeout(Duration::from_secs(5));
+        let req = self.http.post(url.clone()).header(paths::PAIRING_TOKEN_HEADER, status_token.expose()).timeout(Duration::from_secs(5));
         let _: serde_json::Value = self.send(req, &url).await?;
         Ok(())
     }

@@ -97,7 +97,10 @@ fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
             match v.get("version").and_then(|v| v.as_u64()) {
                 Some(1) => {}
                 Some(n) if n > 1 => {
-                    return Err(Error::new(ErrorCode::ConfigTooNew, format!("{} was written by a newer vpd (version {n}); upgrade vpd", path.display())))
+                    return Err(Error::new(
+                        ErrorCode::ConfigTooNew,
+                        format!("{} was written by a newer vpd (version {n}); upgrade vpd", path.display()),
+                    ))
                 }
                 _ => return Err(Error::file(path, "has no valid \"version\"; it was left untouched — fix it or move it away")),
             }

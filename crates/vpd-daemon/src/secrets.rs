@@ -14,7 +14,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum Store {
     Keyring,
     /// The keyring is not usable; the reason is shown by `vpd status` and `vpd doctor`.
-    File { reason: String },
+    File {
+        reason: String,
+    },
 }
 
 impl Store {
@@ -73,29 +75,20 @@ fn run_with_timeout<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + S
 }
 
 fn keyring_err(what: &str, e: String) -> Error {
-    Error::new(
-        ErrorCode::Keyring,
-        format!("{what} the issue token in the OS keyring failed: {e}. Unlock the keyring, or run `vpd doctor`."),
-    )
+    Error::new(ErrorCode::Keyring, format!("{what} the issue token in the OS keyring failed: {e}. Unlock the keyring, or run `vpd doctor`."))
 }
 
 /// Stores the issue token of a pairing (keyed by its runtime target id, unique per pairing).
 pub fn put(runtime_target_id: &str, token: &Secret) -> Result<()> {
     let (user, token) = (runtime_target_id.to_string(), token.clone());
-    run_with_timeout(move || {
-        keyring::Entry::new(SERVICE, &user)
-            .and_then(|e| e.set_password(token.expose()))
-            .map_err(|e| e.to_string())
-    })
-    .map_err(|e| keyring_err("saving", e))
+    run_with_timeout(move || keyring::Entry::new(SERVICE, &user).and_then(|e| e.set_password(token.expose())).map_err(|e| e.to_string()))
+        .map_err(|e| keyring_err("saving", e))
 }
 
 pub fn get(runtime_target_id: &str) -> Result<Secret> {
     let user = runtime_target_id.to_string();
-    run_with_timeout(move || {
-        keyring::Entry::new(SERVICE, &user).and_then(|e| e.get_password()).map(Secret::new).map_err(|e| e.to_string())
-    })
-    .map_err(|e| keyring_err("reading", e))
+    run_with_timeout(move || keyring::Entry::new(SERVICE, &user).and_then(|e| e.get_password()).map(Secret::new).map_err(|e| e.to_string()))
+        .map_err(|e| keyring_err("reading", e))
 }
 
 /// Deletes the entry; a missing entry is fine.

@@ -58,13 +58,9 @@ pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Resu
     let started_at = jiff::Timestamp::now().to_string();
     let agent: String = agent.chars().filter(|c| !c.is_control()).take(100).collect();
     let (org_id, org_name, directory, state, local_reason) = match &r.resolution {
-        Resolution::Pinned { org_id, binding_dir, .. } => (
-            Some(org_id.clone()),
-            r.org_name(org_id).map(String::from),
-            relay_directory(binding_dir, &r.dir),
-            "streaming".to_string(),
-            None,
-        ),
+        Resolution::Pinned { org_id, binding_dir, .. } => {
+            (Some(org_id.clone()), r.org_name(org_id).map(String::from), relay_directory(binding_dir, &r.dir), "streaming".to_string(), None)
+        }
         Resolution::LocalOnly { reason, .. } => (None, None, String::new(), "local only".to_string(), Some(reason.code().to_string())),
     };
     let start = org_id.as_ref().map(|_| DaemonMsg::SessionStart {

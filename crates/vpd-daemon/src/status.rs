@@ -134,31 +134,32 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             };
             let b = bridge.unwrap_or_default();
             PairingInfo {
-            workspace_id: p.workspace_id.clone(),
-            workspace_name: p.workspace_name.clone(),
-            workspace_slug: p.workspace_slug.clone(),
-            server_url: p.server_url.clone(),
-            relay_endpoint: p.relay_endpoint.clone(),
-            machine_id: p.machine_id.clone(),
-            machine_name: p.machine_name.clone(),
-            runtime_target_id: p.runtime_target_id.clone(),
-            install_id: p.install_id.clone(),
-            paired_at: p.paired_at.clone(),
-            state,
-            credential_store: p.credential.store_name().into(),
-            insecure_http: p.insecure_http,
-            last_error: b.last_error,
-            last_error_code: b.last_error_code,
-            connected_since: b.connected_since,
-            next_retry_at: b.next_retry_at,
-            sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.workspace_id).copied()).unwrap_or(0),
-            frames_sent: b.frames_sent,
-            frames_acked: b.frames_acked,
-            queued_bytes: b.queued_bytes,
-            frames_dropped: b.frames_dropped,
-            ack_latency_p50_ms: b.ack_latency_p50_ms,
-            ack_latency_p99_ms: b.ack_latency_p99_ms,
-        }})
+                workspace_id: p.workspace_id.clone(),
+                workspace_name: p.workspace_name.clone(),
+                workspace_slug: p.workspace_slug.clone(),
+                server_url: p.server_url.clone(),
+                relay_endpoint: p.relay_endpoint.clone(),
+                machine_id: p.machine_id.clone(),
+                machine_name: p.machine_name.clone(),
+                runtime_target_id: p.runtime_target_id.clone(),
+                install_id: p.install_id.clone(),
+                paired_at: p.paired_at.clone(),
+                state,
+                credential_store: p.credential.store_name().into(),
+                insecure_http: p.insecure_http,
+                last_error: b.last_error,
+                last_error_code: b.last_error_code,
+                connected_since: b.connected_since,
+                next_retry_at: b.next_retry_at,
+                sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.workspace_id).copied()).unwrap_or(0),
+                frames_sent: b.frames_sent,
+                frames_acked: b.frames_acked,
+                queued_bytes: b.queued_bytes,
+                frames_dropped: b.frames_dropped,
+                ack_latency_p50_ms: b.ack_latency_p50_ms,
+                ack_latency_p99_ms: b.ack_latency_p99_ms,
+            }
+        })
         .collect();
     let user_home = crate::home::user_home();
     let directories = dirs
@@ -168,7 +169,11 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             let local = b.directory.join(".viewport/local.yaml");
             let state = match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
-                    if config.pairing(&b.org_id).is_some() { "bound" } else { "org_not_paired" }
+                    if config.pairing(&b.org_id).is_some() {
+                        "bound"
+                    } else {
+                        "org_not_paired"
+                    }
                 }
                 Ok(Some(_)) | Err(_) => "changed",
                 Ok(None) => "missing",

@@ -20,9 +20,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
     tmp.persist(path).map_err(|e| Error::io(format!("replacing {}", path.display()), e.error))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Reads a regular file of at most `max` bytes. `Ok(None)` when it does not exist. Symlinks,
@@ -43,7 +41,10 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
         return Err(not_regular());
     }
     if meta.len() > max {
-        return Err(Error::file(path, format!("is {} bytes, more than the {max} allowed; it is not a vpd file or is corrupt — move it away", meta.len())));
+        return Err(Error::file(
+            path,
+            format!("is {} bytes, more than the {max} allowed; it is not a vpd file or is corrupt — move it away", meta.len()),
+        ));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     Read::by_ref(&mut f).take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

@@ -66,7 +66,6 @@ impl Suggestions {
         let i = self.pending.iter().position(|s| s.directory == directory && s.org_id == org_id)?;
         Some(self.pending.remove(i))
     }
-
 }
 
 /// Drops the suggestions that no longer apply (bound, declined or paired since, from any

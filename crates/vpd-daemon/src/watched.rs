@@ -95,9 +95,9 @@ pub fn normalize(input: &str) -> Result<PathBuf> {
         return Err(Error::new(ErrorCode::InvalidArgument, "give a folder to watch, for example ~/code"));
     }
     let path = match input.strip_prefix("~/").or(if input == "~" { Some("") } else { None }) {
-        Some(rest) => crate::home::user_home()
-            .ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "cannot expand ~: no home directory"))?
-            .join(rest),
+        Some(rest) => {
+            crate::home::user_home().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "cannot expand ~: no home directory"))?.join(rest)
+        }
         None => PathBuf::from(input),
     };
     if !path.is_absolute() {
@@ -139,7 +139,8 @@ pub async fn run(state: Arc<State>) {
         // event, whatever appeared before is found by the scan. (A new watcher each time: the
         // set of children changes.)
         let f = folders.clone();
-        let points = tokio::task::spawn_blocking(move || f.iter().flat_map(|f| watch_points(Path::new(f))).collect::<Vec<_>>()).await.unwrap_or_default();
+        let points =
+            tokio::task::spawn_blocking(move || f.iter().flat_map(|f| watch_points(Path::new(f))).collect::<Vec<_>>()).await.unwrap_or_default();
         drop(watcher.take());
         let events = tx.clone();
         let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
@@ -170,8 +171,7 @@ pub async fn run(state: Arc<State>) {
                         Ok(r) => (r, None),
                         Err(e) => (Vec::new(), Some(format!("cannot read {f}: {e}"))),
                     };
-                    let suggestions: Vec<_> =
-                        repos.iter().filter_map(|r| crate::suggestions::check(&home, r, "watched").ok().flatten()).collect();
+                    let suggestions: Vec<_> = repos.iter().filter_map(|r| crate::suggestions::check(&home, r, "watched").ok().flatten()).collect();
                     let folder = WatchedFolder {
                         path: f.clone(),
                         display: vpd_core::resolve::display_dir(p, user_home.as_deref()),

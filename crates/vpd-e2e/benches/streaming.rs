@@ -100,7 +100,11 @@ fn main() {
     wait_until("all frames acked", Duration::from_secs(300), || acked(&m, &acme) > before + n);
     let secs = t0.elapsed().as_secs_f64();
     s.end();
-    rows.push(("frames daemon → relay → stored → acked, 256 B, one pairing".into(), format!("{:.0} frames/s ({n} in {secs:.2} s)", n as f64 / secs), "≥ 50,000/s".into()));
+    rows.push((
+        "frames daemon → relay → stored → acked, 256 B, one pairing".into(),
+        format!("{:.0} frames/s ({n} in {secs:.2} s)", n as f64 / secs),
+        "≥ 50,000/s".into(),
+    ));
 
     // 2. Latency at 1,000 frames/s (5,000 frames; the daemon keeps the last 4,096 send→ack times).
     let mut s = Stream::open(&m, &dir);
@@ -145,7 +149,11 @@ fn main() {
         wait_until("reconnected", Duration::from_secs(30), || pairing_status(&m, &acme)["state"] == "connected");
         samples.push(t0.elapsed().as_secs_f64());
     }
-    rows.push(("relay restart → binding connected again".into(), format!("median {:.2} s, max {:.2} s (5 restarts)", median(samples.clone()), samples.iter().cloned().fold(0.0, f64::max)), "≤ 2 s".into()));
+    rows.push((
+        "relay restart → binding connected again".into(),
+        format!("median {:.2} s, max {:.2} s (5 restarts)", median(samples.clone()), samples.iter().cloned().fold(0.0, f64::max)),
+        "≤ 2 s".into(),
+    ));
 
     // 5. Revoke on the platform → remote streaming stopped (pairing removed by the daemon).
     let mut page = Vec::new();
@@ -165,9 +173,17 @@ fn main() {
             server.admin(&["machine", "revoke", "--org", "acme", &machine]);
         }
         wait_until("revoked", Duration::from_secs(10), || mm.pairing_count() == 0);
-        if round % 2 == 0 { page.push(t0.elapsed().as_secs_f64()) } else { cli.push(t0.elapsed().as_secs_f64()) }
+        if round % 2 == 0 {
+            page.push(t0.elapsed().as_secs_f64())
+        } else {
+            cli.push(t0.elapsed().as_secs_f64())
+        }
     }
-    rows.push(("revoke → remote streaming stopped".into(), format!("Machines page: median {:.0} ms; admin CLI: median {:.0} ms", median(page) * 1000.0, median(cli) * 1000.0), "≤ 1 s".into()));
+    rows.push((
+        "revoke → remote streaming stopped".into(),
+        format!("Machines page: median {:.0} ms; admin CLI: median {:.0} ms", median(page) * 1000.0, median(cli) * 1000.0),
+        "≤ 1 s".into(),
+    ));
 
     // 6. Idle headless daemon with 3 pairings connected.
     let idle = Machine::new();
@@ -182,7 +198,9 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let pid = idle.daemon_pid().unwrap();
     let proc_status = || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |s: &str, k: &str| -> u64 { s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let field = |s: &str, k: &str| -> u64 {
+        s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
     // Wake-ups: context switches summed over every thread of the daemon.
     let ctx_all = || -> std::collections::HashMap<String, u64> {
         std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -241,7 +259,10 @@ fn main() {
     }
     let st = big_m.ok(&["status"]);
     rows.push((
-        format!("`vpd status`, 100 pairings, 1,000 sessions ({} pairings connected)", st["pairings"].as_array().unwrap().iter().filter(|p| p["state"] == "connected").count()),
+        format!(
+            "`vpd status`, 100 pairings, 1,000 sessions ({} pairings connected)",
+            st["pairings"].as_array().unwrap().iter().filter(|p| p["state"] == "connected").count()
+        ),
         format!("median {:.1} ms (30 runs, whole process)", median(times)),
         "≤ 20 ms".into(),
     ));
@@ -277,7 +298,6 @@ fn main() {
         let _ = child.wait();
     }
     rows.push(("daemon cold start → local API answering".into(), format!("median {:.1} ms", median(cold)), "≤ 100 ms".into()));
-
 }
 
 /// Prints each result as soon as it is measured.

@@ -21,11 +21,7 @@ pub const CODE_LEN: usize = 8;
 /// Accepts `bcdf-ghjk`, `BCDFGHJK`, `BCDF GHJK`; returns the 8 canonical characters, or
 /// `None` when the input is not a code.
 pub fn normalize_code(input: &str) -> Option<String> {
-    let s: String = input
-        .chars()
-        .filter(|c| !matches!(c, '-' | ' '))
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let s: String = input.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
     (s.len() == CODE_LEN && s.bytes().all(|c| CODE_ALPHABET.contains(&c))).then_some(s)
 }
 

@@ -10,7 +10,7 @@ pub mod relay;
 pub mod runtime;
 mod secret;
 
-pub use ids::{format_code, fingerprint, is_ulid, normalize_code, CODE_ALPHABET};
+pub use ids::{fingerprint, format_code, is_ulid, normalize_code, CODE_ALPHABET};
 pub use secret::Secret;
 
 use serde::{Deserialize, Serialize};

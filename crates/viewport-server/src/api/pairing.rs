@@ -23,8 +23,7 @@ pub fn validate_machine(body: &CreatePairingCode) -> Result<MachineInfo, String>
     if body.key_algorithm != KEY_ALGORITHM {
         return Err(format!("key_algorithm must be \"{KEY_ALGORITHM}\""));
     }
-    let key = util::b64url_decode(&body.public_key)
-        .ok_or("public_key must be unpadded base64url")?;
+    let key = util::b64url_decode(&body.public_key).ok_or("public_key must be unpadded base64url")?;
     let key: [u8; 32] = key.try_into().map_err(|_| "public_key must be exactly 32 bytes")?;
     let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| "public_key is not a valid Ed25519 key")?;
     if vk.is_weak() {
@@ -147,11 +146,7 @@ pub async fn status(
 
 /// `X-Viewport-Pairing-Token`, or empty.
 fn pairing_token(headers: &HeaderMap) -> String {
-    headers
-        .get(paths::PAIRING_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    headers.get(paths::PAIRING_TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// 404 `not_found` unless `code` is a daemon's code and `token` its status token (compared in
@@ -159,8 +154,7 @@ fn pairing_token(headers: &HeaderMap) -> String {
 async fn check_status_token(state: &AppState, code: &str, token: &str) -> Result<(), ApiErr> {
     let c = code.to_string();
     let pc = state.db(move |s| s.pairing_code(&c)).await?.ok_or_else(ApiErr::not_found)?;
-    let token_ok = pc.kind == CodeKind::Device
-        && pc.status_token_hash.as_deref().is_some_and(|h| util::secret_matches(token, h));
+    let token_ok = pc.kind == CodeKind::Device && pc.status_token_hash.as_deref().is_some_and(|h| util::secret_matches(token, h));
     if token_ok {
         Ok(())
     } else {
@@ -171,11 +165,7 @@ async fn check_status_token(state: &AppState, code: &str, token: &str) -> Result
 /// The daemon gave up waiting (Ctrl-C). A pending code can no longer be approved; an approval
 /// not yet handed out is revoked. Unknown, wrong token, denied, delivered or expired: the same
 /// 404 as the status route.
-pub async fn cancel(
-    State(state): State<AppState>,
-    Path(code): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiErr> {
+pub async fn cancel(State(state): State<AppState>, Path(code): Path<String>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiErr> {
     let code = vpd_proto::normalize_code(&code).ok_or_else(ApiErr::not_found)?;
     check_status_token(&state, &code, &pairing_token(&headers)).await?;
     let c = code.clone();

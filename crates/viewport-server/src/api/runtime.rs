@@ -23,10 +23,7 @@ async fn authenticate(state: &AppState, cred: &RuntimeCredential) -> Result<Runt
     }
     let (ws, rt) = (cred.workspace_id.clone(), cred.runtime_target_id.clone());
     let target = state.db(move |s| s.runtime_target(&ws, &rt)).await?.ok_or_else(invalid)?;
-    let ok = target
-        .issue_token_hash
-        .as_deref()
-        .is_some_and(|h| util::secret_matches(cred.credential.expose(), h));
+    let ok = target.issue_token_hash.as_deref().is_some_and(|h| util::secret_matches(cred.credential.expose(), h));
     if !ok {
         return Err(invalid());
     }
@@ -36,10 +33,7 @@ async fn authenticate(state: &AppState, cred: &RuntimeCredential) -> Result<Runt
     Ok(target)
 }
 
-pub async fn relay_token(
-    State(state): State<AppState>,
-    ApiJson(cred): ApiJson<RuntimeCredential>,
-) -> Result<Json<RelayToken>, ApiErr> {
+pub async fn relay_token(State(state): State<AppState>, ApiJson(cred): ApiJson<RuntimeCredential>) -> Result<Json<RelayToken>, ApiErr> {
     let target = authenticate(&state, &cred).await?;
     let now = util::now();
     let claims = RelayClaims {
@@ -56,17 +50,10 @@ pub async fn relay_token(
     let jwt = state.keys.sign(&claims).map_err(ApiErr::internal)?;
     let (ws, m) = (target.workspace_id, target.machine_id);
     state.db(move |s| s.touch_machine(&ws, &m, now)).await?;
-    Ok(Json(RelayToken {
-        relay_token: Secret::new(jwt),
-        expires_at: util::rfc3339(claims.exp),
-        relay_endpoint: state.relay_endpoint(),
-    }))
+    Ok(Json(RelayToken { relay_token: Secret::new(jwt), expires_at: util::rfc3339(claims.exp), relay_endpoint: state.relay_endpoint() }))
 }
 
-pub async fn unpair(
-    State(state): State<AppState>,
-    ApiJson(cred): ApiJson<RuntimeCredential>,
-) -> Result<Json<serde_json::Value>, ApiErr> {
+pub async fn unpair(State(state): State<AppState>, ApiJson(cred): ApiJson<RuntimeCredential>) -> Result<Json<serde_json::Value>, ApiErr> {
     let target = authenticate(&state, &cred).await?;
     let (ws, id) = (target.workspace_id, target.id);
     state.revoke(&ws, &id, "unpaired").await?;

@@ -33,7 +33,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
             let revoked = match store.remove_member(&ws.id, &u.id, util::now()) {
                 Ok(n) => n,
-                Err(StoreError::NotFound(_)) => bail!("{} is not a member of {}; see `viewport-server admin member list --org {}`", u.email, ws.slug, ws.slug),
+                Err(StoreError::NotFound(_)) => {
+                    bail!("{} is not a member of {}; see `viewport-server admin member list --org {}`", u.email, ws.slug, ws.slug)
+                }
                 Err(e) => return Err(e.into()),
             };
             out.print(
@@ -45,10 +47,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let ws = workspace(&store, &org)?;
             let members = store.members(&ws.id)?;
             let human = members.iter().map(|m| m.email.clone()).collect::<Vec<_>>().join("\n");
-            let j: Vec<_> = members
-                .iter()
-                .map(|m| json!({"user_id": m.user_id, "email": m.email, "joined_at": util::rfc3339(m.joined_at)}))
-                .collect();
+            let j: Vec<_> =
+                members.iter().map(|m| json!({"user_id": m.user_id, "email": m.email, "joined_at": util::rfc3339(m.joined_at)})).collect();
             out.print(&human, json!(j))
         }
         AdminCommand::Machine(MachineCommand::List { org }) => machine_list(&store, &out, &org),
@@ -56,7 +56,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let ws = workspace(&store, &org)?;
             let changed = match store.revoke(&ws.id, &machine_id, "revoked", util::now()) {
                 Ok(c) => c,
-                Err(StoreError::NotFound(_)) => bail!("no machine {machine_id} in {}; see `viewport-server admin machine list --org {}`", ws.slug, ws.slug),
+                Err(StoreError::NotFound(_)) => {
+                    bail!("no machine {machine_id} in {}; see `viewport-server admin machine list --org {}`", ws.slug, ws.slug)
+                }
                 Err(e) => return Err(e.into()),
             };
             let human = if changed { format!("revoked {machine_id} in {}", ws.slug) } else { format!("{machine_id} was already revoked") };
@@ -71,7 +73,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 Err(StoreError::Gone(m)) => bail!("{m}; run `vpd pair` again for a new code"),
                 Err(StoreError::Forbidden(_)) => bail!(
                     "{} is not a member of {}; add them first with `viewport-server admin member add --org {} --user {}`",
-                    u.email, ws.slug, ws.slug, u.email
+                    u.email,
+                    ws.slug,
+                    ws.slug,
+                    u.email
                 ),
                 Err(e) => return Err(e.into()),
             };
@@ -88,7 +93,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 Ok(v) => v,
                 Err(StoreError::Forbidden(_)) => bail!(
                     "{} is not a member of {}; add them first with `viewport-server admin member add --org {} --user {}`",
-                    u.email, ws.slug, ws.slug, u.email
+                    u.email,
+                    ws.slug,
+                    ws.slug,
+                    u.email
                 ),
                 Err(e) => return Err(e.into()),
             };
@@ -137,7 +145,9 @@ fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
 
 fn user_create(store: &Store, out: &Out, email: &str, password_stdin: bool) -> anyhow::Result<()> {
     if !password_stdin {
-        bail!("pass --password-stdin and pipe the password in, e.g. `printf '%s' \"$PW\" | viewport-server admin user create {email} --password-stdin`");
+        bail!(
+            "pass --password-stdin and pipe the password in, e.g. `printf '%s' \"$PW\" | viewport-server admin user create {email} --password-stdin`"
+        );
     }
     let email = util::normalize_email(email).map_err(|m| anyhow!(m))?;
     let mut pw = String::new();
@@ -194,10 +204,7 @@ fn machine_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
             .map(|m| {
                 let state = if m.revoked_at.is_some() { "revoked" } else { "active" };
                 let seen = m.last_seen_at.map(util::rfc3339).unwrap_or_else(|| "never".into());
-                format!(
-                    "{}  {:<24} {:<8} {}  paired by {}  last seen {seen}",
-                    m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by
-                )
+                format!("{}  {:<24} {:<8} {}  paired by {}  last seen {seen}", m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by)
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -6,17 +6,15 @@ use crate::{AppState, Config};
 use anyhow::{bail, Context};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", args.listen))
-        .trim_end_matches('/')
-        .to_string();
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
         bail!("--public-url must start with http:// or https:// (got {public_url:?})");
     }
     if args.public_url.is_none() && args.listen.ip().is_unspecified() {
-        tracing::warn!("listening on {} without --public-url: pass --public-url with the address users reach, or links and form origin checks will not match", args.listen);
+        tracing::warn!(
+            "listening on {} without --public-url: pass --public-url with the address users reach, or links and form origin checks will not match",
+            args.listen
+        );
     }
     let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
     let mut config = Config::new(public_url.clone());
@@ -60,9 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx)).await?;
     if let Some(r) = relay {
         r.await??;
     }

@@ -41,15 +41,19 @@ pub async fn mint(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let ws = member_org(&state, &s, &slug).await?;
     let (code, expires) = state.mint_code(&ws.id, &s.user.id).await?;
     let shown = vpd_proto::format_code(&code);
-    Ok(page(&format!("Add machine · {}", ws.name), Some(&s), html! {
-        h1 { (ws.name) }
-        (org_tabs(&ws.slug, "add-machine"))
-        div.card {
-            p { "Run this on the machine to pair it with " strong { (ws.name) } ":" }
-            p.code { (shown) }
-            pre.mono { "vpd pair " (shown) " --server " (state.public_url()) }
-            p.muted { "Valid until " (util::human_time(expires)) ", once." }
-        }
-    })
+    Ok(page(
+        &format!("Add machine · {}", ws.name),
+        Some(&s),
+        html! {
+            h1 { (ws.name) }
+            (org_tabs(&ws.slug, "add-machine"))
+            div.card {
+                p { "Run this on the machine to pair it with " strong { (ws.name) } ":" }
+                p.code { (shown) }
+                pre.mono { "vpd pair " (shown) " --server " (state.public_url()) }
+                p.muted { "Valid until " (util::human_time(expires)) ", once." }
+            }
+        },
+    )
     .into_response())
 }

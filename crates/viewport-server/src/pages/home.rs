@@ -13,31 +13,35 @@ pub async fn home(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let s = require_session(session, &uri)?;
     let uid = s.user.id.clone();
     let orgs = state.db(move |st| st.workspaces_of_user(&uid)).await?;
-    Ok(page("Workspaces", Some(&s), html! {
-        h1 { "Your workspaces" }
-        @if orgs.is_empty() {
-            div.card { p { "You are not a member of any workspace yet. Ask an admin to add you." } }
-        } @else {
-            table {
-                thead { tr { th { "Name" } th { "Slug" } th { "Workspace id" } th {} } }
-                tbody {
-                    @for o in &orgs {
-                        tr {
-                            td data-label="Name" { a href=(format!("/orgs/{}/machines", o.slug)) { (o.name) } }
-                            td.mono data-label="Slug" { (o.slug) }
-                            td.mono data-label="Workspace id" { (o.id) }
-                            td {
-                                a href=(format!("/orgs/{}/sessions", o.slug)) { "Sessions" } " · "
-                                a href=(format!("/orgs/{}/members", o.slug)) { "Members" } " · "
-                                a href=(format!("/orgs/{}/add-machine", o.slug)) { "Add machine" }
+    Ok(page(
+        "Workspaces",
+        Some(&s),
+        html! {
+            h1 { "Your workspaces" }
+            @if orgs.is_empty() {
+                div.card { p { "You are not a member of any workspace yet. Ask an admin to add you." } }
+            } @else {
+                table {
+                    thead { tr { th { "Name" } th { "Slug" } th { "Workspace id" } th {} } }
+                    tbody {
+                        @for o in &orgs {
+                            tr {
+                                td data-label="Name" { a href=(format!("/orgs/{}/machines", o.slug)) { (o.name) } }
+                                td.mono data-label="Slug" { (o.slug) }
+                                td.mono data-label="Workspace id" { (o.id) }
+                                td {
+                                    a href=(format!("/orgs/{}/sessions", o.slug)) { "Sessions" } " · "
+                                    a href=(format!("/orgs/{}/members", o.slug)) { "Members" } " · "
+                                    a href=(format!("/orgs/{}/add-machine", o.slug)) { "Add machine" }
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        p.muted { "To pair a machine, run " code { "vpd pair" } " on it and open the link it prints." }
-    })
+            p.muted { "To pair a machine, run " code { "vpd pair" } " on it and open the link it prints." }
+        },
+    )
     .into_response())
 }
 

@@ -95,22 +95,22 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
 
 /// A page with a status, a title and one explanatory sentence.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = page(title, None, html! {
-        h1 { (title) }
-        div.card {
-            p { (message) }
-            p { a href="/" { "Back to Viewport" } }
-        }
-    });
+    let body = page(
+        title,
+        None,
+        html! {
+            h1 { (title) }
+            div.card {
+                p { (message) }
+                p { a href="/" { "Back to Viewport" } }
+            }
+        },
+    );
     (status, body).into_response()
 }
 
 pub async fn stylesheet() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        STYLESHEET,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET).into_response()
 }
 
 /// The tabs of an org's pages.

@@ -63,7 +63,13 @@ pub struct RevokeForm {
     machine_id: String,
 }
 
-pub async fn revoke(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>, Form(f): Form<RevokeForm>) -> PageResult {
+pub async fn revoke(
+    State(state): State<AppState>,
+    session: MaybeSession,
+    uri: Uri,
+    Path(slug): Path<String>,
+    Form(f): Form<RevokeForm>,
+) -> PageResult {
     let s = require_session(session, &uri)?;
     if !s.csrf_ok(&f.csrf) {
         return Err(PageErr::csrf());

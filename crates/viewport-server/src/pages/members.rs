@@ -16,37 +16,41 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let ws = member_org(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let members = state.db(move |st| st.members(&wid)).await?;
-    Ok(page(&format!("Members · {}", ws.name), Some(&s), html! {
-        h1 { (ws.name) }
-        (org_tabs(&ws.slug, "members"))
-        table {
-            thead { tr { th { "Email" } th { "Member since" } th {} } }
-            tbody {
-                @for m in &members {
-                    tr {
-                        td data-label="Email" { (m.email) @if m.user_id == s.user.id { span.muted { " (you)" } } }
-                        td data-label="Member since" { (util::human_time(m.joined_at)) }
-                        td {
-                            form method="post" action=(format!("/orgs/{}/members/remove", ws.slug)) {
-                                input type="hidden" name="csrf" value=(s.csrf());
-                                input type="hidden" name="user_id" value=(m.user_id);
-                                button.danger type="submit" { "Remove" }
+    Ok(page(
+        &format!("Members · {}", ws.name),
+        Some(&s),
+        html! {
+            h1 { (ws.name) }
+            (org_tabs(&ws.slug, "members"))
+            table {
+                thead { tr { th { "Email" } th { "Member since" } th {} } }
+                tbody {
+                    @for m in &members {
+                        tr {
+                            td data-label="Email" { (m.email) @if m.user_id == s.user.id { span.muted { " (you)" } } }
+                            td data-label="Member since" { (util::human_time(m.joined_at)) }
+                            td {
+                                form method="post" action=(format!("/orgs/{}/members/remove", ws.slug)) {
+                                    input type="hidden" name="csrf" value=(s.csrf());
+                                    input type="hidden" name="user_id" value=(m.user_id);
+                                    button.danger type="submit" { "Remove" }
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        p.muted { "Removing a member revokes every machine they paired in this workspace (only here)." }
-        div.card {
-            form method="post" action=(format!("/orgs/{}/members/add", ws.slug)) {
-                input type="hidden" name="csrf" value=(s.csrf());
-                label for="email" { "Add an existing user by email" }
-                input #email type="email" name="email" required;
-                div.actions { button type="submit" { "Add member" } }
+            p.muted { "Removing a member revokes every machine they paired in this workspace (only here)." }
+            div.card {
+                form method="post" action=(format!("/orgs/{}/members/add", ws.slug)) {
+                    input type="hidden" name="csrf" value=(s.csrf());
+                    label for="email" { "Add an existing user by email" }
+                    input #email type="email" name="email" required;
+                    div.actions { button type="submit" { "Add member" } }
+                }
             }
-        }
-    })
+        },
+    )
     .into_response())
 }
 
@@ -86,7 +90,13 @@ pub struct RemoveForm {
     user_id: String,
 }
 
-pub async fn remove(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>, Form(f): Form<RemoveForm>) -> PageResult {
+pub async fn remove(
+    State(state): State<AppState>,
+    session: MaybeSession,
+    uri: Uri,
+    Path(slug): Path<String>,
+    Form(f): Form<RemoveForm>,
+) -> PageResult {
     let s = require_session(session, &uri)?;
     if !s.csrf_ok(&f.csrf) {
         return Err(PageErr::csrf());

@@ -97,13 +97,7 @@ pub fn require_session(s: MaybeSession, uri: &Uri) -> Result<Session, PageErr> {
 /// Only a local path may be a redirect target (no `//host`, no scheme, no backslash tricks).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.chars().any(char::is_control)
-                && n.len() < 2048 =>
-        {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) && n.len() < 2048 => {
             n.to_string()
         }
         _ => "/".to_string(),
@@ -114,10 +108,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 /// cannot tell an org exists).
 pub async fn member_org(state: &AppState, session: &Session, slug: &str) -> Result<Workspace, PageErr> {
     let (u, s) = (session.user.id.clone(), slug.to_string());
-    state
-        .db(move |st| st.member_workspace_by_slug(&u, &s))
-        .await?
-        .ok_or_else(PageErr::not_found)
+    state.db(move |st| st.member_workspace_by_slug(&u, &s)).await?.ok_or_else(PageErr::not_found)
 }
 
 /// 303 See Other.

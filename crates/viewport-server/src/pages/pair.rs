@@ -38,9 +38,7 @@ fn code_unusable() -> PageErr {
 /// Pre-selects the membership matching the daemon's `--org` (id, slug or name).
 fn preselected<'a>(orgs: &'a [Workspace], requested: Option<&str>) -> Option<&'a Workspace> {
     let r = requested?.trim();
-    orgs.iter()
-        .find(|o| o.id == r || o.slug == r)
-        .or_else(|| orgs.iter().find(|o| o.name.eq_ignore_ascii_case(r)))
+    orgs.iter().find(|o| o.id == r || o.slug == r).or_else(|| orgs.iter().find(|o| o.name.eq_ignore_ascii_case(r)))
 }
 
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Query(q): Query<CodeQuery>) -> PageResult {
@@ -49,16 +47,20 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
         return Err(too_many());
     }
     let Some(raw) = q.code.filter(|c| !c.trim().is_empty()) else {
-        return Ok(page("Pair a machine", Some(&s), html! {
-            h1 { "Pair a machine" }
-            div.card {
-                form method="get" action="/pair" {
-                    label for="code" { "Code shown by " code { "vpd pair" } }
-                    input #code type="text" name="code" placeholder="XXXX-XXXX" required autofocus;
-                    div.actions { button type="submit" { "Continue" } }
+        return Ok(page(
+            "Pair a machine",
+            Some(&s),
+            html! {
+                h1 { "Pair a machine" }
+                div.card {
+                    form method="get" action="/pair" {
+                        label for="code" { "Code shown by " code { "vpd pair" } }
+                        input #code type="text" name="code" placeholder="XXXX-XXXX" required autofocus;
+                        div.actions { button type="submit" { "Continue" } }
+                    }
                 }
-            }
-        })
+            },
+        )
         .into_response());
     };
     let code = vpd_proto::normalize_code(&raw).ok_or_else(code_unusable)?;
@@ -71,43 +73,45 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let uid = s.user.id.clone();
     let orgs = state.db(move |st| st.workspaces_of_user(&uid)).await?;
     let selected = preselected(&orgs, pc.requested_org.as_deref()).map(|o| o.id.clone());
-    let fingerprint = util::b64url_decode(&machine.public_key)
-        .map(|k| vpd_proto::fingerprint(&k))
-        .unwrap_or_default();
+    let fingerprint = util::b64url_decode(&machine.public_key).map(|k| vpd_proto::fingerprint(&k)).unwrap_or_default();
     let shown = vpd_proto::format_code(&code);
-    Ok(page("Approve pairing", Some(&s), html! {
-        h1 { "Pair this machine?" }
-        div.card {
-            p { "Check that the code and fingerprint match what your terminal shows." }
-            p.code { (shown) }
-            dl {
-                dt { "Machine" } dd { (machine.name) }
-                dt { "OS / arch" } dd { (machine.os) " / " (machine.arch) }
-                dt { "Daemon version" } dd { (machine.daemon_version) }
-                dt { "Key fingerprint" } dd.mono { (fingerprint) }
-                dt { "Expires" } dd { (util::human_time(pc.expires_at)) }
-                @if let Some(r) = &pc.requested_org { dt { "Requested workspace" } dd { (r) } }
-            }
-            @if orgs.is_empty() {
-                p.error { "You are not a member of any workspace, so you cannot approve this machine. Ask an admin to add you." }
-            } @else {
-                form method="post" action="/pair" {
-                    input type="hidden" name="csrf" value=(s.csrf());
-                    input type="hidden" name="code" value=(shown);
-                    label for="workspace_id" { "Workspace" }
-                    select #workspace_id name="workspace_id" {
-                        @for o in &orgs {
-                            option value=(o.id) selected[selected.as_deref() == Some(o.id.as_str())] { (o.name) " (" (o.slug) ")" }
+    Ok(page(
+        "Approve pairing",
+        Some(&s),
+        html! {
+            h1 { "Pair this machine?" }
+            div.card {
+                p { "Check that the code and fingerprint match what your terminal shows." }
+                p.code { (shown) }
+                dl {
+                    dt { "Machine" } dd { (machine.name) }
+                    dt { "OS / arch" } dd { (machine.os) " / " (machine.arch) }
+                    dt { "Daemon version" } dd { (machine.daemon_version) }
+                    dt { "Key fingerprint" } dd.mono { (fingerprint) }
+                    dt { "Expires" } dd { (util::human_time(pc.expires_at)) }
+                    @if let Some(r) = &pc.requested_org { dt { "Requested workspace" } dd { (r) } }
+                }
+                @if orgs.is_empty() {
+                    p.error { "You are not a member of any workspace, so you cannot approve this machine. Ask an admin to add you." }
+                } @else {
+                    form method="post" action="/pair" {
+                        input type="hidden" name="csrf" value=(s.csrf());
+                        input type="hidden" name="code" value=(shown);
+                        label for="workspace_id" { "Workspace" }
+                        select #workspace_id name="workspace_id" {
+                            @for o in &orgs {
+                                option value=(o.id) selected[selected.as_deref() == Some(o.id.as_str())] { (o.name) " (" (o.slug) ")" }
+                            }
                         }
-                    }
-                    div.actions {
-                        button type="submit" name="action" value="approve" { "Approve" }
-                        button.danger type="submit" name="action" value="deny" { "Deny" }
+                        div.actions {
+                            button type="submit" name="action" value="approve" { "Approve" }
+                            button.danger type="submit" name="action" value="deny" { "Deny" }
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
     .into_response())
 }
 
@@ -140,25 +144,27 @@ pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: U
             "Nothing changed",
             &format!("{m}. Each code can be approved or denied once; run `vpd pair` again for a new one."),
         ),
-        StoreError::Forbidden(_) => PageErr::new(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "You are not a member of that workspace, so you cannot pair machines with it.",
-        ),
+        StoreError::Forbidden(_) => {
+            PageErr::new(StatusCode::FORBIDDEN, "Not allowed", "You are not a member of that workspace, so you cannot pair machines with it.")
+        }
         other => other.into(),
     };
     match f.action.as_str() {
         "approve" => {
             let p = state.approve_code(&code, &f.workspace_id, &s.user.id).await.map_err(refused)?;
             tracing::info!(workspace = %p.workspace.id, machine = %p.machine_id, "pairing approved");
-            Ok(page("Approved", Some(&s), html! {
-                h1 { "Approved" }
-                div.card {
-                    p { "The machine " strong { (p.machine_name) } " is now paired with " strong { (p.workspace.name) } "." }
-                    p.muted { "Code " (shown) ". You can return to your terminal." }
-                    p { a href=(format!("/orgs/{}/machines", p.workspace.slug)) { "See the machines of " (p.workspace.name) } }
-                }
-            })
+            Ok(page(
+                "Approved",
+                Some(&s),
+                html! {
+                    h1 { "Approved" }
+                    div.card {
+                        p { "The machine " strong { (p.machine_name) } " is now paired with " strong { (p.workspace.name) } "." }
+                        p.muted { "Code " (shown) ". You can return to your terminal." }
+                        p { a href=(format!("/orgs/{}/machines", p.workspace.slug)) { "See the machines of " (p.workspace.name) } }
+                    }
+                },
+            )
             .into_response())
         }
         "deny" => {
@@ -167,10 +173,14 @@ pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: U
                 StoreError::NotFound(_) | StoreError::Gone(_) => code_unusable(),
                 other => refused(other),
             })?;
-            Ok(page("Denied", Some(&s), html! {
-                h1 { "Denied" }
-                div.card { p { "The pairing request " (shown) " was denied. Nothing was paired." } }
-            })
+            Ok(page(
+                "Denied",
+                Some(&s),
+                html! {
+                    h1 { "Denied" }
+                    div.card { p { "The pairing request " (shown) " was denied. Nothing was paired." } }
+                },
+            )
             .into_response())
         }
         _ => Err(PageErr::new(StatusCode::BAD_REQUEST, "Bad request", "Choose Approve or Deny.")),

@@ -49,11 +49,7 @@ pub const SESSION_JS: &str = r#"// Keeps a session page's output up to date (sam
 "#;
 
 pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        SESSION_JS,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], SESSION_JS).into_response()
 }
 
 fn state_label(r: &SessionRow) -> String {

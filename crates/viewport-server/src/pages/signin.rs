@@ -30,21 +30,25 @@ pub struct SigninForm {
 }
 
 fn signin_page(csrf: &str, next: &str, email: &str, error: Option<&str>) -> maud::Markup {
-    page("Sign in", None, html! {
-        h1 { "Sign in" }
-        div.card {
-            @if let Some(e) = error { p.error { (e) } }
-            form method="post" action="/signin" {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="next" value=(next);
-                label for="email" { "Email" }
-                input #email type="email" name="email" value=(email) required autofocus autocomplete="username";
-                label for="password" { "Password" }
-                input #password type="password" name="password" required autocomplete="current-password";
-                div.actions { button type="submit" { "Sign in" } }
+    page(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            div.card {
+                @if let Some(e) = error { p.error { (e) } }
+                form method="post" action="/signin" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="next" value=(next);
+                    label for="email" { "Email" }
+                    input #email type="email" name="email" value=(email) required autofocus autocomplete="username";
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" required autocomplete="current-password";
+                    div.actions { button type="submit" { "Sign in" } }
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 pub async fn signin_form(State(state): State<AppState>, headers: HeaderMap, session: MaybeSession, Query(q): Query<NextQuery>) -> PageResult {
@@ -82,9 +86,7 @@ pub async fn signin_submit(
         Some((u, h)) => (Some(u), Some(h)),
         None => (None, None),
     };
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_ref().map(|h| h.expose())))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_ref().map(|h| h.expose()))).await.unwrap_or(false);
     match user {
         Some(user) if ok => {
             let cookie = auth::start_session(&state, user.id).await.map_err(|e| StoreError::Conflict(e.to_string()))?;
@@ -139,26 +141,30 @@ pub struct SetupForm {
 }
 
 fn setup_page(csrf: &str, f: &SetupForm, error: Option<&str>) -> maud::Markup {
-    page("Set up Viewport", None, html! {
-        h1 { "Set up Viewport" }
-        div.card {
-            p.muted { "Create the first account and the first workspace. You can add more with " code { "viewport-server admin" } " later." }
-            @if let Some(e) = error { p.error { (e) } }
-            form method="post" action="/setup" {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="token" value=(f.token);
-                label for="email" { "Your email" }
-                input #email type="email" name="email" value=(f.email) required autocomplete="username";
-                label for="password" { "Password (at least 8 characters)" }
-                input #password type="password" name="password" required minlength="8" autocomplete="new-password";
-                label for="org_name" { "Workspace name" }
-                input #org_name type="text" name="org_name" value=(f.org_name) required placeholder="Acme Engineering";
-                label for="org_slug" { "Workspace slug" }
-                input #org_slug type="text" name="org_slug" value=(f.org_slug) required placeholder="acme" pattern="[a-z0-9][a-z0-9\\-]*" title="Lower-case letters, digits and dashes, starting with a letter or digit";
-                div.actions { button type="submit" { "Create" } }
+    page(
+        "Set up Viewport",
+        None,
+        html! {
+            h1 { "Set up Viewport" }
+            div.card {
+                p.muted { "Create the first account and the first workspace. You can add more with " code { "viewport-server admin" } " later." }
+                @if let Some(e) = error { p.error { (e) } }
+                form method="post" action="/setup" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="token" value=(f.token);
+                    label for="email" { "Your email" }
+                    input #email type="email" name="email" value=(f.email) required autocomplete="username";
+                    label for="password" { "Password (at least 8 characters)" }
+                    input #password type="password" name="password" required minlength="8" autocomplete="new-password";
+                    label for="org_name" { "Workspace name" }
+                    input #org_name type="text" name="org_name" value=(f.org_name) required placeholder="Acme Engineering";
+                    label for="org_slug" { "Workspace slug" }
+                    input #org_slug type="text" name="org_slug" value=(f.org_slug) required placeholder="acme" pattern="[a-z0-9][a-z0-9\\-]*" title="Lower-case letters, digits and dashes, starting with a letter or digit";
+                    div.actions { button type="submit" { "Create" } }
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn setup_unavailable() -> PageErr {

@@ -43,10 +43,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let task = tokio::spawn(async move {
         viewport_server::serve(listener, s).await.unwrap();
     });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Server { url, state, db_path, http, _dir: dir, task }
 }
 
@@ -124,12 +121,7 @@ impl Server {
 
     /// `POST /api/pairing-codes/{code}/cancel` with the given status token.
     pub async fn cancel(&self, code: &str, token: &str) -> reqwest::Response {
-        self.http
-            .post(self.at(&vpd_proto::paths::pairing_cancel(code)))
-            .header("X-Viewport-Pairing-Token", token)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(self.at(&vpd_proto::paths::pairing_cancel(code))).header("X-Viewport-Pairing-Token", token).send().await.unwrap()
     }
 
     pub async fn relay_token(&self, a: &vpd_proto::pairing::Approved) -> reqwest::Response {

@@ -38,10 +38,7 @@ impl Connection {
 
     pub fn read_reply(&mut self) -> Result<Reply> {
         let mut buf = Vec::new();
-        let n = (&mut self.reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io("reading from the daemon", e))?;
+        let n = (&mut self.reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).map_err(|e| Error::io("reading from the daemon", e))?;
         if n == 0 {
             return Err(Error::new(ErrorCode::DaemonUnavailable, "the daemon closed the connection without answering; see `vpd logs`"));
         }
@@ -55,8 +52,9 @@ impl Connection {
 
 fn result<T: DeserializeOwned>(reply: Reply) -> Result<T> {
     match reply {
-        Reply::Result { result } => serde_json::from_value(result)
-            .map_err(|e| Error::new(ErrorCode::Internal, format!("the daemon's answer has an unexpected shape: {e}"))),
+        Reply::Result { result } => {
+            serde_json::from_value(result).map_err(|e| Error::new(ErrorCode::Internal, format!("the daemon's answer has an unexpected shape: {e}")))
+        }
         Reply::Error { code, message } => Err(Error::new(code, message)),
         Reply::Event { .. } => Err(Error::new(ErrorCode::Internal, "unexpected event from the daemon")),
     }
@@ -109,7 +107,7 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&stderr_path)
     }
-        .map_err(|e| Error::io(stderr_path.display(), e))?;
+    .map_err(|e| Error::io(stderr_path.display(), e))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")
         .env("VPD_DAEMON_DETACHED", "1")

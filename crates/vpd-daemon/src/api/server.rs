@@ -2,11 +2,11 @@
 //! be ours (SO_PEERCRED), otherwise it is closed without reading a byte.
 
 use super::protocol::{Confirm, PairEvent, Pong, Reply, Request, SessionStartParams, StreamItem, MAX_LINE};
-use crate::sessions::{self, SessionInfo};
 use crate::daemon::State;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use crate::pairing::{self, PairUi};
+use crate::sessions::{self, SessionInfo};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,11 +97,7 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
         }
     };
     let reply = match request {
-        Request::Ping => to_reply(Ok(Pong {
-            pid: state.pid,
-            version: crate::VERSION.into(),
-            home: state.home.root().display().to_string(),
-        })),
+        Request::Ping => to_reply(Ok(Pong { pid: state.pid, version: crate::VERSION.into(), home: state.home.root().display().to_string() })),
         Request::Status => {
             let (home, rt) = (state.home.clone(), state.runtime());
             let report = tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt))).await;
@@ -290,8 +286,7 @@ async fn session_start(state: &Arc<State>, p: SessionStartParams) -> Result<Sess
 
 /// Keeps at most 1,000 ended sessions (the oldest go first).
 fn prune(all: &mut std::collections::HashMap<String, sessions::Session>) {
-    let mut ended: Vec<(String, String)> =
-        all.values().filter_map(|s| s.info.ended_at.clone().map(|e| (e, s.info.session_id.clone()))).collect();
+    let mut ended: Vec<(String, String)> = all.values().filter_map(|s| s.info.ended_at.clone().map(|e| (e, s.info.session_id.clone()))).collect();
     if ended.len() > 1000 {
         ended.sort();
         for (_, id) in &ended[..ended.len() - 1000] {
@@ -361,7 +356,8 @@ async fn session_frame(state: &State, id: &str, kind: vpd_proto::relay::FrameKin
 }
 
 async fn session_end(state: &State, id: &str, exit_code: Option<i32>, reason: Option<&str>) -> Result<SessionInfo> {
-    let info = session_message(state, id, |s| Ok(if s.info.ended_at.is_some() { None } else { s.end(exit_code, reason.unwrap_or("exited")) })).await?;
+    let info =
+        session_message(state, id, |s| Ok(if s.info.ended_at.is_some() { None } else { s.end(exit_code, reason.unwrap_or("exited")) })).await?;
     tracing::info!(session = %id, ?exit_code, "session ended");
     Ok(state.sessions.lock().unwrap().get(id).map(|s| s.info.clone()).unwrap_or(info))
 }

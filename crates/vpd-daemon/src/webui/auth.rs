@@ -53,7 +53,10 @@ fn load_key(home: &Home) -> Result<[u8; 32]> {
                 Some(k) => Ok(k),
                 None => Err(Error::new(
                     ErrorCode::FileInvalid,
-                    format!("{} is not a vpd UI secret; delete it and restart the daemon (open UI sessions will have to log in again)", path.display()),
+                    format!(
+                        "{} is not a vpd UI secret; delete it and restart the daemon (open UI sessions will have to log in again)",
+                        path.display()
+                    ),
                 )),
             }
         }

@@ -249,7 +249,8 @@ async fn login(AxState(ctx): AxState<Ctx>, method: Method, Query(q): Query<Login
             "Login links work once, for two minutes. Run `vpd ui` again, or use the tray's Open Viewport.",
         );
     }
-    let cookie = format!("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", cookie_name(&ctx.ui), ctx.ui.auth.new_session(), auth::SESSION_TTL_SECS);
+    let cookie =
+        format!("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", cookie_name(&ctx.ui), ctx.ui.auth.new_session(), auth::SESSION_TTL_SECS);
     let to = q.next.filter(|n| safe_next(n)).unwrap_or_else(|| "/".into());
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a valid cookie"));
@@ -262,11 +263,9 @@ async fn index(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
             let html = INDEX.replace("{{CSRF}}", &ctx.ui.auth.csrf(&sid));
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
         }
-        None => page(
-            StatusCode::UNAUTHORIZED,
-            "Log in to Viewport",
-            "This page needs a login link: run `vpd ui`, or choose Open Viewport in the tray.",
-        ),
+        None => {
+            page(StatusCode::UNAUTHORIZED, "Log in to Viewport", "This page needs a login link: run `vpd ui`, or choose Open Viewport in the tray.")
+        }
     }
 }
 
