@@ -297,7 +297,7 @@ fn listen(tray: Arc<Tray>) {
     }
 }
 
-fn on_notification_action(tray: &Tray, a: &vpd_daemon::daemon::Activity, note: &notifications::Note, action: &str) {
+fn on_notification_action(tray: &Tray, a: &vpd_daemon::activity::Activity, note: &notifications::Note, action: &str) {
     let answer = match action {
         "bind" => Answer::Bind,
         "not_now" => Answer::Dismiss,

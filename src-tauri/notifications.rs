@@ -3,7 +3,7 @@
 //! notification server supports actions). Best-effort: a missing notification service is
 //! logged, and the entry stays in the web UI's activity list.
 
-use vpd_daemon::daemon::Activity;
+use vpd_daemon::activity::Activity;
 
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,10 +65,10 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
     let config = config::load(home)?;
     let pairing = config.select(org)?.clone();
     let vp = dir.join(".viewport");
-    let local = vp.join("local.yaml");
+    let local = walk::local_file(&dir);
     records::update_directories(home, |dirs| {
         let mut replaced = None;
-        match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+        match walk::read_local(&dir) {
             Ok(Some(bytes)) => match parse_local(&bytes) {
                 Ok(f) if f.org_id == pairing.workspace_id => {}
                 Ok(f) => replaced = Some(f.org_id),
@@ -148,10 +148,9 @@ pub struct UnbindOutcome {
 /// `vpd unbind DIR`: removes `DIR/.viewport/local.yaml`, our `.gitignore` and the record.
 pub fn unbind(home: &Home, dir: &Path) -> Result<UnbindOutcome> {
     let dir = walk::canonical(dir)?;
-    let local = dir.join(".viewport/local.yaml");
     records::update_directories(home, |dirs| {
         let had_record = dirs.bindings.iter().any(|b| b.directory == dir);
-        let org_id = match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+        let org_id = match walk::read_local(&dir) {
             Ok(Some(bytes)) => parse_local(&bytes).ok().map(|f| f.org_id),
             Ok(None) if had_record => None,
             Ok(None) => {
@@ -180,7 +179,7 @@ fn resolve_binding_dir(home: &Home, dir: &Path) -> Option<PathBuf> {
 
 fn remove_binding_files(dir: &Path) -> Result<()> {
     let vp = dir.join(".viewport");
-    let local = vp.join("local.yaml");
+    let local = walk::local_file(dir);
     match std::fs::remove_file(&local) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -215,8 +214,7 @@ fn remove_bindings_where(home: &Home, which: impl Fn(&DirectoryRecord) -> bool) 
     records::update_directories(home, |dirs| {
         let mut removed = Vec::new();
         for b in dirs.bindings.iter().filter(|b| which(b)) {
-            let local = b.directory.join(".viewport/local.yaml");
-            if let Ok(Some(bytes)) = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+            if let Ok(Some(bytes)) = walk::read_local(&b.directory) {
                 if file_hash(&bytes) == b.file_hash {
                     remove_binding_files(&b.directory)?;
                 }
@@ -238,9 +236,9 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
         }
         _ => return Err(Error::new(ErrorCode::NotBound, format!("no untrusted .viewport/local.yaml applies to {}", r.dir.display()))),
     };
-    let local = binding_dir.join(".viewport/local.yaml");
+    let local = walk::local_file(&binding_dir);
     records::update_directories(home, |dirs| {
-        let bytes = store::read_bounded(&local, vpd_core::MAX_BINDING_FILE)?.ok_or_else(|| Error::file(&local, "disappeared"))?;
+        let bytes = walk::read_local(&binding_dir)?.ok_or_else(|| Error::file(&local, "disappeared"))?;
         let f = parse_local(&bytes).map_err(|e| Error::file(&local, e))?;
         if f.org_id != org_id {
             return Err(Error::file(&local, "changed while being trusted; run the command again"));

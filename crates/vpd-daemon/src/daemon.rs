@@ -1,304 +1,49 @@
 //! The daemon process: one per home (an exclusive lock on `daemon.lock`), private files
-//! (umask 077), logs in `logs/`, the local API on `vpd.sock`, and a clean stop on SIGTERM,
-//! SIGINT or a `shutdown` request.
+//! (umask 077), logs in `logs/`, and the wiring: one [`Backend`] and the long-running parts
+//! — the local API on `vpd.sock`, the web UI, watched folders, revocations, the clock and
+//! network watch, the home watch — started under one supervisor (a `JoinSet` and a
+//! cancellation token) and stopped together on SIGTERM, SIGINT or a `shutdown` request.
 
 use crate::api::server;
-use crate::bridge::{Bridge, Ended};
+use crate::backend::Backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::{ensure_private_dir, Home};
 use crate::secrets;
-use crate::sessions::Session;
-use crate::status::Runtime;
 use crate::store::{self, Lock};
-use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// Shared by every connection of the local API.
-pub struct State {
-    pub home: Home,
-    pub pid: u32,
-    pub started_at: String,
-    /// The credential store, once the keyring probe has finished (it may take seconds, so it
-    /// runs after the API is up).
-    pub store: watch::Receiver<Option<secrets::Store>>,
-    pub shutdown: Notify,
-    /// One relay bridge per pairing, by workspace id.
-    pub bridges: Mutex<HashMap<String, Bridge>>,
-    /// Sessions by id (running and recently ended).
-    pub sessions: Mutex<HashMap<String, Session>>,
-    /// What happened that a person should hear about (revocations), newest last.
-    pub activity: Mutex<Vec<Activity>>,
-    /// Bridges report here when they end for good.
-    pub ended: mpsc::Sender<Ended>,
-    /// Every new activity entry, as it happens (the tray's notifications).
-    pub notices: broadcast::Sender<Activity>,
-    /// Bumped when something the UI shows changed (so it need not wait for its next look).
-    pub changed: watch::Sender<u64>,
-    /// Hint suggestions waiting for an answer.
-    pub suggestions: Mutex<crate::suggestions::Suggestions>,
-    /// The pairing started from the web UI or the tray, if any.
-    pub pair_job: Mutex<Option<crate::pair_job::PairJob>>,
-    /// The web UI, once it listens; or why it does not.
-    pub ui: Mutex<Option<Arc<crate::webui::Ui>>>,
-    pub ui_error: Mutex<Option<String>>,
-    /// The watched folders as last scanned.
-    pub watched: Mutex<Vec<crate::watched::WatchedFolder>>,
-    pub watched_changed: Notify,
+/// The supervisor: every long-running part of the daemon, stopped together.
+struct Supervisor {
+    tasks: JoinSet<()>,
+    cancel: CancellationToken,
 }
 
-/// An entry of the activity list (and, with the tray, a notification).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Activity {
-    /// Increasing within one daemon run.
-    #[serde(default)]
-    pub id: u64,
-    pub at: String,
-    /// `paired`, `unpaired`, `revoked`, `suggestion`.
-    pub kind: String,
-    pub message: String,
-    /// The directory a suggestion is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub directory: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org_id: Option<String>,
-    /// A suggestion's kind: `bind`, `trust` or `pair`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suggestion: Option<String>,
-}
-
-impl State {
-    pub fn new(home: Home, store: watch::Receiver<Option<secrets::Store>>, ended: mpsc::Sender<Ended>) -> Self {
-        State {
-            home,
-            pid: std::process::id(),
-            started_at: crate::now_rfc3339(),
-            store,
-            shutdown: Notify::new(),
-            bridges: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-            activity: Mutex::new(Vec::new()),
-            ended,
-            notices: broadcast::channel(64).0,
-            changed: watch::channel(0).0,
-            suggestions: Mutex::default(),
-            pair_job: Mutex::new(None),
-            ui: Mutex::new(None),
-            ui_error: Mutex::new(None),
-            watched: Mutex::default(),
-            watched_changed: Notify::new(),
-        }
+impl Supervisor {
+    fn new() -> Self {
+        Supervisor { tasks: JoinSet::new(), cancel: CancellationToken::new() }
     }
 
-    /// Something the UI shows changed.
-    pub fn touch(&self) {
-        self.changed.send_modify(|n| *n += 1);
-    }
-
-    pub fn runtime(&self) -> Runtime {
-        let bridges = self.bridges.lock().unwrap().iter().map(|(k, b)| (k.clone(), b.status())).collect();
-        let mut streaming: HashMap<String, u32> = HashMap::new();
-        for s in self.sessions.lock().unwrap().values() {
-            if let (true, Some(org)) = (s.streaming(), &s.info.org_id) {
-                *streaming.entry(org.clone()).or_default() += 1;
+    /// Runs `part` until it ends or the supervisor stops.
+    fn spawn(&mut self, name: &'static str, part: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = part => tracing::debug!(part = name, "ended"),
             }
-        }
-        Runtime {
-            pid: self.pid,
-            started_at: self.started_at.clone(),
-            credential_store: self.store.borrow().clone(),
-            bridges,
-            sessions_streaming: streaming,
-            activity: self.activity.lock().unwrap().clone(),
-        }
+        });
     }
 
-    /// Starts (or restarts) the bridge of a pairing from the files.
-    pub fn start_bridge(&self, workspace_id: &str) {
-        match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
-            Ok(Some(p)) => self.start_bridge_for(p),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot start a relay bridge"),
-        }
-    }
-
-    /// Starts the bridge of `pairing`, replacing a running one of the same org.
-    fn start_bridge_for(&self, pairing: crate::config::Pairing) {
-        let workspace_id = pairing.workspace_id.clone();
-        let workspace_id = workspace_id.as_str();
-        match crate::identity::load(&self.home, workspace_id) {
-            Ok(Some(id)) => {
-                let b = Bridge::spawn(pairing, id, self.ended.clone());
-                let new_rt = b.runtime_target_id.clone();
-                let old = self.bridges.lock().unwrap().insert(workspace_id.to_string(), b);
-                if let Some(old) = old {
-                    let _ = old.ctl.send(crate::bridge::Control::Stop);
-                    if old.runtime_target_id != new_rt {
-                        // Sessions pinned to the replaced pairing never move to the new one.
-                        for s in self.sessions.lock().unwrap().values_mut() {
-                            if s.runtime_target_id.as_deref() == Some(old.runtime_target_id.as_str()) {
-                                s.cut("re-paired");
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(None) => tracing::error!(workspace = workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),
-            Err(e) => tracing::error!(workspace = workspace_id, error = %e, "cannot read the identity: this pairing cannot connect"),
-        }
-    }
-
-    pub fn stop_bridge(&self, workspace_id: &str) {
-        if let Some(b) = self.bridges.lock().unwrap().remove(workspace_id) {
-            let _ = b.ctl.send(crate::bridge::Control::Stop);
-        }
-    }
-
-    /// Cuts one session: remote streaming stops for good.
-    pub fn cut_session(&self, id: &str, why: &str) {
-        if let Some(s) = self.sessions.lock().unwrap().get_mut(id) {
-            s.cut(why);
-        }
-    }
-
-    /// Cuts every session pinned to `workspace_id`: remote streaming stops for good.
-    pub fn cut_sessions(&self, workspace_id: &str, why: &str) {
-        for s in self.sessions.lock().unwrap().values_mut() {
-            if s.info.org_id.as_deref() == Some(workspace_id) {
-                s.cut(why);
-            }
-        }
-    }
-
-    /// Adds to the activity list (the last 200 are kept) and tells the listeners (the tray).
-    pub fn record_activity(&self, mut entry: Activity) {
-        {
-            let mut a = self.activity.lock().unwrap();
-            entry.id = a.last().map(|l| l.id + 1).unwrap_or(1);
-            entry.at = crate::now_rfc3339();
-            a.push(entry.clone());
-            let excess = a.len().saturating_sub(200);
-            a.drain(..excess);
-        }
-        let _ = self.notices.send(entry);
-        self.touch();
-    }
-
-    /// A pairing was stored (from `vpd pair`, the UI or the tray): connect it and say so.
-    pub fn paired(&self, p: &crate::api::protocol::Paired) {
-        self.start_bridge(&p.workspace_id);
-        let entry = Activity {
-            kind: "paired".into(),
-            message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
-            org_id: Some(p.workspace_id.clone()),
-            ..Default::default()
-        };
-        self.record_activity(entry);
-    }
-
-    /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
-    /// platform.
-    pub async fn unpair(&self, org: &str, keep_bindings: bool) -> Result<crate::api::protocol::Unpaired> {
-        // Stop the bridge first, so the platform's own revocation of it is not mistaken
-        // for news.
-        if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
-            self.cut_sessions(&pairing.workspace_id, "unpaired");
-            self.stop_bridge(&pairing.workspace_id);
-        }
-        let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
-        if let Ok(u) = &r {
-            self.record_activity(Activity {
-                kind: "unpaired".into(),
-                message: format!("Unpaired from {}", u.workspace_name),
-                org_id: Some(u.workspace_id.clone()),
-                ..Default::default()
-            });
-        }
-        r
-    }
-
-    /// Offers a hint suggestion; a new one is announced (activity, and the tray notifies).
-    pub fn offer_suggestion(&self, s: crate::suggestions::Suggestion) {
-        let fresh = self.suggestions.lock().unwrap().offer(s.clone());
-        if fresh {
-            tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
-            self.record_activity(Activity {
-                kind: "suggestion".into(),
-                message: crate::suggestions::message(&s),
-                directory: Some(s.directory),
-                org_id: Some(s.org_id),
-                suggestion: Some(s.kind),
-                ..Default::default()
-            });
-        }
-    }
-
-    /// Checks a directory for a hint (a session started there, the shell hook reported it).
-    pub async fn check_hint(self: &Arc<Self>, dir: std::path::PathBuf, source: &'static str) {
-        let home = self.home.clone();
-        match tokio::task::spawn_blocking(move || crate::suggestions::check(&home, &dir, source)).await {
-            Ok(Ok(Some(s))) => self.offer_suggestion(s),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "hint check failed"),
-            Err(e) => tracing::debug!(error = %e, "hint check failed"),
-        }
-    }
-
-    /// Bind / Not now / Never for a suggestion.
-    pub async fn answer_suggestion(
-        &self,
-        directory: &str,
-        org_id: &str,
-        kind: Option<&str>,
-        answer: crate::suggestions::Answer,
-    ) -> Result<serde_json::Value> {
-        let (home, d, o, k) = (self.home.clone(), directory.to_string(), org_id.to_string(), kind.map(String::from));
-        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, k.as_deref(), answer))
-            .await
-            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        if r.is_ok() || answer == crate::suggestions::Answer::Dismiss {
-            self.suggestions.lock().unwrap().remove(directory, org_id);
-        }
-        self.touch();
-        r
-    }
-
-    /// SPEC section 6: the org revoked this pairing.
-    async fn on_revoked(&self, workspace_id: &str, runtime_target_id: &str) {
-        // Only if that pairing is still the current one (a re-pairing replaces it, and the
-        // platform then revokes the old one).
-        let current = crate::config::read(&self.home)
-            .ok()
-            .and_then(|c| c.pairing(workspace_id).map(|p| p.runtime_target_id == runtime_target_id))
-            .unwrap_or(false);
-        if !current {
-            return;
-        }
-        self.cut_sessions(workspace_id, "revoked");
-        self.bridges.lock().unwrap().remove(workspace_id);
-        let home = self.home.clone();
-        let ws = workspace_id.to_string();
-        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &ws, false)).await {
-            Ok(Ok((p, _, _, _))) => {
-                let msg = format!("{} revoked this machine's pairing", p.workspace_name);
-                tracing::warn!("{msg}");
-                self.record_activity(Activity { kind: "revoked".into(), message: msg, org_id: Some(p.workspace_id.clone()), ..Default::default() });
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
-            Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
-        }
-    }
-
-    /// Waits for the keyring probe.
-    pub async fn credential_store(&self) -> secrets::Store {
-        let mut rx = self.store.clone();
-        let found = rx.wait_for(Option::is_some).await.map(|s| s.clone());
-        match found {
-            Ok(Some(s)) => s,
-            _ => secrets::Store::File { reason: "keyring probe did not finish".into() },
-        }
+    /// Stops every part and waits (at most `wait`) until they are gone.
+    async fn stop(mut self, wait: std::time::Duration) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(wait, async { while self.tasks.join_next().await.is_some() {} }).await;
+        self.tasks.abort_all();
     }
 }
 
@@ -357,11 +102,11 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
     let result = rt.block_on(async move {
         let (store_tx, store_rx) = watch::channel(None);
         let (ended_tx, mut ended_rx) = mpsc::channel(16);
-        let state = Arc::new(State::new(home.clone(), store_rx, ended_tx));
+        let backend = Arc::new(Backend::new(home.clone(), store_rx, ended_tx));
         let listener = server::bind(&home)?;
-        tracing::info!(pid = state.pid, home = %home.root().display(), version = crate::VERSION, "daemon started");
+        tracing::info!(pid = std::process::id(), home = %home.root().display(), version = crate::VERSION, "daemon started");
         if !detached {
-            eprintln!("vpd daemon {} running (pid {}), home {}", crate::VERSION, state.pid, home.root().display());
+            eprintln!("vpd daemon {} running (pid {}), home {}", crate::VERSION, std::process::id(), home.root().display());
         }
         tokio::task::spawn_blocking(move || {
             let s = secrets::probe();
@@ -372,36 +117,30 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             let _ = store_tx.send(Some(s));
         });
         // Bridges first, so the first session routed through the API finds its bridge.
-        if let Ok(cfg) = crate::config::load(&home) {
-            for p in cfg.pairings {
-                state.start_bridge_for(p);
-            }
+        backend.start_bridges();
+        let mut parts = Supervisor::new();
+        parts.spawn("local API", server::serve(listener, backend.clone()));
+        if let Some(ui) = crate::webui::start(backend.clone()).await {
+            parts.spawn("web UI", ui);
         }
-        let serve = tokio::spawn(server::serve(listener, state.clone()));
-        crate::webui::start(state.clone()).await;
-        tokio::spawn(crate::watched::run(state.clone()));
-        let st = state.clone();
-        tokio::spawn(async move {
+        parts.spawn("watched folders", backend.clone().run_watched());
+        let b = backend.clone();
+        parts.spawn("revocations", async move {
             while let Some(ended) = ended_rx.recv().await {
-                if let Ended::Revoked { workspace_id, runtime_target_id, .. } = ended {
-                    st.on_revoked(&workspace_id, &runtime_target_id).await;
-                }
+                b.on_ended(ended).await;
             }
         });
-        tokio::spawn(watch_clock(state.clone()));
+        parts.spawn("clock and network", watch_clock(backend.clone()));
         tokio::select! {
-            _ = wait_for_stop(&state) => {}
+            _ = wait_for_stop(&backend) => {}
             why = watch_home(home.clone(), identity) => {
                 // The logs may be gone with the home: say it where a person can see it.
                 eprintln!("vpd daemon: {why}; stopping (nothing is left that could stop this daemon otherwise)");
                 tracing::warn!("{why}; stopping");
             }
         }
-        serve.abort();
-        for b in state.bridges.lock().unwrap().values() {
-            let _ = b.ctl.send(crate::bridge::Control::Stop);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        backend.stop_bridges();
+        parts.stop(std::time::Duration::from_secs(1)).await;
         let _ = std::fs::remove_file(home.socket());
         tracing::info!("daemon stopped");
         Ok::<_, Error>(())
@@ -427,7 +166,7 @@ async fn watch_home(home: Home, identity: crate::home::HomeIdentity) -> String {
 
 /// A wall-clock jump (sleep and wake) or a change of the machine's network addresses makes
 /// every bridge retry at once.
-async fn watch_clock(state: Arc<State>) {
+async fn watch_clock(backend: Arc<Backend>) {
     let tick = std::time::Duration::from_secs(5);
     let mut wall = std::time::SystemTime::now();
     let mut mono = tokio::time::Instant::now();
@@ -447,9 +186,7 @@ async fn watch_clock(state: Arc<State>) {
         };
         if let Some(why) = why {
             tracing::info!("{why}: reconnecting every pairing");
-            for b in state.bridges.lock().unwrap().values() {
-                let _ = b.ctl.send(crate::bridge::Control::Reconnect);
-            }
+            backend.reconnect_all();
         }
         (wall, mono, net) = (w, m, now_net);
     }
@@ -487,14 +224,14 @@ fn network_fingerprint() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-async fn wait_for_stop(state: &State) {
+async fn wait_for_stop(backend: &Backend) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
-        _ = state.shutdown.notified() => tracing::info!("shutdown requested"),
+        _ = backend.shutdown_requested() => tracing::info!("shutdown requested"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Errors with stable codes. The CLI prints `error: <message>` (and the code with `--json`),
-//! the UI shows the message, docs/ERRORS.md explains each code.
+//! the UI shows the message, docs/CLI.md ("Error codes") explains each code.
 
 use std::fmt;
 

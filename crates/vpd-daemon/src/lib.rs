@@ -20,9 +20,12 @@
 //! - [`pair_job`]: the pairing the web UI and the tray start (one at a time).
 //! - [`webui`]: the loopback web UI: security checks, JSON state, live events, actions.
 
+pub mod activity;
 pub mod api;
+pub mod backend;
 pub mod binding;
 pub mod bridge;
+pub mod bridges;
 pub mod config;
 pub mod daemon;
 pub mod doctor;

@@ -135,6 +135,90 @@ impl Session {
     }
 }
 
+/// Ended sessions kept for `vpd sessions` and the UI (the oldest go first).
+const ENDED_KEPT: usize = 1000;
+
+/// The sessions component: running and recently ended sessions by id. It owns the map and
+/// its lock; the [`crate::backend::Backend`] numbers and routes their messages.
+#[derive(Default)]
+pub struct Sessions {
+    map: std::sync::Mutex<std::collections::HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Adds a new session (and forgets the oldest ended ones beyond [`ENDED_KEPT`]).
+    pub fn insert(&self, session: Session) {
+        let mut all = self.map.lock().unwrap();
+        let mut ended: Vec<(String, String)> = all.values().filter_map(|s| s.info.ended_at.clone().map(|e| (e, s.info.session_id.clone()))).collect();
+        if ended.len() > ENDED_KEPT {
+            ended.sort();
+            for (_, id) in &ended[..ended.len() - ENDED_KEPT] {
+                all.remove(id);
+            }
+        }
+        all.insert(session.info.session_id.clone(), session);
+    }
+
+    /// Every session, oldest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut list: Vec<SessionInfo> = self.map.lock().unwrap().values().map(|s| s.info.clone()).collect();
+        list.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        list
+    }
+
+    pub fn info(&self, id: &str) -> Option<SessionInfo> {
+        self.map.lock().unwrap().get(id).map(|s| s.info.clone())
+    }
+
+    /// How many sessions stream to each org.
+    pub fn streaming_by_org(&self) -> std::collections::HashMap<String, u32> {
+        let mut out = std::collections::HashMap::new();
+        for s in self.map.lock().unwrap().values() {
+            if let (true, Some(org)) = (s.streaming(), &s.info.org_id) {
+                *out.entry(org.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// The lock that orders one session's messages.
+    pub fn order(&self, id: &str) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        self.map.lock().unwrap().get(id).map(|s| s.order.clone())
+    }
+
+    /// Runs `f` on session `id`.
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let mut all = self.map.lock().unwrap();
+        let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
+        f(s)
+    }
+
+    /// Cuts one session: remote streaming stops for good.
+    pub fn cut(&self, id: &str, why: &str) {
+        if let Some(s) = self.map.lock().unwrap().get_mut(id) {
+            s.cut(why);
+        }
+    }
+
+    /// Cuts every session pinned to `workspace_id`.
+    pub fn cut_org(&self, workspace_id: &str, why: &str) {
+        for s in self.map.lock().unwrap().values_mut() {
+            if s.info.org_id.as_deref() == Some(workspace_id) {
+                s.cut(why);
+            }
+        }
+    }
+
+    /// Cuts every session pinned to the pairing `runtime_target_id`.
+    pub fn cut_runtime_target(&self, runtime_target_id: &str, why: &str) {
+        for s in self.map.lock().unwrap().values_mut() {
+            if s.runtime_target_id.as_deref() == Some(runtime_target_id) {
+                s.cut(why);
+            }
+        }
+    }
+}
+
 /// Checks a session id from a client before it is used.
 pub fn check_id(id: &str) -> Result<()> {
     if vpd_proto::is_ulid(id) {

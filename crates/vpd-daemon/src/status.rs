@@ -5,7 +5,6 @@
 use crate::config;
 use crate::home::Home;
 use crate::records;
-use crate::store;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,7 +15,7 @@ pub struct StatusReport {
     pub directories: Vec<DirectoryInfo>,
     /// Revocations and other events, newest last.
     #[serde(default)]
-    pub activity: Vec<crate::daemon::Activity>,
+    pub activity: Vec<crate::activity::Activity>,
     /// Files that could not be read, with what to do.
     pub problems: Vec<String>,
 }
@@ -108,7 +107,7 @@ pub struct Runtime {
     pub credential_store: Option<crate::secrets::Store>,
     pub bridges: std::collections::HashMap<String, crate::bridge::BridgeStatus>,
     pub sessions_streaming: std::collections::HashMap<String, u32>,
-    pub activity: Vec<crate::daemon::Activity>,
+    pub activity: Vec<crate::activity::Activity>,
 }
 
 /// Builds the report from the home's files and, if given, the running daemon.
@@ -166,8 +165,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         .bindings
         .iter()
         .map(|b| {
-            let local = b.directory.join(".viewport/local.yaml");
-            let state = match store::read_bounded(&local, vpd_core::MAX_BINDING_FILE) {
+            let state = match crate::walk::read_local(&b.directory) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
                     if config.pairing(&b.org_id).is_some() {
                         "bound"

@@ -29,7 +29,7 @@ pub fn gather(start: &Path) -> Vec<DirFacts> {
     while let Some(dir) = cur {
         let vp = dir.join(".viewport");
         let (local, hint) = match std::fs::symlink_metadata(&vp) {
-            Ok(m) if m.is_dir() => (read(&vp.join("local.yaml")), read(&vp.join("workspace.yaml"))),
+            Ok(m) if m.is_dir() => (read(&vp.join(LOCAL_FILE)), read(&vp.join(HINT_FILE))),
             Ok(_) => (
                 FileRead::Unreadable(format!("{} is not a directory (a symlink or a file); vpd does not follow it", vp.display())),
                 FileRead::Missing,
@@ -43,6 +43,25 @@ pub fn gather(start: &Path) -> Vec<DirFacts> {
     }
     out
 }
+
+/// The binding file of `dir`: `dir/.viewport/local.yaml`.
+pub fn local_file(dir: &Path) -> PathBuf {
+    dir.join(".viewport").join(LOCAL_FILE)
+}
+
+/// The committed hint of `dir`: `dir/.viewport/workspace.yaml`.
+pub fn hint_file(dir: &Path) -> PathBuf {
+    dir.join(".viewport").join(HINT_FILE)
+}
+
+/// Reads the binding file of `dir` as [`gather`] does (bounded, never through a link);
+/// `Ok(None)` when there is none. The only other reader of binding files.
+pub fn read_local(dir: &Path) -> Result<Option<Vec<u8>>> {
+    store::read_bounded(&local_file(dir), MAX_BINDING_FILE)
+}
+
+const LOCAL_FILE: &str = "local.yaml";
+const HINT_FILE: &str = "workspace.yaml";
 
 fn read(path: &Path) -> FileRead {
     match store::read_bounded(path, MAX_BINDING_FILE) {

@@ -6,14 +6,11 @@
 //! (a fresh clone). Kept in `config.json` → `daemon.watchedFolders`.
 
 use crate::config;
-use crate::daemon::State;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use notify::Watcher;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// How deep below a watched folder repositories are looked for (`~/code/org/repo` is 2).
 const MAX_DEPTH: usize = 3;
@@ -44,7 +41,7 @@ pub fn scan(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
         if seen > MAX_DIRS {
             break;
         }
-        if std::fs::symlink_metadata(dir.join(".viewport/workspace.yaml")).is_ok_and(|m| m.is_file()) {
+        if std::fs::symlink_metadata(crate::walk::hint_file(&dir)).is_ok_and(|m| m.is_file()) {
             found.push(dir.clone());
         }
         if depth >= MAX_DEPTH {
@@ -128,77 +125,68 @@ pub fn remove(home: &Home, input: &str) -> Result<Vec<String>> {
     })
 }
 
-/// The daemon's task: scans the watched folders, offers their suggestions, and rescans on
-/// changes. Idle (no wake-ups) while nothing changes.
-pub async fn run(state: Arc<State>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher: Option<notify::RecommendedWatcher> = None;
-    loop {
-        let folders = config::load(&state.home).map(|c| c.daemon.watched_folders).unwrap_or_default();
-        // Watches first, then the scan: whatever appears after a point is watched raises an
-        // event, whatever appeared before is found by the scan. (A new watcher each time: the
-        // set of children changes.)
-        let f = folders.clone();
-        let points =
-            tokio::task::spawn_blocking(move || f.iter().flat_map(|f| watch_points(Path::new(f))).collect::<Vec<_>>()).await.unwrap_or_default();
-        drop(watcher.take());
-        let events = tx.clone();
-        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-                let _ = events.try_send(());
-            }
-        });
-        watcher = match w {
-            Ok(mut w) => {
-                for p in &points {
-                    let _ = w.watch(p, notify::RecursiveMode::NonRecursive);
-                }
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch folders for new repositories; they are scanned at start only");
-                None
-            }
-        };
-        let home = state.home.clone();
-        let scanned = tokio::task::spawn_blocking(move || {
-            let user_home = crate::home::user_home();
-            folders
-                .iter()
-                .map(|f| {
-                    let p = Path::new(f);
-                    let (repos, error) = match scan(p) {
-                        Ok(r) => (r, None),
-                        Err(e) => (Vec::new(), Some(format!("cannot read {f}: {e}"))),
-                    };
-                    let suggestions: Vec<_> = repos.iter().filter_map(|r| crate::suggestions::check(&home, r, "watched").ok().flatten()).collect();
-                    let folder = WatchedFolder {
-                        path: f.clone(),
-                        display: vpd_core::resolve::display_dir(p, user_home.as_deref()),
-                        repositories: repos.len(),
-                        error,
-                    };
-                    (folder, suggestions)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        let mut list = Vec::new();
-        for (folder, suggestions) in scanned {
-            for s in suggestions {
-                state.offer_suggestion(s);
-            }
-            list.push(folder);
-        }
-        *state.watched.lock().unwrap() = list;
-        state.touch();
-        // Wait for a change, then let a burst (a clone) settle.
-        tokio::select! {
-            Some(()) = rx.recv() => {}
-            _ = state.watched_changed.notified() => {}
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        while rx.try_recv().is_ok() {}
+/// The watched-folders component: the folders as last scanned, and a signal that the list
+/// changed (rescan now).
+#[derive(Default)]
+pub struct Watched {
+    folders: std::sync::Mutex<Vec<WatchedFolder>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Watched {
+    pub fn list(&self) -> Vec<WatchedFolder> {
+        self.folders.lock().unwrap().clone()
     }
+    pub fn set(&self, list: Vec<WatchedFolder>) {
+        *self.folders.lock().unwrap() = list;
+    }
+    /// The list of folders changed: rescan.
+    pub fn changed(&self) {
+        self.changed.notify_one();
+    }
+    pub async fn wait_changed(&self) {
+        self.changed.notified().await
+    }
+}
+
+/// Watches the points of `folders` (see [`watch_points`]); each change sends on `events`.
+/// `None` (logged) when inotify is not available: the folders are then scanned at start only.
+pub fn watcher(folders: &[String], events: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let points: Vec<PathBuf> = folders.iter().flat_map(|f| watch_points(Path::new(f))).collect();
+    let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = events.try_send(());
+        }
+    });
+    match w {
+        Ok(mut w) => {
+            for p in &points {
+                let _ = w.watch(p, notify::RecursiveMode::NonRecursive);
+            }
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch folders for new repositories; they are scanned at start only");
+            None
+        }
+    }
+}
+
+/// Scans every folder: what the UI shows of it, and the suggestions of its repositories.
+pub fn scan_all(home: &Home, folders: &[String]) -> Vec<(WatchedFolder, Vec<crate::suggestions::Suggestion>)> {
+    let user_home = crate::home::user_home();
+    folders
+        .iter()
+        .map(|f| {
+            let p = Path::new(f);
+            let (repos, error) = match scan(p) {
+                Ok(r) => (r, None),
+                Err(e) => (Vec::new(), Some(format!("cannot read {f}: {e}"))),
+            };
+            let suggestions: Vec<_> = repos.iter().filter_map(|r| crate::suggestions::check(home, r, "watched").ok().flatten()).collect();
+            let folder =
+                WatchedFolder { path: f.clone(), display: vpd_core::resolve::display_dir(p, user_home.as_deref()), repositories: repos.len(), error };
+            (folder, suggestions)
+        })
+        .collect()
 }

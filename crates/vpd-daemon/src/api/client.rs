@@ -62,7 +62,7 @@ fn result<T: DeserializeOwned>(reply: Reply) -> Result<T> {
 
 /// Subscribes to the daemon's activity entries as they happen (the tray's notifications);
 /// the iterator ends when the daemon goes away.
-pub fn events(home: &Home, since: Option<u64>) -> Result<impl Iterator<Item = crate::daemon::Activity>> {
+pub fn events(home: &Home, since: Option<u64>) -> Result<impl Iterator<Item = crate::activity::Activity>> {
     let mut c = Connection::open(home)?;
     c.send(&Request::Events(super::protocol::EventsParams { since }))?;
     result::<serde_json::Value>(c.read_reply()?)?;

@@ -1,12 +1,13 @@
-//! The daemon side of the local API. Every connection is checked first: the peer's uid must
-//! be ours (SO_PEERCRED), otherwise it is closed without reading a byte.
+//! The daemon side of the local API: a transport over [`Backend`], nothing more. Every
+//! connection is checked first: the peer's uid must be ours (SO_PEERCRED), otherwise it is
+//! closed without reading a byte. Each request is decoded, handed to the backend, and its
+//! answer written back.
 
-use super::protocol::{Confirm, PairEvent, Pong, Reply, Request, SessionStartParams, StreamItem, MAX_LINE};
-use crate::daemon::State;
+use super::protocol::{Confirm, PairEvent, Reply, Request, StreamItem, MAX_LINE};
+use crate::backend::Backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
-use crate::pairing::{self, PairUi};
-use crate::sessions::{self, SessionInfo};
+use crate::pairing::PairUi;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub fn bind(home: &Home) -> Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, state: Arc<State>) {
+pub async fn serve(listener: UnixListener, backend: Arc<Backend>) {
     let uid = unsafe { libc::geteuid() };
     loop {
         let stream = match listener.accept().await {
@@ -46,9 +47,9 @@ pub async fn serve(listener: UnixListener, state: Arc<State>) {
                 continue;
             }
         }
-        let state = state.clone();
+        let backend = backend.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, state).await {
+            if let Err(e) = handle(stream, backend).await {
                 tracing::debug!(error = %e, "local API connection ended with an error");
             }
         });
@@ -82,7 +83,7 @@ fn to_reply<T: serde::Serialize>(r: Result<T>) -> Reply {
     }
 }
 
-async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let line = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut read)).await {
@@ -96,47 +97,30 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
             return write_reply(&mut write, &reply).await;
         }
     };
+    let ok = || serde_json::json!({"ok": true});
     let reply = match request {
-        Request::Ping => to_reply(Ok(Pong { pid: state.pid, version: crate::VERSION.into(), home: state.home.root().display().to_string() })),
-        Request::Status => {
-            let (home, rt) = (state.home.clone(), state.runtime());
-            let report = tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt))).await;
-            to_reply(report.map_err(|e| Error::new(ErrorCode::Internal, e.to_string())))
-        }
-        Request::Unpair(p) => to_reply(state.unpair(&p.org, p.keep_bindings).await),
-        Request::UiLink(p) => to_reply(ui_link(&state, p.next.as_deref())),
-        Request::Events(p) => return events(&state, p.since, write).await,
-        Request::HintReport(p) => {
-            let dir = std::path::PathBuf::from(p.dir);
-            if !dir.is_absolute() {
-                to_reply::<()>(Err(Error::new(ErrorCode::InvalidArgument, "hint_report needs an absolute directory")))
-            } else {
-                // Answer at once: the shell hook must not wait for the check.
-                let st = state.clone();
-                tokio::spawn(async move { st.check_hint(dir, "shell").await });
-                to_reply(Ok(serde_json::json!({"ok": true})))
-            }
-        }
-        Request::PairJobStart(p) => to_reply(crate::pair_job::start(&state, p)),
-        Request::PairJob => to_reply(Ok(state.pair_view())),
-        Request::PairJobCancel => to_reply(crate::pair_job::cancel(&state).map(|_| serde_json::json!({"ok": true}))),
-        Request::SuggestionAnswer(p) => to_reply(state.answer_suggestion(&p.directory, &p.org_id, p.kind.as_deref(), p.answer).await),
-        Request::Reconnect(p) => to_reply(reconnect(&state, p.org.as_deref())),
-        Request::SessionStart(p) => to_reply(session_start(&state, p).await),
-        Request::SessionFrame(p) => to_reply(session_frame(&state, &p.session_id, p.kind, p.data).await),
-        Request::SessionEnd(p) => to_reply(session_end(&state, &p.session_id, p.exit_code, p.reason.as_deref()).await),
-        Request::Sessions => {
-            let mut list: Vec<SessionInfo> = state.sessions.lock().unwrap().values().map(|s| s.info.clone()).collect();
-            list.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-            to_reply(Ok(list))
-        }
-        Request::SessionStream(r) => return session_stream(&state, r.session_id, read, write).await,
+        Request::Ping => to_reply(Ok(backend.ping())),
+        Request::Status => to_reply(backend.status().await),
+        Request::Unpair(p) => to_reply(backend.unpair(&p.org, p.keep_bindings).await),
+        Request::UiLink(p) => to_reply(backend.ui_link(p.next.as_deref())),
+        Request::Events(p) => return events(&backend, p.since, write).await,
+        Request::HintReport(p) => to_reply(backend.hint_report(std::path::PathBuf::from(p.dir)).map(|_| ok())),
+        Request::PairJobStart(p) => to_reply(backend.pair_job_start(p)),
+        Request::PairJob => to_reply(Ok(backend.pair_job_view())),
+        Request::PairJobCancel => to_reply(backend.pair_job_cancel().map(|_| ok())),
+        Request::SuggestionAnswer(p) => to_reply(backend.answer_suggestion(&p.directory, &p.org_id, p.kind.as_deref(), p.answer).await),
+        Request::Reconnect(p) => to_reply(backend.reconnect(p.org.as_deref())),
+        Request::SessionStart(p) => to_reply(backend.session_start(p).await),
+        Request::SessionFrame(p) => to_reply(backend.session_frame(&p.session_id, p.kind, p.data).await.map(|_| ok())),
+        Request::SessionEnd(p) => to_reply(backend.session_end(&p.session_id, p.exit_code, p.reason.as_deref()).await),
+        Request::Sessions => to_reply(Ok(backend.sessions())),
+        Request::SessionStream(r) => return session_stream(&backend, r.session_id, read, write).await,
         Request::Shutdown => {
             write_reply(&mut write, &to_reply(Ok(serde_json::json!({"stopping": true})))).await?;
-            state.shutdown.notify_one();
+            backend.request_shutdown();
             return Ok(());
         }
-        Request::Pair(params) => return pair(params, read, write, state).await,
+        Request::Pair(params) => return pair(params, read, write, backend).await,
     };
     write_reply(&mut write, &reply).await
 }
@@ -147,7 +131,7 @@ async fn pair(
     params: super::protocol::PairParams,
     mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut write: tokio::net::unix::OwnedWriteHalf,
-    state: Arc<State>,
+    backend: Arc<Backend>,
 ) -> std::io::Result<()> {
     let (ev_tx, mut ev_rx) = mpsc::channel::<PairEvent>(8);
     let (cf_tx, cf_rx) = mpsc::channel::<bool>(1);
@@ -161,9 +145,8 @@ async fn pair(
         }
         let _ = closed_tx.send(());
     });
-    let store = state.credential_store().await;
     let ui = PairUi { events: ev_tx, confirms: cf_rx, cancelled: cancel_rx };
-    let flow = pairing::run(&state.home, &store, params, ui);
+    let flow = backend.pair(params, ui);
     tokio::pin!(flow);
     loop {
         tokio::select! {
@@ -172,10 +155,6 @@ async fn pair(
             result = &mut flow => {
                 while let Ok(event) = ev_rx.try_recv() {
                     write_reply(&mut write, &Reply::Event { event }).await?;
-                }
-                match &result {
-                    Err(e) => tracing::warn!(code = %e.code, error = %e.message, "pairing failed"),
-                    Ok(p) => state.paired(p),
                 }
                 return write_reply(&mut write, &to_reply(result)).await;
             }
@@ -198,24 +177,13 @@ async fn pair(
     }
 }
 
-fn ui_link(state: &State, next: Option<&str>) -> Result<super::protocol::UiLink> {
-    let ui = state.ui.lock().unwrap().clone();
-    match ui {
-        Some(ui) => Ok(super::protocol::UiLink { url: ui.login_link(next), port: ui.port }),
-        None => {
-            let why = state.ui_error.lock().unwrap().clone().unwrap_or_else(|| "it is still starting; try again in a moment".into());
-            Err(Error::new(ErrorCode::DaemonUnavailable, format!("the web UI is not running: {why}")))
-        }
-    }
-}
-
 /// Writes each new activity entry as a JSON line until the client goes away.
-async fn events(state: &State, since: Option<u64>, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+async fn events(backend: &Backend, since: Option<u64>, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
     // Subscribe before reading the backlog, so nothing falls between the two; an entry in
     // both is sent once (ids only grow).
-    let mut rx = state.notices.subscribe();
+    let mut rx = backend.subscribe_activity();
     let backlog: Vec<_> = match since {
-        Some(n) => state.activity.lock().unwrap().iter().filter(|a| a.id > n).cloned().collect(),
+        Some(n) => backend.activity_since(n),
         None => Vec::new(),
     };
     let mut last = backlog.last().map(|a| a.id).or(since).unwrap_or(0);
@@ -240,137 +208,15 @@ async fn events(state: &State, since: Option<u64>, mut write: tokio::net::unix::
     }
 }
 
-pub(crate) fn reconnect(state: &State, org: Option<&str>) -> Result<Vec<String>> {
-    let config = crate::config::load(&state.home)?;
-    let targets: Vec<String> = match org {
-        Some(q) => vec![config.select(q)?.workspace_id.clone()],
-        None => config.pairings.iter().map(|p| p.workspace_id.clone()).collect(),
-    };
-    let bridges = state.bridges.lock().unwrap();
-    let mut names = Vec::new();
-    for ws in targets {
-        if let Some(b) = bridges.get(&ws) {
-            let _ = b.ctl.send(crate::bridge::Control::Reconnect);
-            names.push(config.pairing(&ws).map(|p| p.workspace_name.clone()).unwrap_or(ws));
-        }
-    }
-    Ok(names)
-}
-
-async fn session_start(state: &Arc<State>, p: SessionStartParams) -> Result<SessionInfo> {
-    let home = state.home.clone();
-    let (session, start) = tokio::task::spawn_blocking(move || sessions::start(&home, std::path::Path::new(&p.cwd), &p.agent, p.name))
-        .await
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
-    let info = session.info.clone();
-    let rt = session.runtime_target_id.clone();
-    {
-        let mut all = state.sessions.lock().unwrap();
-        prune(&mut all);
-        all.insert(info.session_id.clone(), session);
-    }
-    if let (Some(msg), Some(org), Some(rt)) = (start, &info.org_id, &rt) {
-        if !route(state, org, rt, msg).await {
-            state.cut_session(&info.session_id, "no pairing");
-        }
-    }
-    tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
-    if info.org_id.is_none() {
-        // SPEC section 8: the daemon checks for a hint at session start.
-        let st = state.clone();
-        let dir = std::path::PathBuf::from(&info.cwd);
-        tokio::spawn(async move { st.check_hint(dir, "session").await });
-    }
-    Ok(info)
-}
-
-/// Keeps at most 1,000 ended sessions (the oldest go first).
-fn prune(all: &mut std::collections::HashMap<String, sessions::Session>) {
-    let mut ended: Vec<(String, String)> = all.values().filter_map(|s| s.info.ended_at.clone().map(|e| (e, s.info.session_id.clone()))).collect();
-    if ended.len() > 1000 {
-        ended.sort();
-        for (_, id) in &ended[..ended.len() - 1000] {
-            all.remove(id);
-        }
-    }
-}
-
-/// Hands a message to the bridge of exactly the pairing its session is pinned to. False
-/// when that pairing has no bridge any more (unpaired, revoked or replaced).
-async fn route(state: &State, org: &str, runtime_target_id: &str, msg: vpd_proto::relay::DaemonMsg) -> bool {
-    let tx = state.bridges.lock().unwrap().get(org).filter(|b| b.runtime_target_id == runtime_target_id).map(|b| b.tx.clone());
-    match tx {
-        Some(tx) => tx.send(crate::bridge::Command::Send(msg)).await.is_ok(),
-        None => false,
-    }
-}
-
-/// Largest frame the local API takes (raw bytes): a relay message stays well under 1 MiB.
-const MAX_FRAME: usize = 256 * 1024;
-
-fn check_frame(kind: vpd_proto::relay::FrameKind, data: &str) -> Result<()> {
-    use base64::Engine;
-    if kind == vpd_proto::relay::FrameKind::Gap {
-        return Err(Error::new(ErrorCode::InvalidArgument, "gap frames are made by the daemon, not sent to it"));
-    }
-    if data.len() > MAX_FRAME / 3 * 4 + 4 || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
-        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 256 KiB; split larger output"));
-    }
-    Ok(())
-}
-
-/// Numbers and routes one message of a session, in order with its other messages.
-async fn session_message(
-    state: &State,
-    id: &str,
-    make: impl FnOnce(&mut sessions::Session) -> Result<Option<vpd_proto::relay::DaemonMsg>>,
-) -> Result<SessionInfo> {
-    sessions::check_id(id)?;
-    let order = state.sessions.lock().unwrap().get(id).map(|s| s.order.clone());
-    let order = order.ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
-    let _turn = order.lock().await;
-    let (msg, org, rt, info) = {
-        let mut all = state.sessions.lock().unwrap();
-        let s = all.get_mut(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
-        let msg = make(s)?;
-        (msg, s.info.org_id.clone(), s.runtime_target_id.clone(), s.info.clone())
-    };
-    if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {
-        if !route(state, &org, &rt, msg).await {
-            state.cut_session(id, "no pairing");
-        }
-    }
-    Ok(info)
-}
-
-async fn session_frame(state: &State, id: &str, kind: vpd_proto::relay::FrameKind, data: String) -> Result<serde_json::Value> {
-    check_frame(kind, &data)?;
-    session_message(state, id, |s| {
-        if s.info.ended_at.is_some() {
-            return Err(Error::new(ErrorCode::InvalidArgument, format!("session {} has ended", s.info.session_id)));
-        }
-        Ok(s.frame(kind, data))
-    })
-    .await?;
-    Ok(serde_json::json!({"ok": true}))
-}
-
-async fn session_end(state: &State, id: &str, exit_code: Option<i32>, reason: Option<&str>) -> Result<SessionInfo> {
-    let info =
-        session_message(state, id, |s| Ok(if s.info.ended_at.is_some() { None } else { s.end(exit_code, reason.unwrap_or("exited")) })).await?;
-    tracing::info!(session = %id, ?exit_code, "session ended");
-    Ok(state.sessions.lock().unwrap().get(id).map(|s| s.info.clone()).unwrap_or(info))
-}
-
 /// `vpd run`'s connection: frame lines until an `end` line (or the connection's end, which
 /// ends the session as `disconnected`).
 async fn session_stream(
-    state: &State,
+    backend: &Backend,
     id: String,
     mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut write: tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
-    if let Err(e) = sessions::check_id(&id) {
+    if let Err(e) = crate::sessions::check_id(&id) {
         return write_reply(&mut write, &to_reply::<()>(Err(e))).await;
     }
     loop {
@@ -383,18 +229,18 @@ async fn session_stream(
                 }
             },
             _ => {
-                let _ = session_end(state, &id, None, Some("disconnected")).await;
+                let _ = backend.session_end(&id, None, Some("disconnected")).await;
                 return Ok(());
             }
         };
         match item {
             StreamItem::Frame { kind, data } => {
-                if let Err(e) = session_frame(state, &id, kind, data).await {
+                if let Err(e) = backend.session_frame(&id, kind, data).await {
                     return write_reply(&mut write, &to_reply::<()>(Err(e))).await;
                 }
             }
             StreamItem::End { end } => {
-                let r = session_end(state, &id, end.exit_code, end.reason.as_deref()).await;
+                let r = backend.session_end(&id, end.exit_code, end.reason.as_deref()).await;
                 return write_reply(&mut write, &to_reply(r)).await;
             }
         }

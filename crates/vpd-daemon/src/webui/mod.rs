@@ -6,8 +6,8 @@
 pub mod auth;
 pub mod peer;
 
-use crate::daemon::State;
-use crate::error::{Error, ErrorCode, Result};
+use crate::backend::Backend;
+use crate::error::{ErrorCode, Result};
 use crate::suggestions::Answer;
 use auth::{Auth, COOKIE};
 use axum::extract::{Query, Request, State as AxState};
@@ -47,59 +47,56 @@ impl Ui {
     }
 }
 
-/// The port: `VPD_UI_PORT` (tests; `0` picks one), else `daemon.uiPort` in config.json.
-fn configured_port(state: &State) -> u16 {
-    if let Some(p) = std::env::var("VPD_UI_PORT").ok().and_then(|v| v.parse().ok()) {
-        return p;
-    }
-    crate::config::load(&state.home).map(|c| c.daemon.ui_port).unwrap_or(crate::config::DEFAULT_UI_PORT)
-}
+/// What serves the web UI until it is dropped (the daemon's supervisor runs it).
+pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Binds the UI's port and serves it in the background. A failure (port taken) is logged and
-/// kept for `vpd ui` to explain; the daemon runs on without a UI.
-pub async fn start(state: Arc<State>) {
-    let want = configured_port(&state);
+/// Binds the UI's port and tells the backend its address; returns what serves it. A failure
+/// (port taken) is logged and kept for `vpd ui` to explain; the daemon runs on without a UI.
+pub async fn start(backend: Arc<Backend>) -> Option<Serving> {
+    let home = backend.home().clone();
+    let want = backend.ui_port();
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", want)).await {
         Ok(l) => l,
         Err(e) => {
             let why = format!(
                 "the web UI cannot listen on 127.0.0.1:{want} ({e}); set another port in {} → daemon.uiPort and restart the daemon",
-                state.home.config().display()
+                home.config().display()
             );
             tracing::error!("{why}");
-            *state.ui_error.lock().unwrap() = Some(why);
-            return;
+            backend.ui_failed(why);
+            return None;
         }
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(want);
-    let auth = match tokio::task::block_in_place(|| Auth::load(&state.home, port)) {
+    let auth = match tokio::task::block_in_place(|| Auth::load(&home, port)) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "the web UI is off");
-            *state.ui_error.lock().unwrap() = Some(e.message);
-            return;
+            backend.ui_failed(e.message);
+            return None;
         }
     };
     let ui = Arc::new(Ui { auth, port });
-    *state.ui.lock().unwrap() = Some(ui.clone());
+    let links = ui.clone();
+    backend.ui_ready(port, Arc::new(move |next| links.login_link(next)));
     tracing::info!(port, "web UI on http://127.0.0.1:{port}/ (open it with `vpd ui`)");
-    let app = router(state.clone(), ui);
+    let app = router(backend, ui);
     let listener = peer::SameUser { inner: listener, uid: unsafe { libc::geteuid() } };
-    tokio::spawn(async move {
+    Some(Box::pin(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the web UI stopped");
         }
-    });
+    }))
 }
 
 #[derive(Clone)]
 struct Ctx {
-    state: Arc<State>,
+    backend: Arc<Backend>,
     ui: Arc<Ui>,
 }
 
-fn router(state: Arc<State>, ui: Arc<Ui>) -> Router {
-    let ctx = Ctx { state, ui };
+fn router(backend: Arc<Backend>, ui: Arc<Ui>) -> Router {
+    let ctx = Ctx { backend, ui };
     Router::new()
         .route("/", get(index))
         .route("/login", get(login))
@@ -269,42 +266,20 @@ async fn index(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {
     }
 }
 
-/// The whole UI state (docs/WEBUI.md). Reads files: runs on a blocking thread.
-pub async fn ui_state(state: &Arc<State>) -> serde_json::Value {
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let report = crate::status::collect(&st.home, Some(&st.runtime()));
-        let health = crate::status::health(&report);
-        let suggestions = crate::suggestions::revalidate(&st.suggestions, &st.home);
-        let mut sessions: Vec<_> = st.sessions.lock().unwrap().values().map(|s| s.info.clone()).collect();
-        sessions.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-        serde_json::json!({
-            "status": report,
-            "health": health,
-            "sessions": sessions,
-            "suggestions": suggestions,
-            "watched": st.watched.lock().unwrap().clone(),
-            "pairing": st.pair_view(),
-        })
-    })
-    .await
-    .unwrap_or_default()
-}
-
 async fn api_state(AxState(ctx): AxState<Ctx>) -> Response {
-    Json(ui_state(&ctx.state).await).into_response()
+    Json(ctx.backend.ui_state().await).into_response()
 }
 
 /// `event: state` with the whole state, at once and on every change (checked when the
 /// daemon says something changed, and once a second for relay states).
 async fn events(AxState(ctx): AxState<Ctx>) -> Response {
-    let changed = ctx.state.changed.subscribe();
-    let stream = futures_util::stream::unfold((ctx.state.clone(), changed, String::new()), |(state, mut changed, last)| async move {
+    let changed = ctx.backend.changes();
+    let stream = futures_util::stream::unfold((ctx.backend.clone(), changed, String::new()), |(backend, mut changed, last)| async move {
         loop {
-            let now = ui_state(&state).await.to_string();
+            let now = backend.ui_state().await.to_string();
             if now != last {
                 let ev = Event::default().event("state").data(now.clone());
-                return Some((Ok::<_, std::convert::Infallible>(ev), (state, changed, now)));
+                return Some((Ok::<_, std::convert::Infallible>(ev), (backend, changed, now)));
             }
             tokio::select! {
                 _ = changed.changed() => {}
@@ -331,14 +306,6 @@ fn answer<T: serde::Serialize>(r: Result<T>) -> Response {
     }
 }
 
-/// Runs file work off the async threads and tells the UI something changed.
-async fn blocking<T: Send + 'static>(state: &Arc<State>, f: impl FnOnce(&crate::home::Home) -> Result<T> + Send + 'static) -> Result<T> {
-    let home = state.home.clone();
-    let r = tokio::task::spawn_blocking(move || f(&home)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    state.touch();
-    r
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct PairBody {
@@ -350,11 +317,11 @@ struct PairBody {
 
 async fn pair(AxState(ctx): AxState<Ctx>, Json(b): Json<PairBody>) -> Response {
     let params = crate::api::protocol::PairParams { server: b.server, org: b.org, ..Default::default() };
-    answer(crate::pair_job::start(&ctx.state, params).map(|v| serde_json::json!({"pairing": v})))
+    answer(ctx.backend.pair_job_start(params).map(|v| serde_json::json!({"pairing": v})))
 }
 
 async fn pair_cancel(AxState(ctx): AxState<Ctx>) -> Response {
-    answer(crate::pair_job::cancel(&ctx.state).map(|_| serde_json::json!({"ok": true})))
+    answer(ctx.backend.pair_job_cancel().map(|_| serde_json::json!({"ok": true})))
 }
 
 #[derive(Deserialize)]
@@ -363,7 +330,7 @@ struct ConfirmBody {
 }
 
 async fn pair_confirm(AxState(ctx): AxState<Ctx>, Json(b): Json<ConfirmBody>) -> Response {
-    answer(crate::pair_job::confirm(&ctx.state, b.replace).map(|_| serde_json::json!({"ok": true})))
+    answer(ctx.backend.pair_job_confirm(b.replace).map(|_| serde_json::json!({"ok": true})))
 }
 
 #[derive(Deserialize)]
@@ -374,13 +341,11 @@ struct OrgBody {
 
 async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
     let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
-    let r = ctx.state.unpair(&org, false).await;
-    ctx.state.touch();
-    answer(r)
+    answer(ctx.backend.unpair(&org, false).await)
 }
 
 async fn reconnect(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
-    answer(crate::api::server::reconnect(&ctx.state, b.org.as_deref()).map(|names| serde_json::json!({"reconnecting": names})))
+    answer(ctx.backend.reconnect(b.org.as_deref()).map(|names| serde_json::json!({"reconnecting": names})))
 }
 
 #[derive(Deserialize)]
@@ -390,16 +355,7 @@ struct DirBody {
 
 /// Only a directory bound here (listed in `directories.json`) can be unbound from the UI.
 async fn unbind(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response {
-    answer(
-        blocking(&ctx.state, move |home| {
-            let known = crate::records::load_directories(home)?.bindings.iter().any(|r| r.directory.as_os_str() == b.directory.as_str());
-            if !known {
-                return Err(Error::new(ErrorCode::NotBound, format!("{} is not a directory bound on this machine", b.directory)));
-            }
-            crate::binding::unbind(home, std::path::Path::new(&b.directory))
-        })
-        .await,
-    )
+    answer(ctx.backend.unbind_recorded(b.directory).await)
 }
 
 #[derive(Deserialize)]
@@ -413,7 +369,7 @@ struct SuggestionBody {
 }
 
 async fn suggestion(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>, a: Answer) -> Response {
-    answer(ctx.state.answer_suggestion(&b.directory, &b.org_id, b.kind.as_deref(), a).await)
+    answer(ctx.backend.answer_suggestion(&b.directory, &b.org_id, b.kind.as_deref(), a).await)
 }
 
 #[derive(Deserialize)]
@@ -422,15 +378,11 @@ struct PathBody {
 }
 
 async fn watch_add(AxState(ctx): AxState<Ctx>, Json(b): Json<PathBody>) -> Response {
-    let r = blocking(&ctx.state, move |home| crate::watched::add(home, &b.path)).await;
-    ctx.state.watched_changed.notify_one();
-    answer(r)
+    answer(ctx.backend.watch_add(b.path).await)
 }
 
 async fn watch_remove(AxState(ctx): AxState<Ctx>, Json(b): Json<PathBody>) -> Response {
-    let r = blocking(&ctx.state, move |home| crate::watched::remove(home, &b.path)).await;
-    ctx.state.watched_changed.notify_one();
-    answer(r)
+    answer(ctx.backend.watch_remove(b.path).await)
 }
 
 async fn logout(AxState(ctx): AxState<Ctx>, headers: HeaderMap) -> Response {

@@ -1,0 +1,600 @@
+//! The daemon's one facade (tailscale's LocalBackend, in spirit). It owns the components —
+//! relay bridges, sessions, the activity list, the pair job, suggestions, watched folders,
+//! the web UI's address — each with its own state and lock, and offers the operations that
+//! the transports (the local API on `vpd.sock`, the web UI; later the Windows named pipe)
+//! call. The transports hold no domain logic and reach no component directly; the process
+//! wiring (`daemon.rs`) starts and stops the long-running parts through one supervisor.
+
+use crate::activity::{Activity, ActivityLog, Changes};
+use crate::api::protocol::{Paired, Pong, SessionStartParams, UiLink, Unpaired};
+use crate::bridge::Ended;
+use crate::bridges::Bridges;
+use crate::error::{Error, ErrorCode, Result};
+use crate::home::Home;
+use crate::pair_job::{PairJobs, PairView};
+use crate::pairing::{self, PairUi};
+use crate::secrets;
+use crate::sessions::{self, SessionInfo, Sessions};
+use crate::status::{Runtime, StatusReport};
+use crate::suggestions::{Answer, Suggestion, Suggestions};
+use crate::watched::Watched;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+
+/// Makes one-time login links for the web UI (the web UI registers it once it listens).
+pub type LinkMaker = Arc<dyn Fn(Option<&str>) -> String + Send + Sync>;
+
+/// The web UI as the rest of the daemon sees it.
+enum UiState {
+    Starting,
+    Ready { port: u16, links: LinkMaker },
+    Failed(String),
+}
+
+pub struct Backend {
+    home: Home,
+    pid: u32,
+    started_at: String,
+    /// The credential store, once the keyring probe has finished (it may take seconds, so it
+    /// runs after the API is up).
+    store: watch::Receiver<Option<secrets::Store>>,
+    shutdown: Notify,
+    bridges: Bridges,
+    sessions: Sessions,
+    activity: ActivityLog,
+    changes: Changes,
+    suggestions: Mutex<Suggestions>,
+    pair_jobs: PairJobs,
+    ui: Mutex<UiState>,
+    watched: Watched,
+}
+
+/// Largest frame the local API takes (raw bytes): a relay message stays well under 1 MiB.
+const MAX_FRAME: usize = 256 * 1024;
+
+impl Backend {
+    /// `ended` hears each bridge that stops for good (see [`Backend::on_ended`]).
+    pub fn new(home: Home, store: watch::Receiver<Option<secrets::Store>>, ended: mpsc::Sender<Ended>) -> Self {
+        Backend {
+            home,
+            pid: std::process::id(),
+            started_at: crate::now_rfc3339(),
+            store,
+            shutdown: Notify::new(),
+            bridges: Bridges::new(ended),
+            sessions: Sessions::default(),
+            activity: ActivityLog::default(),
+            changes: Changes::default(),
+            suggestions: Mutex::default(),
+            pair_jobs: PairJobs::default(),
+            ui: Mutex::new(UiState::Starting),
+            watched: Watched::default(),
+        }
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    pub fn ping(&self) -> Pong {
+        Pong { pid: self.pid, version: crate::VERSION.into(), home: self.home.root().display().to_string() }
+    }
+
+    // ---- the process ----------------------------------------------------------------
+
+    /// Asks the daemon to stop (the local API's `shutdown`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await
+    }
+
+    /// Something a person can see changed (the web UI's event stream wakes up).
+    pub fn touch(&self) {
+        self.changes.touch();
+    }
+
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Waits for the keyring probe.
+    pub async fn credential_store(&self) -> secrets::Store {
+        let mut rx = self.store.clone();
+        let found = rx.wait_for(Option::is_some).await.map(|s| s.clone());
+        match found {
+            Ok(Some(s)) => s,
+            _ => secrets::Store::File { reason: "keyring probe did not finish".into() },
+        }
+    }
+
+    // ---- status ---------------------------------------------------------------------
+
+    fn runtime(&self) -> Runtime {
+        Runtime {
+            pid: self.pid,
+            started_at: self.started_at.clone(),
+            credential_store: self.store.borrow().clone(),
+            bridges: self.bridges.statuses(),
+            sessions_streaming: self.sessions.streaming_by_org(),
+            activity: self.activity.list(),
+        }
+    }
+
+    /// `vpd status`: the files and the running daemon. Reads files: runs on a blocking thread.
+    pub async fn status(&self) -> Result<StatusReport> {
+        let (home, rt) = (self.home.clone(), self.runtime());
+        tokio::task::spawn_blocking(move || crate::status::collect(&home, Some(&rt)))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// The web UI's whole state (docs/WEBUI.md).
+    pub async fn ui_state(self: &Arc<Self>) -> serde_json::Value {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let report = crate::status::collect(&me.home, Some(&me.runtime()));
+            let health = crate::status::health(&report);
+            let suggestions = crate::suggestions::revalidate(&me.suggestions, &me.home);
+            let mut sessions = me.sessions.list();
+            sessions.reverse();
+            serde_json::json!({
+                "status": report,
+                "health": health,
+                "sessions": sessions,
+                "suggestions": suggestions,
+                "watched": me.watched.list(),
+                "pairing": me.pair_jobs.view(),
+            })
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    // ---- activity -------------------------------------------------------------------
+
+    /// Adds to the activity list and tells the listeners (the tray).
+    fn record(&self, entry: Activity) {
+        self.activity.record(entry);
+        self.touch();
+    }
+
+    /// The entries after `id`.
+    pub fn activity_since(&self, id: u64) -> Vec<Activity> {
+        self.activity.since(id)
+    }
+
+    /// Every entry recorded from now on.
+    pub fn subscribe_activity(&self) -> broadcast::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+
+    // ---- bridges and pairings ---------------------------------------------------------
+
+    /// Starts one bridge per pairing in `config.json` (at start, before the API serves).
+    pub fn start_bridges(&self) {
+        if let Ok(cfg) = crate::config::load(&self.home) {
+            for p in cfg.pairings {
+                self.start_bridge_for(p);
+            }
+        }
+    }
+
+    /// Starts (or restarts) the bridge of a pairing from the files.
+    fn start_bridge(&self, workspace_id: &str) {
+        match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
+            Ok(Some(p)) => self.start_bridge_for(p),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot start a relay bridge"),
+        }
+    }
+
+    /// Starts the bridge of `pairing`, replacing a running one of the same org.
+    fn start_bridge_for(&self, pairing: crate::config::Pairing) {
+        let workspace_id = pairing.workspace_id.clone();
+        match crate::identity::load(&self.home, &workspace_id) {
+            Ok(Some(id)) => {
+                if let Some(replaced) = self.bridges.start(pairing, id) {
+                    // Sessions pinned to the replaced pairing never move to the new one.
+                    self.sessions.cut_runtime_target(&replaced, "re-paired");
+                }
+            }
+            Ok(None) => tracing::error!(workspace = %workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),
+            Err(e) => tracing::error!(workspace = %workspace_id, error = %e, "cannot read the identity: this pairing cannot connect"),
+        }
+    }
+
+    /// Stops every bridge (the daemon is stopping).
+    pub fn stop_bridges(&self) {
+        self.bridges.stop_all();
+    }
+
+    /// Every bridge retries now (a wall-clock jump, a network change).
+    pub fn reconnect_all(&self) {
+        self.bridges.reconnect_all();
+    }
+
+    /// `vpd reconnect [--org]`: the names of the pairings asked to retry.
+    pub fn reconnect(&self, org: Option<&str>) -> Result<Vec<String>> {
+        let config = crate::config::load(&self.home)?;
+        let targets: Vec<String> = match org {
+            Some(q) => vec![config.select(q)?.workspace_id.clone()],
+            None => config.pairings.iter().map(|p| p.workspace_id.clone()).collect(),
+        };
+        Ok(targets
+            .into_iter()
+            .filter(|ws| self.bridges.reconnect(ws))
+            .map(|ws| config.pairing(&ws).map(|p| p.workspace_name.clone()).unwrap_or(ws))
+            .collect())
+    }
+
+    /// A pairing was stored (from `vpd pair`, the UI or the tray): connect it and say so.
+    fn paired(&self, p: &Paired) {
+        self.start_bridge(&p.workspace_id);
+        self.record(Activity {
+            kind: "paired".into(),
+            message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
+            org_id: Some(p.workspace_id.clone()),
+            ..Default::default()
+        });
+    }
+
+    /// `vpd pair`: runs the pairing flow with `ui` (events out, answers in, cancellation),
+    /// and connects the new pairing.
+    pub async fn pair(&self, params: crate::api::protocol::PairParams, ui: PairUi) -> Result<Paired> {
+        let store = self.credential_store().await;
+        let r = pairing::run(&self.home, &store, params, ui).await;
+        match &r {
+            Err(e) => tracing::warn!(code = %e.code, error = %e.message, "pairing failed"),
+            Ok(p) => self.paired(p),
+        }
+        r
+    }
+
+    /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
+    /// platform.
+    pub async fn unpair(&self, org: &str, keep_bindings: bool) -> Result<Unpaired> {
+        // Stop the bridge first, so the platform's own revocation of it is not mistaken
+        // for news.
+        if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
+            self.sessions.cut_org(&pairing.workspace_id, "unpaired");
+            self.bridges.stop(&pairing.workspace_id);
+        }
+        let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
+        if let Ok(u) = &r {
+            self.record(Activity {
+                kind: "unpaired".into(),
+                message: format!("Unpaired from {}", u.workspace_name),
+                org_id: Some(u.workspace_id.clone()),
+                ..Default::default()
+            });
+        }
+        self.touch();
+        r
+    }
+
+    /// A bridge ended for good. SPEC section 6: when the org revoked this pairing, its
+    /// sessions are cut and the pairing removed.
+    pub async fn on_ended(&self, ended: Ended) {
+        let Ended::Revoked { workspace_id, runtime_target_id, .. } = ended else { return };
+        // Only if that pairing is still the current one (a re-pairing replaces it, and the
+        // platform then revokes the old one).
+        let current = crate::config::read(&self.home)
+            .ok()
+            .and_then(|c| c.pairing(&workspace_id).map(|p| p.runtime_target_id == runtime_target_id))
+            .unwrap_or(false);
+        if !current {
+            return;
+        }
+        self.sessions.cut_org(&workspace_id, "revoked");
+        self.bridges.forget(&workspace_id);
+        let home = self.home.clone();
+        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &workspace_id, false)).await {
+            Ok(Ok((p, _, _, _))) => {
+                let msg = format!("{} revoked this machine's pairing", p.workspace_name);
+                tracing::warn!("{msg}");
+                self.record(Activity { kind: "revoked".into(), message: msg, org_id: Some(p.workspace_id.clone()), ..Default::default() });
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
+            Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
+        }
+    }
+
+    // ---- the pair job (the web UI's and the tray's pairing) ---------------------------
+
+    /// Starts a pairing run by the daemon, unless one is running.
+    pub fn pair_job_start(self: &Arc<Self>, params: crate::api::protocol::PairParams) -> Result<PairView> {
+        let (cancel, confirms) = self.pair_jobs.begin()?;
+        self.touch();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (ev_tx, mut ev_rx) = mpsc::channel(8);
+            let store = me.credential_store().await;
+            let ui = PairUi { events: ev_tx, confirms, cancelled: cancel };
+            let flow = pairing::run(&me.home, &store, params, ui);
+            tokio::pin!(flow);
+            let result = loop {
+                tokio::select! {
+                    Some(ev) = ev_rx.recv() => { me.pair_jobs.apply(ev); me.touch(); }
+                    r = &mut flow => break r,
+                }
+            };
+            while let Ok(ev) = ev_rx.try_recv() {
+                me.pair_jobs.apply(ev);
+            }
+            match result {
+                Ok(p) => {
+                    me.paired(&p);
+                    me.pair_jobs.update(|v| {
+                        v.state = "done".into();
+                        v.workspace_name = Some(p.workspace_name.clone());
+                    });
+                }
+                Err(e) => {
+                    let cancelled = e.code == ErrorCode::Cancelled;
+                    tracing::warn!(code = %e.code, error = %e.message, "pairing from the UI ended without a pairing");
+                    me.pair_jobs.update(|v| {
+                        v.state = if cancelled { "cancelled" } else { "failed" }.into();
+                        v.error = Some(e.message.clone());
+                    });
+                }
+            }
+            me.touch();
+        });
+        Ok(self.pair_jobs.view().unwrap_or_default())
+    }
+
+    pub fn pair_job_view(&self) -> Option<PairView> {
+        self.pair_jobs.view()
+    }
+
+    pub fn pair_job_cancel(&self) -> Result<()> {
+        self.pair_jobs.cancel()
+    }
+
+    pub fn pair_job_confirm(&self, replace: bool) -> Result<()> {
+        self.pair_jobs.confirm(replace)?;
+        self.touch();
+        Ok(())
+    }
+
+    // ---- suggestions and watched folders ----------------------------------------------
+
+    /// Offers a hint suggestion; a new one is announced (activity, and the tray notifies).
+    fn offer_suggestion(&self, s: Suggestion) {
+        let fresh = self.suggestions.lock().unwrap().offer(s.clone());
+        if fresh {
+            tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
+            self.record(Activity {
+                kind: "suggestion".into(),
+                message: crate::suggestions::message(&s),
+                directory: Some(s.directory),
+                org_id: Some(s.org_id),
+                suggestion: Some(s.kind),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Checks a directory for a hint (a session started there, the shell hook reported it).
+    async fn check_hint(&self, dir: PathBuf, source: &'static str) {
+        let home = self.home.clone();
+        match tokio::task::spawn_blocking(move || crate::suggestions::check(&home, &dir, source)).await {
+            Ok(Ok(Some(s))) => self.offer_suggestion(s),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "hint check failed"),
+            Err(e) => tracing::debug!(error = %e, "hint check failed"),
+        }
+    }
+
+    /// The shell hook reports a directory whose hint the terminal did not settle; answered at
+    /// once, checked in the background.
+    pub fn hint_report(self: &Arc<Self>, dir: PathBuf) -> Result<()> {
+        if !dir.is_absolute() {
+            return Err(Error::new(ErrorCode::InvalidArgument, "hint_report needs an absolute directory"));
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.check_hint(dir, "shell").await });
+        Ok(())
+    }
+
+    /// Bind / Not now / Never for a suggestion.
+    pub async fn answer_suggestion(&self, directory: &str, org_id: &str, kind: Option<&str>, answer: Answer) -> Result<serde_json::Value> {
+        let (home, d, o, k) = (self.home.clone(), directory.to_string(), org_id.to_string(), kind.map(String::from));
+        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, k.as_deref(), answer))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        if r.is_ok() || answer == Answer::Dismiss {
+            self.suggestions.lock().unwrap().remove(directory, org_id);
+        }
+        self.touch();
+        r
+    }
+
+    /// Runs file work off the async threads and tells the UI something changed.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Home) -> Result<T> + Send + 'static) -> Result<T> {
+        let home = self.home.clone();
+        let r = tokio::task::spawn_blocking(move || f(&home)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        self.touch();
+        r
+    }
+
+    /// Unbinds a directory bound on this machine (listed in `directories.json`): the web UI
+    /// cannot unbind anything else.
+    pub async fn unbind_recorded(&self, directory: String) -> Result<crate::binding::UnbindOutcome> {
+        self.blocking(move |home| {
+            let known = crate::records::load_directories(home)?.bindings.iter().any(|r| r.directory.as_os_str() == directory.as_str());
+            if !known {
+                return Err(Error::new(ErrorCode::NotBound, format!("{directory} is not a directory bound on this machine")));
+            }
+            crate::binding::unbind(home, std::path::Path::new(&directory))
+        })
+        .await
+    }
+
+    pub async fn watch_add(&self, path: String) -> Result<Vec<String>> {
+        let r = self.blocking(move |home| crate::watched::add(home, &path)).await;
+        self.watched.changed();
+        r
+    }
+
+    pub async fn watch_remove(&self, path: String) -> Result<Vec<String>> {
+        let r = self.blocking(move |home| crate::watched::remove(home, &path)).await;
+        self.watched.changed();
+        r
+    }
+
+    /// The watched folders' task: scans them, offers their suggestions, and rescans on
+    /// changes. Idle (no wake-ups) while nothing changes.
+    pub async fn run_watched(self: Arc<Self>) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let mut watcher = None;
+        loop {
+            let folders = crate::config::load(&self.home).map(|c| c.daemon.watched_folders).unwrap_or_default();
+            // Watches first, then the scan: whatever appears after a point is watched raises
+            // an event, whatever appeared before is found by the scan. (A new watcher each
+            // time: the set of children changes.)
+            drop(watcher.take());
+            let (f, events) = (folders.clone(), tx.clone());
+            watcher = tokio::task::spawn_blocking(move || crate::watched::watcher(&f, events)).await.ok().flatten();
+            let home = self.home.clone();
+            let scanned = tokio::task::spawn_blocking(move || crate::watched::scan_all(&home, &folders)).await.unwrap_or_default();
+            let mut list = Vec::new();
+            for (folder, suggestions) in scanned {
+                for s in suggestions {
+                    self.offer_suggestion(s);
+                }
+                list.push(folder);
+            }
+            self.watched.set(list);
+            self.touch();
+            // Wait for a change, then let a burst (a clone) settle.
+            tokio::select! {
+                Some(()) = rx.recv() => {}
+                _ = self.watched.wait_changed() => {}
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+        }
+    }
+
+    // ---- the web UI's address ---------------------------------------------------------
+
+    /// The web UI's port: `VPD_UI_PORT` (tests; `0` picks one), else `daemon.uiPort` in
+    /// config.json.
+    pub fn ui_port(&self) -> u16 {
+        if let Some(p) = std::env::var("VPD_UI_PORT").ok().and_then(|v| v.parse().ok()) {
+            return p;
+        }
+        crate::config::load(&self.home).map(|c| c.daemon.ui_port).unwrap_or(crate::config::DEFAULT_UI_PORT)
+    }
+
+    /// The web UI listens on `port`; `links` makes its one-time login links.
+    pub fn ui_ready(&self, port: u16, links: LinkMaker) {
+        *self.ui.lock().unwrap() = UiState::Ready { port, links };
+    }
+
+    /// The web UI could not start, and why (`vpd ui` explains it).
+    pub fn ui_failed(&self, why: String) {
+        *self.ui.lock().unwrap() = UiState::Failed(why);
+    }
+
+    /// `vpd ui`: a one-time login link that lands on `next`.
+    pub fn ui_link(&self, next: Option<&str>) -> Result<UiLink> {
+        match &*self.ui.lock().unwrap() {
+            UiState::Ready { port, links } => Ok(UiLink { url: links(next), port: *port }),
+            UiState::Failed(why) => Err(Error::new(ErrorCode::DaemonUnavailable, format!("the web UI is not running: {why}"))),
+            UiState::Starting => {
+                Err(Error::new(ErrorCode::DaemonUnavailable, "the web UI is not running: it is still starting; try again in a moment"))
+            }
+        }
+    }
+
+    // ---- sessions ---------------------------------------------------------------------
+
+    /// Starts a session: its binding is resolved now, once.
+    pub async fn session_start(self: &Arc<Self>, p: SessionStartParams) -> Result<SessionInfo> {
+        let home = self.home.clone();
+        let (session, start) = tokio::task::spawn_blocking(move || sessions::start(&home, std::path::Path::new(&p.cwd), &p.agent, p.name))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        let info = session.info.clone();
+        let rt = session.runtime_target_id.clone();
+        self.sessions.insert(session);
+        if let (Some(msg), Some(org), Some(rt)) = (start, &info.org_id, &rt) {
+            if !self.bridges.route(org, rt, msg).await {
+                self.sessions.cut(&info.session_id, "no pairing");
+            }
+        }
+        tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
+        if info.org_id.is_none() {
+            // SPEC section 8: the daemon checks for a hint at session start.
+            let me = self.clone();
+            let dir = PathBuf::from(&info.cwd);
+            tokio::spawn(async move { me.check_hint(dir, "session").await });
+        }
+        Ok(info)
+    }
+
+    /// Numbers and routes one message of a session, in order with its other messages.
+    async fn session_message(
+        &self,
+        id: &str,
+        make: impl FnOnce(&mut sessions::Session) -> Result<Option<vpd_proto::relay::DaemonMsg>>,
+    ) -> Result<SessionInfo> {
+        sessions::check_id(id)?;
+        let order = self.sessions.order(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
+        let _turn = order.lock().await;
+        let (msg, org, rt, info) = self.sessions.with(id, |s| {
+            let msg = make(s)?;
+            Ok((msg, s.info.org_id.clone(), s.runtime_target_id.clone(), s.info.clone()))
+        })?;
+        if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {
+            if !self.bridges.route(&org, &rt, msg).await {
+                self.sessions.cut(id, "no pairing");
+            }
+        }
+        Ok(info)
+    }
+
+    /// Appends one frame (base64 `data`) to a running session.
+    pub async fn session_frame(&self, id: &str, kind: vpd_proto::relay::FrameKind, data: String) -> Result<()> {
+        check_frame(kind, &data)?;
+        self.session_message(id, |s| {
+            if s.info.ended_at.is_some() {
+                return Err(Error::new(ErrorCode::InvalidArgument, format!("session {} has ended", s.info.session_id)));
+            }
+            Ok(s.frame(kind, data))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a session (again: nothing more is sent).
+    pub async fn session_end(&self, id: &str, exit_code: Option<i32>, reason: Option<&str>) -> Result<SessionInfo> {
+        let info =
+            self.session_message(id, |s| Ok(if s.info.ended_at.is_some() { None } else { s.end(exit_code, reason.unwrap_or("exited")) })).await?;
+        tracing::info!(session = %id, ?exit_code, "session ended");
+        Ok(self.sessions.info(id).unwrap_or(info))
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.sessions.list()
+    }
+}
+
+fn check_frame(kind: vpd_proto::relay::FrameKind, data: &str) -> Result<()> {
+    use base64::Engine;
+    if kind == vpd_proto::relay::FrameKind::Gap {
+        return Err(Error::new(ErrorCode::InvalidArgument, "gap frames are made by the daemon, not sent to it"));
+    }
+    if data.len() > MAX_FRAME / 3 * 4 + 4 || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
+        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 256 KiB; split larger output"));
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The relay bridges component: one running [`Bridge`] per pairing, by workspace id. It owns
+//! the map and its lock; the [`crate::backend::Backend`] starts, replaces, stops and routes
+//! through it.
+
+use crate::bridge::{Bridge, BridgeStatus, Command, Control, Ended};
+use crate::config::Pairing;
+use crate::identity::Identity;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+pub struct Bridges {
+    map: Mutex<HashMap<String, Bridge>>,
+    /// Every bridge reports here when it ends for good.
+    ended: mpsc::Sender<Ended>,
+}
+
+impl Bridges {
+    pub fn new(ended: mpsc::Sender<Ended>) -> Self {
+        Bridges { map: Mutex::default(), ended }
+    }
+
+    /// Starts the bridge of `pairing`, replacing a running one of the same org. Returns the
+    /// runtime target of the replaced bridge when it served another pairing (whose sessions
+    /// must be cut: they never move to the new one).
+    pub fn start(&self, pairing: Pairing, identity: Identity) -> Option<String> {
+        let workspace_id = pairing.workspace_id.clone();
+        let b = Bridge::spawn(pairing, identity, self.ended.clone());
+        let new_rt = b.runtime_target_id.clone();
+        let old = self.map.lock().unwrap().insert(workspace_id, b)?;
+        let _ = old.ctl.send(Control::Stop);
+        (old.runtime_target_id != new_rt).then_some(old.runtime_target_id)
+    }
+
+    /// Stops and forgets the bridge of `workspace_id`.
+    pub fn stop(&self, workspace_id: &str) {
+        if let Some(b) = self.map.lock().unwrap().remove(workspace_id) {
+            let _ = b.ctl.send(Control::Stop);
+        }
+    }
+
+    /// Forgets the bridge of `workspace_id` (it ended by itself: revoked).
+    pub fn forget(&self, workspace_id: &str) {
+        self.map.lock().unwrap().remove(workspace_id);
+    }
+
+    /// Stops every bridge (the daemon is stopping).
+    pub fn stop_all(&self) {
+        for b in self.map.lock().unwrap().values() {
+            let _ = b.ctl.send(Control::Stop);
+        }
+    }
+
+    /// Asks the bridge of `workspace_id` to retry now; false when it has none.
+    pub fn reconnect(&self, workspace_id: &str) -> bool {
+        self.map.lock().unwrap().get(workspace_id).map(|b| b.ctl.send(Control::Reconnect)).is_some()
+    }
+
+    /// Asks every bridge to retry now.
+    pub fn reconnect_all(&self) {
+        for b in self.map.lock().unwrap().values() {
+            let _ = b.ctl.send(Control::Reconnect);
+        }
+    }
+
+    /// Each bridge's state, by workspace id.
+    pub fn statuses(&self) -> HashMap<String, BridgeStatus> {
+        self.map.lock().unwrap().iter().map(|(k, b)| (k.clone(), b.status())).collect()
+    }
+
+    /// Hands a message to the bridge of exactly the pairing `runtime_target_id` of
+    /// `workspace_id`. False when that pairing has no bridge any more (unpaired, revoked or
+    /// replaced).
+    pub async fn route(&self, workspace_id: &str, runtime_target_id: &str, msg: vpd_proto::relay::DaemonMsg) -> bool {
+        let tx = self.map.lock().unwrap().get(workspace_id).filter(|b| b.runtime_target_id == runtime_target_id).map(|b| b.tx.clone());
+        match tx {
+            Some(tx) => tx.send(Command::Send(msg)).await.is_ok(),
+            None => false,
+        }
+    }
+}
