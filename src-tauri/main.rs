@@ -25,15 +25,16 @@ use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuIt
 use tray_icon::{Icon, TrayIconBuilder};
 use vpd_daemon::api::protocol::{self, Request};
 use vpd_daemon::pair_job::PairView;
+use vpd_daemon::states::{Health, PairJobState};
 use vpd_daemon::status::StatusReport;
 use vpd_daemon::suggestions::Answer;
 
-fn icon(health: &str) -> Icon {
+fn icon(health: Health) -> Icon {
     let bytes: &'static [u8] = match health {
-        "connected" => include_bytes!("../icons/tray-connected@2x.png"),
-        "degraded" => include_bytes!("../icons/tray-degraded@2x.png"),
-        "offline" => include_bytes!("../icons/tray-offline@2x.png"),
-        _ => include_bytes!("../icons/tray-unpaired@2x.png"),
+        Health::Connected => include_bytes!("../icons/tray-connected@2x.png"),
+        Health::Degraded => include_bytes!("../icons/tray-degraded@2x.png"),
+        Health::Offline => include_bytes!("../icons/tray-offline@2x.png"),
+        Health::Unpaired => include_bytes!("../icons/tray-unpaired@2x.png"),
     };
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
@@ -227,11 +228,7 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
         let login = vpd_daemon::login_item::is_enabled();
         let model = match tray.call::<StatusReport>(&Request::Status) {
             Ok(report) => {
-                let busy = tray
-                    .call::<Option<PairView>>(&Request::PairJob)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|v| matches!(v.state.as_str(), "starting" | "waiting" | "confirm_replace"));
+                let busy = tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state.running());
                 menu::model(&report, login, busy)
             }
             Err(_) => {
@@ -308,7 +305,7 @@ fn on_notification_action(tray: &Tray, a: &vpd_daemon::activity::Activity, note:
         }
     };
     let (Some(directory), Some(org_id)) = (a.directory.clone(), a.org_id.clone()) else { return };
-    let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion.clone(), answer });
+    let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion, answer });
     if let Err(e) = tray.call::<serde_json::Value>(&req) {
         tracing::warn!(error = %e.message, "answering a suggestion failed; opening the window");
         open_window(tray, note.open.as_deref());
@@ -381,24 +378,24 @@ fn pair(tray: &Tray) {
             Ok(Some(v)) => v,
             _ => return,
         };
-        match view.state.as_str() {
-            "waiting" if !opened => {
+        match view.state {
+            PairJobState::Waiting if !opened => {
                 if let Some(url) = &view.url {
                     opened = true;
                     open_browser(url);
                 }
             }
-            "confirm_replace" => {
+            PairJobState::ConfirmReplace => {
                 open_window(tray, Some("/#/"));
-                while tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state == "confirm_replace") {
+                while tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state == PairJobState::ConfirmReplace) {
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
-            "failed" => {
+            PairJobState::Failed => {
                 notify_error("Pairing failed", view.error.as_deref().unwrap_or("unknown error"));
                 break;
             }
-            "done" | "cancelled" => break,
+            PairJobState::Done | PairJobState::Cancelled => break,
             _ => {}
         }
         std::thread::sleep(Duration::from_millis(200));

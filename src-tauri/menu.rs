@@ -1,13 +1,14 @@
 //! The tray menu (SPEC section 12) as data: built from the status model, compared to the
 //! last one, and only then turned into a Tauri menu. Pure: no I/O.
 
+use vpd_daemon::states::{Health, LinkHealth};
 use vpd_daemon::status::StatusReport;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MenuModel {
     pub status_line: String,
-    /// `connected`, `degraded`, `offline`, `unpaired` (the icon).
-    pub health: &'static str,
+    /// The icon.
+    pub health: Health,
     pub pairings: Vec<PairingEntry>,
     pub start_at_login: bool,
     pub pairing_busy: bool,
@@ -25,11 +26,11 @@ pub struct PairingEntry {
 pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) -> MenuModel {
     let health = vpd_daemon::status::health(report);
     let n = report.pairings.len();
-    let connected = report.pairings.iter().filter(|p| p.state == "connected").count();
+    let connected = report.pairings.iter().filter(|p| p.state.health() == LinkHealth::Connected).count();
     let status_line = match (n, health) {
         (0, _) => "Viewport: not paired".to_string(),
-        (_, "connected") => format!("Viewport: connected ({n} org{})", if n == 1 { "" } else { "s" }),
-        (_, "offline") => "Viewport: offline".to_string(),
+        (_, Health::Connected) => format!("Viewport: connected ({n} org{})", if n == 1 { "" } else { "s" }),
+        (_, Health::Offline) => "Viewport: offline".to_string(),
         _ => format!("Viewport: {connected} of {n} connected"),
     };
     let pairings = report
@@ -38,7 +39,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
         .map(|p| PairingEntry {
             workspace_id: p.workspace_id.clone(),
             name: p.workspace_name.clone(),
-            state: p.state.clone(),
+            state: p.state.to_string(),
             url: format!(
                 "{}/orgs/{}/sessions",
                 p.server_url.trim_end_matches('/'),
@@ -51,7 +52,13 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
 
 /// The model when the daemon cannot be reached.
 pub fn unreachable(start_at_login: bool) -> MenuModel {
-    MenuModel { status_line: "Viewport: daemon not running".into(), health: "offline", pairings: Vec::new(), start_at_login, pairing_busy: false }
+    MenuModel {
+        status_line: "Viewport: daemon not running".into(),
+        health: Health::Offline,
+        pairings: Vec::new(),
+        start_at_login,
+        pairing_busy: false,
+    }
 }
 
 #[cfg(test)]
@@ -87,11 +94,11 @@ mod tests {
 
     #[test]
     fn worst_state_wins() {
-        assert_eq!(model(&report(&[]), false, false).health, "unpaired");
-        assert_eq!(model(&report(&["connected", "connected"]), false, false).health, "connected");
-        assert_eq!(model(&report(&["connected", "reconnecting (1/5)"]), false, false).health, "degraded");
-        assert_eq!(model(&report(&["offline (next try 10:00)"]), false, false).health, "offline");
-        assert_eq!(model(&report(&["connecting"]), false, false).health, "degraded");
+        assert_eq!(model(&report(&[]), false, false).health, Health::Unpaired);
+        assert_eq!(model(&report(&["connected", "connected"]), false, false).health, Health::Connected);
+        assert_eq!(model(&report(&["connected", "reconnecting (1/5)"]), false, false).health, Health::Degraded);
+        assert_eq!(model(&report(&["offline (next try 10:00)"]), false, false).health, Health::Offline);
+        assert_eq!(model(&report(&["connecting"]), false, false).health, Health::Degraded);
         let m = model(&report(&["connected", "offline (next try 10:00)"]), true, false);
         assert_eq!(m.status_line, "Viewport: 1 of 2 connected");
         assert_eq!(m.pairings[0].url, "https://p.example/orgs/org0/sessions");

@@ -4,6 +4,7 @@
 //! logged, and the entry stays in the web UI's activity list.
 
 use vpd_daemon::activity::Activity;
+use vpd_daemon::states::{ActivityKind, SuggestionKind};
 
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,22 +19,26 @@ pub struct Note {
 
 /// The notification for an activity entry, if it deserves one. Pure.
 pub fn note_for(a: &Activity) -> Option<Note> {
-    match a.kind.as_str() {
-        "paired" => Some(Note { summary: "Pairing completed".into(), body: a.message.clone(), actions: vec![], open: Some("/#/".into()) }),
-        "revoked" => Some(Note { summary: "Pairing revoked".into(), body: a.message.clone(), actions: vec![], open: Some("/#/activity".into()) }),
-        "suggestion" => {
+    match a.kind {
+        ActivityKind::Paired => {
+            Some(Note { summary: "Pairing completed".into(), body: a.message.clone(), actions: vec![], open: Some("/#/".into()) })
+        }
+        ActivityKind::Revoked => {
+            Some(Note { summary: "Pairing revoked".into(), body: a.message.clone(), actions: vec![], open: Some("/#/activity".into()) })
+        }
+        ActivityKind::Suggestion => {
             let open = a
                 .directory
                 .as_ref()
                 .map(|d| format!("/#/directories?suggest={}", url::form_urlencoded::byte_serialize(d.as_bytes()).collect::<String>()));
-            let actions = match a.suggestion.as_deref() {
-                Some("bind") => vec![("bind", "Bind"), ("not_now", "Not now"), ("never", "Never")],
-                Some("trust") => vec![("bind", "Trust"), ("not_now", "Not now"), ("never", "Never")],
-                _ => vec![],
+            let actions = match a.suggestion {
+                Some(SuggestionKind::Bind) => vec![("bind", "Bind"), ("not_now", "Not now"), ("never", "Never")],
+                Some(SuggestionKind::Trust) => vec![("bind", "Trust"), ("not_now", "Not now"), ("never", "Never")],
+                Some(SuggestionKind::Pair) | None => vec![],
             };
             Some(Note { summary: "Viewport".into(), body: a.message.clone(), actions, open })
         }
-        _ => None,
+        ActivityKind::Unpaired => None,
     }
 }
 
@@ -86,20 +91,21 @@ mod tests {
     #[test]
     fn suggestions_get_actions_and_a_way_into_the_ui() {
         let a = Activity {
-            kind: "suggestion".into(),
+            kind: ActivityKind::Suggestion,
             message: "Bind ~/code/api to Acme?".into(),
             directory: Some("/home/u/code/api".into()),
             org_id: Some("01H".into()),
-            suggestion: Some("bind".into()),
+            suggestion: Some(SuggestionKind::Bind),
             ..Default::default()
         };
         let n = note_for(&a).unwrap();
         assert_eq!(n.actions.iter().map(|a| a.1).collect::<Vec<_>>(), ["Bind", "Not now", "Never"]);
         assert_eq!(n.open.as_deref(), Some("/#/directories?suggest=%2Fhome%2Fu%2Fcode%2Fapi"));
-        let pair = Activity { suggestion: Some("pair".into()), ..a };
+        let pair = Activity { suggestion: Some(SuggestionKind::Pair), ..a };
         assert!(note_for(&pair).unwrap().actions.is_empty());
-        assert!(note_for(&Activity { kind: "unpaired".into(), ..Default::default() }).is_none());
-        let r = note_for(&Activity { kind: "revoked".into(), message: "Acme revoked this machine's pairing".into(), ..Default::default() }).unwrap();
+        assert!(note_for(&Activity { kind: ActivityKind::Unpaired, ..Default::default() }).is_none());
+        let r =
+            note_for(&Activity { kind: ActivityKind::Revoked, message: "Acme revoked this machine's pairing".into(), ..Default::default() }).unwrap();
         assert_eq!(r.body, "Acme revoked this machine's pairing");
     }
 }

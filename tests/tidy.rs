@@ -303,3 +303,26 @@ fn every_doc_named_exists() {
         assert!(root().join("docs").join(&n).exists(), "docs/{n} is named but does not exist");
     }
 }
+
+/// ARCHITECTURE.md: "states and kinds are closed enums (`vpd_daemon::states`)": no Rust code
+/// of the client compares a state, kind or level with a string literal.
+#[test]
+fn states_are_never_compared_with_strings() {
+    let mut dirs = vec![daemon_src(), root().join("crates/vpd-cli/src")];
+    dirs.push(root().join("src-tauri"));
+    for dir in dirs {
+        for (_, p) in modules(&dir) {
+            let src = code(&p);
+            for (n, line) in src.lines().enumerate() {
+                let l = line.replace(' ', "");
+                for field in ["state", "kind", "level", "credential_store", "health", "suggestion"] {
+                    for op in ["==\"", "!=\""] {
+                        assert!(!l.contains(&format!(".{field}{op}")), "{}:{}: compares {field} with a string: {line}", p.display(), n + 1);
+                    }
+                    assert!(!l.contains(&format!(".{field}.as_str()")), "{}:{}: matches {field} as a string: {line}", p.display(), n + 1);
+                    assert!(!l.contains(&format!(".{field}.starts_with(")), "{}:{}: parses {field} text: {line}", p.display(), n + 1);
+                }
+            }
+        }
+    }
+}

@@ -72,18 +72,10 @@
   const pairingHref = (id) => '#/pairing/' + enc(id);
 
   // ---- categories ---------------------------------------------------------------------------
-  function pairingCat(state) {
-    const s = String(state || '');
-    if (s === 'connected') return 'connected';
-    if (s === 'connecting' || s.startsWith('reconnecting')) return 'degraded';
-    return 'offline';
-  }
-  function sessionCat(state) {
-    const s = String(state || '');
-    if (s === 'streaming') return 'connected';
-    if (s.startsWith('cut')) return 'warning';
-    return 'neutral';
-  }
+  // The daemon serves what each state means (a pairing's `health`, a session's `streaming`
+  // and `cut`, a pair job's `running`): no state set is copied here.
+  const pairingCat = (p) => ({ connected: 'connected', degraded: 'degraded' }[p && p.health] || 'offline');
+  const sessionCat = (x) => (x && x.streaming ? 'connected' : x && x.cut ? 'warning' : 'neutral');
   const dirCat = (s) => ({ bound: 'connected', changed: 'degraded', missing: 'degraded' }[s] || 'offline');
   const activityCat = (k) => ({ paired: 'connected', revoked: 'offline', unpaired: 'neutral', suggestion: 'info' }[k] || 'neutral');
   const HEALTH = { connected: 'Connected', degraded: 'Degraded', offline: 'Offline', unpaired: 'Not paired' };
@@ -287,7 +279,7 @@
   }
 
   // ---- pairing (shared by Overview and Directories) -------------------------------------------
-  const pairingRunning = (p) => Boolean(p && ['starting', 'waiting', 'confirm_replace'].includes(p.state));
+  const pairingRunning = (p) => Boolean(p && p.running);
   async function startPair(extra) {
     const body = Object.assign({}, extra || {});
     const server = (ui.drafts['pair-server'] || '').trim();
@@ -360,7 +352,7 @@
     const pairings = st.pairings || [];
     const problems = st.problems || [];
     const suggestions = s.suggestions || [];
-    const streaming = (s.sessions || []).filter((x) => x.state === 'streaming' && !x.endedAt).length;
+    const streaming = (s.sessions || []).filter((x) => x.streaming && !x.endedAt).length;
     const daemonBits = [
       'Machine ' + (d.machineName || 'unknown'),
       'vpd ' + (d.version || '?'),
@@ -382,7 +374,7 @@
         pairings.length
           ? h('ul', { class: 'cards' }, pairings.map((p) => h('li', { class: 'card' },
             h('h3', {}, h('a', { href: pairingHref(p.workspaceId), dataset: { key: 'pairing:' + p.workspaceId } }, p.workspaceName || p.workspaceSlug || p.workspaceId)),
-            h('p', { class: 'card-line' }, badge(String(p.state || 'unknown'), pairingCat(p.state)), ' ', plural(num(p.sessionsStreaming), 'session') + ' streaming'),
+            h('p', { class: 'card-line' }, badge(String(p.state || 'unknown'), pairingCat(p)), ' ', plural(num(p.sessionsStreaming), 'session') + ' streaming'),
             h('p', { class: 'muted wrap' }, 'Relay: ', String(p.relayEndpoint || '—')))))
           : h('p', { class: 'empty' }, 'This machine is not paired with any workspace yet.')),
     ];
@@ -401,7 +393,7 @@
         ['Organization', [String(p.workspaceName || ''), p.workspaceSlug ? ` (${p.workspaceSlug})` : '', ' · ', h('code', {}, String(p.workspaceId))]],
         ['Platform', String(p.serverUrl || '—')],
         ['Relay', String(p.relayEndpoint || '—')],
-        ['State', badge(String(p.state || 'unknown'), pairingCat(p.state))],
+        ['State', badge(String(p.state || 'unknown'), pairingCat(p))],
         ['Last error', lastError],
         ['Connected since', time(p.connectedSince)],
         ['Next retry', time(p.nextRetryAt)],
@@ -529,7 +521,7 @@
       [String(x.name || x.agent || x.sessionId || 'session'), x.name && x.agent ? h('span', { class: 'muted' }, ' (' + x.agent + ')') : null],
       h('span', { class: 'path' }, String(x.directory || x.cwd || '—')),
       String(x.orgName || 'local only'),
-      [badge(String(x.state || 'unknown'), sessionCat(x.state)),
+      [badge(String(x.state || 'unknown'), sessionCat(x)),
         x.localReason ? h('span', { class: 'muted block' }, String(x.localReason)) : null,
         x.endedAt ? h('span', { class: 'muted block' }, x.state === 'ended' ? 'at ' : 'ended ', time(x.endedAt), x.exitCode != null ? ` (exit ${x.exitCode})` : '') : null],
       time(x.startedAt),

@@ -13,7 +13,8 @@ use vpd_daemon::{binding, config, Error, ErrorCode, Home};
 pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, out: &Out) -> Result<ExitCode, Error> {
     let outcome = match binding::bind(home, dir, &org, recursive, yes) {
         Err(e) if e.code == ErrorCode::BindingExists && !out.json => {
-            match prompt::ask(&format!("{} Replace it?", e.message.split(" Pass --yes").next().unwrap_or(&e.message)), false) {
+            let bound = binding::bound_org(home, dir).unwrap_or_else(|| "another org".into());
+            match prompt::ask(&format!("{} is already bound to {bound}. Replace it?", show(dir)), false) {
                 Some(true) => binding::bind(home, dir, &org, recursive, true)?,
                 Some(false) => return Err(Error::new(ErrorCode::Cancelled, "kept the existing binding")),
                 None => return Err(e),

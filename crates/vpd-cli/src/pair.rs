@@ -107,7 +107,15 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
                 out.json(&v);
             } else {
                 println!("Paired with {} ({}){}", p.workspace_name, p.workspace_id, if p.replaced { ", replacing the previous pairing" } else { "" });
-                println!("  machine id {} · relay {} · credentials in {}", p.machine_id, p.relay_endpoint, p.credential_store);
+                println!(
+                    "  machine id {} · relay {} · credentials in {}",
+                    p.machine_id,
+                    p.relay_endpoint,
+                    match p.credential_store {
+                        vpd_daemon::states::StoreKind::Keyring => "the OS keyring",
+                        _ => "config.json (0600)",
+                    }
+                );
                 println!("Nothing streams yet. Bind a directory: vpd bind DIR --org {}", p.workspace_slug);
             }
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ use std::time::Duration;
 use vpd_daemon::api::client;
 use vpd_daemon::api::protocol::{Request, SessionEndItem, SessionEndParams, SessionFrameParams, SessionRef, SessionStartParams, StreamItem};
 use vpd_daemon::sessions::SessionInfo;
+use vpd_daemon::states::SessionState;
 use vpd_daemon::{Error, ErrorCode, Home};
 use vpd_proto::relay::FrameKind;
 
@@ -76,7 +77,7 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         .ok()
     });
     let line = match &session {
-        Some(s) if s.state == "streaming" => format!("vpd: streaming to {}", s.org_name.clone().unwrap_or_default()),
+        Some(s) if s.state == SessionState::Streaming => format!("vpd: streaming to {}", s.org_name.clone().unwrap_or_default()),
         Some(s) => format!("vpd: local only: {}", local_reason(s.local_reason.as_deref())),
         None => "vpd: local only: the vpd daemon is not available".to_string(),
     };
@@ -223,7 +224,7 @@ pub fn session_start(home: &Home, cwd: &Path, agent: String, name: Option<String
         eprintln!(
             "{}",
             match s.org_name.as_deref() {
-                Some(o) if s.state == "streaming" => format!("vpd: streaming to {o}"),
+                Some(o) if s.state == SessionState::Streaming => format!("vpd: streaming to {o}"),
                 _ => format!("vpd: local only: {}", local_reason(s.local_reason.as_deref())),
             }
         );

@@ -4,6 +4,7 @@ use crate::output::Out;
 use std::process::ExitCode;
 use std::time::Duration;
 use vpd_daemon::api::{client, protocol::Request};
+use vpd_daemon::states::{CheckLevel, DirectoryState, LinkHealth, StoreKind};
 use vpd_daemon::status::{self, StatusReport};
 use vpd_daemon::{doctor, Error, Home};
 
@@ -31,15 +32,15 @@ fn render(r: &StatusReport) -> String {
     let name_w = r.pairings.iter().map(|p| p.workspace_name.chars().count()).max().unwrap_or(0);
     let relay_w = r.pairings.iter().map(|p| p.relay_endpoint.len()).max().unwrap_or(0);
     for p in &r.pairings {
-        let mut state = p.state.clone();
+        let mut state = p.state.to_string();
         if p.insecure_http {
             state.push_str(" · insecure http");
         }
-        if p.credential_store == "file" && d.credential_store == "keyring" {
+        if p.credential_store == StoreKind::File && d.credential_store == StoreKind::Keyring {
             state.push_str(" · token in config.json");
         }
         s.push_str(&format!("  {:name_w$}   {:relay_w$}   {state}\n", p.workspace_name, p.relay_endpoint));
-        if let (false, Some(err)) = (p.state == "connected", &p.last_error) {
+        if let (false, Some(err)) = (p.state.health() == LinkHealth::Connected, &p.last_error) {
             s.push_str(&format!("  {:name_w$}   last error: {err}\n", ""));
         }
     }
@@ -51,12 +52,11 @@ fn render(r: &StatusReport) -> String {
     for x in &r.directories {
         let org = x.org_name.clone().unwrap_or_else(|| x.org_id.clone());
         let rec = if x.recursive { " (recursive)" } else { "" };
-        let note = match x.state.as_str() {
-            "bound" => String::new(),
-            "changed" => "   [file changed: grants nothing until `vpd trust`]".into(),
-            "missing" => "   [local.yaml missing]".into(),
-            "org_not_paired" => "   [org not paired]".into(),
-            other => format!("   [{other}]"),
+        let note = match x.state {
+            DirectoryState::Bound => "",
+            DirectoryState::Changed => "   [file changed: grants nothing until `vpd trust`]",
+            DirectoryState::Missing => "   [local.yaml missing]",
+            DirectoryState::OrgNotPaired => "   [org not paired]",
         };
         s.push_str(&format!("  {:dir_w$}  → {org}{rec}{note}\n", x.display));
     }
@@ -64,10 +64,12 @@ fn render(r: &StatusReport) -> String {
     if streaming > 0 {
         s.push_str(&format!("Sessions streaming: {streaming} (`vpd sessions` lists them)\n"));
     }
-    if d.credential_store == "file" {
-        s.push_str(&format!("Credentials: config.json (0600){}\n", d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()));
-    } else if d.credential_store == "keyring" {
-        s.push_str("Credentials: OS keyring (new pairings)\n");
+    match d.credential_store {
+        StoreKind::File => {
+            s.push_str(&format!("Credentials: config.json (0600){}\n", d.keyring_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()))
+        }
+        StoreKind::Keyring => s.push_str("Credentials: OS keyring (new pairings)\n"),
+        StoreKind::Unknown => {}
     }
     for a in r.activity.iter().rev().take(5) {
         s.push_str(&format!("Activity: {} {}\n", a.at, a.message));
@@ -81,20 +83,20 @@ fn render(r: &StatusReport) -> String {
 pub fn doctor(home: &Home, out: &Out) -> Result<ExitCode, Error> {
     let running = client::call::<StatusReport>(home, &Request::Status, Duration::from_secs(5)).ok();
     let pid = running.as_ref().and_then(|r| r.daemon.pid);
-    let store = running.as_ref().and_then(|r| match r.daemon.credential_store.as_str() {
-        "keyring" => Some(vpd_daemon::secrets::Store::Keyring),
-        "file" => Some(vpd_daemon::secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
-        _ => None,
+    let store = running.as_ref().and_then(|r| match r.daemon.credential_store {
+        StoreKind::Keyring => Some(vpd_daemon::secrets::Store::Keyring),
+        StoreKind::File => Some(vpd_daemon::secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
+        StoreKind::Unknown => None,
     });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("runtime", e))?;
     let report = rt.block_on(doctor::run(home, pid, store));
     out.emit(&report, || {
         let mut s = String::new();
         for c in &report.checks {
-            let mark = match c.level.as_str() {
-                "ok" => "ok  ",
-                "warning" => "warn",
-                _ => "FAIL",
+            let mark = match c.level {
+                CheckLevel::Ok => "ok  ",
+                CheckLevel::Warning => "warn",
+                CheckLevel::Error => "FAIL",
             };
             s.push_str(&format!("[{mark}] {}: {}\n", c.name, c.detail));
             if let Some(fix) = &c.fix {

@@ -17,7 +17,7 @@ pub fn open(home: &Home, no_browser: bool, out: &Out) -> Result<ExitCode, Error>
                 link = Some(l);
                 break;
             }
-            Err(e) if e.message.contains("still starting") && attempt < 19 => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) if e.code == vpd_daemon::ErrorCode::UiStarting && attempt < 19 => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(e),
         }
     }

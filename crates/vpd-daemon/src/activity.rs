@@ -2,6 +2,7 @@
 //! revocations, suggestions) and the daemon's one change signal. Both are components of the
 //! [`crate::backend::Backend`]: they own their state and lock; nothing else touches them.
 
+use crate::states::{ActivityKind, SuggestionKind};
 use std::sync::Mutex;
 use tokio::sync::{broadcast, watch};
 
@@ -14,7 +15,7 @@ pub struct Activity {
     pub id: u64,
     pub at: String,
     /// `paired`, `unpaired`, `revoked`, `suggestion`.
-    pub kind: String,
+    pub kind: ActivityKind,
     pub message: String,
     /// The directory a suggestion is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,7 +24,7 @@ pub struct Activity {
     pub org_id: Option<String>,
     /// A suggestion's kind: `bind`, `trust` or `pair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suggestion: Option<String>,
+    pub suggestion: Option<SuggestionKind>,
 }
 
 /// How many entries are kept.
@@ -98,10 +99,10 @@ mod tests {
     fn entries_are_numbered_kept_bounded_and_broadcast() {
         let log = ActivityLog::default();
         let mut rx = log.subscribe();
-        log.record(Activity { kind: "paired".into(), message: "first".into(), ..Default::default() });
+        log.record(Activity { kind: ActivityKind::Paired, message: "first".into(), ..Default::default() });
         assert_eq!(rx.try_recv().unwrap().message, "first", "listeners hear each entry");
         for i in 1..(KEPT + 5) {
-            log.record(Activity { kind: "paired".into(), message: format!("{i}"), ..Default::default() });
+            log.record(Activity { kind: ActivityKind::Paired, message: format!("{i}"), ..Default::default() });
         }
         let all = log.list();
         assert_eq!(all.len(), KEPT);

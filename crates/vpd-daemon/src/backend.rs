@@ -15,6 +15,7 @@ use crate::pair_job::{PairJobs, PairView};
 use crate::pairing::{self, PairUi};
 use crate::secrets;
 use crate::sessions::{self, SessionInfo, Sessions};
+use crate::states::{ActivityKind, CutReason, PairJobState, SuggestionKind};
 use crate::status::{Runtime, StatusReport};
 use crate::suggestions::{Answer, Suggestion, Suggestions};
 use crate::watched::Watched;
@@ -200,7 +201,7 @@ impl Backend {
             Ok(Some(id)) => {
                 if let Some(replaced) = self.bridges.start(pairing, id) {
                     // Sessions pinned to the replaced pairing never move to the new one.
-                    self.sessions.cut_runtime_target(&replaced, "re-paired");
+                    self.sessions.cut_runtime_target(&replaced, CutReason::RePaired);
                 }
             }
             Ok(None) => tracing::error!(workspace = %workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),
@@ -236,7 +237,7 @@ impl Backend {
     fn paired(&self, p: &Paired) {
         self.start_bridge(&p.workspace_id);
         self.record(Activity {
-            kind: "paired".into(),
+            kind: ActivityKind::Paired,
             message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
             org_id: Some(p.workspace_id.clone()),
             ..Default::default()
@@ -261,13 +262,13 @@ impl Backend {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
         if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
-            self.sessions.cut_org(&pairing.workspace_id, "unpaired");
+            self.sessions.cut_org(&pairing.workspace_id, CutReason::Unpaired);
             self.bridges.stop(&pairing.workspace_id);
         }
         let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
         if let Ok(u) = &r {
             self.record(Activity {
-                kind: "unpaired".into(),
+                kind: ActivityKind::Unpaired,
                 message: format!("Unpaired from {}", u.workspace_name),
                 org_id: Some(u.workspace_id.clone()),
                 ..Default::default()
@@ -290,14 +291,14 @@ impl Backend {
         if !current {
             return;
         }
-        self.sessions.cut_org(&workspace_id, "revoked");
+        self.sessions.cut_org(&workspace_id, CutReason::Revoked);
         self.bridges.forget(&workspace_id);
         let home = self.home.clone();
         match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &workspace_id, false)).await {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");
-                self.record(Activity { kind: "revoked".into(), message: msg, org_id: Some(p.workspace_id.clone()), ..Default::default() });
+                self.record(Activity { kind: ActivityKind::Revoked, message: msg, org_id: Some(p.workspace_id.clone()), ..Default::default() });
             }
             Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
             Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
@@ -330,7 +331,7 @@ impl Backend {
                 Ok(p) => {
                     me.paired(&p);
                     me.pair_jobs.update(|v| {
-                        v.state = "done".into();
+                        v.set_state(PairJobState::Done);
                         v.workspace_name = Some(p.workspace_name.clone());
                     });
                 }
@@ -338,7 +339,7 @@ impl Backend {
                     let cancelled = e.code == ErrorCode::Cancelled;
                     tracing::warn!(code = %e.code, error = %e.message, "pairing from the UI ended without a pairing");
                     me.pair_jobs.update(|v| {
-                        v.state = if cancelled { "cancelled" } else { "failed" }.into();
+                        v.set_state(if cancelled { PairJobState::Cancelled } else { PairJobState::Failed });
                         v.error = Some(e.message.clone());
                     });
                 }
@@ -370,7 +371,7 @@ impl Backend {
         if fresh {
             tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
             self.record(Activity {
-                kind: "suggestion".into(),
+                kind: ActivityKind::Suggestion,
                 message: crate::suggestions::message(&s),
                 directory: Some(s.directory),
                 org_id: Some(s.org_id),
@@ -403,9 +404,9 @@ impl Backend {
     }
 
     /// Bind / Not now / Never for a suggestion.
-    pub async fn answer_suggestion(&self, directory: &str, org_id: &str, kind: Option<&str>, answer: Answer) -> Result<serde_json::Value> {
-        let (home, d, o, k) = (self.home.clone(), directory.to_string(), org_id.to_string(), kind.map(String::from));
-        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, k.as_deref(), answer))
+    pub async fn answer_suggestion(&self, directory: &str, org_id: &str, kind: Option<SuggestionKind>, answer: Answer) -> Result<serde_json::Value> {
+        let (home, d, o) = (self.home.clone(), directory.to_string(), org_id.to_string());
+        let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, kind, answer))
             .await
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         if r.is_ok() || answer == Answer::Dismiss {
@@ -508,9 +509,7 @@ impl Backend {
         match &*self.ui.lock().unwrap() {
             UiState::Ready { port, links } => Ok(UiLink { url: links(next), port: *port }),
             UiState::Failed(why) => Err(Error::new(ErrorCode::DaemonUnavailable, format!("the web UI is not running: {why}"))),
-            UiState::Starting => {
-                Err(Error::new(ErrorCode::DaemonUnavailable, "the web UI is not running: it is still starting; try again in a moment"))
-            }
+            UiState::Starting => Err(Error::new(ErrorCode::UiStarting, "the web UI is not running: it is still starting; try again in a moment")),
         }
     }
 
@@ -527,7 +526,7 @@ impl Backend {
         self.sessions.insert(session);
         if let (Some(msg), Some(org), Some(rt)) = (start, &info.org_id, &rt) {
             if !self.bridges.route(org, rt, msg).await {
-                self.sessions.cut(&info.session_id, "no pairing");
+                self.sessions.cut(&info.session_id, CutReason::NoPairing);
             }
         }
         tracing::info!(session = %info.session_id, state = %info.state, org = ?info.org_name, "session started");
@@ -555,7 +554,7 @@ impl Backend {
         })?;
         if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {
             if !self.bridges.route(&org, &rt, msg).await {
-                self.sessions.cut(id, "no pairing");
+                self.sessions.cut(id, CutReason::NoPairing);
             }
         }
         Ok(info)

@@ -145,6 +145,14 @@ pub struct UnbindOutcome {
     pub org_id: Option<String>,
 }
 
+/// The name (or id) of the org `dir`'s own binding file names, if it has one.
+pub fn bound_org(home: &Home, dir: &Path) -> Option<String> {
+    let dir = walk::canonical(dir).ok()?;
+    let org = parse_local(&walk::read_local(&dir).ok()??).ok()?.org_id;
+    let name = config::load(home).ok().and_then(|c| c.pairing(&org).map(|p| p.workspace_name.clone()));
+    Some(name.unwrap_or(org))
+}
+
 /// `vpd unbind DIR`: removes `DIR/.viewport/local.yaml`, our `.gitignore` and the record.
 pub fn unbind(home: &Home, dir: &Path) -> Result<UnbindOutcome> {
     let dir = walk::canonical(dir)?;

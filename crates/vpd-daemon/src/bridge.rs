@@ -45,7 +45,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(rename_all = "camelCase")]
 pub struct BridgeStatus {
     /// `connecting`, `connected`, `reconnecting (n/5)`, `offline (next try HH:MM:SS)`, `revoked`.
-    pub state: String,
+    pub state: crate::states::BridgeState,
     pub last_error: Option<String>,
     /// Stable code of the last error: `close_<code>` (the relay closed the connection with
     /// that code), `token_<status>` (the platform refused a relay token), `connection_failed`.
@@ -110,7 +110,7 @@ impl Bridge {
         let (tx, rx) = mpsc::channel(128);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let runtime_target_id = pairing.runtime_target_id.clone();
-        let status = Arc::new(Mutex::new(BridgeStatus { state: "connecting".into(), ..Default::default() }));
+        let status = Arc::new(Mutex::new(BridgeStatus { state: crate::states::BridgeState::Connecting, ..Default::default() }));
         let latencies = Arc::new(Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)));
         let task = Task {
             pairing,
@@ -204,7 +204,7 @@ impl Task {
             match verdict {
                 Verdict::Revoked => {
                     self.set(|s| {
-                        s.state = "revoked".into();
+                        s.state = crate::states::BridgeState::Revoked;
                         s.last_error = Some(why.clone());
                         s.last_error_code = Some(code.clone());
                     });
@@ -245,10 +245,10 @@ impl Task {
                         s.connected_since = None;
                         s.next_retry_at = Some(next.round(jiff::Unit::Second).unwrap_or(next).to_string());
                         s.state = if failures <= RECONNECT_ATTEMPTS {
-                            format!("reconnecting ({failures}/{RECONNECT_ATTEMPTS})")
+                            crate::states::BridgeState::Reconnecting { attempt: failures, of: RECONNECT_ATTEMPTS }
                         } else {
                             let local = next.to_zoned(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string();
-                            format!("offline (next try {local})")
+                            crate::states::BridgeState::Offline { next_try: local }
                         };
                     });
                     tracing::info!(workspace = %self.pairing.workspace_id, %why, ?delay, "relay connection failed; retrying");
@@ -361,7 +361,7 @@ impl Task {
         self.inflight.clear();
         let since = crate::now_rfc3339();
         self.set(|s| {
-            s.state = "connected".into();
+            s.state = crate::states::BridgeState::Connected;
             s.connected_since = Some(since);
             s.next_retry_at = None;
         });

@@ -89,10 +89,10 @@ pub enum Credential {
 }
 
 impl Credential {
-    pub fn store_name(&self) -> &'static str {
+    pub fn store_kind(&self) -> crate::states::StoreKind {
         match self {
-            Credential::Keyring => "keyring",
-            Credential::File { .. } => "file",
+            Credential::Keyring => crate::states::StoreKind::Keyring,
+            Credential::File { .. } => crate::states::StoreKind::File,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::home::Home;
 use crate::platform::Platform;
 use crate::records;
 use crate::secrets;
+use crate::states::CheckLevel;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub struct Check {
     pub name: String,
     /// `ok`, `warning` or `error`.
-    pub level: String,
+    pub level: CheckLevel,
     pub detail: String,
     pub fix: Option<String>,
 }
@@ -29,8 +30,8 @@ pub struct DoctorReport {
     pub checks: Vec<Check>,
 }
 
-fn check(name: impl Into<String>, level: &str, detail: impl Into<String>, fix: Option<String>) -> Check {
-    Check { name: name.into(), level: level.into(), detail: detail.into(), fix }
+fn check(name: impl Into<String>, level: CheckLevel, detail: impl Into<String>, fix: Option<String>) -> Check {
+    Check { name: name.into(), level, detail: detail.into(), fix }
 }
 
 fn mode_check(path: &Path, want: u32, what: &str, out: &mut Vec<Check>) {
@@ -38,13 +39,13 @@ fn mode_check(path: &Path, want: u32, what: &str, out: &mut Vec<Check>) {
     let uid = unsafe { libc::geteuid() };
     let name = format!("{what} {}", path.display());
     if m.uid() != uid {
-        out.push(check(name, "error", format!("owned by uid {}, not you", m.uid()), Some(format!("chown {uid} {}", path.display()))));
+        out.push(check(name, CheckLevel::Error, format!("owned by uid {}, not you", m.uid()), Some(format!("chown {uid} {}", path.display()))));
     } else if m.file_type().is_symlink() {
-        out.push(check(name, "error", "is a symlink", Some(format!("replace {} with a regular file", path.display()))));
+        out.push(check(name, CheckLevel::Error, "is a symlink", Some(format!("replace {} with a regular file", path.display()))));
     } else if m.mode() & 0o777 != want {
         out.push(check(
             name,
-            "warning",
+            CheckLevel::Warning,
             format!("mode {:o}, expected {want:o}", m.mode() & 0o777),
             Some(format!("chmod {want:o} {}", path.display())),
         ));
@@ -56,10 +57,13 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
     let mut checks = Vec::new();
     let root = home.root();
     match std::fs::symlink_metadata(root) {
-        Err(_) => checks.push(check("home", "warning", format!("{} does not exist yet", root.display()), Some("run `vpd install`".into()))),
-        Ok(m) if !m.is_dir() => {
-            checks.push(check("home", "error", format!("{} is not a directory", root.display()), Some(format!("move {} away", root.display()))))
-        }
+        Err(_) => checks.push(check("home", CheckLevel::Warning, format!("{} does not exist yet", root.display()), Some("run `vpd install`".into()))),
+        Ok(m) if !m.is_dir() => checks.push(check(
+            "home",
+            CheckLevel::Error,
+            format!("{} is not a directory", root.display()),
+            Some(format!("move {} away", root.display())),
+        )),
         Ok(_) => {
             let before = checks.len();
             mode_check(root, 0o700, "home", &mut checks);
@@ -73,18 +77,18 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
                 }
             }
             if checks.len() == before {
-                checks.push(check("permissions", "ok", format!("{} is 0700 and its files 0600", root.display()), None));
+                checks.push(check("permissions", CheckLevel::Ok, format!("{} is 0700 and its files 0600", root.display()), None));
             }
         }
     }
 
     let cfg = match config::read(home) {
         Ok(c) => {
-            checks.push(check("config", "ok", format!("{} pairing(s)", c.pairings.len()), None));
+            checks.push(check("config", CheckLevel::Ok, format!("{} pairing(s)", c.pairings.len()), None));
             Some(c)
         }
         Err(e) => {
-            checks.push(check("config", "error", e.message, Some("fix or move config.json away; vpd never overwrites it".into())));
+            checks.push(check("config", CheckLevel::Error, e.message, Some("fix or move config.json away; vpd never overwrites it".into())));
             None
         }
     };
@@ -92,7 +96,7 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
         [("directories.json", records::load_directories(home).map(|_| ())), ("hint-declines.json", records::load_declines(home).map(|_| ()))]
     {
         if let Err(e) = r {
-            checks.push(check(name, "error", e.message, Some(format!("fix or move {name} away"))));
+            checks.push(check(name, CheckLevel::Error, e.message, Some(format!("fix or move {name} away"))));
         }
     }
 
@@ -101,17 +105,17 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
         None => tokio::task::spawn_blocking(secrets::probe).await.unwrap_or(secrets::Store::File { reason: "probe failed".into() }),
     };
     match &store {
-        secrets::Store::Keyring => checks.push(check("keyring", "ok", "issue tokens go to the OS keyring", None)),
+        secrets::Store::Keyring => checks.push(check("keyring", CheckLevel::Ok, "issue tokens go to the OS keyring", None)),
         secrets::Store::File { reason } => checks.push(check(
             "keyring",
-            "warning",
+            CheckLevel::Warning,
             format!("{reason}; issue tokens are kept in config.json (0600)"),
             Some("start a Secret Service (e.g. gnome-keyring) and unlock it, then restart the daemon".into()),
         )),
     }
     match daemon_running {
-        Some(pid) => checks.push(check("daemon", "ok", format!("running (pid {pid})"), None)),
-        None => checks.push(check("daemon", "warning", "not running", Some("run `vpd daemon`, or any command that needs it".into()))),
+        Some(pid) => checks.push(check("daemon", CheckLevel::Ok, format!("running (pid {pid})"), None)),
+        None => checks.push(check("daemon", CheckLevel::Warning, "not running", Some("run `vpd daemon`, or any command that needs it".into()))),
     }
 
     if let Some(cfg) = &cfg {
@@ -120,7 +124,7 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
             if !id_path.is_file() {
                 checks.push(check(
                     format!("identity of {}", p.workspace_name),
-                    "error",
+                    CheckLevel::Error,
                     format!("{} is missing", id_path.display()),
                     Some(format!("this pairing cannot prove its key; run `vpd pair --org {} --force`", p.workspace_slug)),
                 ));
@@ -138,49 +142,51 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
             }
         }
     }
-    let ok = !checks.iter().any(|c| c.level == "error");
+    let ok = !checks.iter().any(|c| c.level == CheckLevel::Error);
     DoctorReport { ok, checks }
 }
 
 async fn reachability(label: &str, server: &str, insecure: bool) -> Option<Vec<Check>> {
     let platform = match Platform::new(server, insecure) {
         Ok(p) => p,
-        Err(e) => return Some(vec![check(format!("platform of {label}"), "error", e.message, None)]),
+        Err(e) => return Some(vec![check(format!("platform of {label}"), CheckLevel::Error, e.message, None)]),
     };
     let name = format!("platform of {label} ({server})");
     Some(match platform.health().await {
         Ok((h, date)) => {
-            let mut v = vec![check(name.clone(), "ok", format!("reachable, version {}", h.version), None)];
+            let mut v = vec![check(name.clone(), CheckLevel::Ok, format!("reachable, version {}", h.version), None)];
             if let Some(skew) =
                 date.and_then(|d| jiff::fmt::rfc2822::parse(&d).ok()).map(|z| (jiff::Timestamp::now().as_second() - z.timestamp().as_second()).abs())
             {
                 if skew > 60 {
                     v.push(check(
                         format!("clock vs {server}"),
-                        "error",
+                        CheckLevel::Error,
                         format!("this clock is {skew} s off the server's"),
                         Some("enable time synchronisation (NTP)".into()),
                     ));
                 } else {
-                    v.push(check(format!("clock vs {server}"), "ok", format!("{skew} s skew"), None));
+                    v.push(check(format!("clock vs {server}"), CheckLevel::Ok, format!("{skew} s skew"), None));
                 }
             }
             v
         }
-        Err(e) => vec![check(name, "error", e.into_error().message, Some("check the network, the URL, or whether the server is up".into()))],
+        Err(e) => {
+            vec![check(name, CheckLevel::Error, e.into_error().message, Some("check the network, the URL, or whether the server is up".into()))]
+        }
     })
 }
 
 async fn relay_reachability(label: &str, relay: &str) -> Check {
     let name = format!("relay of {label} ({relay})");
-    let Ok(url) = url::Url::parse(relay) else { return check(name, "error", "not a URL", None) };
+    let Ok(url) = url::Url::parse(relay) else { return check(name, CheckLevel::Error, "not a URL", None) };
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return check(name, "error", "no host or port", None);
+        return check(name, CheckLevel::Error, "no host or port", None);
     };
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((host.as_str(), port))).await {
-        Ok(Ok(_)) => check(name, "ok", "TCP reachable", None),
-        Ok(Err(e)) => check(name, "error", format!("cannot connect: {e}"), Some("check the network or whether the relay is up".into())),
-        Err(_) => check(name, "error", "connection timed out", Some("check the network or a firewall".into())),
+        Ok(Ok(_)) => check(name, CheckLevel::Ok, "TCP reachable", None),
+        Ok(Err(e)) => check(name, CheckLevel::Error, format!("cannot connect: {e}"), Some("check the network or whether the relay is up".into())),
+        Err(_) => check(name, CheckLevel::Error, "connection timed out", Some("check the network or a firewall".into())),
     }
 }

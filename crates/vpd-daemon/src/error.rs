@@ -37,6 +37,11 @@ pub enum ErrorCode {
     DaemonUnavailable,
     /// Another daemon holds the home.
     DaemonRunning,
+    /// The daemon runs but its web UI is still starting (try again in a moment).
+    UiStarting,
+    /// A pairing started from the UI or the tray is running already, or none is running
+    /// that an answer could go to.
+    Busy,
     /// A binding file exists but was not made on this machine.
     BindingUntrusted,
     /// A binding to another org exists (use `--yes` to replace).

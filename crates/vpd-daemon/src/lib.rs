@@ -39,6 +39,7 @@ pub mod platform;
 pub mod records;
 pub mod secrets;
 pub mod sessions;
+pub mod states;
 pub mod status;
 pub mod store;
 pub mod suggestions;

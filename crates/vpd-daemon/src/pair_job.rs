@@ -5,6 +5,7 @@
 
 use crate::api::protocol::PairEvent;
 use crate::error::{Error, ErrorCode, Result};
+use crate::states::PairJobState;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -14,7 +15,11 @@ use tokio::sync::{mpsc, watch};
 #[serde(rename_all = "camelCase")]
 pub struct PairView {
     /// `starting`, `waiting`, `confirm_replace`, `done`, `failed`, `cancelled`.
-    pub state: String,
+    pub state: PairJobState,
+    /// Whether it still runs (`starting`, `waiting` or `confirm_replace`): the UI and the tray
+    /// read this instead of keeping their own copy of that set.
+    #[serde(default)]
+    pub running: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,8 +37,13 @@ pub struct PairView {
 }
 
 impl PairView {
+    /// Moves to `state` (and keeps `running` in step).
+    pub fn set_state(&mut self, state: PairJobState) {
+        self.state = state;
+        self.running = state.running();
+    }
     fn running(&self) -> bool {
-        matches!(self.state.as_str(), "starting" | "waiting" | "confirm_replace")
+        self.state.running()
     }
 }
 
@@ -62,10 +72,10 @@ impl PairJobs {
         let (cf_tx, cf_rx) = mpsc::channel(1);
         let mut job = self.job.lock().unwrap();
         if job.as_ref().is_some_and(|j| j.view.running()) {
-            return Err(Error::new(ErrorCode::InvalidArgument, "a pairing is already waiting for approval; finish or cancel it first"));
+            return Err(Error::new(ErrorCode::Busy, "a pairing is already waiting for approval; finish or cancel it first"));
         }
         *job = Some(PairJob {
-            view: PairView { state: "starting".into(), ..Default::default() },
+            view: PairView { state: PairJobState::Starting, running: true, ..Default::default() },
             cancel: cancel_tx,
             confirm: Some(cf_tx),
             ended_at: None,
@@ -101,7 +111,7 @@ impl PairJobs {
                 let _ = j.cancel.send(true);
                 Ok(())
             }
-            _ => Err(Error::new(ErrorCode::InvalidArgument, "no pairing is running")),
+            _ => Err(Error::new(ErrorCode::Busy, "no pairing is running")),
         }
     }
 
@@ -110,8 +120,8 @@ impl PairJobs {
         let tx = {
             let mut job = self.job.lock().unwrap();
             match job.as_mut() {
-                Some(j) if j.view.state == "confirm_replace" => {
-                    j.view.state = "starting".into();
+                Some(j) if j.view.state == PairJobState::ConfirmReplace => {
+                    j.view.set_state(PairJobState::Starting);
                     j.confirm.take()
                 }
                 _ => None,
@@ -122,7 +132,7 @@ impl PairJobs {
                 let _ = tx.try_send(replace);
                 Ok(())
             }
-            None => Err(Error::new(ErrorCode::InvalidArgument, "no pairing is waiting for that answer")),
+            None => Err(Error::new(ErrorCode::Busy, "no pairing is waiting for that answer")),
         }
     }
 }
@@ -130,12 +140,12 @@ impl PairJobs {
 fn apply(v: &mut PairView, ev: PairEvent) {
     match ev {
         PairEvent::Code { code, url, expires_at, fingerprint, server_url } => {
-            v.state = "waiting".into();
+            v.set_state(PairJobState::Waiting);
             (v.code, v.url, v.expires_at, v.fingerprint, v.server_url) =
                 (Some(code), Some(url), Some(expires_at), Some(fingerprint), Some(server_url));
         }
         PairEvent::ConfirmReplace { workspace_name, .. } => {
-            v.state = "confirm_replace".into();
+            v.set_state(PairJobState::ConfirmReplace);
             v.workspace_name = Some(workspace_name);
         }
     }

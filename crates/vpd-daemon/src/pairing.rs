@@ -149,7 +149,7 @@ async fn finish(
         machine_name: stored.machine_name,
         server_url: stored.server_url,
         relay_endpoint: stored.relay_endpoint,
-        credential_store: stored.credential.store_name().into(),
+        credential_store: stored.credential.store_kind(),
         replaced,
     })
 }

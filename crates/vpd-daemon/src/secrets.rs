@@ -20,10 +20,10 @@ pub enum Store {
 }
 
 impl Store {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> crate::states::StoreKind {
         match self {
-            Store::Keyring => "keyring",
-            Store::File { .. } => "file",
+            Store::Keyring => crate::states::StoreKind::Keyring,
+            Store::File { .. } => crate::states::StoreKind::File,
         }
     }
     pub fn fallback_reason(&self) -> Option<&str> {

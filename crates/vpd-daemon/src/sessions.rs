@@ -7,6 +7,7 @@
 use crate::binding;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
+use crate::states::{CutReason, SessionState};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use vpd_core::Resolution;
@@ -24,14 +25,29 @@ pub struct SessionInfo {
     pub org_name: Option<String>,
     /// What the relay sees: the bound directory's name plus the relative path.
     pub directory: String,
-    /// `streaming`, `local only`, `cut (revoked)`, `cut (unpaired)`, `ended`.
-    pub state: String,
+    /// `streaming`, `local only`, `cut (revoked)`, `cut (unpaired)`, `cut (re-paired)`,
+    /// `cut (no pairing)`, `ended`.
+    pub state: SessionState,
+    /// Whether it streams now, and whether it was cut (the UI colours by these).
+    #[serde(default)]
+    pub streaming: bool,
+    #[serde(default)]
+    pub cut: bool,
     /// Why it runs local-only, if it does.
     pub local_reason: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub exit_code: Option<i32>,
     pub frames: u64,
+}
+
+impl SessionInfo {
+    /// Moves to `state`, keeping `streaming` and `cut` in step.
+    fn set_state(&mut self, state: SessionState) {
+        self.state = state;
+        self.streaming = state == SessionState::Streaming;
+        self.cut = matches!(state, SessionState::Cut(_));
+    }
 }
 
 pub struct Session {
@@ -46,7 +62,7 @@ pub struct Session {
 
 impl Session {
     pub fn streaming(&self) -> bool {
-        self.info.state == "streaming"
+        self.info.state == SessionState::Streaming
     }
 }
 
@@ -59,9 +75,9 @@ pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Resu
     let agent: String = agent.chars().filter(|c| !c.is_control()).take(100).collect();
     let (org_id, org_name, directory, state, local_reason) = match &r.resolution {
         Resolution::Pinned { org_id, binding_dir, .. } => {
-            (Some(org_id.clone()), r.org_name(org_id).map(String::from), relay_directory(binding_dir, &r.dir), "streaming".to_string(), None)
+            (Some(org_id.clone()), r.org_name(org_id).map(String::from), relay_directory(binding_dir, &r.dir), SessionState::Streaming, None)
         }
-        Resolution::LocalOnly { reason, .. } => (None, None, String::new(), "local only".to_string(), Some(reason.code().to_string())),
+        Resolution::LocalOnly { reason, .. } => (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string())),
     };
     let start = org_id.as_ref().map(|_| DaemonMsg::SessionStart {
         session_id: id.clone(),
@@ -77,6 +93,8 @@ pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Resu
         org_id,
         org_name,
         directory,
+        streaming: state == SessionState::Streaming,
+        cut: false,
         state,
         local_reason,
         started_at,
@@ -116,8 +134,8 @@ impl Session {
         self.info.ended_at = Some(crate::now_rfc3339());
         self.info.exit_code = exit_code;
         let streaming = self.streaming();
-        if self.info.state == "streaming" || self.info.state == "local only" {
-            self.info.state = "ended".into();
+        if matches!(self.info.state, SessionState::Streaming | SessionState::LocalOnly) {
+            self.info.set_state(SessionState::Ended);
         }
         if !streaming {
             return None;
@@ -128,9 +146,9 @@ impl Session {
     }
 
     /// Stops remote streaming for good (revoked or unpaired org).
-    pub fn cut(&mut self, why: &str) {
+    pub fn cut(&mut self, why: CutReason) {
         if self.streaming() {
-            self.info.state = format!("cut ({why})");
+            self.info.set_state(SessionState::Cut(why));
         }
     }
 }
@@ -194,14 +212,14 @@ impl Sessions {
     }
 
     /// Cuts one session: remote streaming stops for good.
-    pub fn cut(&self, id: &str, why: &str) {
+    pub fn cut(&self, id: &str, why: CutReason) {
         if let Some(s) = self.map.lock().unwrap().get_mut(id) {
             s.cut(why);
         }
     }
 
     /// Cuts every session pinned to `workspace_id`.
-    pub fn cut_org(&self, workspace_id: &str, why: &str) {
+    pub fn cut_org(&self, workspace_id: &str, why: CutReason) {
         for s in self.map.lock().unwrap().values_mut() {
             if s.info.org_id.as_deref() == Some(workspace_id) {
                 s.cut(why);
@@ -210,7 +228,7 @@ impl Sessions {
     }
 
     /// Cuts every session pinned to the pairing `runtime_target_id`.
-    pub fn cut_runtime_target(&self, runtime_target_id: &str, why: &str) {
+    pub fn cut_runtime_target(&self, runtime_target_id: &str, why: CutReason) {
         for s in self.map.lock().unwrap().values_mut() {
             if s.runtime_target_id.as_deref() == Some(runtime_target_id) {
                 s.cut(why);

@@ -5,6 +5,7 @@
 use crate::config;
 use crate::home::Home;
 use crate::records;
+use crate::states::{DirectoryState, Health, LinkHealth, PairingState, StoreKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,7 +31,7 @@ pub struct DaemonInfo {
     pub home: String,
     pub started_at: Option<String>,
     /// `keyring`, `file`, or `unknown` while the daemon is not running or still checking.
-    pub credential_store: String,
+    pub credential_store: StoreKind,
     /// Why the keyring is not used, when it is not.
     pub keyring_error: Option<String>,
 }
@@ -49,8 +50,11 @@ pub struct PairingInfo {
     pub install_id: String,
     pub paired_at: String,
     /// `paired` (no relay bridge yet), `daemon not running`.
-    pub state: String,
-    pub credential_store: String,
+    pub state: PairingState,
+    /// What the state means at a glance (the UI colours by it; absent from older daemons).
+    #[serde(default)]
+    pub health: LinkHealth,
+    pub credential_store: StoreKind,
     pub insecure_http: bool,
     pub last_error: Option<String>,
     /// Stable code of `last_error` (see docs/CLI.md).
@@ -83,20 +87,13 @@ pub struct DirectoryInfo {
     pub recursive: bool,
     /// `bound`; `changed` (the file was edited since: it grants nothing until trusted again);
     /// `missing` (the file is gone); `org_not_paired`.
-    pub state: String,
+    pub state: DirectoryState,
 }
 
 /// The worst state across pairings, for the tray icon and the UI's badge: `unpaired` (no
-/// pairing), `connected` (all), `offline` (none connected), else `degraded`.
-pub fn health(report: &StatusReport) -> &'static str {
-    let total = report.pairings.len();
-    let connected = report.pairings.iter().filter(|p| p.state == "connected").count();
-    match (total, connected) {
-        (0, _) => "unpaired",
-        (t, c) if t == c => "connected",
-        (_, 0) if report.pairings.iter().all(|p| !p.state.starts_with("connecting") && !p.state.starts_with("reconnecting")) => "offline",
-        _ => "degraded",
-    }
+/// pairing), `connected` (all), `offline` (none connected, none trying), else `degraded`.
+pub fn health(report: &StatusReport) -> Health {
+    Health::of(report.pairings.iter().map(|p| p.state.health()))
 }
 
 /// What the running daemon adds to the files.
@@ -127,9 +124,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         .map(|p| {
             let bridge = runtime.and_then(|r| r.bridges.get(&p.workspace_id)).cloned();
             let state = match (runtime, &bridge) {
-                (None, _) => "daemon not running".to_string(),
-                (Some(_), Some(b)) => b.state.clone(),
-                (Some(_), None) => "not connecting (identity missing; see vpd doctor)".to_string(),
+                (None, _) => PairingState::DaemonNotRunning,
+                (Some(_), Some(b)) => PairingState::Link(b.state.clone()),
+                (Some(_), None) => PairingState::IdentityMissing,
             };
             let b = bridge.unwrap_or_default();
             PairingInfo {
@@ -143,8 +140,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 runtime_target_id: p.runtime_target_id.clone(),
                 install_id: p.install_id.clone(),
                 paired_at: p.paired_at.clone(),
+                health: state.health(),
                 state,
-                credential_store: p.credential.store_name().into(),
+                credential_store: p.credential.store_kind(),
                 insecure_http: p.insecure_http,
                 last_error: b.last_error,
                 last_error_code: b.last_error_code,
@@ -168,13 +166,13 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             let state = match crate::walk::read_local(&b.directory) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
                     if config.pairing(&b.org_id).is_some() {
-                        "bound"
+                        DirectoryState::Bound
                     } else {
-                        "org_not_paired"
+                        DirectoryState::OrgNotPaired
                     }
                 }
-                Ok(Some(_)) | Err(_) => "changed",
-                Ok(None) => "missing",
+                Ok(Some(_)) | Err(_) => DirectoryState::Changed,
+                Ok(None) => DirectoryState::Missing,
             };
             DirectoryInfo {
                 directory: b.directory.display().to_string(),
@@ -182,13 +180,13 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 org_id: b.org_id.clone(),
                 org_name: config.pairing(&b.org_id).map(|p| p.workspace_name.clone()),
                 recursive: b.recursive,
-                state: state.into(),
+                state,
             }
         })
         .collect();
     let (credential_store, keyring_error) = match runtime.and_then(|r| r.credential_store.as_ref()) {
-        Some(s) => (s.name().to_string(), s.fallback_reason().map(String::from)),
-        None => ("unknown".to_string(), None),
+        Some(s) => (s.kind(), s.fallback_reason().map(String::from)),
+        None => (StoreKind::Unknown, None),
     };
     StatusReport {
         daemon: DaemonInfo {

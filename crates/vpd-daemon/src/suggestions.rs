@@ -9,6 +9,7 @@
 use crate::binding;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
+use crate::states::SuggestionKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ pub struct Suggestion {
     /// The pairing's name, or the label the hint file gives when not paired.
     pub org_name: String,
     /// `bind` (paired org), `trust` (a `local.yaml` made elsewhere), `pair` (not paired).
-    pub kind: String,
+    pub kind: SuggestionKind,
     /// `session`, `shell` or `watched`.
     pub source: String,
     pub at: String,
@@ -88,8 +89,8 @@ pub fn revalidate(list: &std::sync::Mutex<Suggestions>, home: &Home) -> Vec<Sugg
 pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>> {
     let r = binding::resolve(home, dir)?;
     let (dir, org_id, org_name, kind) = match r.hint(home)? {
-        HintAction::AskBind { dir, org_id, org_name } => (dir, org_id, org_name, "bind"),
-        HintAction::AskTrust { dir, org_id, org_name } => (dir, org_id, org_name, "trust"),
+        HintAction::AskBind { dir, org_id, org_name } => (dir, org_id, org_name, SuggestionKind::Bind),
+        HintAction::AskTrust { dir, org_id, org_name } => (dir, org_id, org_name, SuggestionKind::Trust),
         HintAction::NotPaired { dir, org_id, label } => {
             // The terminal prints this each time (there is no question); the tray and UI
             // stop suggesting it once the user said "Never".
@@ -97,7 +98,7 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
             if declined {
                 return Ok(None);
             }
-            (dir, org_id, label, "pair")
+            (dir, org_id, label, SuggestionKind::Pair)
         }
         HintAction::Quiet | HintAction::Warn { .. } => return Ok(None),
     };
@@ -106,7 +107,7 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
         directory: dir.display().to_string(),
         org_id,
         org_name,
-        kind: kind.into(),
+        kind,
         source: source.into(),
         at: crate::now_rfc3339(),
     }))
@@ -114,17 +115,17 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
 
 /// The notification text of a new suggestion.
 pub fn message(s: &Suggestion) -> String {
-    match s.kind.as_str() {
-        "pair" => format!("This repo suggests org {}, but you're not paired to it.", s.org_name),
-        "trust" => format!("{} has a binding to {} that was not made on this machine. Trust it?", s.display, s.org_name),
-        _ => format!("Bind {} to {}?", s.display, s.org_name),
+    match s.kind {
+        SuggestionKind::Pair => format!("This repo suggests org {}, but you're not paired to it.", s.org_name),
+        SuggestionKind::Trust => format!("{} has a binding to {} that was not made on this machine. Trust it?", s.display, s.org_name),
+        SuggestionKind::Bind => format!("Bind {} to {}?", s.display, s.org_name),
     }
 }
 
 /// Carries out `answer` for the suggestion (directory, org, and the kind the user saw, if
 /// known: a Bind must never turn into a Trust of a file that appeared since). Reads and
 /// writes files.
-pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<&str>, answer: Answer) -> Result<serde_json::Value> {
+pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<SuggestionKind>, answer: Answer) -> Result<serde_json::Value> {
     let dir = PathBuf::from(directory);
     if !dir.is_absolute() {
         return Err(Error::new(ErrorCode::InvalidArgument, format!("{directory} is not an absolute path")));
@@ -145,14 +146,14 @@ pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<&str>, an
     match answer {
         Answer::Dismiss => Ok(serde_json::json!({"ok": true})),
         Answer::Decline => {
-            let q = if s.kind == "trust" { Question::Trust } else { Question::Bind };
+            let q = if s.kind == SuggestionKind::Trust { Question::Trust } else { Question::Bind };
             binding::decline(home, &dir, org_id, q)?;
             Ok(serde_json::json!({"ok": true}))
         }
-        Answer::Bind => match s.kind.as_str() {
-            "bind" => Ok(serde_json::to_value(binding::bind(home, &dir, org_id, false, false)?).unwrap_or_default()),
-            "trust" => Ok(serde_json::to_value(binding::trust(home, &dir)?).unwrap_or_default()),
-            _ => Err(Error::new(
+        Answer::Bind => match s.kind {
+            SuggestionKind::Bind => Ok(serde_json::to_value(binding::bind(home, &dir, org_id, false, false)?).unwrap_or_default()),
+            SuggestionKind::Trust => Ok(serde_json::to_value(binding::trust(home, &dir)?).unwrap_or_default()),
+            SuggestionKind::Pair => Err(Error::new(
                 ErrorCode::NotPaired,
                 format!("this machine is not paired with {}: pair with it first (Pair with workspace…)", s.org_name),
             )),

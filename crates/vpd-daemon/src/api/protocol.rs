@@ -74,7 +74,7 @@ pub struct SuggestionAnswerParams {
     pub org_id: String,
     /// The kind the user saw (`bind`, `trust`, `pair`): refused if it changed since.
     #[serde(default)]
-    pub kind: Option<String>,
+    pub kind: Option<crate::states::SuggestionKind>,
     pub answer: crate::suggestions::Answer,
 }
 
@@ -211,7 +211,7 @@ pub struct Paired {
     pub machine_name: String,
     pub server_url: String,
     pub relay_endpoint: String,
-    pub credential_store: String,
+    pub credential_store: crate::states::StoreKind,
     /// Whether this pairing replaced an older one with the same org.
     pub replaced: bool,
 }

@@ -108,7 +108,7 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
         Request::PairJobStart(p) => to_reply(backend.pair_job_start(p)),
         Request::PairJob => to_reply(Ok(backend.pair_job_view())),
         Request::PairJobCancel => to_reply(backend.pair_job_cancel().map(|_| ok())),
-        Request::SuggestionAnswer(p) => to_reply(backend.answer_suggestion(&p.directory, &p.org_id, p.kind.as_deref(), p.answer).await),
+        Request::SuggestionAnswer(p) => to_reply(backend.answer_suggestion(&p.directory, &p.org_id, p.kind, p.answer).await),
         Request::Reconnect(p) => to_reply(backend.reconnect(p.org.as_deref())),
         Request::SessionStart(p) => to_reply(backend.session_start(p).await),
         Request::SessionFrame(p) => to_reply(backend.session_frame(&p.session_id, p.kind, p.data).await.map(|_| ok())),

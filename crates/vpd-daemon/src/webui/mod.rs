@@ -297,7 +297,8 @@ fn answer<T: serde::Serialize>(r: Result<T>) -> Response {
             let status = match e.code {
                 ErrorCode::InvalidArgument | ErrorCode::NotBound | ErrorCode::BindingExists | ErrorCode::BindingUntrusted => StatusCode::BAD_REQUEST,
                 ErrorCode::NotPaired => StatusCode::NOT_FOUND,
-                ErrorCode::AlreadyPaired => StatusCode::CONFLICT,
+                ErrorCode::AlreadyPaired | ErrorCode::Busy => StatusCode::CONFLICT,
+                ErrorCode::UiStarting => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ServerUnreachable | ErrorCode::BadServerResponse => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
@@ -365,11 +366,11 @@ struct SuggestionBody {
     org_id: String,
     /// The suggestion's kind as shown (`bind`, `trust`, `pair`): refused if it changed since.
     #[serde(default)]
-    kind: Option<String>,
+    kind: Option<crate::states::SuggestionKind>,
 }
 
 async fn suggestion(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>, a: Answer) -> Response {
-    answer(ctx.backend.answer_suggestion(&b.directory, &b.org_id, b.kind.as_deref(), a).await)
+    answer(ctx.backend.answer_suggestion(&b.directory, &b.org_id, b.kind, a).await)
 }
 
 #[derive(Deserialize)]
