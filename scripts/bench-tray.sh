@@ -3,5 +3,5 @@
 # session bus and status-notifier watcher (the packages scripts/test.sh installs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p vpd-cli -p viewport-server -p viewport-tray
+cargo build --release --locked -p vpd-cli -p vpd-daemon -p viewport-server -p viewport-tray
 xvfb-run -a -s "-screen 0 1280x800x24" cargo bench --locked -p viewport-tray --bench tray

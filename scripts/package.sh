@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the desktop packages: a .deb and an AppImage (Linux), each with the tray app and
-# `vpd` next to it (Tauri's externalBin). macOS (.app/.dmg) and Windows (.msi/NSIS) are
+# `vpd` and `vpd-daemon` next to it (Tauri's externalBin). macOS (.app/.dmg) and Windows (.msi/NSIS) are
 # configured in tauri.conf.json but must be built on those systems.
 #
 #   ./scripts/package.sh            # deb + appimage
@@ -9,11 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 targets="${1:-deb,appimage}"
 
-# `vpd` goes in as an external binary, named with the target triple as Tauri expects.
-cargo build --release --locked -p vpd-cli
+# `vpd` and the daemon it starts (`vpd-daemon`) go in as external binaries, named with the
+# target triple as Tauri expects.
+cargo build --release --locked --bin vpd --bin vpd-daemon
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 mkdir -p target/externals
 cp target/release/vpd "target/externals/vpd-$triple"
+cp target/release/vpd-daemon "target/externals/vpd-daemon-$triple"
 
 if ! cargo tauri --version >/dev/null 2>&1; then
   echo "Installing tauri-cli…"

@@ -8,7 +8,8 @@
 # log, the daemon's home with its tokens (in a file there, never the OS keyring). It registers
 # no login item and changes nothing under ~/.config or ~/.viewport.
 # The platform's port is 8080 (VPD_QUICKSTART_PORT), the web UI's 7070 (VPD_QUICKSTART_UI_PORT);
-# VPD_QUICKSTART_BIN names a folder of already built binaries (no build then).
+# VPD_QUICKSTART_BIN names a folder of already built binaries (vpd, vpd-daemon,
+# viewport-server; no build then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${VPD_QUICKSTART_DIR:-$PWD/.quickstart}
@@ -38,7 +39,7 @@ esac
 
 if [ -z "${VPD_QUICKSTART_BIN:-}" ]; then
   echo "Building vpd and viewport-server (release; the first build takes a few minutes)…"
-  cargo build --release --locked --bin vpd --bin viewport-server
+  cargo build --release --locked --bin vpd --bin vpd-daemon --bin viewport-server
 fi
 mkdir -p "$DIR" && chmod 700 "$DIR"
 

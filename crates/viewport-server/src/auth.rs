@@ -41,14 +41,7 @@ pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    vpd_proto::cookie(headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()), name)
 }
 
 /// `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure on https.

@@ -23,9 +23,16 @@ pub fn exe() -> Result<std::path::PathBuf, Error> {
 pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, Error> {
     match action {
         DaemonAction::Run => {
-            let detached = std::env::var_os("VPD_DAEMON_DETACHED").is_some();
-            vpd_daemon::daemon::run(home, detached)?;
-            Ok(ExitCode::SUCCESS)
+            // `vpd` carries no daemon: become the `vpd-daemon` that ships beside it.
+            use std::os::unix::process::CommandExt;
+            let daemon = client::daemon_exe(&exe()?)?;
+            let mut cmd = std::process::Command::new(&daemon);
+            cmd.arg("--home").arg(home.root());
+            if out.json {
+                cmd.arg("--json");
+            }
+            let e = cmd.exec();
+            Err(Error::io(format!("starting {}", daemon.display()), e))
         }
         DaemonAction::Stop => {
             let stopped = stop(&home)?;

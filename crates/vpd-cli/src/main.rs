@@ -286,6 +286,19 @@ impl From<FrameKindArg> for vpd_proto::relay::FrameKind {
 static HOME_FLAG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
+    // The shell hook runs a bare `vpd hint` at every prompt: answer it without building the
+    // whole command-line parser (the rest of `vpd hint …` goes through clap as usual).
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(verb), None) = (args.next(), args.next()) {
+        if verb == "hint" {
+            let out = Out { json: false };
+            let r = home().and_then(|h| cwd_or(None).and_then(|cwd| dirs::hint(&h, &cwd, false, false, false, &out)));
+            return r.unwrap_or_else(|e| {
+                out.error(&e);
+                ExitCode::from(1)
+            });
+        }
+    }
     let cli = Cli::parse();
     let _ = HOME_FLAG.set(cli.home.clone());
     let out = Out { json: cli.json };

@@ -4,9 +4,9 @@ use crate::output::Out;
 use std::process::ExitCode;
 use std::time::Duration;
 use vpd_daemon::api::{client, protocol::Request};
-use vpd_daemon::states::{CheckLevel, DirectoryState, LinkHealth, StoreKind};
+use vpd_daemon::states::{DirectoryState, LinkHealth, StoreKind};
 use vpd_daemon::status::{self, StatusReport};
-use vpd_daemon::{doctor, Error, Home};
+use vpd_daemon::{Error, Home};
 
 /// The daemon's report, or one built from the files when no daemon runs (status never starts
 /// one).
@@ -80,31 +80,16 @@ fn render(r: &StatusReport) -> String {
     s.trim_end().to_string()
 }
 
+/// `vpd doctor`: the checks need the HTTP client and the keyring, which `vpd` does not carry;
+/// the `vpd-daemon` binary beside it runs them (and prints the same text or JSON).
 pub fn doctor(home: &Home, out: &Out) -> Result<ExitCode, Error> {
-    let running = client::call::<StatusReport>(home, &Request::Status, Duration::from_secs(5)).ok();
-    let pid = running.as_ref().and_then(|r| r.daemon.pid);
-    let store = running.as_ref().and_then(|r| match r.daemon.credential_store {
-        StoreKind::Keyring => Some(vpd_daemon::secrets::Store::Keyring),
-        StoreKind::File => Some(vpd_daemon::secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
-        StoreKind::Unknown => None,
-    });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("runtime", e))?;
-    let report = rt.block_on(doctor::run(home, pid, store));
-    out.emit(&report, || {
-        let mut s = String::new();
-        for c in &report.checks {
-            let mark = match c.level {
-                CheckLevel::Ok => "ok  ",
-                CheckLevel::Warning => "warn",
-                CheckLevel::Error => "FAIL",
-            };
-            s.push_str(&format!("[{mark}] {}: {}\n", c.name, c.detail));
-            if let Some(fix) = &c.fix {
-                s.push_str(&format!("       fix: {fix}\n"));
-            }
-        }
-        s.push_str(if report.ok { "No problems found." } else { "Problems found; see the fixes above." });
-        s
-    });
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    use std::os::unix::process::CommandExt;
+    let daemon = client::daemon_exe(&crate::install::exe()?)?;
+    let mut cmd = std::process::Command::new(&daemon);
+    cmd.arg("doctor").arg("--home").arg(home.root());
+    if out.json {
+        cmd.arg("--json");
+    }
+    let e = cmd.exec();
+    Err(Error::io(format!("starting {}", daemon.display()), e))
 }

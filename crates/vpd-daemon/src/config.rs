@@ -175,24 +175,7 @@ pub fn read(home: &Home) -> Result<Config> {
 }
 
 fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
-    let value: serde_json::Value = store::parse_json(path, bytes)?;
-    let version = value.get("version").and_then(|v| v.as_u64());
-    match version {
-        Some(v) if v == CONFIG_VERSION as u64 => {}
-        Some(v) if v > CONFIG_VERSION as u64 => {
-            return Err(Error::new(
-                ErrorCode::ConfigTooNew,
-                format!(
-                    "{} was written by a newer vpd (config version {v}; this vpd {} reads version {CONFIG_VERSION}). Upgrade vpd; the file was left untouched.",
-                    path.display(),
-                    crate::VERSION
-                ),
-            ))
-        }
-        _ => return Err(Error::file(path, "has no valid \"version\"; it is not a vpd config or is corrupt. It was left untouched.")),
-    }
-    let config: Config =
-        serde_json::from_value(value).map_err(|e| Error::file(path, format!("is not valid: {e}. It was left untouched; fix it or move it away.")))?;
+    let config: Config = store::parse_versioned(path, bytes, CONFIG_VERSION)?;
     config.validate(path)?;
     Ok(config)
 }

@@ -7,7 +7,7 @@ use crate::home::Home;
 use crate::platform::Platform;
 use crate::records;
 use crate::secrets;
-use crate::states::CheckLevel;
+use crate::states::{CheckLevel, StoreKind};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -188,5 +188,39 @@ async fn relay_reachability(label: &str, relay: &str) -> Check {
         Ok(Ok(_)) => check(name, CheckLevel::Ok, "TCP reachable", None),
         Ok(Err(e)) => check(name, CheckLevel::Error, format!("cannot connect: {e}"), Some("check the network or whether the relay is up".into())),
         Err(_) => check(name, CheckLevel::Error, "connection timed out", Some("check the network or a firewall".into())),
+    }
+}
+/// `vpd doctor`, run by the `vpd-daemon` binary: asks a running daemon for its pid and
+/// credential store (starting none), then runs the checks.
+pub fn run_here(home: &Home) -> Result<DoctorReport, crate::Error> {
+    use crate::status::StatusReport;
+    let running = crate::api::client::call::<StatusReport>(home, &crate::api::protocol::Request::Status, std::time::Duration::from_secs(5)).ok();
+    let pid = running.as_ref().and_then(|r| r.daemon.pid);
+    let store = running.as_ref().and_then(|r| match r.daemon.credential_store {
+        StoreKind::Keyring => Some(secrets::Store::Keyring),
+        StoreKind::File => Some(secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
+        StoreKind::Unknown => None,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| crate::Error::io("runtime", e))?;
+    Ok(rt.block_on(run(home, pid, store)))
+}
+
+impl DoctorReport {
+    /// The text `vpd doctor` prints.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for c in &self.checks {
+            let mark = match c.level {
+                CheckLevel::Ok => "ok  ",
+                CheckLevel::Warning => "warn",
+                CheckLevel::Error => "FAIL",
+            };
+            s.push_str(&format!("[{mark}] {}: {}\n", c.name, c.detail));
+            if let Some(fix) = &c.fix {
+                s.push_str(&format!("       fix: {fix}\n"));
+            }
+        }
+        s.push_str(if self.ok { "No problems found." } else { "Problems found; see the fixes above." });
+        s
     }
 }

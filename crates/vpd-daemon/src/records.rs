@@ -21,7 +21,7 @@ pub struct Directories {
 
 impl Default for Directories {
     fn default() -> Self {
-        Self { version: 1, bindings: Vec::new() }
+        Self { version: RECORDS_VERSION, bindings: Vec::new() }
     }
 }
 
@@ -57,7 +57,7 @@ pub struct Declines {
 
 impl Default for Declines {
     fn default() -> Self {
-        Self { version: 1, declines: Vec::new() }
+        Self { version: RECORDS_VERSION, declines: Vec::new() }
     }
 }
 
@@ -88,24 +88,14 @@ impl Declines {
     }
 }
 
+/// The version of `directories.json` and `hint-declines.json` this vpd reads and writes.
+const RECORDS_VERSION: u32 = 1;
+
 /// Reads without changing anything (status, doctor and `vpd hint` on every prompt read these).
 fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
     match store::read_bounded(path, MAX_FILE)? {
         None => Ok(T::default()),
-        Some(bytes) => {
-            let v: serde_json::Value = store::parse_json(path, &bytes)?;
-            match v.get("version").and_then(|v| v.as_u64()) {
-                Some(1) => {}
-                Some(n) if n > 1 => {
-                    return Err(Error::new(
-                        ErrorCode::ConfigTooNew,
-                        format!("{} was written by a newer vpd (version {n}); upgrade vpd", path.display()),
-                    ))
-                }
-                _ => return Err(Error::file(path, "has no valid \"version\"; it was left untouched — fix it or move it away")),
-            }
-            serde_json::from_value(v).map_err(|e| Error::file(path, format!("is not valid: {e}; it was left untouched")))
-        }
+        Some(bytes) => store::parse_versioned(path, &bytes, RECORDS_VERSION),
     }
 }
 

@@ -132,6 +132,31 @@ pub fn sweep_temporaries(dir: &Path) {
     }
 }
 
+/// Parses a versioned JSON file of the home (`{"version": N, …}`) read with
+/// [`read_bounded`]: version `current` is read; a newer one is refused with
+/// [`crate::ErrorCode::ConfigTooNew`] (upgrade vpd); anything else, or a body that does not
+/// match `T`, is an error naming the file. The file is never touched.
+pub fn parse_versioned<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8], current: u32) -> Result<T> {
+    let value: serde_json::Value = parse_json(path, bytes)?;
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == current as u64 => {}
+        Some(v) if v > current as u64 => {
+            return Err(Error::new(
+                crate::ErrorCode::ConfigTooNew,
+                format!(
+                    "{} was written by a newer vpd (version {v}; this vpd {} reads version {current}). Upgrade vpd; the file was left untouched.",
+                    path.display(),
+                    crate::VERSION
+                ),
+            ))
+        }
+        _ => {
+            return Err(Error::file(path, "has no valid \"version\"; it is not vpd's or is corrupt. It was left untouched; fix it or move it away."))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| Error::file(path, format!("is not valid: {e}. It was left untouched; fix it or move it away.")))
+}
+
 /// Parses JSON from a file read with [`read_bounded`], with an error that names the file.
 pub fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {

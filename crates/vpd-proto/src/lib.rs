@@ -58,3 +58,21 @@ pub mod paths {
     pub const HEALTH: &str = "/api/health";
     pub const PAIRING_TOKEN_HEADER: &str = "X-Viewport-Pairing-Token";
 }
+
+/// The value of cookie `name` among `Cookie` header values (`a=1; b=2`), as both HTTP
+/// servers (the platform's pages and the daemon's web UI) read their own cookie.
+pub fn cookie<'a>(header_values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    header_values.into_iter().flat_map(|v| v.split(';')).filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    #[test]
+    fn finds_a_cookie_among_headers_and_pairs() {
+        let h = ["a=1; vp_session=abc", "b=2;c=3"];
+        assert_eq!(super::cookie(h, "vp_session"), Some("abc"));
+        assert_eq!(super::cookie(h, "c"), Some("3"));
+        assert_eq!(super::cookie(h, "vp"), None);
+        assert_eq!(super::cookie(["novalue; x=y=z"], "x"), Some("y=z"));
+    }
+}

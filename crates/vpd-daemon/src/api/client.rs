@@ -95,7 +95,18 @@ pub fn pair(home: &Home, params: PairParams, mut on_event: impl FnMut(&PairEvent
     }
 }
 
-/// Connects to the daemon, starting `exe daemon` in the background first if none answers.
+/// The daemon binary that ships beside the `vpd` binary `vpd_exe` (`vpd-daemon`).
+pub fn daemon_exe(vpd_exe: &Path) -> Result<std::path::PathBuf> {
+    let exe = vpd_exe.with_file_name(format!("vpd-daemon{}", std::env::consts::EXE_SUFFIX));
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(Error::new(ErrorCode::DaemonUnavailable, format!("{} is missing: vpd and vpd-daemon ship together; reinstall vpd", exe.display())))
+    }
+}
+
+/// Pings the daemon of `home`, starting it (the `vpd-daemon` beside `exe`, the `vpd` binary)
+/// in the background when none answers.
 pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
     if let Ok(p) = call(home, &Request::Ping, Duration::from_secs(2)) {
         return Ok(p);
@@ -108,8 +119,10 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
         std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&stderr_path)
     }
     .map_err(|e| Error::io(stderr_path.display(), e))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("daemon")
+    let daemon = daemon_exe(exe)?;
+    let mut cmd = std::process::Command::new(&daemon);
+    cmd.arg("--home")
+        .arg(home.root())
         .env("VPD_DAEMON_DETACHED", "1")
         .env("VIEWPORT_HOME", home.root())
         .current_dir("/")
@@ -124,7 +137,7 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {} daemon", exe.display()), e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {}", daemon.display()), e))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut exited = false;
     while Instant::now() < deadline {

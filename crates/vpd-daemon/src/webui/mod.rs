@@ -149,10 +149,7 @@ fn cookie_name(ui: &Ui) -> String {
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        (k == name).then(|| v.to_string())
-    })
+    vpd_proto::cookie(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()), name).map(str::to_string)
 }
 
 /// The session id of the request's cookie, if valid.
