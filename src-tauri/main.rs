@@ -23,10 +23,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tray_icon::{Icon, TrayIconBuilder};
-use vpd_daemon::api::protocol::{self, Request};
-use vpd_daemon::pair_job::PairView;
+use vpd_daemon::api::protocol;
 use vpd_daemon::states::{Health, PairJobState};
-use vpd_daemon::status::StatusReport;
 use vpd_daemon::suggestions::Answer;
 
 fn icon(health: Health) -> Icon {
@@ -66,8 +64,8 @@ struct Tray {
 }
 
 impl Tray {
-    fn call<T: serde::de::DeserializeOwned>(&self, req: &Request) -> vpd_daemon::Result<T> {
-        vpd_daemon::api::client::call(&self.home, req, Duration::from_secs(30))
+    fn call<C: protocol::Call>(&self, call: C) -> vpd_daemon::Result<C::Response> {
+        vpd_daemon::api::client::ask(&self.home, call, Duration::from_secs(30))
     }
     fn refresh_soon(&self) {
         let _ = self.wake.lock().unwrap().send(());
@@ -226,9 +224,9 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
             return;
         }
         let login = vpd_daemon::login_item::is_enabled();
-        let model = match tray.call::<StatusReport>(&Request::Status) {
+        let model = match tray.call(protocol::GetStatus) {
             Ok(report) => {
-                let busy = tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state.running());
+                let busy = tray.call(protocol::GetPairJob).ok().flatten().is_some_and(|v| v.state.running());
                 menu::model(&report, login, busy)
             }
             Err(_) => {
@@ -305,8 +303,7 @@ fn on_notification_action(tray: &Tray, a: &vpd_daemon::activity::Activity, note:
         }
     };
     let (Some(directory), Some(org_id)) = (a.directory.clone(), a.org_id.clone()) else { return };
-    let req = Request::SuggestionAnswer(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion, answer });
-    if let Err(e) = tray.call::<serde_json::Value>(&req) {
+    if let Err(e) = tray.call(protocol::SuggestionAnswerParams { directory, org_id, kind: a.suggestion, answer }) {
         tracing::warn!(error = %e.message, "answering a suggestion failed; opening the window");
         open_window(tray, note.open.as_deref());
     }
@@ -366,7 +363,7 @@ fn open_browser(url: &str) {
 fn pair(tray: &Tray) {
     let server = std::env::var("VIEWPORT_SERVER_URL").ok().filter(|s| !s.is_empty());
     let params = protocol::PairParams { server, ..Default::default() };
-    if let Err(e) = tray.call::<PairView>(&Request::PairJobStart(params)) {
+    if let Err(e) = tray.call(protocol::StartPairJob(params)) {
         notify_error("Pairing could not start", &e.message);
         return;
     }
@@ -374,7 +371,7 @@ fn pair(tray: &Tray) {
     let deadline = Instant::now() + Duration::from_secs(20 * 60);
     let mut opened = false;
     while Instant::now() < deadline {
-        let view = match tray.call::<Option<PairView>>(&Request::PairJob) {
+        let view = match tray.call(protocol::GetPairJob) {
             Ok(Some(v)) => v,
             _ => return,
         };
@@ -387,7 +384,7 @@ fn pair(tray: &Tray) {
             }
             PairJobState::ConfirmReplace => {
                 open_window(tray, Some("/#/"));
-                while tray.call::<Option<PairView>>(&Request::PairJob).ok().flatten().is_some_and(|v| v.state == PairJobState::ConfirmReplace) {
+                while tray.call(protocol::GetPairJob).ok().flatten().is_some_and(|v| v.state == PairJobState::ConfirmReplace) {
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
@@ -415,7 +412,7 @@ fn notify_error(summary: &str, body: &str) {
 /// process to go there, or starts one (`viewport-window`, next to this binary).
 fn open_window(tray: &Tray, next: Option<&str>) {
     let t0 = Instant::now();
-    let link = match tray.call::<protocol::UiLink>(&Request::UiLink(protocol::UiLinkParams { next: next.map(String::from) })) {
+    let link = match tray.call(protocol::UiLinkParams { next: next.map(String::from) }) {
         Ok(l) => l,
         Err(e) => {
             notify_error("The Viewport window cannot open", &e.message);

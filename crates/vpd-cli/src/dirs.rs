@@ -176,6 +176,6 @@ fn report_to_daemon(home: &Home, dir: &Path) {
     if !home.socket().exists() {
         return;
     }
-    let req = vpd_daemon::api::protocol::Request::HintReport(vpd_daemon::api::protocol::HintReportParams { dir: dir.display().to_string() });
-    let _ = vpd_daemon::api::client::call::<serde_json::Value>(home, &req, std::time::Duration::from_millis(500));
+    let report = vpd_daemon::api::protocol::HintReportParams { dir: dir.display().to_string() };
+    let _ = vpd_daemon::api::client::ask(home, report, std::time::Duration::from_millis(500));
 }

@@ -5,7 +5,7 @@ use crate::prompt;
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use vpd_daemon::api::{client, protocol::Request};
+use vpd_daemon::api::client;
 use vpd_daemon::{config, login_item, Error, ErrorCode, Home};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -45,7 +45,7 @@ pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, E
 /// Asks the daemon to stop and waits until it has released the home. `false` if none ran.
 pub fn stop(home: &Home) -> Result<bool, Error> {
     let Some(pid) = vpd_daemon::daemon::running_pid(home) else { return Ok(false) };
-    let asked = client::call::<serde_json::Value>(home, &Request::Shutdown, Duration::from_secs(5)).is_ok();
+    let asked = client::ask(home, vpd_daemon::api::protocol::Shutdown, Duration::from_secs(5)).is_ok();
     if !asked {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
@@ -155,9 +155,9 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
         if !cfg.pairings.is_empty() {
             client::ensure_daemon(home, &exe()?)?;
             for p in &cfg.pairings {
-                let r: vpd_daemon::api::protocol::Unpaired = client::call(
+                let r = client::ask(
                     home,
-                    &Request::Unpair(vpd_daemon::api::protocol::UnpairParams { org: p.workspace_id.clone(), keep_bindings: !remove_bindings }),
+                    vpd_daemon::api::protocol::UnpairParams { org: p.workspace_id.clone(), keep_bindings: !remove_bindings },
                     Duration::from_secs(30),
                 )?;
                 unpaired.push(r);

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 use vpd_daemon::api::client;
-use vpd_daemon::api::protocol::{PairEvent, PairParams, Request, UnpairParams, Unpaired};
+use vpd_daemon::api::protocol::{PairEvent, PairParams, UnpairParams, Unpaired};
 use vpd_daemon::{config, Error, Home};
 
 pub fn pair(home: &Home, params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
@@ -128,7 +128,7 @@ pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
     // Fail fast, without starting a daemon, when nothing matches.
     config::read(home)?.select(org)?;
     client::ensure_daemon(home, &exe()?)?;
-    let r: Unpaired = client::call(home, &Request::Unpair(UnpairParams { org: org.to_string(), keep_bindings: false }), Duration::from_secs(60))?;
+    let r: Unpaired = client::ask(home, UnpairParams { org: org.to_string(), keep_bindings: false }, Duration::from_secs(60))?;
     out.emit(&r, || {
         let mut s = format!("Unpaired {} ({}): credentials, key and bindings removed.", r.workspace_name, r.workspace_id);
         for d in &r.unbound {

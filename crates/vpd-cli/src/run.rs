@@ -69,12 +69,8 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     // The session (and its binding, resolved once, now). Without a daemon the command still
     // runs, locally.
     let session: Option<SessionInfo> = client::ensure_daemon(home, &exe()?).ok().and_then(|_| {
-        client::call(
-            home,
-            &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent: agent.clone(), name: name.clone() }),
-            Duration::from_secs(10),
-        )
-        .ok()
+        client::ask(home, SessionStartParams { cwd: cwd.display().to_string(), agent: agent.clone(), name: name.clone() }, Duration::from_secs(10))
+            .ok()
     });
     let line = match &session {
         Some(s) if s.state == SessionState::Streaming => format!("vpd: streaming to {}", s.org_name.clone().unwrap_or_default()),
@@ -194,7 +190,7 @@ fn stream(home: &Home, id: &str, rx: mpsc::Receiver<StreamItem>) {
 }
 
 pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
-    let list: Vec<SessionInfo> = match client::call(home, &Request::Sessions, Duration::from_secs(5)) {
+    let list: Vec<SessionInfo> = match client::ask(home, vpd_daemon::api::protocol::ListSessions, Duration::from_secs(5)) {
         Ok(l) => l,
         Err(e) if e.code == ErrorCode::DaemonUnavailable => Vec::new(),
         Err(e) => return Err(e),
@@ -217,8 +213,7 @@ pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
 pub fn session_start(home: &Home, cwd: &Path, agent: String, name: Option<String>, out: &Out) -> Result<ExitCode, Error> {
     let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
     client::ensure_daemon(home, &exe()?)?;
-    let s: SessionInfo =
-        client::call(home, &Request::SessionStart(SessionStartParams { cwd: cwd.display().to_string(), agent, name }), Duration::from_secs(10))?;
+    let s: SessionInfo = client::ask(home, SessionStartParams { cwd: cwd.display().to_string(), agent, name }, Duration::from_secs(10))?;
     out.emit(&s, || s.session_id.clone());
     if !out.json {
         eprintln!(
@@ -241,21 +236,20 @@ pub fn session_frame(home: &Home, id: String, kind: FrameKind, data: Option<Stri
             b
         }
     };
-    let v: serde_json::Value =
-        client::call(home, &Request::SessionFrame(SessionFrameParams { session_id: id, kind, data: B64.encode(bytes) }), Duration::from_secs(30))?;
+    let v = client::ask(home, SessionFrameParams { session_id: id, kind, data: B64.encode(bytes) }, Duration::from_secs(30))?;
     out.emit(&v, String::new);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn session_end(home: &Home, id: String, exit_code: Option<i32>, reason: Option<String>, out: &Out) -> Result<ExitCode, Error> {
-    let s: SessionInfo = client::call(home, &Request::SessionEnd(SessionEndParams { session_id: id, exit_code, reason }), Duration::from_secs(30))?;
+    let s: SessionInfo = client::ask(home, SessionEndParams { session_id: id, exit_code, reason }, Duration::from_secs(30))?;
     out.emit(&s, || format!("session {} ended", s.session_id));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn reconnect(home: &Home, org: Option<String>, out: &Out) -> Result<ExitCode, Error> {
     client::ensure_daemon(home, &exe()?)?;
-    let names: Vec<String> = client::call(home, &Request::Reconnect(vpd_daemon::api::protocol::ReconnectParams { org }), Duration::from_secs(10))?;
+    let names: Vec<String> = client::ask(home, vpd_daemon::api::protocol::ReconnectParams { org }, Duration::from_secs(10))?;
     out.emit(&json!({"reconnecting": names}), || {
         if names.is_empty() {
             "No pairing to reconnect.".into()

@@ -3,7 +3,7 @@
 use crate::output::Out;
 use std::process::ExitCode;
 use std::time::Duration;
-use vpd_daemon::api::{client, protocol::Request};
+use vpd_daemon::api::client;
 use vpd_daemon::states::{DirectoryState, LinkHealth, StoreKind};
 use vpd_daemon::status::{self, StatusReport};
 use vpd_daemon::{Error, Home};
@@ -11,7 +11,7 @@ use vpd_daemon::{Error, Home};
 /// The daemon's report, or one built from the files when no daemon runs (status never starts
 /// one).
 fn report(home: &Home) -> StatusReport {
-    match client::call::<StatusReport>(home, &Request::Status, Duration::from_secs(5)) {
+    match client::ask(home, vpd_daemon::api::protocol::GetStatus, Duration::from_secs(5)) {
         Ok(r) => r,
         Err(_) => status::collect(home, None),
     }

@@ -12,7 +12,7 @@ pub fn open(home: &Home, no_browser: bool, out: &Out) -> Result<ExitCode, Error>
     // The UI starts right after the local API; give it a moment on a fresh daemon.
     let mut link = None;
     for attempt in 0..20 {
-        match client::call::<protocol::UiLink>(home, &protocol::Request::UiLink(Default::default()), Duration::from_secs(5)) {
+        match client::ask(home, protocol::UiLinkParams::default(), Duration::from_secs(5)) {
             Ok(l) => {
                 link = Some(l);
                 break;

@@ -69,8 +69,13 @@ pub fn events(home: &Home, since: Option<u64>) -> Result<impl Iterator<Item = cr
     Ok(c.reader.lines().map_while(|l| l.ok()).filter_map(|l| serde_json::from_str(&l).ok()))
 }
 
+/// Sends one request and returns its answer, typed by the request.
+pub fn ask<C: super::protocol::Call>(home: &Home, call: C, timeout: Duration) -> Result<C::Response> {
+    self::call(home, &call.into_request(), timeout)
+}
+
 /// Sends one request and returns its result.
-pub fn call<T: DeserializeOwned>(home: &Home, request: &Request, timeout: Duration) -> Result<T> {
+fn call<T: DeserializeOwned>(home: &Home, request: &Request, timeout: Duration) -> Result<T> {
     let mut c = Connection::open(home)?;
     c.set_timeout(Some(timeout));
     c.send(request)?;

@@ -76,6 +76,11 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Re
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
+/// The reply to a [`super::protocol::Call`]: its result must be that call's response type.
+fn answer<C: super::protocol::Call>(r: Result<C::Response>) -> Reply {
+    to_reply(r)
+}
+
 fn to_reply<T: serde::Serialize>(r: Result<T>) -> Reply {
     match r {
         Ok(v) => Reply::Result { result: serde_json::to_value(v).expect("results serialize") },
@@ -97,26 +102,28 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
             return write_reply(&mut write, &reply).await;
         }
     };
-    let ok = || serde_json::json!({"ok": true});
+    use super::protocol::{self as p, Ack};
     let reply = match request {
-        Request::Ping => to_reply(Ok(backend.ping())),
-        Request::Status => to_reply(backend.status().await),
-        Request::Unpair(p) => to_reply(backend.unpair(&p.org, p.keep_bindings).await),
-        Request::UiLink(p) => to_reply(backend.ui_link(p.next.as_deref())),
-        Request::Events(p) => return events(&backend, p.since, write).await,
-        Request::HintReport(p) => to_reply(backend.hint_report(std::path::PathBuf::from(p.dir)).map(|_| ok())),
-        Request::PairJobStart(p) => to_reply(backend.pair_job_start(p)),
-        Request::PairJob => to_reply(Ok(backend.pair_job_view())),
-        Request::PairJobCancel => to_reply(backend.pair_job_cancel().map(|_| ok())),
-        Request::SuggestionAnswer(p) => to_reply(backend.answer_suggestion(&p.directory, &p.org_id, p.kind, p.answer).await),
-        Request::Reconnect(p) => to_reply(backend.reconnect(p.org.as_deref())),
-        Request::SessionStart(p) => to_reply(backend.session_start(p).await),
-        Request::SessionFrame(p) => to_reply(backend.session_frame(&p.session_id, p.kind, p.data).await.map(|_| ok())),
-        Request::SessionEnd(p) => to_reply(backend.session_end(&p.session_id, p.exit_code, p.reason.as_deref()).await),
-        Request::Sessions => to_reply(Ok(backend.sessions())),
+        Request::Ping => answer::<p::Ping>(Ok(backend.ping())),
+        Request::Status => answer::<p::GetStatus>(backend.status().await),
+        Request::Unpair(q) => answer::<p::UnpairParams>(backend.unpair(&q.org, q.keep_bindings).await),
+        Request::UiLink(q) => answer::<p::UiLinkParams>(backend.ui_link(q.next.as_deref())),
+        Request::Events(q) => return events(&backend, q.since, write).await,
+        Request::HintReport(q) => answer::<p::HintReportParams>(backend.hint_report(std::path::PathBuf::from(q.dir)).map(|_| Ack::OK)),
+        Request::PairJobStart(q) => answer::<p::StartPairJob>(backend.pair_job_start(q)),
+        Request::PairJob => answer::<p::GetPairJob>(Ok(backend.pair_job_view())),
+        Request::PairJobCancel => answer::<p::CancelPairJob>(backend.pair_job_cancel().map(|_| Ack::OK)),
+        Request::SuggestionAnswer(q) => {
+            answer::<p::SuggestionAnswerParams>(backend.answer_suggestion(&q.directory, &q.org_id, q.kind, q.answer).await)
+        }
+        Request::Reconnect(q) => answer::<p::ReconnectParams>(backend.reconnect(q.org.as_deref())),
+        Request::SessionStart(q) => answer::<p::SessionStartParams>(backend.session_start(q).await),
+        Request::SessionFrame(q) => answer::<p::SessionFrameParams>(backend.session_frame(&q.session_id, q.kind, q.data).await.map(|_| Ack::OK)),
+        Request::SessionEnd(q) => answer::<p::SessionEndParams>(backend.session_end(&q.session_id, q.exit_code, q.reason.as_deref()).await),
+        Request::Sessions => answer::<p::ListSessions>(Ok(backend.sessions())),
         Request::SessionStream(r) => return session_stream(&backend, r.session_id, read, write).await,
         Request::Shutdown => {
-            write_reply(&mut write, &to_reply(Ok(serde_json::json!({"stopping": true})))).await?;
+            write_reply(&mut write, &answer::<p::Shutdown>(Ok(p::Stopping { stopping: true }))).await?;
             backend.request_shutdown();
             return Ok(());
         }
