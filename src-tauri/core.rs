@@ -5,7 +5,7 @@
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vpd_daemon::api::{client, protocol};
+use vpd_daemon::api::{calls, client, protocol};
 use vpd_daemon::{Error, ErrorCode, Home};
 
 pub struct Core {
@@ -60,7 +60,7 @@ impl Core {
     /// Stops the in-process core (an attached daemon keeps running).
     pub fn stop(&mut self) {
         if let Some(t) = self.thread.take() {
-            let _ = client::ask(&self.home, protocol::Shutdown, Duration::from_secs(3));
+            let _ = client::ask(&self.home, calls::Shutdown, Duration::from_secs(3));
             let deadline = Instant::now() + Duration::from_secs(5);
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -73,5 +73,5 @@ impl Core {
 }
 
 fn ping(home: &Home) -> vpd_daemon::Result<protocol::Pong> {
-    client::ask(home, protocol::Ping, Duration::from_secs(2))
+    client::ask(home, calls::Ping, Duration::from_secs(2))
 }

@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tray_icon::{Icon, TrayIconBuilder};
-use vpd_daemon::api::protocol;
+use vpd_daemon::api::{calls, protocol};
 use vpd_daemon::states::{Health, PairJobState};
 use vpd_daemon::suggestions::Answer;
 
@@ -64,7 +64,7 @@ struct Tray {
 }
 
 impl Tray {
-    fn call<C: protocol::Call>(&self, call: C) -> vpd_daemon::Result<C::Response> {
+    fn call<C: calls::Call>(&self, call: C) -> vpd_daemon::Result<C::Response> {
         vpd_daemon::api::client::ask(&self.home, call, Duration::from_secs(30))
     }
     fn refresh_soon(&self) {
@@ -224,9 +224,9 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
             return;
         }
         let login = vpd_daemon::login_item::is_enabled();
-        let model = match tray.call(protocol::GetStatus) {
+        let model = match tray.call(calls::GetStatus) {
             Ok(report) => {
-                let busy = tray.call(protocol::GetPairJob).ok().flatten().is_some_and(|v| v.state.running());
+                let busy = tray.call(calls::GetPairJob).ok().flatten().is_some_and(|v| v.state.running());
                 menu::model(&report, login, busy)
             }
             Err(_) => {
@@ -363,7 +363,7 @@ fn open_browser(url: &str) {
 fn pair(tray: &Tray) {
     let server = std::env::var("VIEWPORT_SERVER_URL").ok().filter(|s| !s.is_empty());
     let params = protocol::PairParams { server, ..Default::default() };
-    if let Err(e) = tray.call(protocol::StartPairJob(params)) {
+    if let Err(e) = tray.call(calls::StartPairJob(params)) {
         notify_error("Pairing could not start", &e.message);
         return;
     }
@@ -371,7 +371,7 @@ fn pair(tray: &Tray) {
     let deadline = Instant::now() + Duration::from_secs(20 * 60);
     let mut opened = false;
     while Instant::now() < deadline {
-        let view = match tray.call(protocol::GetPairJob) {
+        let view = match tray.call(calls::GetPairJob) {
             Ok(Some(v)) => v,
             _ => return,
         };
@@ -384,7 +384,7 @@ fn pair(tray: &Tray) {
             }
             PairJobState::ConfirmReplace => {
                 open_window(tray, Some("/#/"));
-                while tray.call(protocol::GetPairJob).ok().flatten().is_some_and(|v| v.state == PairJobState::ConfirmReplace) {
+                while tray.call(calls::GetPairJob).ok().flatten().is_some_and(|v| v.state == PairJobState::ConfirmReplace) {
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }

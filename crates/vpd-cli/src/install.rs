@@ -45,7 +45,7 @@ pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, E
 /// Asks the daemon to stop and waits until it has released the home. `false` if none ran.
 pub fn stop(home: &Home) -> Result<bool, Error> {
     let Some(pid) = vpd_daemon::daemon::running_pid(home) else { return Ok(false) };
-    let asked = client::ask(home, vpd_daemon::api::protocol::Shutdown, Duration::from_secs(5)).is_ok();
+    let asked = client::ask(home, vpd_daemon::api::calls::Shutdown, Duration::from_secs(5)).is_ok();
     if !asked {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }

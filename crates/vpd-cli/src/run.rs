@@ -190,7 +190,7 @@ fn stream(home: &Home, id: &str, rx: mpsc::Receiver<StreamItem>) {
 }
 
 pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
-    let list: Vec<SessionInfo> = match client::ask(home, vpd_daemon::api::protocol::ListSessions, Duration::from_secs(5)) {
+    let list: Vec<SessionInfo> = match client::ask(home, vpd_daemon::api::calls::ListSessions, Duration::from_secs(5)) {
         Ok(l) => l,
         Err(e) if e.code == ErrorCode::DaemonUnavailable => Vec::new(),
         Err(e) => return Err(e),

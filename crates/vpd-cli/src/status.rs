@@ -11,7 +11,7 @@ use vpd_daemon::{Error, Home};
 /// The daemon's report, or one built from the files when no daemon runs (status never starts
 /// one).
 fn report(home: &Home) -> StatusReport {
-    match client::ask(home, vpd_daemon::api::protocol::GetStatus, Duration::from_secs(5)) {
+    match client::ask(home, vpd_daemon::api::calls::GetStatus, Duration::from_secs(5)) {
         Ok(r) => r,
         Err(_) => status::collect(home, None),
     }

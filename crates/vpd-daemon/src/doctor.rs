@@ -194,7 +194,7 @@ async fn relay_reachability(label: &str, relay: &str) -> Check {
 /// credential store (starting none), then runs the checks.
 pub fn run_here(home: &Home) -> Result<DoctorReport, crate::Error> {
     use crate::status::StatusReport;
-    let running: Option<StatusReport> = crate::api::client::ask(home, crate::api::protocol::GetStatus, std::time::Duration::from_secs(5)).ok();
+    let running: Option<StatusReport> = crate::api::client::ask(home, crate::api::calls::GetStatus, std::time::Duration::from_secs(5)).ok();
     let pid = running.as_ref().and_then(|r| r.daemon.pid);
     let store = running.as_ref().and_then(|r| match r.daemon.credential_store {
         StoreKind::Keyring => Some(secrets::Store::Keyring),

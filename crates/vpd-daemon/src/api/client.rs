@@ -70,7 +70,7 @@ pub fn events(home: &Home, since: Option<u64>) -> Result<impl Iterator<Item = cr
 }
 
 /// Sends one request and returns its answer, typed by the request.
-pub fn ask<C: super::protocol::Call>(home: &Home, call: C, timeout: Duration) -> Result<C::Response> {
+pub fn ask<C: super::calls::Call>(home: &Home, call: C, timeout: Duration) -> Result<C::Response> {
     self::call(home, &call.into_request(), timeout)
 }
 

@@ -76,8 +76,8 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Re
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-/// The reply to a [`super::protocol::Call`]: its result must be that call's response type.
-fn answer<C: super::protocol::Call>(r: Result<C::Response>) -> Reply {
+/// The reply to a [`super::calls::Call`]: its result must be that call's response type.
+fn answer<C: super::calls::Call>(r: Result<C::Response>) -> Reply {
     to_reply(r)
 }
 
@@ -102,17 +102,18 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
             return write_reply(&mut write, &reply).await;
         }
     };
-    use super::protocol::{self as p, Ack};
+    use super::calls::{self as c, Ack};
+    use super::protocol as p;
     let reply = match request {
-        Request::Ping => answer::<p::Ping>(Ok(backend.ping())),
-        Request::Status => answer::<p::GetStatus>(backend.status().await),
+        Request::Ping => answer::<c::Ping>(Ok(backend.ping())),
+        Request::Status => answer::<c::GetStatus>(backend.status().await),
         Request::Unpair(q) => answer::<p::UnpairParams>(backend.unpair(&q.org, q.keep_bindings).await),
         Request::UiLink(q) => answer::<p::UiLinkParams>(backend.ui_link(q.next.as_deref())),
         Request::Events(q) => return events(&backend, q.since, write).await,
         Request::HintReport(q) => answer::<p::HintReportParams>(backend.hint_report(std::path::PathBuf::from(q.dir)).map(|_| Ack::OK)),
-        Request::PairJobStart(q) => answer::<p::StartPairJob>(backend.pair_job_start(q)),
-        Request::PairJob => answer::<p::GetPairJob>(Ok(backend.pair_job_view())),
-        Request::PairJobCancel => answer::<p::CancelPairJob>(backend.pair_job_cancel().map(|_| Ack::OK)),
+        Request::PairJobStart(q) => answer::<c::StartPairJob>(backend.pair_job_start(q)),
+        Request::PairJob => answer::<c::GetPairJob>(Ok(backend.pair_job_view())),
+        Request::PairJobCancel => answer::<c::CancelPairJob>(backend.pair_job_cancel().map(|_| Ack::OK)),
         Request::SuggestionAnswer(q) => {
             answer::<p::SuggestionAnswerParams>(backend.answer_suggestion(&q.directory, &q.org_id, q.kind, q.answer).await)
         }
@@ -120,10 +121,10 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
         Request::SessionStart(q) => answer::<p::SessionStartParams>(backend.session_start(q).await),
         Request::SessionFrame(q) => answer::<p::SessionFrameParams>(backend.session_frame(&q.session_id, q.kind, q.data).await.map(|_| Ack::OK)),
         Request::SessionEnd(q) => answer::<p::SessionEndParams>(backend.session_end(&q.session_id, q.exit_code, q.reason.as_deref()).await),
-        Request::Sessions => answer::<p::ListSessions>(Ok(backend.sessions())),
+        Request::Sessions => answer::<c::ListSessions>(Ok(backend.sessions())),
         Request::SessionStream(r) => return session_stream(&backend, r.session_id, read, write).await,
         Request::Shutdown => {
-            write_reply(&mut write, &answer::<p::Shutdown>(Ok(p::Stopping { stopping: true }))).await?;
+            write_reply(&mut write, &answer::<c::Shutdown>(Ok(c::Stopping { stopping: true }))).await?;
             backend.request_shutdown();
             return Ok(());
         }
