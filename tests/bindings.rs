@@ -147,9 +147,13 @@ fn binding_rules() {
     let e = m.fails(&["bind", d.to_str().unwrap(), "--org", "globex"]);
     assert_eq!(e["code"], "not_paired");
     assert!(e["message"].as_str().unwrap().contains("vpd pair --org globex"), "{e}");
+    // With two orgs paired, a binding must name its org (SPEC A4: it may be left out only
+    // when exactly one is paired); the error lists both with their flags.
     let out = m.vpd(&["bind", d.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "a binding names its org explicitly");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--org"));
+    assert_eq!(out.status.code(), Some(1), "a binding names its org when several are paired");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--org acme") && err.contains("--org oss"), "{err}");
+    assert!(!d.join(".viewport").exists());
     m.ok(&["bind", d.to_str().unwrap(), "--org", &acme]);
     let e = m.fails(&["bind", d.to_str().unwrap(), "--org", "oss"]);
     assert_eq!(e["code"], "binding_exists");
@@ -174,4 +178,37 @@ fn binding_rules() {
     std::fs::create_dir_all(sub.join(".viewport")).unwrap();
     std::fs::write(sub.join(".viewport/local.yaml"), format!("org_id: {acme}\nstreaming: disabled\n")).unwrap();
     assert_eq!(m.ok(&["resolve", sub.to_str().unwrap()])["reason"], "streaming_disabled");
+}
+
+/// SPEC A4: `--org` may be left out when exactly one org is paired (the seed's own
+/// `vpd bind ~/code --recursive`); with several, the error lists each with its flag.
+#[test]
+fn org_may_be_left_out_when_exactly_one_is_paired() {
+    let (server, acme, oss) = two_orgs();
+    let m = Machine::new();
+    let nothing = m.fails(&["bind", m.dir.path().to_str().unwrap(), "--recursive"]);
+    assert_eq!(nothing["code"], "not_paired", "{nothing}");
+    assert!(nothing["message"].as_str().unwrap().contains("vpd pair"), "{nothing}");
+
+    m.pair(&server, &acme, "alice@example.com");
+    let code = m.mkdir("code");
+    let repo = m.mkdir("code/api");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let b = m.ok(&["bind", code.to_str().unwrap(), "--recursive"]);
+    assert_eq!(b["orgId"], acme, "{b}");
+    assert_eq!(b["recursive"], true, "{b}");
+    // A session in a repository below streams to that org.
+    let r = m.ok(&["resolve", repo.to_str().unwrap()]);
+    assert_eq!(r["orgId"], acme, "{r}");
+
+    m.pair(&server, &oss, "alice@example.com");
+    let other = m.mkdir("other");
+    for args in [vec!["bind", other.to_str().unwrap()], vec!["unpair"]] {
+        let e = m.fails(&args);
+        assert_eq!(e["code"], "invalid_argument", "{args:?}: {e}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("--org acme") && msg.contains("--org oss"), "{args:?}: {msg}");
+    }
+    assert!(!other.join(".viewport").exists(), "nothing was written");
+    assert_eq!(m.pairing_count(), 2, "nothing was unpaired");
 }

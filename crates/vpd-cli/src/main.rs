@@ -110,19 +110,19 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8"
     )]
     Unpair {
-        /// Workspace ULID, slug or name.
+        /// Workspace ULID, slug or name (default: the only one paired).
         #[arg(long)]
-        org: String,
+        org: Option<String>,
     },
     /// Let sessions started in DIR (default: here) stream to an org. Writes DIR/.viewport/local.yaml.
     #[command(
-        after_help = "Examples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --org acme --recursive   (every repository below ~/code)"
+        after_help = "--org may be left out when exactly one org is paired.\n\nExamples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --recursive   (every repository below ~/code; one org paired)"
     )]
     Bind {
         dir: Option<PathBuf>,
-        /// Workspace ULID, slug or name of a current pairing.
+        /// Workspace ULID, slug or name of a current pairing (default: the only one paired).
         #[arg(long)]
-        org: String,
+        org: Option<String>,
         /// Also apply inside repositories below DIR.
         #[arg(long)]
         recursive: bool,
@@ -315,6 +315,15 @@ fn home() -> Result<Home, Error> {
     Home::resolve(HOME_FLAG.get().and_then(|h| h.as_deref()))
 }
 
+/// `--org` as given, else the only org paired (SPEC A4); several or none is an error that
+/// says what to pass.
+fn the_org(home: &Home, org: Option<String>) -> Result<String, Error> {
+    match org {
+        Some(o) => Ok(o),
+        None => Ok(vpd_daemon::config::read(home)?.select_or_only(None)?.workspace_id.clone()),
+    }
+}
+
 fn cwd_or(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
     match dir {
         Some(d) => Ok(d),
@@ -339,8 +348,16 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http };
             pair::pair(&home()?, params, no_browser, out)
         }
-        Command::Unpair { org } => pair::unpair(&home()?, &org, out),
-        Command::Bind { dir, org, recursive, yes } => dirs::bind(&home()?, &cwd_or(dir)?, org, recursive, yes, out),
+        Command::Unpair { org } => {
+            let home = home()?;
+            let org = the_org(&home, org)?;
+            pair::unpair(&home, &org, out)
+        }
+        Command::Bind { dir, org, recursive, yes } => {
+            let home = home()?;
+            let org = the_org(&home, org)?;
+            dirs::bind(&home, &cwd_or(dir)?, org, recursive, yes, out)
+        }
         Command::Unbind { dir } => dirs::unbind(&home()?, &cwd_or(dir)?, out),
         Command::Trust { dir, yes } => dirs::trust(&home()?, &cwd_or(dir)?, yes, out),
         Command::Hint { dir, reset, all, no_prompt } => dirs::hint(&home()?, &cwd_or(dir)?, reset, all, no_prompt, out),

@@ -135,6 +135,23 @@ impl Config {
         }
     }
 
+    /// `--org` when given ([`Config::select`]), else the only pairing. With none, or with
+    /// several, the error says what to do (the several listed with the flag for each).
+    pub fn select_or_only(&self, query: Option<&str>) -> Result<&Pairing> {
+        match (query, self.pairings.as_slice()) {
+            (Some(q), _) => self.select(q),
+            (None, [only]) => Ok(only),
+            (None, []) => Err(Error::new(ErrorCode::NotPaired, "this machine is not paired with any org: run `vpd pair` first")),
+            (None, several) => {
+                let flags: Vec<_> = several.iter().map(|p| format!("--org {} ({})", p.workspace_slug, p.workspace_name)).collect();
+                Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!("this machine is paired with {} orgs; say which one: {}", several.len(), flags.join(", ")),
+                ))
+            }
+        }
+    }
+
     fn validate(&self, path: &std::path::Path) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.pairings.iter().enumerate() {
@@ -216,6 +233,21 @@ mod tests {
             credential: Credential::File { issue_token: Secret::new("tok-secret") },
             insecure_http: false,
         }
+    }
+
+    #[test]
+    fn org_may_be_left_out_when_one_is_paired() {
+        let mut c = Config::default();
+        assert_eq!(c.select_or_only(None).unwrap_err().code, ErrorCode::NotPaired);
+        c.pairings.push(pairing("01J7M8N9P0Q1R2S3T4V5V6W7X8"));
+        assert_eq!(c.select_or_only(None).unwrap().workspace_id, "01J7M8N9P0Q1R2S3T4V5V6W7X8");
+        let mut beta = pairing("01J7M8N9P0Q1R2S3T4V5V6W7X9");
+        (beta.workspace_name, beta.workspace_slug) = ("Beta".into(), "beta".into());
+        c.pairings.push(beta);
+        let e = c.select_or_only(None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("--org acme (Acme)") && e.message.contains("--org beta (Beta)"), "{}", e.message);
+        assert_eq!(c.select_or_only(Some("beta")).unwrap().workspace_slug, "beta");
     }
 
     #[test]
