@@ -381,3 +381,53 @@ fn other_users_get_no_answer() {
     let a = ui.raw("GET", path, &[("Host", &ui.host())], "");
     assert_eq!(a.status, 303);
 }
+
+/// The web UI of a home whose port is not chosen (no `VPD_UI_PORT`, no `daemon.uiPort`).
+fn default_port_machine() -> Machine {
+    let mut m = Machine::new();
+    // An empty VPD_UI_PORT is no choice: the daemon uses its default (7070, else any).
+    m.env.push(("VPD_UI_PORT".into(), String::new()));
+    m
+}
+
+/// SPEC A5: every user (every home) gets a web UI. The default port is taken by the first
+/// daemon (or by anything else on this machine): the next takes another loopback port, and
+/// `vpd ui` learns it from its own daemon over `vpd.sock`.
+#[test]
+fn two_homes_on_one_machine_both_get_a_web_ui() {
+    let (a, b) = (default_port_machine(), default_port_machine());
+    // Hold 7070 ourselves if it is free, so the fallback is exercised whatever else runs here.
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", 7070)).ok();
+    let mut ports = Vec::new();
+    for m in [&a, &b] {
+        let ui = m.ok(&["ui", "--no-browser"]);
+        let port = ui["port"].as_u64().unwrap() as u16;
+        assert_ne!(port, 7070, "7070 is held by another: {ui}");
+        let link = ui["url"].as_str().unwrap();
+        assert!(link.starts_with(&format!("http://127.0.0.1:{port}/login?t=")), "{ui}");
+        let page = Ui { port }.raw("GET", &link[link.find("/login").unwrap()..], &[("Host", &format!("127.0.0.1:{port}"))], "");
+        assert_eq!(page.status, 303, "the link of each home works on its own port: {}", page.head);
+        ports.push(port);
+    }
+    assert_ne!(ports[0], ports[1], "two homes, two UIs");
+}
+
+/// SPEC A5: a port someone chose (`daemon.uiPort`) that is taken is an error that says what
+/// to do, not a silent move to another port.
+#[test]
+fn a_chosen_port_that_is_taken_is_an_error() {
+    let m = default_port_machine();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::create_dir_all(m.home()).unwrap();
+    let mut perms = std::fs::metadata(m.home()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
+    std::fs::set_permissions(m.home(), perms).unwrap();
+    std::fs::write(m.home().join("config.json"), format!("{{\"version\":1,\"daemon\":{{\"uiPort\":{port}}},\"pairings\":[]}}\n")).unwrap();
+    let mut perms = std::fs::metadata(m.home().join("config.json")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(m.home().join("config.json"), perms).unwrap();
+    let e = m.fails(&["ui", "--no-browser"]);
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("daemon.uiPort"), "{e}");
+}

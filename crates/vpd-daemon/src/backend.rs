@@ -485,13 +485,15 @@ impl Backend {
 
     // ---- the web UI's address ---------------------------------------------------------
 
-    /// The web UI's port: `VPD_UI_PORT` (tests; `0` picks one), else `daemon.uiPort` in
-    /// config.json.
-    pub fn ui_port(&self) -> u16 {
+    /// The web UI's port, and whether someone chose it: `VPD_UI_PORT` (tests; `0` picks one)
+    /// or a `daemon.uiPort` in config.json other than the default are chosen (taken → an
+    /// error); the default 7070 is not (taken → any free loopback port; SPEC A5).
+    pub fn ui_port(&self) -> (u16, bool) {
         if let Some(p) = std::env::var("VPD_UI_PORT").ok().and_then(|v| v.parse().ok()) {
-            return p;
+            return (p, true);
         }
-        crate::config::load(&self.home).map(|c| c.daemon.ui_port).unwrap_or(crate::config::DEFAULT_UI_PORT)
+        let port = crate::config::load(&self.home).map(|c| c.daemon.ui_port).unwrap_or(crate::config::DEFAULT_UI_PORT);
+        (port, port != crate::config::DEFAULT_UI_PORT)
     }
 
     /// The web UI listens on `port`; `links` makes its one-time login links.

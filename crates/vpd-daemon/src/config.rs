@@ -39,8 +39,9 @@ pub struct DaemonSettings {
     /// Saved by `vpd install --server URL` or by the last successful pairing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_server_url: Option<String>,
-    /// Loopback port of the web UI.
-    #[serde(default = "default_ui_port")]
+    /// Loopback port of the web UI. The default (7070) falls back to any free loopback port
+    /// when taken (another user's daemon holds it); a port set here is an error when taken.
+    #[serde(default = "default_ui_port", skip_serializing_if = "is_default_ui_port")]
     pub ui_port: u16,
     /// Folders scanned for repositories with a `.viewport/workspace.yaml` (canonical paths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -49,6 +50,10 @@ pub struct DaemonSettings {
 
 fn default_ui_port() -> u16 {
     DEFAULT_UI_PORT
+}
+
+fn is_default_ui_port(p: &u16) -> bool {
+    *p == DEFAULT_UI_PORT
 }
 
 impl Default for DaemonSettings {

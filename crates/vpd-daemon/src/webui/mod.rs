@@ -47,6 +47,17 @@ impl Ui {
     }
 }
 
+/// Records why the UI could not listen on `port`, for `vpd ui` to explain.
+fn ui_failed(backend: &Backend, home: &crate::home::Home, port: u16, e: std::io::Error) -> Option<Serving> {
+    let why = format!(
+        "the web UI cannot listen on 127.0.0.1:{port} ({e}); set another port in {} → daemon.uiPort (or remove it to take any free one) and restart the daemon",
+        home.config().display()
+    );
+    tracing::error!("{why}");
+    backend.ui_failed(why);
+    None
+}
+
 /// What serves the web UI until it is dropped (the daemon's supervisor runs it).
 pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -54,18 +65,19 @@ pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send
 /// (port taken) is logged and kept for `vpd ui` to explain; the daemon runs on without a UI.
 pub async fn start(backend: Arc<Backend>) -> Option<Serving> {
     let home = backend.home().clone();
-    let want = backend.ui_port();
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", want)).await {
+    let (want, chosen) = backend.ui_port();
+    let bind = |port: u16| tokio::net::TcpListener::bind(("127.0.0.1", port));
+    let listener = match bind(want).await {
         Ok(l) => l,
-        Err(e) => {
-            let why = format!(
-                "the web UI cannot listen on 127.0.0.1:{want} ({e}); set another port in {} → daemon.uiPort and restart the daemon",
-                home.config().display()
-            );
-            tracing::error!("{why}");
-            backend.ui_failed(why);
-            return None;
-        }
+        // Every user of the machine gets a UI: the default port may be another user's.
+        Err(e) if !chosen && e.kind() == std::io::ErrorKind::AddrInUse => match bind(0).await {
+            Ok(l) => {
+                tracing::info!("port {want} is taken (another user's vpd?); the web UI takes another loopback port");
+                l
+            }
+            Err(e) => return ui_failed(&backend, &home, want, e),
+        },
+        Err(e) => return ui_failed(&backend, &home, want, e),
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(want);
     let auth = match tokio::task::block_in_place(|| Auth::load(&home, port)) {
