@@ -21,6 +21,25 @@ use std::sync::OnceLock;
 pub const SESSION_COOKIE: &str = "vp_session";
 pub const CSRF_COOKIE: &str = "vp_csrf";
 pub const SESSION_SECS: i64 = 7 * 24 * 3600;
+/// A browser that signed in to an account recently: the per-account sign-in ceiling does not
+/// apply to it (other people's failures never lock its owner out).
+pub const KNOWN_COOKIE: &str = "vp_known";
+pub const KNOWN_SECS: i64 = 30 * 24 * 3600;
+
+/// The known-device cookie for `user_id` (`{user}.{expiry}.{mac}`).
+pub fn known_device_cookie(state: &AppState, user_id: &str) -> HeaderValue {
+    let exp = util::now() + KNOWN_SECS;
+    let msg = format!("{user_id}.{exp}");
+    set_cookie(KNOWN_COOKIE, &format!("{msg}.{}", state.keys.device_mac(&msg)), KNOWN_SECS, state.secure_cookies())
+}
+
+/// Whether the request carries a valid, unexpired known-device cookie for `user_id`.
+pub fn known_device(state: &AppState, headers: &HeaderMap, user_id: &str) -> bool {
+    let Some(v) = cookie(headers, KNOWN_COOKIE) else { return false };
+    let Some((msg, mac)) = v.rsplit_once('.') else { return false };
+    let Some((user, exp)) = msg.split_once('.') else { return false };
+    user == user_id && exp.parse::<i64>().is_ok_and(|e| e > util::now()) && util::ct_str_eq(&state.keys.device_mac(msg), mac)
+}
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::encode_b64(&util::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -12,6 +12,9 @@ use vpd_proto::runtime::{RelayClaims, RELAY_AUDIENCE};
 pub const RELAY_LEEWAY_SECS: u64 = 60;
 
 pub struct Keys {
+    /// Keys the known-device cookies' MACs (derived from the signing key, so it survives
+    /// restarts and needs no storage of its own).
+    device_secret: [u8; 32],
     kid: String,
     public_key: [u8; 32],
     encoding: EncodingKey,
@@ -43,7 +46,22 @@ impl Keys {
         let public_key = sk.verifying_key().to_bytes();
         let decoding =
             DecodingKey::from_ed_components(&util::b64url(&public_key)).map_err(|e| anyhow::anyhow!("building the verification key: {e}"))?;
-        Ok(Keys { kid: row.kid, public_key, encoding: EncodingKey::from_ed_der(&row.pkcs8_der), decoding })
+        let device_secret = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b"viewport known-device cookie v1\n");
+            h.update(&row.pkcs8_der);
+            h.finalize().into()
+        };
+        Ok(Keys { device_secret, kid: row.kid, public_key, encoding: EncodingKey::from_ed_der(&row.pkcs8_der), decoding })
+    }
+
+    /// The MAC of `message` under the known-device secret (hex).
+    pub fn device_mac(&self, message: &str) -> String {
+        use hmac::{Mac, SimpleHmac};
+        let mut mac = <SimpleHmac<sha2::Sha256> as Mac>::new_from_slice(&self.device_secret).expect("any key length");
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn kid(&self) -> &str {

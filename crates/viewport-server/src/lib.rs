@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod keys;
 pub mod limits;
 pub mod pages;
@@ -35,8 +36,10 @@ pub struct Config {
     pub public_url: String,
     /// Pairing codes created or claimed per client IP and minute.
     pub pairing_per_minute: u32,
-    /// Sign-in attempts per IP and per email and minute.
+    /// Failed sign-ins per (account, client) and minute (×3 per client, ×5 per account).
     pub login_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed (`serve --trusted-proxy`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Views and submissions of the `/pair` page per signed-in user and minute.
     pub pair_page_per_minute: u32,
     /// How long the relay waits for the daemon's proof of key (then closes with 4408).
@@ -60,6 +63,7 @@ impl Config {
             public_url: public_url.into().trim_end_matches('/').to_string(),
             pairing_per_minute: 30,
             login_per_minute: 10,
+            trusted_proxies: Vec::new(),
             pair_page_per_minute: 30,
             proof_timeout: std::time::Duration::from_secs(vpd_proto::relay::PROOF_TIMEOUT_SECS),
             revocation_poll: std::time::Duration::from_millis(300),
@@ -134,6 +138,12 @@ impl AppState {
     /// `ws(s)://…/ws` of this server.
     pub fn relay_endpoint(&self) -> String {
         relay_endpoint_for(&self.config.public_url)
+    }
+
+    /// The key every per-client limit counts by: the client's address (behind a trusted
+    /// proxy, the one it forwarded for), IPv6 by /64.
+    pub fn client(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        client::key(client::address(peer, headers, &self.config.trusted_proxies))
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -473,3 +473,92 @@ async fn form_posts_are_judged_by_sec_fetch_site_then_exact_origin() {
     passed("no Origin, no Sec-Fetch-*, right token", post(vec![], csrf.clone()).await.unwrap());
     refused("no Origin, no Sec-Fetch-*, wrong token", post(vec![], "forged".into()).await.unwrap());
 }
+
+/// One sign-in attempt as a browser at `client` (through a proxy the server trusts), with
+/// `extra_cookie` (a known-device cookie) if any: the status and the response.
+async fn sign_in_from(s: &Server, client: &str, email: &str, password: &str, extra_cookie: Option<&str>) -> reqwest::Response {
+    let r = s.http.get(s.at("/signin")).send().await.unwrap();
+    let mut cookie = set_cookie(&r, "vp_csrf").unwrap();
+    if let Some(extra) = extra_cookie {
+        cookie = format!("{cookie}; {extra}");
+    }
+    let csrf = csrf_in(&r.text().await.unwrap());
+    s.http
+        .post(s.at("/signin"))
+        .header("cookie", cookie)
+        .header("x-forwarded-for", client)
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Failed sign-ins slow down per (account, client): ten bad passwords from one address do not
+/// stop the right password from another; an IPv6 client is one /64; the forwarded address
+/// counts only behind a trusted proxy.
+#[tokio::test]
+async fn a_strangers_failures_never_lock_the_account_for_another_client() {
+    let s = start_with(|c| {
+        c.login_per_minute = 10;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    for _ in 0..10 {
+        assert_eq!(sign_in_from(&s, "203.0.113.5", "a@example.com", "wrong password", None).await.status(), 401);
+    }
+    // That client now waits, even with the right password…
+    assert_eq!(sign_in_from(&s, "203.0.113.5", "a@example.com", "correct horse battery", None).await.status(), 429);
+    // …the account's owner elsewhere does not.
+    assert_eq!(sign_in_from(&s, "198.51.100.7", "a@example.com", "correct horse battery", None).await.status(), 303);
+
+    // An IPv6 client is its /64: another address in it is the same client.
+    for _ in 0..10 {
+        sign_in_from(&s, "2001:db8:1:2::1", "a@example.com", "wrong password", None).await;
+    }
+    assert_eq!(sign_in_from(&s, "2001:db8:1:2::beef", "a@example.com", "correct horse battery", None).await.status(), 429);
+    assert_eq!(sign_in_from(&s, "2001:db8:1:3::1", "a@example.com", "correct horse battery", None).await.status(), 303);
+}
+
+/// Without --trusted-proxy, X-Forwarded-For is anyone's to write: it is ignored, so a client
+/// cannot dodge its limit by inventing addresses.
+#[tokio::test]
+async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
+    let s = start_with(|c| c.login_per_minute = 3).await;
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    for i in 0..3 {
+        sign_in_from(&s, &format!("192.0.2.{i}"), "a@example.com", "wrong password", None).await;
+    }
+    assert_eq!(sign_in_from(&s, "192.0.2.99", "a@example.com", "correct horse battery", None).await.status(), 429);
+}
+
+/// A spread of addresses is still slowed by the per-account ceiling (5 × the per-client
+/// rate), except for a browser that signed in to that account recently.
+#[tokio::test]
+async fn distributed_guessing_is_slowed_but_not_for_a_known_browser() {
+    let s = start_with(|c| {
+        c.login_per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    // The owner signed in earlier: this browser keeps a known-device cookie.
+    let r = sign_in_from(&s, "198.51.100.7", "a@example.com", "correct horse battery", None).await;
+    assert_eq!(r.status(), 303);
+    let known = set_cookie(&r, "vp_known").expect("a known-device cookie");
+    let attrs = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join("|");
+    assert!(attrs.contains("vp_known=") && attrs.contains("HttpOnly"), "{attrs}");
+    // Ten failures from ten addresses: each client is under its own limit.
+    for i in 0..10 {
+        assert_eq!(sign_in_from(&s, &format!("192.0.2.{i}"), "a@example.com", "wrong password", None).await.status(), 401, "attempt {i}");
+    }
+    // A fresh address without the cookie waits; the owner's browser does not.
+    assert_eq!(sign_in_from(&s, "192.0.2.200", "a@example.com", "correct horse battery", None).await.status(), 429);
+    assert_eq!(sign_in_from(&s, "198.51.100.7", "a@example.com", "correct horse battery", Some(&known)).await.status(), 303);
+    // A forged or another account's cookie does not count.
+    let forged = known.replace(|c: char| c.is_ascii_hexdigit() && c != '.', "0");
+    assert_eq!(sign_in_from(&s, "198.51.100.8", "a@example.com", "correct horse battery", Some(&forged)).await.status(), 429);
+}

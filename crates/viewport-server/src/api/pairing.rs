@@ -52,9 +52,10 @@ pub fn validate_machine(body: &CreatePairingCode) -> Result<MachineInfo, String>
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<CreatePairingCode>,
 ) -> Result<impl IntoResponse, ApiErr> {
-    if !state.limits.allow_pairing(peer.ip()) {
+    if !state.limits.allow_pairing(state.client(peer.ip(), &headers)) {
         return Err(ApiErr::rate_limited());
     }
     let machine = validate_machine(&body).map_err(ApiErr::bad_request)?;
@@ -185,10 +186,11 @@ pub async fn cancel(State(state): State<AppState>, Path(code): Path<String>, hea
 pub async fn claim(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path(code): Path<String>,
     ApiJson(body): ApiJson<CreatePairingCode>,
 ) -> Result<Json<PairingStatus>, ApiErr> {
-    if !state.limits.allow_pairing(peer.ip()) {
+    if !state.limits.allow_pairing(state.client(peer.ip(), &headers)) {
         return Err(ApiErr::rate_limited());
     }
     let code = vpd_proto::normalize_code(&code).ok_or_else(ApiErr::not_found)?;

@@ -46,6 +46,17 @@ pub struct ServeArgs {
     /// Lifetime of relay tokens in seconds (at most 600, the default).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(i64).range(1..=600))]
     pub relay_token_ttl: i64,
+    /// A reverse proxy (address or CIDR) whose X-Forwarded-For / Forwarded header names the
+    /// client; repeatable. Without it, limits count the socket's address.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `10.0.0.0/8`, `192.0.2.7` (one host), `2001:db8::/32`.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR (for example 10.0.0.0/8 or 192.0.2.7)"))
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.retention_days = args.retention_days;
     config.relay_token_ttl_secs = args.relay_token_ttl;
     config.pairing_per_minute = args.pairing_rate_per_minute;
+    config.trusted_proxies = args.trusted_proxies.clone();
     let state = AppState::new(store, config)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -75,12 +75,15 @@ pub async fn signin_submit(
     }
     let next = safe_next(f.next.as_deref());
     let email = util::normalize_email(&f.email).unwrap_or_else(|_| f.email.trim().to_lowercase());
-    if !state.limits.allow_login(peer.ip(), &email) {
-        let body = signin_page(&f.csrf, &next, &email, Some("Too many sign-in attempts. Wait a minute and try again."));
-        return Ok((StatusCode::TOO_MANY_REQUESTS, body).into_response());
-    }
+    let client = state.client(peer.ip(), &headers);
     let e = email.clone();
     let found = state.db(move |s| s.user_by_email(&e)).await?;
+    let known = found.as_ref().is_some_and(|(u, _)| auth::known_device(&state, &headers, &u.id));
+    if let Some(why) = state.limits.login_blocked(&email, client, known) {
+        tracing::info!(?why, "sign-in slowed down");
+        let body = signin_page(&f.csrf, &next, &email, Some("Too many failed sign-ins. Wait a minute and try again."));
+        return Ok((StatusCode::TOO_MANY_REQUESTS, body).into_response());
+    }
     let password = f.password;
     let (user, hash) = match found {
         Some((u, h)) => (Some(u), Some(h)),
@@ -89,12 +92,15 @@ pub async fn signin_submit(
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_ref().map(|h| h.expose()))).await.unwrap_or(false);
     match user {
         Some(user) if ok => {
+            let known_cookie = auth::known_device_cookie(&state, &user.id);
             let cookie = auth::start_session(&state, user.id).await.map_err(|e| StoreError::Conflict(e.to_string()))?;
             let mut res = see_other(&next);
             res.headers_mut().append(SET_COOKIE, cookie);
+            res.headers_mut().append(SET_COOKIE, known_cookie);
             Ok(res)
         }
         _ => {
+            state.limits.login_failed(&email, client);
             let body = signin_page(&f.csrf, &next, &email, Some("Wrong email or password."));
             Ok((StatusCode::UNAUTHORIZED, body).into_response())
         }
