@@ -493,18 +493,26 @@ async fn sign_in_from(s: &Server, client: &str, email: &str, password: &str, ext
         .unwrap()
 }
 
+/// A server with `per_minute` failed sign-ins per (account, client), trusting the proxies
+/// `trusted` (CIDRs), and the user a@example.com.
+async fn limited_server(per_minute: u32, trusted: &[&str]) -> Server {
+    let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+    let s = start_with(|c| {
+        c.login_per_minute = per_minute;
+        c.trusted_proxies = trusted;
+    })
+    .await;
+    let org = s.org("Acme", "acme");
+    s.user("a@example.com", &[&org]);
+    s
+}
+
 /// Failed sign-ins slow down per (account, client): ten bad passwords from one address do not
 /// stop the right password from another; an IPv6 client is one /64; the forwarded address
 /// counts only behind a trusted proxy.
 #[tokio::test]
 async fn a_strangers_failures_never_lock_the_account_for_another_client() {
-    let s = start_with(|c| {
-        c.login_per_minute = 10;
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
-    let org = s.org("Acme", "acme");
-    s.user("a@example.com", &[&org]);
+    let s = limited_server(10, &["127.0.0.1/32"]).await;
     for _ in 0..10 {
         assert_eq!(sign_in_from(&s, "203.0.113.5", "a@example.com", "wrong password", None).await.status(), 401);
     }
@@ -525,9 +533,7 @@ async fn a_strangers_failures_never_lock_the_account_for_another_client() {
 /// cannot dodge its limit by inventing addresses.
 #[tokio::test]
 async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
-    let s = start_with(|c| c.login_per_minute = 3).await;
-    let org = s.org("Acme", "acme");
-    s.user("a@example.com", &[&org]);
+    let s = limited_server(3, &[]).await;
     for i in 0..3 {
         sign_in_from(&s, &format!("192.0.2.{i}"), "a@example.com", "wrong password", None).await;
     }
@@ -538,13 +544,7 @@ async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
 /// rate), except for a browser that signed in to that account recently.
 #[tokio::test]
 async fn distributed_guessing_is_slowed_but_not_for_a_known_browser() {
-    let s = start_with(|c| {
-        c.login_per_minute = 2;
-        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-    })
-    .await;
-    let org = s.org("Acme", "acme");
-    s.user("a@example.com", &[&org]);
+    let s = limited_server(2, &["127.0.0.0/8"]).await;
     // The owner signed in earlier: this browser keeps a known-device cookie.
     let r = sign_in_from(&s, "198.51.100.7", "a@example.com", "correct horse battery", None).await;
     assert_eq!(r.status(), 303);
