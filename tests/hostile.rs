@@ -233,3 +233,35 @@ fn transient_failures_while_waiting_are_retried() {
     assert!(m.logs().contains("pairing status poll failed; retrying"));
     assert_eq!(m.pairing_count(), 1);
 }
+
+/// A server's approval link is opened only when it is http(s); anything else (`file://`) is
+/// printed with a warning, never handed to the browser.
+#[test]
+fn only_web_approval_links_are_opened() {
+    let m = Machine::new();
+    let opened = m.path("opened.txt");
+    let browser = m.path("fake-browser.sh");
+    std::fs::write(&browser, format!("#!/bin/sh\necho \"$@\" >> {}\n", opened.display())).unwrap();
+    std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (link, should_open) in [("file:///etc/passwd", false), ("http://127.0.0.1/pair?code=BCDF-GHJK", true)] {
+        let _ = std::fs::remove_file(&opened);
+        let body = json!({"code": "BCDF-GHJK", "status_token": "st", "expires_at": "2099-01-01T00:00:00Z", "verification_url": link}).to_string();
+        let url = fake_http(move |method, _| {
+            if method == "POST" {
+                http_answer("201 Created", "application/json", &body)
+            } else {
+                http_answer("200 OK", "application/json", r#"{"status":"denied"}"#)
+            }
+        });
+        let out = m.command().env("BROWSER", &browser).args(["pair", "--server", &url]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(link), "the link is printed: {err}");
+        let was_opened = std::fs::read_to_string(&opened).unwrap_or_default();
+        if should_open {
+            assert!(was_opened.contains(link), "{link} is opened: {was_opened:?}\n{err}");
+        } else {
+            assert!(was_opened.is_empty(), "{link} must not be opened: {was_opened:?}");
+            assert!(err.contains("only http and https links are opened"), "{err}");
+        }
+    }
+}

@@ -427,8 +427,19 @@ pub struct Term {
 
 impl Term {
     pub fn spawn(m: &Machine, args: &[&str], env: &[(&str, &str)]) -> Term {
+        Self::spawn_typed_ahead(m, args, env, "")
+    }
+
+    /// Like [`Term::spawn`], with `typed` already typed on the terminal before the command
+    /// starts (keys pressed, or text pasted, ahead of any question).
+    pub fn spawn_typed_ahead(m: &Machine, args: &[&str], env: &[(&str, &str)], typed: &str) -> Term {
         use portable_pty::{native_pty_system, CommandBuilder, PtySize};
         let pty = native_pty_system().openpty(PtySize { rows: 50, cols: 200, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut writer = pty.master.take_writer().unwrap();
+        if !typed.is_empty() {
+            writer.write_all(typed.as_bytes()).unwrap();
+            writer.flush().unwrap();
+        }
         let mut cmd = CommandBuilder::new(bin("vpd"));
         cmd.args(args);
         cmd.env_clear();
@@ -443,7 +454,6 @@ impl Term {
         let child = pty.slave.spawn_command(cmd).unwrap();
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().unwrap();
-        let writer = pty.master.take_writer().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];

@@ -108,8 +108,8 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
         HintAction::Warn { dir, message } => {
             eprintln!("vpd: ignoring {}/.viewport ({message}); sessions here run local-only.", show(&dir))
         }
-        HintAction::NotPaired { label, dir, .. } => {
-            eprintln!("vpd: This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`.");
+        HintAction::NotPaired { label, dir, org_id } => {
+            eprintln!("vpd: {}", not_paired_message(&label, &org_id));
             report_to_daemon(home, &dir);
         }
         HintAction::AskBind { dir, org_id, org_name } => {
@@ -157,6 +157,12 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
     Ok(ExitCode::SUCCESS)
 }
 
+/// The not-paired hint. The label comes from a repository's file: it is shown quoted and
+/// escaped, and the command to run names the org by its id, never by that label.
+fn not_paired_message(label: &str, org_id: &str) -> String {
+    format!("This repo suggests org {label:?}, but you're not paired to it. Run `vpd pair --org {org_id}`.")
+}
+
 fn action_json(a: &HintAction) -> serde_json::Value {
     match a {
         HintAction::Quiet => json!({"action": "quiet"}),
@@ -164,7 +170,7 @@ fn action_json(a: &HintAction) -> serde_json::Value {
         HintAction::AskTrust { dir, org_id, org_name } => json!({"action": "ask_trust", "dir": dir, "orgId": org_id, "orgName": org_name}),
         HintAction::NotPaired { dir, org_id, label } => json!({
             "action": "not_paired", "dir": dir, "orgId": org_id, "label": label,
-            "message": format!("This repo suggests org {label}, but you're not paired to it. Run `vpd pair --org {label}`."),
+            "message": not_paired_message(label, org_id),
         }),
         HintAction::Warn { dir, message } => json!({"action": "warn", "dir": dir, "message": message}),
     }

@@ -79,7 +79,11 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
                     eprintln!("Waiting for approval in the browser (Ctrl-C cancels)…");
                 }
             }
-            if !no_browser {
+            let (openable, note) = approval_link(url, server_url);
+            if let (Some(note), false) = (&note, out.json) {
+                spinner.suspend(|| eprintln!("{note}"));
+            }
+            if !no_browser && openable {
                 if let Err(e) = webbrowser::open(url) {
                     if !out.json {
                         spinner.suspend(|| eprintln!("Could not open a browser ({e}); open the URL above yourself."));
@@ -124,6 +128,25 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
     }
 }
 
+/// Whether the approval link the server sent may be opened in the browser, and what to say
+/// about it first: only `http`/`https` links are opened (a server could send `file://` or a
+/// custom scheme), and a link to another host than the server's is pointed out.
+fn approval_link(url: &str, server_url: &str) -> (bool, Option<String>) {
+    let host = |u: &url::Url| format!("{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default());
+    let Ok(link) = url::Url::parse(url) else {
+        return (false, Some("The server sent an approval link that is not a URL; it was not opened.".into()));
+    };
+    if !matches!(link.scheme(), "http" | "https") {
+        return (false, Some(format!("Not opening {url}: only http and https links are opened, and the server sent a {} link.", link.scheme())));
+    }
+    match url::Url::parse(server_url) {
+        Ok(server) if host(&server) != host(&link) => {
+            (true, Some(format!("Note: the approval page is on {}, not on the server you are pairing with ({}).", host(&link), host(&server))))
+        }
+        _ => (true, None),
+    }
+}
+
 pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
     // Fail fast, without starting a daemon, when nothing matches.
     config::read(home)?.select(org)?;
@@ -147,4 +170,22 @@ pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
         s
     });
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::approval_link;
+
+    #[test]
+    fn only_web_links_are_opened_and_another_host_is_pointed_out() {
+        assert_eq!(approval_link("https://v.example/pair?code=X", "https://v.example"), (true, None));
+        assert_eq!(approval_link("http://127.0.0.1:8080/pair", "http://127.0.0.1:8080/"), (true, None));
+        let (open, note) = approval_link("file:///etc/passwd", "https://v.example");
+        assert!(!open && note.unwrap().contains("only http and https"));
+        let (open, _) = approval_link("javascript:alert(1)", "https://v.example");
+        assert!(!open);
+        let (open, note) = approval_link("https://evil.example/pair", "https://v.example");
+        assert!(open && note.unwrap().contains("evil.example"));
+        assert!(!approval_link("not a url", "https://v.example").0);
+    }
 }

@@ -11,6 +11,10 @@ pub fn ask(question: &str, default: bool) -> Option<bool> {
         return None;
     }
     let file = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+    // Whatever was typed (or pasted) before the question was asked is not its answer: a
+    // pasted Enter must not bind a fresh clone.
+    // SAFETY: tcflush on a descriptor we own; it only discards pending input.
+    unsafe { libc::tcflush(std::os::fd::AsRawFd::as_raw_fd(&file), libc::TCIFLUSH) };
     let mut w = file.try_clone().ok()?;
     let suffix = if default { "[Y/n]" } else { "[y/N]" };
     write!(w, "{question} {suffix} ").ok()?;

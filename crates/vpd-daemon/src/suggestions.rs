@@ -116,7 +116,7 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
 /// The notification text of a new suggestion.
 pub fn message(s: &Suggestion) -> String {
     match s.kind {
-        SuggestionKind::Pair => format!("This repo suggests org {}, but you're not paired to it.", s.org_name),
+        SuggestionKind::Pair => format!("This repo suggests org {:?}, but you're not paired to it.", s.org_name),
         SuggestionKind::Trust => format!("{} has a binding to {} that was not made on this machine. Trust it?", s.display, s.org_name),
         SuggestionKind::Bind => format!("Bind {} to {}?", s.display, s.org_name),
     }
