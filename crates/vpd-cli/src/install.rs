@@ -77,7 +77,7 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
         login_item::enable(&entry)?;
         let cmd = entry.command_line();
         // Another home's entry (or another binary's) is replaced: say which.
-        let replaced = before.filter(|b| !same_command(b, &cmd));
+        let replaced = before.filter(|b| !login_item::registers(b, &entry));
         (Some(cmd), replaced)
     } else {
         (None, None)
@@ -103,11 +103,6 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
         },
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Two registered command lines that start the same thing.
-fn same_command(a: &str, b: &str) -> bool {
-    a.split_whitespace().eq(b.split_whitespace())
 }
 
 /// What `vpd uninstall` was asked to do.

@@ -63,6 +63,13 @@ pub fn starts_home(command_line: &str, home: &Home) -> bool {
     }
 }
 
+/// Whether the registered command line starts exactly `entry` (read as the system quotes it:
+/// a path with a space is one word).
+pub fn registers(command_line: &str, entry: &Entry) -> bool {
+    let words = split_words(command_line);
+    words.split_first().is_some_and(|(program, args)| std::path::Path::new(program) == entry.program && args == entry.args.as_slice())
+}
+
 /// Splits a registered command line into words, honouring double quotes (as the desktop
 /// entry spec and the Windows Run key quote).
 fn split_words(s: &str) -> Vec<String> {
@@ -214,6 +221,15 @@ mod tests {
         let e = entry_for(&vpd, &home);
         assert_eq!(e.program, dir.path().join(TRAY_BINARY));
         assert_eq!(e.args, vec!["--home".to_string(), home.root().display().to_string()]);
+    }
+
+    #[test]
+    #[cfg(not(target_os = "macos"))]
+    fn a_registered_line_is_recognised_with_its_quotes() {
+        let e = Entry { program: PathBuf::from("/opt/my apps/vpd"), args: vec!["daemon".into(), "--home".into(), "/tmp/a home".into()] };
+        let registered = std::iter::once(quote("/opt/my apps/vpd")).chain(e.args.iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ");
+        assert!(registers(&registered, &e), "{registered}");
+        assert!(!registers(&registered.replace("a home", "b home"), &e));
     }
 
     #[test]
