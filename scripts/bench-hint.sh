@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 for tool in direnv hyperfine; do
   command -v "$tool" >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq direnv hyperfine; break; }
 done
-cargo build -q --release --locked --bin vpd
-VPD="$PWD/target/release/vpd"
+# `vpd` as scripts/package.sh ships it on Linux: statically linked (docs/DECISIONS.md).
+source scripts/static-vpd.sh
+VPD="$(build_static_vpd)"
 RUNS=${RUNS:-1000}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

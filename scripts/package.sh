@@ -11,10 +11,13 @@ targets="${1:-deb,appimage}"
 
 # `vpd` and the daemon it starts (`vpd-daemon`) go in as external binaries, named with the
 # target triple as Tauri expects.
-cargo build --release --locked --bin vpd --bin vpd-daemon
+cargo build --release --locked --bin vpd-daemon
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 mkdir -p target/externals
-cp target/release/vpd "target/externals/vpd-$triple"
+# On Linux `vpd` is linked statically: the shell hook runs it at every prompt, and a static
+# binary starts in half the time (docs/DECISIONS.md, "A static vpd").
+source scripts/static-vpd.sh
+cp "$(build_static_vpd)" "target/externals/vpd-$triple"
 cp target/release/vpd-daemon "target/externals/vpd-daemon-$triple"
 
 if ! cargo tauri --version >/dev/null 2>&1; then

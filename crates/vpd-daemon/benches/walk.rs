@@ -1,5 +1,6 @@
 //! Binding resolution at session start with the file system (SPEC section 13): canonicalise
-//! the working directory, walk 12 levels up reading what is there, decide. Warm caches.
+//! the working directory, walk 12 levels up reading what is there, decide. Warm caches; and
+//! the daemon's way, through its cache of directory facts (`FactsCache`).
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use vpd_core::files::render_local;
 use vpd_core::{file_hash, BindingRecord, PairingRef};
@@ -33,6 +34,36 @@ fn bench(c: &mut Criterion) {
             vpd_core::resolve(&vpd_daemon::walk::gather(&dir), &records, &pairings)
         })
     });
+    // The daemon's way: a home with the pairing and the binding made by `vpd bind`.
+    let home = vpd_daemon::Home::at(root.join("home"));
+    home.ensure().unwrap();
+    vpd_daemon::config::update(&home, |c| {
+        c.pairings.push(vpd_daemon::config::Pairing {
+            org: vpd_daemon::config::PairedOrg {
+                workspace_id: org.into(),
+                workspace_name: "Acme".into(),
+                workspace_slug: "acme".into(),
+                install_id: "01J7M8N9P0Q1R2S3T4V5V6W7X1".into(),
+                runtime_target_id: "01J7M8N9P0Q1R2S3T4V5V6W7X2".into(),
+                machine_id: "01J7M8N9P0Q1R2S3T4V5V6W7X3".into(),
+                machine_name: "bench".into(),
+                server_url: "http://127.0.0.1:1".into(),
+                relay_endpoint: "ws://127.0.0.1:1/ws".into(),
+                paired_at: "2026-01-01T00:00:00Z".into(),
+            },
+            credential: vpd_daemon::config::Credential::Keyring,
+            insecure_http: false,
+        });
+        Ok(())
+    })
+    .unwrap();
+    std::fs::remove_file(code.join(".viewport/local.yaml")).unwrap();
+    vpd_daemon::binding::bind(&home, &code, org, true, false).unwrap();
+    let cache = vpd_daemon::facts_cache::FactsCache::new();
+    let r = cache.resolve(&home, &deep).unwrap();
+    assert!(matches!(r.resolution, vpd_core::Resolution::Pinned { .. }), "{:?}", r.resolution);
+    c.bench_function("resolve_depth12_daemon_cached", |b| b.iter(|| cache.resolve(&home, black_box(&deep)).unwrap()));
+    c.bench_function("resolve_depth12_daemon_uncached", |b| b.iter(|| vpd_daemon::binding::resolve(&home, black_box(&deep)).unwrap()));
 }
 
 criterion_group!(benches, bench);

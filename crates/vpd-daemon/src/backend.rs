@@ -10,6 +10,7 @@ use crate::api::protocol::{Paired, Pong, SessionStartParams, UiLink, Unpaired};
 use crate::bridge::Ended;
 use crate::bridges::Bridges;
 use crate::error::{Error, ErrorCode, Result};
+use crate::facts_cache::FactsCache;
 use crate::home::Home;
 use crate::pair_job::{PairJobs, PairView};
 use crate::pairing::{self, PairUi};
@@ -50,6 +51,8 @@ pub struct Backend {
     pair_jobs: PairJobs,
     ui: Mutex<UiState>,
     watched: Watched,
+    /// What session starts resolve from (see [`FactsCache`]).
+    facts: Arc<FactsCache>,
 }
 
 /// Largest frame the local API takes (raw bytes): a relay message stays well under 1 MiB.
@@ -72,6 +75,7 @@ impl Backend {
             pair_jobs: PairJobs::default(),
             ui: Mutex::new(UiState::Starting),
             watched: Watched::default(),
+            facts: Arc::new(FactsCache::new()),
         }
     }
 
@@ -519,10 +523,11 @@ impl Backend {
 
     /// Starts a session: its binding is resolved now, once.
     pub async fn session_start(self: &Arc<Self>, p: SessionStartParams) -> Result<SessionInfo> {
-        let home = self.home.clone();
-        let (session, start) = tokio::task::spawn_blocking(move || sessions::start(&home, std::path::Path::new(&p.cwd), &p.agent, p.name))
+        let (home, facts) = (self.home.clone(), self.facts.clone());
+        let resolved = tokio::task::spawn_blocking(move || facts.resolve(&home, std::path::Path::new(&p.cwd)))
             .await
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        let (session, start) = sessions::start(resolved, &p.agent, p.name);
         let info = session.info.clone();
         let rt = session.runtime_target_id.clone();
         self.sessions.insert(session);

@@ -9,6 +9,7 @@ use crate::home::Home;
 use crate::records::{self, DeclineRecord, Directories, DirectoryRecord};
 use crate::{store, walk};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use vpd_core::files::{parse_local, render_local};
 use vpd_core::hint::{self, HintAction, Question};
 use vpd_core::{file_hash, DirFacts, Resolution};
@@ -18,10 +19,10 @@ const GITIGNORE_LINE: &str = "local.yaml";
 /// Everything known about a directory: the walk, the decision, the hint.
 pub struct Resolved {
     pub dir: PathBuf,
-    pub facts: Vec<DirFacts>,
+    pub facts: Arc<Vec<DirFacts>>,
     pub resolution: Resolution,
-    pub config: Config,
-    pub directories: Directories,
+    pub config: Arc<Config>,
+    pub directories: Arc<Directories>,
 }
 
 impl Resolved {
@@ -43,7 +44,7 @@ pub fn resolve(home: &Home, dir: &Path) -> Result<Resolved> {
     let directories = records::load_directories(home)?;
     let facts = walk::gather(&dir);
     let resolution = vpd_core::resolve(&facts, &directories.records(), &config.refs());
-    Ok(Resolved { dir, facts, resolution, config, directories })
+    Ok(Resolved { dir, facts: Arc::new(facts), resolution, config: Arc::new(config), directories: Arc::new(directories) })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -62,10 +62,14 @@ impl Default for DaemonSettings {
     }
 }
 
-/// One pairing: the trust relation between this install and one org.
+/// Who a pairing is: the org, this machine's names there, where the server and relay are,
+/// and when. The one definition of these fields, flattened into each pairing of
+/// `config.json`, into the pair call's answer ([`crate::api::protocol::Paired`]) and into
+/// `vpd status` ([`crate::status::PairingInfo`]); the server's approval (snake_case on the
+/// wire) converts into it ([`PairedOrg::approved`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct Pairing {
+pub struct PairedOrg {
     pub workspace_id: String,
     pub workspace_name: String,
     pub workspace_slug: String,
@@ -76,6 +80,32 @@ pub struct Pairing {
     pub server_url: String,
     pub relay_endpoint: String,
     pub paired_at: String,
+}
+
+impl PairedOrg {
+    /// What an approval from `server_url` says, paired now.
+    pub fn approved(a: &vpd_proto::pairing::Approved, server_url: &str) -> PairedOrg {
+        PairedOrg {
+            workspace_id: a.workspace_id.clone(),
+            workspace_name: a.workspace_name.clone(),
+            workspace_slug: a.workspace_slug.clone(),
+            install_id: a.install_id.clone(),
+            runtime_target_id: a.runtime_target_id.clone(),
+            machine_id: a.machine_id.clone(),
+            machine_name: a.machine_name.clone(),
+            server_url: server_url.to_string(),
+            relay_endpoint: a.relay_endpoint.clone(),
+            paired_at: crate::now_rfc3339(),
+        }
+    }
+}
+
+/// One pairing: the trust relation between this install and one org.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Pairing {
+    #[serde(flatten)]
+    pub org: PairedOrg,
     pub credential: Credential,
     /// Paired with `--insecure-http` (plain HTTP to a non-loopback host).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -99,6 +129,14 @@ impl Credential {
             Credential::Keyring => crate::states::StoreKind::Keyring,
             Credential::File { .. } => crate::states::StoreKind::File,
         }
+    }
+}
+
+/// A pairing reads as the org it is with (`pairing.workspace_id`).
+impl std::ops::Deref for Pairing {
+    type Target = PairedOrg;
+    fn deref(&self) -> &PairedOrg {
+        &self.org
     }
 }
 
@@ -219,12 +257,11 @@ fn save_locked(home: &Home, config: &Config) -> Result<()> {
     store::write_atomic(&home.config(), &bytes)
 }
 
+/// A pairing for tests (no server behind it).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairing(ws: &str) -> Pairing {
-        Pairing {
+pub(crate) fn test_pairing(ws: &str) -> Pairing {
+    Pairing {
+        org: PairedOrg {
             workspace_id: ws.into(),
             workspace_name: "Acme".into(),
             workspace_slug: "acme".into(),
@@ -235,10 +272,17 @@ mod tests {
             server_url: "http://127.0.0.1:1".into(),
             relay_endpoint: "ws://127.0.0.1:1/ws".into(),
             paired_at: "2026-01-01T00:00:00Z".into(),
-            credential: Credential::File { issue_token: Secret::new("tok-secret") },
-            insecure_http: false,
-        }
+        },
+        credential: Credential::File { issue_token: Secret::new("tok-secret") },
+        insecure_http: false,
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::config::test_pairing as pairing;
 
     #[test]
     fn org_may_be_left_out_when_one_is_paired() {
@@ -247,7 +291,7 @@ mod tests {
         c.pairings.push(pairing("01J7M8N9P0Q1R2S3T4V5V6W7X8"));
         assert_eq!(c.select_or_only(None).unwrap().workspace_id, "01J7M8N9P0Q1R2S3T4V5V6W7X8");
         let mut beta = pairing("01J7M8N9P0Q1R2S3T4V5V6W7X9");
-        (beta.workspace_name, beta.workspace_slug) = ("Beta".into(), "beta".into());
+        (beta.org.workspace_name, beta.org.workspace_slug) = ("Beta".into(), "beta".into());
         c.pairings.push(beta);
         let e = c.select_or_only(None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
@@ -294,7 +338,7 @@ mod tests {
         }
         let mut c = Config::default();
         let mut p = pairing("01J7M8N9P0Q1R2S3T4V5V6W7X8");
-        p.workspace_id = "../../x".into();
+        p.org.workspace_id = "../../x".into();
         c.pairings.push(p);
         std::fs::write(home.config(), serde_json::to_string(&c).unwrap()).unwrap();
         assert!(load(&home).unwrap_err().message.contains("not a ULID"));

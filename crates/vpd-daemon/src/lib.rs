@@ -9,6 +9,7 @@
 //! - [`secrets`]: where issue tokens live: the OS keyring, or `config.json` as a fallback.
 //! - [`records`]: `directories.json` (bindings made here) and `hint-declines.json`.
 //! - [`walk`]: gathers the directory facts that `vpd_core::resolve` decides on.
+//! - [`facts_cache`]: the daemon's cache of those facts, kept true by change notification.
 //! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
 //! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
 //! - [`pairing`]: the pairing flow (SPEC section 4) as the daemon runs it.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod error;
+pub mod facts_cache;
 pub mod home;
 pub mod identity;
 pub mod login_item;

@@ -4,7 +4,7 @@
 //! goes away.
 
 use crate::api::protocol::{PairEvent, PairParams, Paired};
-use crate::config::{self, Credential, Pairing, HOSTED_SERVER};
+use crate::config::{self, Credential, PairedOrg, Pairing, HOSTED_SERVER};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use crate::identity::{self, Identity};
@@ -141,17 +141,7 @@ async fn finish(
         }
     }
     tracing::info!(workspace = %stored.workspace_id, "paired");
-    Ok(Paired {
-        workspace_id: stored.workspace_id,
-        workspace_name: stored.workspace_name,
-        workspace_slug: stored.workspace_slug,
-        machine_id: stored.machine_id,
-        machine_name: stored.machine_name,
-        server_url: stored.server_url,
-        relay_endpoint: stored.relay_endpoint,
-        credential_store: stored.credential.store_kind(),
-        replaced,
-    })
+    Ok(Paired { credential_store: stored.credential.store_kind(), org: stored.org, replaced })
 }
 
 fn already_paired(p: &Pairing) -> Error {
@@ -279,20 +269,7 @@ fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identit
     // entry, then the rename (identity::recover finishes or drops it after a crash).
     identity::save_pending(home, &a.workspace_id, &a.runtime_target_id, id)?;
     crate::failpoint("pair:after-identity");
-    let pairing = Pairing {
-        workspace_id: a.workspace_id.clone(),
-        workspace_name: a.workspace_name.clone(),
-        workspace_slug: a.workspace_slug.clone(),
-        install_id: a.install_id.clone(),
-        runtime_target_id: a.runtime_target_id.clone(),
-        machine_id: a.machine_id.clone(),
-        machine_name: a.machine_name.clone(),
-        server_url: server_url.to_string(),
-        relay_endpoint: a.relay_endpoint.clone(),
-        paired_at: crate::now_rfc3339(),
-        credential,
-        insecure_http,
-    };
+    let pairing = Pairing { org: PairedOrg::approved(a, server_url), credential, insecure_http };
     let p = pairing.clone();
     let server = server_url.to_string();
     config::update(home, move |c| {
@@ -356,8 +333,8 @@ pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate
     };
     tracing::info!(workspace = %pairing.workspace_id, server_notified, "unpaired");
     Ok(crate::api::protocol::Unpaired {
-        workspace_id: pairing.workspace_id,
-        workspace_name: pairing.workspace_name,
+        workspace_id: pairing.org.workspace_id,
+        workspace_name: pairing.org.workspace_name,
         unbound: unbound.iter().map(|d| d.display().to_string()).collect(),
         server_notified,
         server_error,

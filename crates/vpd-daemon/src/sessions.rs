@@ -4,9 +4,8 @@
 //! the pinned org cuts it: remote streaming stops, unsent frames are dropped (never sent to
 //! any other org), the local process goes on.
 
-use crate::binding;
+use crate::binding::Resolved;
 use crate::error::{Error, ErrorCode, Result};
-use crate::home::Home;
 use crate::states::{CutReason, SessionState};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -66,10 +65,9 @@ impl Session {
     }
 }
 
-/// Resolves `cwd` once and creates the session. Returns it and, when it streams, the
-/// `session_start` message for its pairing's bridge.
-pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Result<(Session, Option<DaemonMsg>)> {
-    let r = binding::resolve(home, cwd)?;
+/// Creates the session from its directory resolved once (`r`). Returns it and, when it
+/// streams, the `session_start` message for its pairing's bridge.
+pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option<DaemonMsg>) {
     let id = ulid::Ulid::new().to_string();
     let started_at = jiff::Timestamp::now().to_string();
     let agent: String = agent.chars().filter(|c| !c.is_control()).take(100).collect();
@@ -103,7 +101,7 @@ pub fn start(home: &Home, cwd: &Path, agent: &str, name: Option<String>) -> Resu
         frames: 0,
     };
     let runtime_target_id = info.org_id.as_ref().and_then(|o| r.config.pairing(o)).map(|p| p.runtime_target_id.clone());
-    Ok((Session { info, next_seq: 1, runtime_target_id, order: Default::default() }, start))
+    (Session { info, next_seq: 1, runtime_target_id, order: Default::default() }, start)
 }
 
 /// `api/src` for a session in `~/work/api/src` bound at `~/work/api`: never a full path.

@@ -39,16 +39,8 @@ pub struct DaemonInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PairingInfo {
-    pub workspace_id: String,
-    pub workspace_name: String,
-    pub workspace_slug: String,
-    pub server_url: String,
-    pub relay_endpoint: String,
-    pub machine_id: String,
-    pub machine_name: String,
-    pub runtime_target_id: String,
-    pub install_id: String,
-    pub paired_at: String,
+    #[serde(flatten)]
+    pub org: crate::config::PairedOrg,
     /// `paired` (no relay bridge yet), `daemon not running`.
     pub state: PairingState,
     /// What the state means at a glance (the UI colours by it; absent from older daemons).
@@ -74,6 +66,13 @@ pub struct PairingInfo {
     pub ack_latency_p50_ms: Option<f64>,
     #[serde(default)]
     pub ack_latency_p99_ms: Option<f64>,
+}
+
+impl std::ops::Deref for PairingInfo {
+    type Target = crate::config::PairedOrg;
+    fn deref(&self) -> &crate::config::PairedOrg {
+        &self.org
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -130,16 +129,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             };
             let b = bridge.unwrap_or_default();
             PairingInfo {
-                workspace_id: p.workspace_id.clone(),
-                workspace_name: p.workspace_name.clone(),
-                workspace_slug: p.workspace_slug.clone(),
-                server_url: p.server_url.clone(),
-                relay_endpoint: p.relay_endpoint.clone(),
-                machine_id: p.machine_id.clone(),
-                machine_name: p.machine_name.clone(),
-                runtime_target_id: p.runtime_target_id.clone(),
-                install_id: p.install_id.clone(),
-                paired_at: p.paired_at.clone(),
+                org: p.org.clone(),
                 health: state.health(),
                 state,
                 credential_store: p.credential.store_kind(),

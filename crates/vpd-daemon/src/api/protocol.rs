@@ -204,16 +204,18 @@ pub struct Confirm {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Paired {
-    pub workspace_id: String,
-    pub workspace_name: String,
-    pub workspace_slug: String,
-    pub machine_id: String,
-    pub machine_name: String,
-    pub server_url: String,
-    pub relay_endpoint: String,
+    #[serde(flatten)]
+    pub org: crate::config::PairedOrg,
     pub credential_store: crate::states::StoreKind,
     /// Whether this pairing replaced an older one with the same org.
     pub replaced: bool,
+}
+
+impl std::ops::Deref for Paired {
+    type Target = crate::config::PairedOrg;
+    fn deref(&self) -> &crate::config::PairedOrg {
+        &self.org
+    }
 }
 
 /// Result of an unpair.
