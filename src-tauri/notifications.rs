@@ -38,7 +38,8 @@ pub fn note_for(a: &Activity) -> Option<Note> {
             };
             Some(Note { summary: "Viewport".into(), body: a.message.clone(), actions, open })
         }
-        ActivityKind::Unpaired => None,
+        // Shown on the Activity page; a refused message is not worth interrupting for.
+        ActivityKind::Unpaired | ActivityKind::Refused => None,
     }
 }
 

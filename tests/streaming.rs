@@ -330,3 +330,60 @@ fn integrations_stream_their_own_sessions_through_the_local_api() {
     let e = m.fails(&["session", "frame", "../../x", "--data", "x"]);
     assert!(e["message"].as_str().unwrap().contains("not a session id"), "{e}");
 }
+
+/// Issue 10 item 3 (SPEC A2, A11): no message can stall a stream. An agent of 100 "€", an end
+/// reason of 150 "é", a NUL and an escape sequence in an agent name and in a directory name
+/// are cleaned and cut in bytes before they are sent, a 1 MiB output line arrives whole,
+/// and the org's stream goes on (before: close 4400 on every reconnect, forever).
+#[test]
+fn text_and_size_limits_never_stall_an_orgs_stream() {
+    use std::io::{BufRead, BufReader, Write};
+    let (server, acme) = platform("Acme Engineering", "acme");
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    let dir = m.mkdir("work/re\u{1b}[2Jpo");
+    let sub = m.mkdir("work/re\u{1b}[2Jpo/sub");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m, &acme);
+
+    let euro = "€".repeat(100);
+    let s = m.ok(&["session", "start", "--cwd", dir.to_str().unwrap(), "--agent", &euro]);
+    let first = s["sessionId"].as_str().unwrap().to_string();
+    m.ok(&["session", "frame", &first, "--data", "one"]);
+    m.ok(&["session", "end", &first, "--exit-code", "1", "--reason", &"é".repeat(150)]);
+
+    // A NUL cannot be in a command-line argument: an integration sends it on the local API.
+    let mut sock = std::os::unix::net::UnixStream::connect(m.home().join("vpd.sock")).unwrap();
+    let req = serde_json::json!({"method": "session_start", "params": {"cwd": sub, "agent": "cl\u{0}aude\u{1b}[31m"}});
+    writeln!(sock, "{req}").unwrap();
+    let mut line = String::new();
+    BufReader::new(sock.try_clone().unwrap()).read_line(&mut line).unwrap();
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    let second = reply["result"]["sessionId"].as_str().unwrap_or_else(|| panic!("{reply}")).to_string();
+    m.ok(&["session", "end", &second]);
+
+    let out =
+        m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", r"head -c 1048576 /dev/zero | tr '\0' a; echo"]).output().unwrap();
+    assert!(out.status.success());
+    wait_until("all three sessions recorded and ended", Duration::from_secs(20), || {
+        let all = sessions(&server, "acme");
+        all.len() == 3 && all.iter().all(|s| s["ended_at"].is_string())
+    });
+    let all = sessions(&server, "acme");
+    let by_id = |id: &str| all.iter().find(|s| s["id"] == id).cloned().unwrap();
+    let one = by_id(&first);
+    assert_eq!(one["agent"], "€".repeat(85), "cut to 256 bytes on a character boundary");
+    assert_eq!(one["directory"], "re[2Jpo", "no escape reaches the relay");
+    assert_eq!(one["end_reason"], "é".repeat(128));
+    assert_eq!(recorded(&server, &first), b"one");
+    let two = by_id(&second);
+    assert_eq!(two["agent"], "claude[31m");
+    assert_eq!(two["directory"], "re[2Jpo/sub");
+    let run = all.iter().find(|s| s["id"] != first && s["id"] != second).unwrap();
+    let bytes = recorded(&server, run["id"].as_str().unwrap());
+    let a = bytes.iter().filter(|b| **b == b'a').count();
+    assert_eq!(a, 1 << 20, "the 1 MiB line arrived whole ({} bytes recorded)", bytes.len());
+    let st = m.ok(&["status"]);
+    assert_eq!(st["pairings"][0]["state"], "connected", "{st}");
+    assert!(st["pairings"][0]["lastError"].is_null(), "{st}");
+}

@@ -77,7 +77,7 @@
   const pairingCat = (p) => ({ connected: 'connected', degraded: 'degraded' }[p && p.health] || 'offline');
   const sessionCat = (x) => (x && x.streaming ? 'connected' : x && x.cut ? 'warning' : 'neutral');
   const dirCat = (s) => ({ bound: 'connected', changed: 'degraded', missing: 'degraded' }[s] || 'offline');
-  const activityCat = (k) => ({ paired: 'connected', revoked: 'offline', unpaired: 'neutral', suggestion: 'info' }[k] || 'neutral');
+  const activityCat = (k) => ({ paired: 'connected', revoked: 'offline', refused: 'offline', unpaired: 'neutral', suggestion: 'info' }[k] || 'neutral');
   const HEALTH = { connected: 'Connected', degraded: 'Degraded', offline: 'Offline', unpaired: 'Not paired' };
 
   // ---- routing ------------------------------------------------------------------------------

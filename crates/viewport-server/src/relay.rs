@@ -39,12 +39,6 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 const MAX_BATCH_MESSAGES: usize = 8192;
 /// Most message bytes stored in one transaction.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// Longest `agent` (and end `reason`) accepted, in bytes.
-const MAX_AGENT_BYTES: usize = 256;
-/// Longest `directory` accepted, in bytes.
-const MAX_DIRECTORY_BYTES: usize = 4096;
-/// Longest frame `ts` accepted, in bytes.
-const MAX_TS_BYTES: usize = 64;
 /// Sessions ended longer ago than this are left out of the resume map.
 const RESUME_WINDOW_SECS: i64 = 24 * 3600;
 /// A connection that sends nothing (not even a ping or pong) for this long is dropped.
@@ -460,49 +454,101 @@ fn kind_str(k: FrameKind) -> &'static str {
     }
 }
 
-/// One text message → a store operation, or why it is malformed.
-fn to_op(text: &str) -> Result<RelayOp, String> {
-    let msg: DaemonMsg = serde_json::from_str(text).map_err(|e| format!("malformed message: {e}"))?;
+/// Why a message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bad {
+    /// Not a message of the protocol, or no session and seq to answer for: close 4400.
+    Malformed(String),
+    /// A field breaks a rule of `vpd_proto::limits` (SPEC A2, A11): refused for this session
+    /// alone, and the connection stays open.
+    Refused { session_id: String, seq: u64, why: String },
+}
+
+/// One text message → a store operation, or why it is not taken.
+fn to_op(text: &str) -> Result<RelayOp, Bad> {
+    use vpd_proto::limits::{self, check_text};
+    let msg: DaemonMsg = serde_json::from_str(text).map_err(|e| Bad::Malformed(format!("malformed message: {e}")))?;
     let check_id = |id: &str| {
         if vpd_proto::is_ulid(id) {
             Ok(())
         } else {
-            Err("sessionId must be a ULID".to_string())
+            Err(Bad::Malformed("sessionId must be a ULID".to_string()))
         }
     };
     let check_seq = |seq: u64| {
         if seq == 0 || seq > i64::MAX as u64 {
-            Err(format!("seq {seq} out of range"))
+            Err(Bad::Malformed(format!("seq {seq} out of range")))
         } else {
             Ok(())
         }
     };
+    let refuse = |session_id: &str, seq: u64, why: String| Bad::Refused { session_id: session_id.to_string(), seq, why };
     match msg {
-        DaemonMsg::Proof { .. } => Err("unexpected proof".into()),
+        DaemonMsg::Proof { .. } => Err(Bad::Malformed("unexpected proof".into())),
         DaemonMsg::SessionStart { session_id, agent, directory, started_at } => {
             check_id(&session_id)?;
-            if agent.len() > MAX_AGENT_BYTES || directory.len() > MAX_DIRECTORY_BYTES {
-                return Err("session_start: agent or directory too long".into());
-            }
+            check_text(&agent, limits::AGENT).map_err(|e| refuse(&session_id, 0, format!("agent {e}")))?;
+            check_text(&directory, limits::DIRECTORY).map_err(|e| refuse(&session_id, 0, format!("directory {e}")))?;
             let started = started_at.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or_else(|_| util::now());
             Ok(RelayOp::Start { session_id, agent, directory, started_at: started })
         }
         DaemonMsg::Frame { session_id, seq, ts, kind, data } => {
             check_id(&session_id)?;
             check_seq(seq)?;
-            if ts.len() > MAX_TS_BYTES {
-                return Err(format!("frame {seq}: ts too long"));
+            check_text(&ts, limits::TS).map_err(|e| refuse(&session_id, seq, format!("ts {e}")))?;
+            if data.len() > limits::FRAME_DATA.div_ceil(3) * 4 + 4 {
+                return Err(refuse(&session_id, seq, format!("data is more than the {} bytes allowed", limits::FRAME_DATA)));
             }
-            let data = B64.decode(data.as_bytes()).map_err(|_| format!("frame {seq}: data is not base64"))?;
+            let data = B64.decode(data.as_bytes()).map_err(|_| refuse(&session_id, seq, "data is not base64".into()))?;
+            if data.len() > limits::FRAME_DATA {
+                return Err(refuse(&session_id, seq, format!("data is more than the {} bytes allowed", limits::FRAME_DATA)));
+            }
             Ok(RelayOp::Frame { session_id, seq, ts, kind: kind_str(kind), data })
         }
         DaemonMsg::SessionEnd { session_id, seq, reason, exit_code } => {
             check_id(&session_id)?;
             check_seq(seq)?;
-            if reason.len() > MAX_AGENT_BYTES {
-                return Err(format!("session_end {seq}: reason too long"));
-            }
+            check_text(&reason, limits::REASON).map_err(|e| refuse(&session_id, seq, format!("reason {e}")))?;
             Ok(RelayOp::End { session_id, seq, reason, exit_code })
+        }
+    }
+}
+
+/// Sessions with a refused message, and the seq each waits for: until that seq comes again
+/// (cut down, or as a gap), the session's later messages are not taken — the daemon sends
+/// them again after it — so a refusal never makes a hole or an out-of-order violation.
+#[derive(Default)]
+struct Held {
+    waiting: HashMap<String, u64>,
+    /// `refused` answers to send after the batch.
+    answers: Vec<RelayMsg>,
+}
+
+impl Held {
+    /// Whether to take `op`.
+    fn admits(&mut self, op: &RelayOp) -> bool {
+        let seq = match op {
+            RelayOp::Start { .. } => 0,
+            RelayOp::Frame { seq, .. } | RelayOp::End { seq, .. } => *seq,
+        };
+        match self.waiting.get(op.session_id()) {
+            Some(&w) if seq == w => {
+                self.waiting.remove(op.session_id());
+                true
+            }
+            Some(&w) => seq < w,
+            None => true,
+        }
+    }
+
+    fn refuse(&mut self, session_id: String, seq: u64, why: String) {
+        match self.waiting.get(&session_id) {
+            // Behind an earlier refusal of the same session: it will come again after it.
+            Some(&w) if w < seq => {}
+            _ => {
+                self.waiting.insert(session_id.clone(), seq);
+                self.answers.push(RelayMsg::Refused { session_id, seq, reason: why });
+            }
         }
     }
 }
@@ -513,6 +559,7 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut last_rx = Instant::now();
+    let mut held = Held::default();
     loop {
         let first = tokio::select! {
             biased;
@@ -536,10 +583,10 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
         last_rx = Instant::now();
         let mut ops = Vec::new();
         let mut bytes = 0usize;
-        let mut after = take(first, &mut ops, &mut bytes, &mut bucket);
+        let mut after = take(first, &mut ops, &mut bytes, &mut bucket, &mut held);
         while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
             match conn.socket.recv().now_or_never() {
-                Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket),
+                Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket, &mut held),
                 None => break,
             }
         }
@@ -569,6 +616,18 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                 return;
             }
         }
+        // Refusals after the acks of what came before them.
+        if !held.answers.is_empty() {
+            for answer in held.answers.drain(..) {
+                let text = serde_json::to_string(&answer).expect("answers serialize");
+                if conn.socket.feed(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            if conn.socket.flush().await.is_err() {
+                return;
+            }
+        }
         match after {
             After::More => {}
             After::Gone => return,
@@ -582,7 +641,7 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
 }
 
 /// Adds one received message to the batch.
-fn take(m: Option<Result<Message, axum::Error>>, ops: &mut Vec<RelayOp>, bytes: &mut usize, bucket: &mut Bucket) -> After {
+fn take(m: Option<Result<Message, axum::Error>>, ops: &mut Vec<RelayOp>, bytes: &mut usize, bucket: &mut Bucket, held: &mut Held) -> After {
     match m {
         None | Some(Ok(Message::Close(_))) => After::Gone,
         Some(Err(e)) if is_too_large(&e) => After::Close(close::TOO_LARGE, "message too large".into()),
@@ -599,10 +658,16 @@ fn take(m: Option<Result<Message, axum::Error>>, ops: &mut Vec<RelayOp>, bytes: 
             *bytes += t.len();
             match to_op(t.as_str()) {
                 Ok(op) => {
-                    ops.push(op);
+                    if held.admits(&op) {
+                        ops.push(op);
+                    }
                     After::More
                 }
-                Err(why) => After::Close(close::MALFORMED, why),
+                Err(Bad::Refused { session_id, seq, why }) => {
+                    held.refuse(session_id, seq, why);
+                    After::More
+                }
+                Err(Bad::Malformed(why)) => After::Close(close::MALFORMED, why),
             }
         }
     }
@@ -629,11 +694,34 @@ mod tests {
         let id = ulid::Ulid::new().to_string();
         let op = to_op(&format!(r#"{{"type":"frame","sessionId":"{id}","seq":1,"ts":"t","kind":"output","data":"aGk="}}"#)).unwrap();
         assert_eq!(op, RelayOp::Frame { session_id: id.clone(), seq: 1, ts: "t".into(), kind: "output", data: b"hi".to_vec() });
-        assert!(to_op(&format!(r#"{{"type":"frame","sessionId":"{id}","seq":1,"ts":"t","kind":"output","data":"!!"}}"#)).is_err());
+        let refused = |text: &str| matches!(to_op(text), Err(Bad::Refused { .. }));
+        assert!(refused(&format!(r#"{{"type":"frame","sessionId":"{id}","seq":1,"ts":"t","kind":"output","data":"!!"}}"#)));
+        let agent = "€".repeat(100);
+        assert!(refused(&format!(r#"{{"type":"session_start","sessionId":"{id}","agent":"{agent}","directory":"d","startedAt":"t"}}"#)));
+        assert!(refused(&format!(r#"{{"type":"session_start","sessionId":"{id}","agent":"a\u001b[2J","directory":"d","startedAt":"t"}}"#)));
+        assert!(refused(&format!(r#"{{"type":"session_start","sessionId":"{id}","agent":"a","directory":"d\u0000","startedAt":"t"}}"#)));
+        let reason = "é".repeat(150);
+        assert!(refused(&format!(r#"{{"type":"session_end","sessionId":"{id}","seq":3,"reason":"{reason}","exitCode":null}}"#)));
+        let ok = "€".repeat(85);
+        assert!(to_op(&format!(r#"{{"type":"session_start","sessionId":"{id}","agent":"{ok}","directory":"d","startedAt":"t"}}"#)).is_ok());
         assert!(to_op(r#"{"type":"frame","sessionId":"nope","seq":1,"ts":"t","kind":"output","data":""}"#).is_err());
         assert!(to_op(r#"{"type":"bogus"}"#).is_err());
         assert!(to_op("not json").is_err());
         assert!(to_op(&format!(r#"{{"type":"session_end","sessionId":"{id}","seq":0,"reason":"x","exitCode":null}}"#)).is_err());
+    }
+
+    #[test]
+    fn a_refused_session_waits_for_its_seq_again_and_others_go_on() {
+        let frame = |s: &str, seq: u64| RelayOp::Frame { session_id: s.into(), seq, ts: "t".into(), kind: "output", data: vec![] };
+        let mut h = Held::default();
+        h.refuse("A".into(), 2, "why".into());
+        h.refuse("A".into(), 3, "behind it".into());
+        assert_eq!(h.answers.len(), 1, "one answer: later messages come again after the replacement");
+        assert!(h.admits(&frame("A", 1)), "before the refused one (a duplicate): acked as usual");
+        assert!(!h.admits(&frame("A", 3)), "behind the refused one: not taken");
+        assert!(h.admits(&frame("B", 7)), "another session goes on");
+        assert!(h.admits(&frame("A", 2)), "the replacement");
+        assert!(h.admits(&frame("A", 3)), "and then the rest");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use viewport_server::util;
 use vpd_proto::pairing::Approved;
-use vpd_proto::relay::{proof_message, DaemonMsg, RelayMsg};
+use vpd_proto::relay::{proof_message, DaemonMsg, FrameKind, RelayMsg};
 use vpd_proto::runtime::{RelayClaims, RelayToken};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -252,7 +252,6 @@ async fn protocol_violations_close_4400() {
     let cases: Vec<String> = vec![
         "{not json".into(),
         r#"{"type":"teleport","sessionId":"x"}"#.into(),
-        format!(r#"{{"type":"frame","sessionId":"{id}","seq":2,"ts":"t","kind":"output","data":"***"}}"#),
         r#"{"type":"session_start","sessionId":"not-a-ulid","agent":"a","directory":"d","startedAt":"t"}"#.into(),
         // A frame for a session that was never started.
         format!(r#"{{"type":"frame","sessionId":"{}","seq":1,"ts":"t","kind":"output","data":""}}"#, sid()),
@@ -263,6 +262,53 @@ async fn protocol_violations_close_4400() {
         assert_eq!(closed(&mut ws, Duration::from_secs(5)).await.0, 4400, "{text}");
     }
     assert_eq!(s.store().session(None, &id).unwrap().unwrap().last_seq, 1, "nothing bad was stored");
+}
+
+/// SPEC A2/A11: a message that breaks a text or size rule is refused for its session alone;
+/// the connection stays open, other sessions go on, and the session continues once the
+/// refused seq comes again (cut down, or as a gap).
+#[tokio::test]
+async fn rule_breaking_messages_are_refused_per_session_and_the_connection_stays() {
+    let Setup { s, key, a, .. } = setup().await;
+    let (x, y) = (sid(), sid());
+    let (mut ws, _) = connect(&s, &key, &a).await;
+    let start = |id: &str, agent: &str| DaemonMsg::SessionStart {
+        session_id: id.into(),
+        agent: agent.into(),
+        directory: "api".into(),
+        started_at: "2026-05-11T14:42:00Z".into(),
+    };
+    let refused = |m: RelayMsg, id: &str, want: u64| match m {
+        RelayMsg::Refused { session_id, seq, reason } if session_id == id && seq == want => reason,
+        other => panic!("expected refused {id} {want}, got {other:?}"),
+    };
+    // An agent of 100 "€" (300 bytes) and an escape sequence: refused, connection open.
+    send(&mut ws, &start(&x, &"€".repeat(100))).await;
+    assert!(refused(next_msg(&mut ws).await, &x, 0).contains("more than the 256"));
+    send(&mut ws, &frame(&x, 1, b"held back")).await;
+    send(&mut ws, &start(&y, "claude\u{1b}[2J")).await;
+    assert!(refused(next_msg(&mut ws).await, &y, 0).contains("control"));
+    // The replacement, then what came after it again.
+    send(&mut ws, &start(&x, &"€".repeat(85))).await;
+    acked_to(&mut ws, &x, 0).await;
+    send(&mut ws, &frame(&x, 1, b"held back")).await;
+    acked_to(&mut ws, &x, 1).await;
+    // A frame that is not base64: refused; its gap goes in.
+    let bad = DaemonMsg::Frame { session_id: x.clone(), seq: 2, ts: "t".into(), kind: FrameKind::Output, data: "***".into() };
+    send(&mut ws, &bad).await;
+    refused(next_msg(&mut ws).await, &x, 2);
+    let gap = DaemonMsg::Frame { session_id: x.clone(), seq: 2, ts: "t".into(), kind: FrameKind::Gap, data: b64(b"2-2") };
+    send(&mut ws, &gap).await;
+    acked_to(&mut ws, &x, 2).await;
+    // A reason of 150 "é" (300 bytes): refused; the end without it is stored.
+    let end = |reason: String| DaemonMsg::SessionEnd { session_id: x.clone(), seq: 3, reason, exit_code: Some(0) };
+    send(&mut ws, &end("é".repeat(150))).await;
+    refused(next_msg(&mut ws).await, &x, 3);
+    send(&mut ws, &end(String::new())).await;
+    acked_to(&mut ws, &x, 3).await;
+    let row = s.store().session(None, &x).unwrap().unwrap();
+    assert_eq!((row.agent.as_str(), row.last_seq), ("€".repeat(85).as_str(), 3));
+    assert!(s.store().session(None, &y).unwrap().is_none(), "nothing of the refused start was stored");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! loss is always visible. Pure data structure: no I/O, no clock.
 
 use std::collections::{BTreeMap, VecDeque};
+use vpd_proto::limits;
 use vpd_proto::relay::{DaemonMsg, FrameKind};
 
 /// 16 MiB per pairing by default.
@@ -13,6 +14,26 @@ pub const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
 struct Entry {
     msg: DaemonMsg,
     size: usize,
+    /// Already the cut-down form of a refused message.
+    cut_down: bool,
+}
+
+/// What became of a message the relay refused (SPEC amendment A2): never the same message
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Replaced by its cut-down form — a `session_start` with an ASCII-only agent and
+    /// directory, a `session_end` without a reason, a gap in place of a frame — and these
+    /// are the messages to send now, in order: it and the session's later ones.
+    Replaced { resend: Vec<DaemonMsg> },
+    /// The cut-down form was refused too: the session's `dropped` messages are forgotten,
+    /// and it stops streaming.
+    Dropped { dropped: usize },
+}
+
+/// `s` with only printable ASCII, others as `_`, at most `max` bytes.
+fn ascii_only(s: &str, max: usize) -> String {
+    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).take(max).collect()
 }
 
 #[derive(Debug)]
@@ -57,7 +78,7 @@ impl Outbox {
     /// Queues a message; makes room by turning the oldest frames into gap frames.
     pub fn push(&mut self, msg: DaemonMsg) {
         let size = size_of(&msg);
-        self.queue.push_back(Entry { msg, size });
+        self.queue.push_back(Entry { msg, size, cut_down: false });
         self.bytes += size;
         while self.bytes > self.limit && self.evict_oldest_frames() {}
     }
@@ -114,7 +135,7 @@ impl Outbox {
         let gap = DaemonMsg::Frame { session_id, seq: to, ts, kind: FrameKind::Gap, data: encode_gap(from, to) };
         let size = size_of(&gap);
         self.bytes += size;
-        self.queue.insert(first, Entry { msg: gap, size });
+        self.queue.insert(first, Entry { msg: gap, size, cut_down: true });
         Ok(())
     }
 
@@ -161,6 +182,43 @@ impl Outbox {
         self.bytes -= freed;
     }
 
+    /// The relay refused message `seq` of `session_id` (`None` when it is not here, e.g.
+    /// already acked). See [`Refusal`].
+    pub fn refused(&mut self, session_id: &str, seq: u64) -> Option<Refusal> {
+        let i = self.queue.iter().position(|e| e.msg.position() == Some((session_id, seq)))?;
+        let e = &mut self.queue[i];
+        if e.cut_down {
+            let before = self.queue.len();
+            self.drop_session(session_id);
+            return Some(Refusal::Dropped { dropped: before - self.queue.len() });
+        }
+        e.msg = match std::mem::replace(&mut e.msg, DaemonMsg::Proof { signature: String::new() }) {
+            DaemonMsg::SessionStart { session_id, agent, directory, started_at } => DaemonMsg::SessionStart {
+                session_id,
+                agent: ascii_only(&agent, 64),
+                directory: ascii_only(&directory, 255),
+                started_at: ascii_only(&started_at, limits::TS),
+            },
+            DaemonMsg::Frame { session_id, seq, ts, .. } => {
+                DaemonMsg::Frame { session_id, seq, ts: ascii_only(&ts, limits::TS), kind: FrameKind::Gap, data: encode_gap(seq, seq) }
+            }
+            DaemonMsg::SessionEnd { session_id, seq, exit_code, .. } => DaemonMsg::SessionEnd { session_id, seq, reason: String::new(), exit_code },
+            proof @ DaemonMsg::Proof { .. } => proof,
+        };
+        e.cut_down = true;
+        let size = size_of(&e.msg);
+        self.bytes = self.bytes - e.size + size;
+        e.size = size;
+        let resend = self.queue.iter().skip(i).filter(|e| e.msg.position().is_some_and(|(s, _)| s == session_id)).map(|e| e.msg.clone()).collect();
+        Some(Refusal::Replaced { resend })
+    }
+
+    /// The oldest message waiting for an ack: after the relay closed the connection as
+    /// malformed (4400), the one it stopped at (it acks everything before it first).
+    pub fn oldest(&self) -> Option<(String, u64)> {
+        self.queue.iter().find_map(|e| e.msg.position().map(|(s, q)| (s.to_string(), q)))
+    }
+
     pub fn clear(&mut self) {
         self.queue.clear();
         self.bytes = 0;
@@ -184,6 +242,38 @@ pub fn gap_range(data: &str) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_message_is_cut_down_once_then_its_session_dropped() {
+        let mut o = Outbox::new(DEFAULT_LIMIT);
+        let start =
+            DaemonMsg::SessionStart { session_id: "A".into(), agent: "cl€ude".into(), directory: "api/ünï".into(), started_at: "t".into() };
+        o.push(start);
+        for i in 1..=3 {
+            o.push(frame("A", i, 10));
+        }
+        o.push(frame("B", 1, 10));
+        o.push(DaemonMsg::SessionEnd { session_id: "A".into(), seq: 4, reason: "é".repeat(10), exit_code: Some(0) });
+        // The start: ASCII only, resent with the rest of its session (not B's frame).
+        let Some(Refusal::Replaced { resend }) = o.refused("A", 0) else { panic!() };
+        assert_eq!(resend.len(), 5);
+        assert!(matches!(&resend[0], DaemonMsg::SessionStart { agent, directory, .. } if agent == "cl_ude" && directory == "api/_n_"));
+        // A frame becomes a gap of its own seq; what follows is resent.
+        let Some(Refusal::Replaced { resend }) = o.refused("A", 2) else { panic!() };
+        assert_eq!(resend.iter().filter_map(DaemonMsg::position).map(|p| p.1).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert!(matches!(&resend[0], DaemonMsg::Frame { kind: FrameKind::Gap, seq: 2, data, .. } if gap_range(data) == (2, 2)));
+        // An end loses its reason.
+        let Some(Refusal::Replaced { resend }) = o.refused("A", 4) else { panic!() };
+        assert!(matches!(&resend[0], DaemonMsg::SessionEnd { reason, exit_code: Some(0), .. } if reason.is_empty()));
+        // Refused again in its cut-down form: the session goes, B stays.
+        assert_eq!(o.refused("A", 2), Some(Refusal::Dropped { dropped: 5 }));
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.oldest(), Some(("B".to_string(), 1)));
+        assert_eq!(o.refused("A", 9), None);
+        let before = o.queued_bytes();
+        o.ack("B", 1);
+        assert!(o.queued_bytes() < before && o.is_empty() && o.queued_bytes() == 0);
+    }
 
     fn frame(s: &str, seq: u64, n: usize) -> DaemonMsg {
         DaemonMsg::Frame { session_id: s.into(), seq, ts: "t".into(), kind: FrameKind::Output, data: "x".repeat(n) }

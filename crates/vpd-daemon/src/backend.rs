@@ -7,7 +7,7 @@
 
 use crate::activity::{Activity, ActivityLog, Changes};
 use crate::api::protocol::{Paired, Pong, SessionStartParams, UiLink, Unpaired};
-use crate::bridge::Ended;
+use crate::bridge::{Ended, Event};
 use crate::bridges::Bridges;
 use crate::error::{Error, ErrorCode, Result};
 use crate::facts_cache::FactsCache;
@@ -55,19 +55,16 @@ pub struct Backend {
     facts: Arc<FactsCache>,
 }
 
-/// Largest frame the local API takes (raw bytes): a relay message stays well under 1 MiB.
-const MAX_FRAME: usize = 256 * 1024;
-
 impl Backend {
-    /// `ended` hears each bridge that stops for good (see [`Backend::on_ended`]).
-    pub fn new(home: Home, store: watch::Receiver<Option<secrets::Store>>, ended: mpsc::Sender<Ended>) -> Self {
+    /// `events` hears what the bridges report (see [`Backend::on_bridge_event`]).
+    pub fn new(home: Home, store: watch::Receiver<Option<secrets::Store>>, events: mpsc::Sender<Event>) -> Self {
         Backend {
             home,
             pid: std::process::id(),
             started_at: crate::now_rfc3339(),
             store,
             shutdown: Notify::new(),
-            bridges: Bridges::new(ended),
+            bridges: Bridges::new(events),
             sessions: Sessions::default(),
             activity: ActivityLog::default(),
             changes: Changes::default(),
@@ -282,9 +279,32 @@ impl Backend {
         r
     }
 
+    /// What a bridge reports: a refused message (recorded in activity; a session whose
+    /// message could not be sent even cut down stops streaming), or its end.
+    pub async fn on_bridge_event(&self, event: Event) {
+        match event {
+            Event::Ended(ended) => self.on_ended(ended).await,
+            Event::Refused { workspace_id, session_id, seq, reason, dropped } => {
+                if dropped {
+                    self.sessions.cut(&session_id, CutReason::Refused);
+                }
+                let what = if seq == 0 { "its start".to_string() } else { format!("message {seq}") };
+                let instead = if dropped {
+                    ", even cut down; the session stopped streaming".to_string()
+                } else if seq == 0 {
+                    "; sent again with a plain-ASCII agent and directory".to_string()
+                } else {
+                    "; a gap (or an end without its reason) was sent in its place".to_string()
+                };
+                let message = format!("The relay refused {what} of session {session_id} ({reason}){instead}.");
+                self.record(Activity { kind: ActivityKind::Refused, message, org_id: Some(workspace_id), ..Default::default() });
+            }
+        }
+    }
+
     /// A bridge ended for good. SPEC section 6: when the org revoked this pairing, its
     /// sessions are cut and the pairing removed.
-    pub async fn on_ended(&self, ended: Ended) {
+    async fn on_ended(&self, ended: Ended) {
         let Ended::Revoked { workspace_id, runtime_target_id, .. } = ended else { return };
         // Only if that pairing is still the current one (a re-pairing replaces it, and the
         // platform then revokes the old one).
@@ -599,8 +619,13 @@ fn check_frame(kind: vpd_proto::relay::FrameKind, data: &str) -> Result<()> {
     if kind == vpd_proto::relay::FrameKind::Gap {
         return Err(Error::new(ErrorCode::InvalidArgument, "gap frames are made by the daemon, not sent to it"));
     }
-    if data.len() > MAX_FRAME / 3 * 4 + 4 || base64::engine::general_purpose::STANDARD.decode(data).is_err() {
-        return Err(Error::new(ErrorCode::InvalidArgument, "frame data must be base64 (standard) of at most 256 KiB; split larger output"));
+    let max = vpd_proto::limits::FRAME_DATA;
+    let ok = data.len() <= max.div_ceil(3) * 4 && base64::engine::general_purpose::STANDARD.decode(data).is_ok_and(|b| b.len() <= max);
+    if !ok {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("frame data must be base64 (standard) of at most {} KiB; split larger output", max / 1024),
+        ));
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame, Message};
-use vpd_core::outbox::{Outbox, DEFAULT_LIMIT};
+use vpd_core::outbox::{Outbox, Refusal, DEFAULT_LIMIT};
 use vpd_core::relay_policy::{self, Verdict, RECONNECT_ATTEMPTS};
 use vpd_proto::relay::{proof_message, DaemonMsg, RelayMsg, MAX_MESSAGE, ROLE};
 use vpd_proto::runtime::RuntimeCredential;
@@ -85,6 +85,16 @@ pub enum Ended {
     Stopped,
 }
 
+/// What a bridge tells the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// It stopped for good.
+    Ended(Ended),
+    /// The relay refused message `seq` of a session (SPEC A2). The bridge sent its cut-down
+    /// form instead, or — `dropped` — that was refused too, and the session stops streaming.
+    Refused { workspace_id: String, session_id: String, seq: u64, reason: String, dropped: bool },
+}
+
 /// A running bridge.
 #[derive(Clone)]
 pub struct Bridge {
@@ -105,8 +115,8 @@ fn outbox_limit() -> usize {
 }
 
 impl Bridge {
-    /// Starts the bridge of `pairing`; `ended` hears when it stops for good.
-    pub fn spawn(pairing: Pairing, identity: Identity, ended: mpsc::Sender<Ended>) -> Bridge {
+    /// Starts the bridge of `pairing`; `events` hears refusals, and when it stops for good.
+    pub fn spawn(pairing: Pairing, identity: Identity, events: mpsc::Sender<Event>) -> Bridge {
         let (tx, rx) = mpsc::channel(128);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let runtime_target_id = pairing.runtime_target_id.clone();
@@ -127,10 +137,11 @@ impl Bridge {
             token: None,
             inflight: HashMap::new(),
             latencies: latencies.clone(),
+            events: events.clone(),
         };
         tokio::spawn(async move {
             let why = task.run().await;
-            let _ = ended.send(why).await;
+            let _ = events.send(Event::Ended(why)).await;
         });
         Bridge { tx, ctl, runtime_target_id, status, latencies }
     }
@@ -149,6 +160,7 @@ impl Bridge {
 }
 
 struct Task {
+    events: mpsc::Sender<Event>,
     pairing: Pairing,
     identity: Identity,
     status: Arc<Mutex<BridgeStatus>>,
@@ -198,6 +210,13 @@ impl Task {
                 Outcome::Verdict(v, why) => (v, why),
                 Outcome::Closed(close, v, why) => {
                     code = format!("close_{close}");
+                    if close == vpd_proto::relay::close::MALFORMED {
+                        // The relay stored and acked everything before the message it choked
+                        // on: that one is never sent as is again (SPEC A2).
+                        if let Some((session, seq)) = self.outbox.oldest() {
+                            self.refused(session, seq, why.clone()).await;
+                        }
+                    }
                     (v, why)
                 }
             };
@@ -405,6 +424,23 @@ impl Task {
         }
     }
 
+    /// Replaces a message the relay refused (see [`Outbox::refused`]) and tells the backend.
+    /// Returns what to send now, if anything.
+    async fn refused(&mut self, session_id: String, seq: u64, reason: String) -> Option<Vec<DaemonMsg>> {
+        let reason = vpd_proto::limits::clean(&reason, 200);
+        let (resend, dropped) = match self.outbox.refused(&session_id, seq)? {
+            Refusal::Replaced { resend } => (Some(resend), false),
+            Refusal::Dropped { dropped } => {
+                self.set(|s| s.frames_dropped += dropped as u64);
+                (None, true)
+            }
+        };
+        tracing::warn!(workspace = %self.pairing.workspace_id, session = %session_id, seq, %reason, dropped, "the relay refused a message");
+        let workspace_id = self.pairing.workspace_id.clone();
+        let _ = self.events.send(Event::Refused { workspace_id, session_id, seq, reason, dropped }).await;
+        resend
+    }
+
     fn count_sent(&mut self, m: &DaemonMsg) {
         if let Some((session, seq)) = m.position() {
             self.status.lock().unwrap().frames_sent += 1;
@@ -469,6 +505,16 @@ impl Task {
                             self.outbox.ack(&session_id, seq);
                             let acked = (before - self.outbox.len()) as u64;
                             self.set(|s| s.frames_acked += acked);
+                        }
+                        Ok(RelayMsg::Refused { session_id, seq, reason }) => {
+                            if let Some(resend) = self.refused(session_id, seq, reason).await {
+                                for m in &resend {
+                                    if let Err(e) = send(&mut ws, m).await {
+                                        return Outcome::Verdict(Verdict::Transient, e);
+                                    }
+                                }
+                                self.set(|_| {});
+                            }
                         }
                         Ok(other) => tracing::debug!(?other, "unexpected relay message"),
                         Err(e) => {

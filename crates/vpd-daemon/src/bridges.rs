@@ -2,7 +2,7 @@
 //! the map and its lock; the [`crate::backend::Backend`] starts, replaces, stops and routes
 //! through it.
 
-use crate::bridge::{Bridge, BridgeStatus, Command, Control, Ended};
+use crate::bridge::{Bridge, BridgeStatus, Command, Control, Event};
 use crate::config::Pairing;
 use crate::identity::Identity;
 use std::collections::HashMap;
@@ -11,13 +11,13 @@ use tokio::sync::mpsc;
 
 pub struct Bridges {
     map: Mutex<HashMap<String, Bridge>>,
-    /// Every bridge reports here when it ends for good.
-    ended: mpsc::Sender<Ended>,
+    /// Every bridge reports here: refusals, and when it ends for good.
+    events: mpsc::Sender<Event>,
 }
 
 impl Bridges {
-    pub fn new(ended: mpsc::Sender<Ended>) -> Self {
-        Bridges { map: Mutex::default(), ended }
+    pub fn new(events: mpsc::Sender<Event>) -> Self {
+        Bridges { map: Mutex::default(), events }
     }
 
     /// Starts the bridge of `pairing`, replacing a running one of the same org. Returns the
@@ -25,7 +25,7 @@ impl Bridges {
     /// must be cut: they never move to the new one).
     pub fn start(&self, pairing: Pairing, identity: Identity) -> Option<String> {
         let workspace_id = pairing.workspace_id.clone();
-        let b = Bridge::spawn(pairing, identity, self.ended.clone());
+        let b = Bridge::spawn(pairing, identity, self.events.clone());
         let new_rt = b.runtime_target_id.clone();
         let old = self.map.lock().unwrap().insert(workspace_id, b)?;
         let _ = old.ctl.send(Control::Stop);

@@ -101,8 +101,8 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         .map_err(|e| Error::new(ErrorCode::Internal, format!("starting the runtime: {e}")))?;
     let result = rt.block_on(async move {
         let (store_tx, store_rx) = watch::channel(None);
-        let (ended_tx, mut ended_rx) = mpsc::channel(16);
-        let backend = Arc::new(Backend::new(home.clone(), store_rx, ended_tx));
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let backend = Arc::new(Backend::new(home.clone(), store_rx, events_tx));
         let listener = server::bind(&home)?;
         tracing::info!(pid = std::process::id(), home = %home.root().display(), version = crate::VERSION, "daemon started");
         if !detached {
@@ -125,9 +125,9 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         }
         parts.spawn("watched folders", backend.clone().run_watched());
         let b = backend.clone();
-        parts.spawn("revocations", async move {
-            while let Some(ended) = ended_rx.recv().await {
-                b.on_ended(ended).await;
+        parts.spawn("bridge events", async move {
+            while let Some(event) = events_rx.recv().await {
+                b.on_bridge_event(event).await;
             }
         });
         parts.spawn("clock and network", watch_clock(backend.clone()));

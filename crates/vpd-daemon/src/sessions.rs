@@ -10,6 +10,7 @@ use crate::states::{CutReason, SessionState};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use vpd_core::Resolution;
+use vpd_proto::limits;
 use vpd_proto::relay::{DaemonMsg, FrameKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,7 +71,8 @@ impl Session {
 pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option<DaemonMsg>) {
     let id = ulid::Ulid::new().to_string();
     let started_at = jiff::Timestamp::now().to_string();
-    let agent: String = agent.chars().filter(|c| !c.is_control()).take(100).collect();
+    // SPEC A2/A11: cleaned and cut in bytes as the relay counts them, so it never refuses.
+    let agent = limits::clean(agent, limits::AGENT);
     let (org_id, org_name, directory, state, local_reason) = match &r.resolution {
         Resolution::Pinned { org_id, binding_dir, .. } => {
             (Some(org_id.clone()), r.org_name(org_id).map(String::from), relay_directory(binding_dir, &r.dir), SessionState::Streaming, None)
@@ -105,13 +107,15 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
 }
 
 /// `api/src` for a session in `~/work/api/src` bound at `~/work/api`: never a full path.
+/// Cleaned and cut as the relay's rules say (a directory name may hold any byte but `/`).
 pub fn relay_directory(binding_dir: &Path, cwd: &Path) -> String {
     let name = binding_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    match cwd.strip_prefix(binding_dir) {
+    let dir = match cwd.strip_prefix(binding_dir) {
         Ok(rest) if !rest.as_os_str().is_empty() && !name.is_empty() => format!("{name}/{}", rest.display()),
         Ok(rest) if !rest.as_os_str().is_empty() => rest.display().to_string(),
         _ => name,
-    }
+    };
+    limits::clean(&dir, limits::DIRECTORY)
 }
 
 impl Session {
@@ -140,7 +144,7 @@ impl Session {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Some(DaemonMsg::SessionEnd { session_id: self.info.session_id.clone(), seq, reason: reason.chars().take(200).collect(), exit_code })
+        Some(DaemonMsg::SessionEnd { session_id: self.info.session_id.clone(), seq, reason: limits::clean(reason, limits::REASON), exit_code })
     }
 
     /// Stops remote streaming for good (revoked or unpaired org).
@@ -252,5 +256,6 @@ mod tests {
         assert_eq!(relay_directory(Path::new("/home/u/work/api"), Path::new("/home/u/work/api/src/x")), "api/src/x");
         assert_eq!(relay_directory(Path::new("/home/u/work/api"), Path::new("/home/u/work/api")), "api");
         assert_eq!(relay_directory(Path::new("/"), Path::new("/srv")), "srv");
+        assert_eq!(relay_directory(Path::new("/w/re\x1b[2Jpo"), Path::new("/w/re\x1b[2Jpo/a\nb")), "re[2Jpo/ab");
     }
 }

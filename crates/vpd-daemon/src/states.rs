@@ -186,6 +186,8 @@ pub enum CutReason {
     RePaired,
     /// Its pairing's bridge was gone when a message was routed.
     NoPairing,
+    /// The relay refused one of its messages even in cut-down form (SPEC A2).
+    Refused,
 }
 
 impl CutReason {
@@ -195,6 +197,7 @@ impl CutReason {
             CutReason::Unpaired => "unpaired",
             CutReason::RePaired => "re-paired",
             CutReason::NoPairing => "no pairing",
+            CutReason::Refused => "refused by the relay",
         }
     }
 }
@@ -228,7 +231,7 @@ impl FromStr for SessionState {
             "ended" => SessionState::Ended,
             _ => {
                 let r = s.strip_prefix("cut (").and_then(|r| r.strip_suffix(')')).ok_or(())?;
-                let reason = [CutReason::Revoked, CutReason::Unpaired, CutReason::RePaired, CutReason::NoPairing]
+                let reason = [CutReason::Revoked, CutReason::Unpaired, CutReason::RePaired, CutReason::NoPairing, CutReason::Refused]
                     .into_iter()
                     .find(|c| c.text() == r)
                     .ok_or(())?;
@@ -270,6 +273,8 @@ pub enum ActivityKind {
     Unpaired,
     Revoked,
     Suggestion,
+    /// The relay refused a session's message; what the daemon sent instead.
+    Refused,
 }
 
 /// What a hint suggestion asks.

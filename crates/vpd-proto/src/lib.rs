@@ -5,6 +5,7 @@
 //! does no I/O. Secrets travel in [`Secret`], whose `Debug` never prints the value.
 
 pub mod ids;
+pub mod limits;
 pub mod pairing;
 pub mod relay;
 pub mod runtime;

@@ -53,6 +53,16 @@ pub enum RelayMsg {
         session_id: String,
         seq: u64,
     },
+    /// Message `seq` of `session_id` breaks a rule of [`crate::limits`] and was not stored
+    /// (SPEC amendments A2 and A11). The relay takes nothing more of that session until a
+    /// message with this seq comes again; the daemon sends a cut-down form of it or a gap,
+    /// never the same message. The connection stays open: other sessions go on.
+    Refused {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        seq: u64,
+        reason: String,
+    },
 }
 
 /// Daemon → relay.
