@@ -266,3 +266,174 @@ fn only_web_approval_links_are_opened() {
     let was_opened = std::fs::read_to_string(&opened).unwrap();
     assert!(!was_opened.contains("file:"), "a file link reached the browser: {was_opened:?}");
 }
+
+/// A paired machine (one org, "acme") to bind with.
+fn paired() -> (Server, Machine) {
+    let server = Server::start();
+    let org = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
+    let m = Machine::new();
+    m.pair(&server, &org, "alice@example.com");
+    (server, m)
+}
+
+fn mode_of(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+/// Issue 10, item 4: what `vpd bind` writes inside a directory never goes through a link,
+/// and a directory others may write is refused (or, for a group, warned about).
+#[test]
+fn binding_writes_never_follow_links_and_refuse_shared_directories() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let (_server, m) = paired();
+    let victim = m.mkdir("victim");
+    std::fs::write(victim.join("secret"), "s3cret").unwrap();
+    std::fs::set_permissions(victim.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let untouched = |what: &str| {
+        assert_eq!(mode_of(&victim.join("secret")), 0o600, "{what}: the victim's file keeps its mode");
+        assert_eq!(std::fs::read_to_string(victim.join("secret")).unwrap(), "s3cret", "{what}");
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1, "{what}: nothing written into the victim's directory");
+    };
+
+    // `.viewport` is a link to another directory: refused, nothing written there.
+    let a = m.mkdir("a");
+    symlink(&victim, a.join(".viewport")).unwrap();
+    let e = m.fails(&["bind", a.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains("not a directory (a symlink or a file)"), "{e}");
+    untouched(".viewport link");
+
+    // `.viewport/.gitignore` is a link to the victim's file: refused with what to do, never
+    // followed, and no binding file is left behind.
+    let b = m.mkdir("b");
+    std::fs::create_dir(b.join(".viewport")).unwrap();
+    symlink(victim.join("secret"), b.join(".viewport/.gitignore")).unwrap();
+    let e = m.fails(&["bind", b.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains(".gitignore: is a symlink; vpd does not follow it — move it away"), "{e}");
+    assert!(!b.join(".viewport/local.yaml").exists());
+    untouched(".gitignore link");
+    std::fs::remove_file(b.join(".viewport/.gitignore")).unwrap();
+    m.ok(&["bind", b.to_str().unwrap()]);
+    assert_eq!(mode_of(&b.join(".viewport/.gitignore")), 0o644, "set on the open file, whatever the umask");
+    assert_eq!(mode_of(&b.join(".viewport/local.yaml")), 0o600);
+    // A local.yaml swapped for a link: unbind removes the link, never what it points to.
+    std::fs::remove_file(b.join(".viewport/local.yaml")).unwrap();
+    symlink(victim.join("secret"), b.join(".viewport/local.yaml")).unwrap();
+    let _ = m.vpd(&["unbind", b.to_str().unwrap()]);
+    untouched("unbind of a link");
+
+    // Writable by everyone without the sticky bit: refused, with what to do.
+    let c = m.mkdir("c");
+    std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = m.fails(&["bind", c.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains("can be written by every user") && e["message"].as_str().unwrap().contains("chmod o-w"), "{e}");
+    assert!(!c.join(".viewport").exists(), "nothing written");
+    // With the sticky bit (as /tmp): nobody can swap another's files.
+    std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    m.ok(&["bind", c.to_str().unwrap()]);
+
+    if !is_root() {
+        eprintln!("not root: the other-owner and other-group cases need chown; skipped");
+        return;
+    }
+    // Owned by another user: refused. Writable by another group: bound, with a warning.
+    let d = m.mkdir("d");
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+    let e = m.fails(&["bind", d.to_str().unwrap()]);
+    assert!(e["message"].as_str().unwrap().contains("belongs to another user (uid 65534)"), "{e}");
+    assert!(!d.join(".viewport").exists());
+    let g = m.mkdir("g");
+    std::os::unix::fs::chown(&g, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&g, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = m.vpd(&["bind", g.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("can be written by its group"), "{err}");
+    let j = m.ok(&["bind", g.to_str().unwrap()]);
+    assert!(j["warning"].as_str().unwrap().contains("its group"), "{j}");
+}
+
+/// Issue 10, item 4: another local user who may write the directory (its group) swaps
+/// `.viewport` for links to the victim's directory, and for a directory of theirs whose files
+/// are links to the victim's file, as fast as it can while the victim binds and unbinds; no
+/// write and no mode change ever reaches the victim's files. The attacker is a thread of
+/// this test that dropped to uid/gid 65534 (raw system calls change only the calling thread).
+#[test]
+fn another_user_racing_symlink_swaps_never_redirects_a_write() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !is_root() {
+        eprintln!("needs root to run the attacker as another uid; skipped");
+        return;
+    }
+    let (_server, m) = paired();
+    // A place the other user can reach: the test's own directory is private.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = open.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("secret"), "s3cret").unwrap();
+    std::fs::set_permissions(victim.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = open.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let (stop, shared, victim) = (stop.clone(), shared.clone(), victim.clone());
+        std::thread::spawn(move || {
+            // SAFETY: plain system calls on this thread's credentials.
+            unsafe {
+                assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+            }
+            let vp = shared.join(".viewport");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let _ = std::fs::rename(&vp, shared.join(format!("stolen-{n}")));
+                let _ = symlink(&victim, &vp);
+                std::hint::spin_loop();
+                let _ = std::fs::remove_file(&vp);
+                if std::fs::create_dir(&vp).is_ok() {
+                    let _ = symlink(victim.join("secret"), vp.join(".gitignore"));
+                    let _ = symlink(victim.join("secret"), vp.join("local.yaml"));
+                }
+                let _ = std::fs::rename(&vp, shared.join(format!("own-{n}")));
+                // A pause with nothing in the way now and then, so binds also get through
+                // and the attack lands mid-bind.
+                if n.is_multiple_of(2) {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                }
+            }
+            n
+        })
+    };
+    let (mut bound, mut refused) = (0, 0);
+    let mut errors = std::collections::BTreeSet::new();
+    for _ in 0..150 {
+        let out = m.vpd(&["bind", shared.to_str().unwrap(), "--yes", "--json"]);
+        if out.status.success() {
+            bound += 1;
+            let _ = m.vpd(&["unbind", shared.to_str().unwrap(), "--json"]);
+        } else {
+            refused += 1;
+            let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+            let msg = err["error"]["message"].as_str().expect("a clear error").to_string();
+            errors.insert(msg.split(": ").last().unwrap_or(&msg).to_string());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = attacker.join().unwrap();
+    eprintln!("{bound} binds completed, {refused} refused while the other user made {swaps} rounds of swaps; errors: {errors:#?}");
+    assert_eq!(mode_of(&victim.join("secret")), 0o600, "the victim's file keeps its mode");
+    assert_eq!(std::fs::read_to_string(victim.join("secret")).unwrap(), "s3cret");
+    let names: Vec<_> = std::fs::read_dir(&victim).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "nothing written into the victim's directory: {names:?}");
+}

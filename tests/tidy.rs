@@ -189,6 +189,18 @@ fn only_platform_rs_speaks_http() {
     }
 }
 
+/// ARCHITECTURE.md: "nothing vpd writes inside a user's directory goes through a path":
+/// the binding code writes, removes and changes modes only through `userdir.rs`.
+#[test]
+fn binding_writes_go_through_userdir() {
+    let p = daemon_src().join("binding.rs");
+    let src = code(&p);
+    for needle in ["std::fs::write", "fs::create_dir", "fs::remove_file", "fs::remove_dir", "set_permissions", "store::write_atomic", "OpenOptions"] {
+        assert!(!src.contains(needle), "{} uses {needle}; write inside users' directories through userdir.rs", p.display());
+    }
+    assert!(src.contains("UserDir::open"), "binding.rs writes through userdir.rs");
+}
+
 /// ARCHITECTURE.md: "only `walk.rs` reads binding files" (`.viewport/local.yaml` and
 /// `.viewport/workspace.yaml`): everyone else asks walk.rs, so the bounded, link-refusing
 /// read is the only one.

@@ -22,6 +22,9 @@ pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, ou
         }
         r => r?,
     };
+    if let (Some(w), false) = (&outcome.warning, out.json) {
+        eprintln!("vpd: warning: {w}");
+    }
     out.emit(&outcome, || {
         let scope = if outcome.recursive { " (and every repository below it)" } else { "" };
         format!(

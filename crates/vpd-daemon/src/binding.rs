@@ -7,7 +7,8 @@ use crate::config::{self, Config};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use crate::records::{self, DeclineRecord, Directories, DirectoryRecord};
-use crate::{store, walk};
+use crate::userdir::UserDir;
+use crate::walk;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vpd_core::files::{parse_local, render_local};
@@ -15,6 +16,7 @@ use vpd_core::hint::{self, HintAction, Question};
 use vpd_core::{file_hash, DirFacts, Resolution};
 
 const GITIGNORE_LINE: &str = "local.yaml";
+const GITIGNORE: &str = ".gitignore";
 
 /// Everything known about a directory: the walk, the decision, the hint.
 pub struct Resolved {
@@ -56,6 +58,9 @@ pub struct BindOutcome {
     pub recursive: bool,
     /// The org the directory was bound to before, if another.
     pub replaced: Option<String>,
+    /// Something to tell the user (the directory's group may write it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// `vpd bind DIR --org ORG [--recursive]`. Replacing a binding to another org needs
@@ -65,8 +70,8 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
     let dir = walk::canonical(dir)?;
     let config = config::load(home)?;
     let pairing = config.select(org)?.clone();
-    let vp = dir.join(".viewport");
-    let local = walk::local_file(&dir);
+    // Everything written inside `dir` goes through this one handle (issue 10, item 4).
+    let (target, warning) = UserDir::open(&dir)?;
     records::update_directories(home, |dirs| {
         let mut replaced = None;
         match walk::read_local(&dir) {
@@ -85,10 +90,11 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
                 format!("{} is already bound to {old_name}. Pass --yes to bind it to {} instead.", dir.display(), pairing.workspace_name),
             ));
         }
-        ensure_viewport_dir(&vp)?;
-        let text = render_local(&pairing.workspace_id, &crate::now_rfc3339(), recursive);
-        store::write_atomic(&local, text.as_bytes())?;
+        let vp = target.viewport_for_writing()?;
+        // .gitignore first: when it cannot be written, no binding file is left behind.
         ensure_gitignore(&vp)?;
+        let text = render_local(&pairing.workspace_id, &crate::now_rfc3339(), recursive);
+        vp.write_atomic(walk::LOCAL_FILE, text.as_bytes(), 0o600)?;
         dirs.bindings.retain(|b| b.directory != dir);
         dirs.bindings.push(DirectoryRecord {
             directory: dir.clone(),
@@ -103,21 +109,14 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             org_name: pairing.workspace_name.clone(),
             recursive,
             replaced,
+            warning: warning.clone(),
         })
     })
 }
 
-fn ensure_viewport_dir(vp: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(vp) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::file(vp, "exists but is not a directory (a symlink or a file); move it away first")),
-        Err(_) => std::fs::create_dir(vp).map_err(|e| Error::io(format!("creating {}", vp.display()), e)),
-    }
-}
-
-fn ensure_gitignore(vp: &Path) -> Result<()> {
-    let path = vp.join(".gitignore");
-    let current = store::read_bounded(&path, 1024 * 1024)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+/// `.gitignore` is an ordinary repository file: atomic, but readable like its neighbours.
+fn ensure_gitignore(vp: &UserDir) -> Result<()> {
+    let current = vp.read(GITIGNORE, 1024 * 1024)?.map(|b| String::from_utf8_lossy(&b).into_owned());
     match current {
         Some(text) if text.lines().any(|l| l.trim() == GITIGNORE_LINE || l.trim() == "/local.yaml") => Ok(()),
         Some(mut text) => {
@@ -126,17 +125,10 @@ fn ensure_gitignore(vp: &Path) -> Result<()> {
             }
             text.push_str(GITIGNORE_LINE);
             text.push('\n');
-            write_public(&path, text.as_bytes())
+            vp.write_atomic(GITIGNORE, text.as_bytes(), 0o644)
         }
-        None => write_public(&path, format!("{GITIGNORE_LINE}\n").as_bytes()),
+        None => vp.write_atomic(GITIGNORE, format!("{GITIGNORE_LINE}\n").as_bytes(), 0o644),
     }
-}
-
-/// `.gitignore` is an ordinary repository file: atomic, but readable like its neighbours.
-fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    store::write_atomic(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path.display(), e))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -186,21 +178,18 @@ fn resolve_binding_dir(home: &Home, dir: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Removes `dir/.viewport/local.yaml`, our `.gitignore`, and `.viewport` if now empty —
+/// relative to handles, so a link swapped in never leads a removal elsewhere.
 fn remove_binding_files(dir: &Path) -> Result<()> {
-    let vp = dir.join(".viewport");
-    let local = walk::local_file(dir);
-    match std::fs::remove_file(&local) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("removing {}", local.display()), e)),
-    }
-    let gi = vp.join(".gitignore");
-    if let Ok(Some(b)) = store::read_bounded(&gi, 4096) {
+    let target = UserDir::open_for_removal(dir)?;
+    let Some(vp) = target.viewport_for_removal()? else { return Ok(()) };
+    vp.remove(walk::LOCAL_FILE)?;
+    if let Ok(Some(b)) = vp.read(GITIGNORE, 4096) {
         if String::from_utf8_lossy(&b).trim() == GITIGNORE_LINE {
-            let _ = std::fs::remove_file(&gi);
+            vp.remove(GITIGNORE)?;
         }
     }
-    let _ = std::fs::remove_dir(&vp); // only if now empty
+    target.remove_viewport_if_empty();
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! - [`walk`]: gathers the directory facts that `vpd_core::resolve` decides on.
 //! - [`facts_cache`]: the daemon's cache of those facts, kept true by change notification.
 //! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
+//! - [`userdir`]: writing inside a user's directory through one handle, never a link.
 //! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
 //! - [`pairing`]: the pairing flow (SPEC section 4) as the daemon runs it.
 //! - [`api`]: the local API over `vpd.sock` — protocol, server, client.
@@ -45,6 +46,7 @@ pub mod states;
 pub mod status;
 pub mod store;
 pub mod suggestions;
+pub mod userdir;
 pub mod walk;
 pub mod watched;
 pub mod webui;

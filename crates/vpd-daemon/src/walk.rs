@@ -60,7 +60,8 @@ pub fn read_local(dir: &Path) -> Result<Option<Vec<u8>>> {
     store::read_bounded(&local_file(dir), MAX_BINDING_FILE)
 }
 
-const LOCAL_FILE: &str = "local.yaml";
+/// The binding file's name inside `.viewport` (for writers that work relative to it).
+pub const LOCAL_FILE: &str = "local.yaml";
 const HINT_FILE: &str = "workspace.yaml";
 
 fn read(path: &Path) -> FileRead {
