@@ -201,10 +201,10 @@ fn build_menu(m: &MenuModel) -> Menu {
         add(&MenuItem::with_id("pair", "Pair with workspace…", true, None));
     }
     for p in &m.pairings {
-        let sub = Submenu::with_id(format!("org:{}", p.workspace_id), format!("{} — {}", p.name, p.state), true);
-        let _ = sub.append(&MenuItem::with_id(format!("state:{}", p.workspace_id), format!("State: {}", p.state), false, None));
-        let _ = sub.append(&MenuItem::with_id(format!("open:{}", p.workspace_id), "Open in browser", true, None));
-        let _ = sub.append(&MenuItem::with_id(format!("unpair:{}", p.workspace_id), "Unpair…", true, None));
+        let sub = Submenu::with_id(format!("org:{}", p.id), format!("{} — {}", p.name, p.state), true);
+        let _ = sub.append(&MenuItem::with_id(format!("state:{}", p.id), format!("State: {}", p.state), false, None));
+        let _ = sub.append(&MenuItem::with_id(format!("open:{}", p.id), "Open in browser", true, None));
+        let _ = sub.append(&MenuItem::with_id(format!("unpair:{}", p.id), "Unpair…", true, None));
         add(&sub);
     }
     add(&PredefinedMenuItem::separator());
@@ -335,7 +335,7 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
         "quit" => tray.quit(),
         other => {
             if let Some(ws) = other.strip_prefix("open:") {
-                let url = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairings.iter().find(|p| p.workspace_id == ws).map(|p| p.url.clone()));
+                let url = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairings.iter().find(|p| p.id == ws).map(|p| p.url.clone()));
                 if let Some(url) = url {
                     open_browser(&url);
                 }

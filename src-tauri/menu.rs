@@ -16,7 +16,8 @@ pub struct MenuModel {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingEntry {
-    pub workspace_id: String,
+    /// The local pairing id (SPEC A1: the same org on two servers is two entries).
+    pub id: String,
     pub name: String,
     pub state: String,
     /// The org's page on its platform.
@@ -37,7 +38,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
         .pairings
         .iter()
         .map(|p| PairingEntry {
-            workspace_id: p.workspace_id.clone(),
+            id: p.pairing_id.clone(),
             name: p.workspace_name.clone(),
             state: p.state.to_string(),
             url: format!(

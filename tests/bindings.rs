@@ -78,7 +78,8 @@ fn hint_asks_on_the_terminal_remembers_no_and_binds_on_yes() {
 
     let shown = on_terminal(&m, &["hint", sub.to_str().unwrap()], &["n"]);
     assert!(shown.contains("~/src/api suggests org Acme Engineering"), "{shown}");
-    assert!(shown.contains("Bind this directory to Acme Engineering? [Y/n]"), "{shown}");
+    // SPEC A1: the question names the server the binding would stream to.
+    assert!(shown.contains(&format!("Bind this directory to Acme Engineering on {}? [Y/n]", _server.url)), "{shown}");
     let declines: serde_json::Value = serde_json::from_slice(&std::fs::read(m.home().join("hint-declines.json")).unwrap()).unwrap();
     assert_eq!(declines["declines"][0]["directory"], repo.to_str().unwrap());
     assert_eq!(declines["declines"][0]["orgId"], acme.as_str());
@@ -247,7 +248,7 @@ fn a_question_discards_what_was_typed_ahead() {
     std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {acme}\norg_name: Acme Engineering\n")).unwrap();
     // An Enter already typed: it would answer the default (Yes) if it were read.
     let mut t = Term::spawn_typed_ahead(&m, &["hint", repo.to_str().unwrap()], &[], "\r");
-    t.wait_for("Bind this directory to Acme Engineering? [Y/n]");
+    t.wait_for(&format!("Bind this directory to Acme Engineering on {}? [Y/n]", _server.url));
     t.send_line("n");
     let (ok, shown) = t.finish();
     assert!(ok, "{shown}");

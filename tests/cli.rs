@@ -50,7 +50,9 @@ fn ctrl_c_cancels_pairing_cleanly() {
     assert_eq!(status.code(), Some(130));
     let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "cancelled");
-    wait_until("the daemon to drop the pairing", Duration::from_secs(5), || m.logs().contains("pairing cancelled"));
+    // Once the daemon has told the platform (not merely heard the Ctrl-C): an approval racing
+    // the cancellation is not what this test is about.
+    wait_until("the daemon to drop the pairing", Duration::from_secs(20), || m.logs().contains("pairing cancelled: the platform was told"));
     // The code was cancelled on the platform too: nobody can approve it any more.
     let code = first["code"].as_str().unwrap();
     wait_until("the platform to refuse the code", Duration::from_secs(10), || {

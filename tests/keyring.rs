@@ -18,7 +18,7 @@ fn issue_tokens_live_in_the_secret_service() {
     let p = m.pairing(&acme);
     assert_eq!(p["credential"], serde_json::json!({"store": "keyring"}), "no token in config.json");
     let raw = std::fs::read_to_string(m.home().join("config.json")).unwrap();
-    let token = bus.lookup(p["runtimeTargetId"].as_str().unwrap()).expect("the token is in the keyring");
+    let token = bus.lookup(p["pairingId"].as_str().unwrap()).expect("the token is in the keyring");
     assert!(!raw.contains(&token));
     // It is the real credential.
     let mut with_token = p.clone();
@@ -32,7 +32,7 @@ fn issue_tokens_live_in_the_secret_service() {
     // Unpair reads the token from the keyring to tell the platform, then deletes it.
     let un = m.ok(&["unpair", "--org", "acme"]);
     assert_eq!(un["serverNotified"], true, "{un}");
-    assert_eq!(bus.lookup(p["runtimeTargetId"].as_str().unwrap()), None, "keyring entry removed");
+    assert_eq!(bus.lookup(p["pairingId"].as_str().unwrap()), None, "keyring entry removed");
     assert_eq!(server.relay_token(&with_token).0, 403);
 }
 

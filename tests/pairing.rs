@@ -42,7 +42,7 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     assert_eq!(mode(&home.join("config.json")), 0o600);
     assert_eq!(mode(&home.join("relay-identities")), 0o700);
     let cfg = m.config();
-    assert_eq!(cfg["version"], 1);
+    assert_eq!(cfg["version"], 2, "SPEC A1: config.json version 2");
     assert_eq!(cfg["pairings"].as_array().unwrap().len(), 2);
     for ws in [&acme, &oss] {
         let p = m.pairing(ws);
@@ -53,7 +53,11 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
         }
         assert_eq!(p["credential"]["store"], "file", "no keyring in tests: the file fallback is used and said");
         assert_eq!(p["relayEndpoint"], format!("ws://127.0.0.1:{}/ws", server.port));
-        let idf = home.join(format!("relay-identities/{ws}.json"));
+        // SPEC A1: named by the local pairing id, which belongs to this server and org.
+        let pid = p["pairingId"].as_str().unwrap();
+        assert!(pid.len() == 33 && pid.starts_with('p'), "{pid}");
+        assert_eq!(p["server"], server.url.as_str());
+        let idf = home.join(format!("relay-identities/{pid}.json"));
         assert_eq!(mode(&idf), 0o600);
         let id = m.identity(ws);
         assert_eq!(id["version"], 1);
@@ -123,6 +127,8 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("no_binding")));
 
     // Unpair with the platform down: the local end state is complete anyway.
+    let (acme_pid, oss_pid) =
+        (m.pairing(&acme)["pairingId"].as_str().unwrap().to_string(), m.pairing(&oss)["pairingId"].as_str().unwrap().to_string());
     server.stop();
     let un = m.ok(&["unpair", "--org", "acme"]);
     assert_eq!(un["serverNotified"], false);
@@ -130,8 +136,8 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     let cfg = m.config();
     assert_eq!(cfg["pairings"].as_array().unwrap().len(), 1);
     assert_eq!(cfg["pairings"][0]["workspaceId"], oss.as_str());
-    assert!(!home.join(format!("relay-identities/{acme}.json")).exists());
-    assert!(home.join(format!("relay-identities/{oss}.json")).exists(), "the other pairing is untouched");
+    assert!(!home.join(format!("relay-identities/{acme_pid}.json")).exists());
+    assert!(home.join(format!("relay-identities/{oss_pid}.json")).exists(), "the other pairing is untouched");
     assert_eq!(m.ok(&["resolve", relay.to_str().unwrap()])["orgId"], oss.as_str());
 
     // And with the platform up, unpair tells it (the credential stops working).

@@ -238,7 +238,7 @@
       r.unpair = false;
       // Asked once: a reload or Back must not ask again.
       history.replaceState(null, '', '#/pairing/' + encodeURIComponent(r.id));
-      const p = ((ui.state.status || {}).pairings || []).find((x) => x.workspaceId === r.id);
+      const p = ((ui.state.status || {}).pairings || []).find((x) => x.pairingId === r.id || x.workspaceId === r.id);
       if (p) { confirmUnpair(p, p.workspaceName || p.workspaceSlug || p.workspaceId); return; }
     }
     if (r.suggest) {
@@ -373,7 +373,7 @@
         pairingPanel(s.pairing),
         pairings.length
           ? h('ul', { class: 'cards' }, pairings.map((p) => h('li', { class: 'card' },
-            h('h3', {}, h('a', { href: pairingHref(p.workspaceId), dataset: { key: 'pairing:' + p.workspaceId } }, p.workspaceName || p.workspaceSlug || p.workspaceId)),
+            h('h3', {}, h('a', { href: pairingHref(p.pairingId || p.workspaceId), dataset: { key: 'pairing:' + (p.pairingId || p.workspaceId) } }, p.workspaceName || p.workspaceSlug || p.workspaceId)),
             h('p', { class: 'card-line' }, badge(String(p.state || 'unknown'), pairingCat(p)), ' ', plural(num(p.sessionsStreaming), 'session') + ' streaming'),
             h('p', { class: 'muted wrap' }, 'Relay: ', String(p.relayEndpoint || '—')))))
           : h('p', { class: 'empty' }, 'This machine is not paired with any workspace yet.')),
@@ -381,10 +381,10 @@
   }
 
   function renderPairing(s, r) {
-    const p = ((s.status || {}).pairings || []).find((x) => x.workspaceId === r.id);
+    const p = ((s.status || {}).pairings || []).find((x) => x.pairingId === r.id || x.workspaceId === r.id);
     if (!p) return [title('Pairing'), h('p', {}, 'This pairing no longer exists.'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview'))];
     const name = p.workspaceName || p.workspaceSlug || p.workspaceId;
-    const sessions = (s.sessions || []).filter((x) => x.orgId === p.workspaceId);
+    const sessions = (s.sessions || []).filter((x) => (x.pairingId ? x.pairingId === p.pairingId : x.orgId === p.workspaceId));
     const lastError = p.lastError || p.lastErrorCode ? [p.lastErrorCode ? h('code', {}, String(p.lastErrorCode)) : null, p.lastErrorCode && p.lastError ? ': ' : '', p.lastError ? String(p.lastError) : ''] : 'none';
     return [
       title(name),
@@ -405,7 +405,7 @@
         ['Queued bytes', fmtBytes(p.queuedBytes)],
       ]),
       buttons(
-        button('Reconnect now', async () => { const res = await post('/api/reconnect', { org: p.workspaceId }); if (res) announce('Reconnecting to ' + name + '…'); }, { dataset: { key: 'reconnect' } }),
+        button('Reconnect now', async () => { const res = await post('/api/reconnect', { org: p.pairingId || p.workspaceId }); if (res) announce('Reconnecting to ' + name + '…'); }, { dataset: { key: 'reconnect' } }),
         button('Unpair', () => confirmUnpair(p, name), { id: 'unpair-button', class: 'danger' })),
       section('pairing-sessions-h', 'Sessions',
         sessions.length ? sessionsTable(sessions, 'pairing-sessions-h') : h('p', { class: 'empty' }, 'No sessions for this organization.')),
@@ -416,7 +416,7 @@
   function confirmUnpair(p, name) {
     const text = `Unpair ${name}? Sessions streaming to it stop, and directories bound to it are unbound. The platform is told to revoke this machine.`;
     const run = async () => {
-      const res = await post('/api/unpair', { org: p.workspaceId });
+      const res = await post('/api/unpair', { org: p.pairingId || p.workspaceId });
       if (res) { announce('Unpaired ' + name + '.'); location.hash = '#/'; }
     };
     if (typeof HTMLDialogElement !== 'function' || !HTMLDialogElement.prototype.showModal) {

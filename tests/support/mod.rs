@@ -76,6 +76,22 @@ impl Server {
         s
     }
 
+    /// A server on a fresh port whose database starts as a copy of `db` (with its WAL).
+    pub fn start_from(db: &Path) -> Server {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{ext}", db.display()));
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(format!("viewport.db{ext}"))).unwrap();
+            }
+        }
+        let mut s =
+            Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url: format!("http://127.0.0.1:{port}"), extra: vec![] };
+        s.restart();
+        s
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("viewport.db")
     }
@@ -355,8 +371,10 @@ impl Machine {
             .unwrap_or_else(|| panic!("no pairing {workspace_id}"))
     }
 
+    /// The identity file of the pairing with `workspace_id` (named by its local pairing id).
     pub fn identity(&self, workspace_id: &str) -> Value {
-        serde_json::from_slice(&std::fs::read(self.home().join(format!("relay-identities/{workspace_id}.json"))).unwrap()).unwrap()
+        let pid = self.pairing(workspace_id)["pairingId"].as_str().expect("a pairing id").to_string();
+        serde_json::from_slice(&std::fs::read(self.home().join(format!("relay-identities/{pid}.json"))).unwrap()).unwrap()
     }
 
     pub fn daemon_pid(&self) -> Option<u32> {

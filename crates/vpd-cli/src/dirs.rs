@@ -47,7 +47,11 @@ pub fn trust(home: &Home, dir: &Path, yes: bool, out: &Out) -> Result<ExitCode, 
     if !yes {
         let r = binding::resolve(home, dir)?;
         if let Resolution::LocalOnly { reason: LocalReason::Untrusted { org_id }, binding_dir: Some(d) } = &r.resolution {
-            let name = r.org_name(org_id).unwrap_or(org_id);
+            // The question names the server the sessions would stream to (SPEC A1).
+            let name = match r.config.of_org(org_id).as_slice() {
+                [one] => one.label(),
+                _ => r.org_name(org_id).unwrap_or(org_id).to_string(),
+            };
             match prompt::ask(&format!("Trust {}/.viewport/local.yaml and stream sessions there to {name}?", show(d)), false) {
                 Some(true) => {}
                 Some(false) => return Err(Error::new(ErrorCode::Cancelled, "not trusted")),
@@ -63,8 +67,9 @@ pub fn trust(home: &Home, dir: &Path, yes: bool, out: &Out) -> Result<ExitCode, 
 pub fn resolve(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
     let r = binding::resolve(home, dir)?;
     let value = match &r.resolution {
-        Resolution::Pinned { org_id, binding_dir, recursive } => json!({
-            "directory": r.dir, "streaming": true, "orgId": org_id, "orgName": r.org_name(org_id),
+        Resolution::Pinned { org_id, pairing_id, binding_dir, recursive } => json!({
+            "directory": r.dir, "streaming": true, "orgId": org_id, "orgName": r.pinned_pairing().map(|p| p.workspace_name.clone()),
+            "pairingId": pairing_id, "server": r.pinned_pairing().map(|p| p.server.clone()),
             "bindingDir": binding_dir, "recursive": recursive, "reason": null, "message": null,
         }),
         Resolution::LocalOnly { reason, binding_dir } => json!({
@@ -74,7 +79,8 @@ pub fn resolve(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
     };
     out.emit(&value, || match &r.resolution {
         Resolution::Pinned { org_id, binding_dir, .. } => {
-            format!("streaming to {} (binding {})", r.org_name(org_id).unwrap_or(org_id), show(binding_dir))
+            let to = r.pinned_pairing().map(|p| p.label()).unwrap_or_else(|| org_id.clone());
+            format!("streaming to {to} (binding {})", show(binding_dir))
         }
         Resolution::LocalOnly { reason, .. } => format!("local only: {}", reason_text(&r, reason)),
     });
@@ -115,10 +121,23 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
             eprintln!("vpd: {}", not_paired_message(&label, &org_id));
             report_to_daemon(home, &dir);
         }
-        HintAction::AskBind { dir, org_id, org_name } => {
-            match ask(&format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name}?", show(&dir)), true) {
+        HintAction::Choose { dir, org_id, label, choices } => {
+            // SPEC A1: the same org on several servers — never pick one.
+            let list: Vec<_> =
+                choices.iter().map(|c| format!("  vpd bind {} --org {}    ({} on {})", show(&dir), c.pairing_id, c.org_name, c.server)).collect();
+            eprintln!(
+                "vpd: This repo suggests org {label:?} ({org_id}), which this machine is paired with on {} servers. To stream sessions here, bind it to one:\n{}",
+                choices.len(),
+                list.join("\n")
+            );
+        }
+        HintAction::AskBind { dir, org_id, org_name, pairing_id, server } => {
+            // Every bind question names the server it would stream to (SPEC A1).
+            let q =
+                format!("vpd: {} suggests org {org_name} (.viewport/workspace.yaml).\nBind this directory to {org_name} on {server}?", show(&dir));
+            match ask(&q, true) {
                 Some(true) => {
-                    let o = binding::bind(home, &dir, &org_id, false, false)?;
+                    let o = binding::bind(home, &dir, &pairing_id, false, false)?;
                     eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);
                 }
                 Some(false) => {
@@ -127,14 +146,24 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
                 }
                 None => {
                     report_to_daemon(home, &dir);
-                    let slug = config::read(home).ok().and_then(|c| c.pairing(&org_id).map(|p| p.workspace_slug.clone())).unwrap_or(org_id);
-                    eprintln!("vpd: This repo suggests org {org_name}. Run `vpd bind {} --org {slug}` to stream sessions here.", show(&dir));
+                    // The slug when it names one pairing, else the pairing id.
+                    let flag = config::read(home)
+                        .ok()
+                        .and_then(|c| {
+                            c.by_id(&pairing_id).map(|p| if c.of_org(&org_id).len() == 1 { p.workspace_slug.clone() } else { pairing_id.clone() })
+                        })
+                        .unwrap_or(pairing_id);
+                    eprintln!(
+                        "vpd: This repo suggests org {org_name} on {server}. Run `vpd bind {} --org {flag}` to stream sessions here.",
+                        show(&dir)
+                    );
                 }
             }
         }
         HintAction::AskTrust { dir, org_id, org_name } => {
+            let server = config::read(home).ok().and_then(|c| c.of_org(&org_id).first().map(|p| format!(" on {}", p.server))).unwrap_or_default();
             let q = format!(
-                "vpd: {}/.viewport/local.yaml binds this directory to {org_name}, but the file was not made on this machine. Trust it?",
+                "vpd: {}/.viewport/local.yaml binds this directory to {org_name}{server}, but the file was not made on this machine. Trust it?",
                 show(&dir)
             );
             match ask(&q, false) {
@@ -169,7 +198,13 @@ fn not_paired_message(label: &str, org_id: &str) -> String {
 fn action_json(a: &HintAction) -> serde_json::Value {
     match a {
         HintAction::Quiet => json!({"action": "quiet"}),
-        HintAction::AskBind { dir, org_id, org_name } => json!({"action": "ask_bind", "dir": dir, "orgId": org_id, "orgName": org_name}),
+        HintAction::AskBind { dir, org_id, org_name, pairing_id, server } => {
+            json!({"action": "ask_bind", "dir": dir, "orgId": org_id, "orgName": org_name, "pairingId": pairing_id, "server": server})
+        }
+        HintAction::Choose { dir, org_id, label, choices } => json!({
+            "action": "choose", "dir": dir, "orgId": org_id, "label": label,
+            "choices": choices.iter().map(|c| json!({"pairingId": c.pairing_id, "orgName": c.org_name, "server": c.server})).collect::<Vec<_>>(),
+        }),
         HintAction::AskTrust { dir, org_id, org_name } => json!({"action": "ask_trust", "dir": dir, "orgId": org_id, "orgName": org_name}),
         HintAction::NotPaired { dir, org_id, label } => json!({
             "action": "not_paired", "dir": dir, "orgId": org_id, "label": label,

@@ -92,13 +92,19 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
             }
             None
         }
-        PairEvent::ConfirmReplace { workspace_id, workspace_name } => {
+        PairEvent::ConfirmReplace { workspace_id, workspace_name, old_server, new_server } => {
             if out.json {
-                out.json(&json!({"event": "confirm_replace", "workspace_id": workspace_id, "workspace_name": workspace_name}));
+                out.json(&json!({"event": "confirm_replace", "workspace_id": workspace_id, "workspace_name": workspace_name,
+                    "old_server": old_server, "new_server": new_server}));
                 return None;
             }
             spinner.suspend(|| {
-                prompt::ask(&format!("This machine is already paired with {workspace_name} ({workspace_id}). Replace that pairing?"), false)
+                prompt::ask(
+                    &format!(
+                        "This machine is already paired with {workspace_name} ({workspace_id}) on {old_server}. Replace that pairing with the one just approved on {new_server}?"
+                    ),
+                    false,
+                )
             })
         }
     });

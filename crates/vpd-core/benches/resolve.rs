@@ -32,8 +32,13 @@ fn bench(c: &mut Criterion) {
             hint: FileRead::Missing,
         });
     }
-    let records = vec![BindingRecord { directory: "/home/dev/code".into(), org_id: org.into(), file_hash: file_hash(text.as_bytes()) }];
-    let pairings = [PairingRef { org_id: org, name: "Acme", slug: "acme" }];
+    let records = vec![BindingRecord {
+        directory: "/home/dev/code".into(),
+        org_id: org.into(),
+        file_hash: file_hash(text.as_bytes()),
+        pairing_id: Some("p-acme".into()),
+    }];
+    let pairings = [PairingRef { id: "p-acme", org_id: org, name: "Acme", slug: "acme", server: "https://viewport.example" }];
     c.bench_function("resolve_depth12_pure", |b| b.iter(|| resolve(black_box(&facts), &records, &pairings)));
 }
 

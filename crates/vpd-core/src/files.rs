@@ -33,6 +33,8 @@ pub struct WorkspaceHint {
     pub org_id: String,
     pub org_name: Option<String>,
     pub org_slug: Option<String>,
+    /// The server's origin, when the file names one (`server:`, SPEC A1), normalised.
+    pub server: Option<String>,
 }
 
 impl WorkspaceHint {
@@ -119,7 +121,11 @@ pub fn parse_local(bytes: &[u8]) -> Result<LocalFile, String> {
 /// Parses a `workspace.yaml` hint.
 pub fn parse_hint(bytes: &[u8]) -> Result<WorkspaceHint, String> {
     let m = mapping(bytes)?;
-    Ok(WorkspaceHint { org_id: org_id(&m)?, org_name: opt_string(&m, "org_name"), org_slug: opt_string(&m, "org_slug") })
+    let server = match opt_string(&m, "server") {
+        Some(s) => Some(crate::origin::server_origin(&s).map_err(|e| format!("server: {e}"))?),
+        None => None,
+    };
+    Ok(WorkspaceHint { org_id: org_id(&m)?, org_name: opt_string(&m, "org_name"), org_slug: opt_string(&m, "org_slug"), server })
 }
 
 /// The exact text `vpd bind` writes (SPEC section 7).

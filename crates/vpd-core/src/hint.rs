@@ -25,12 +25,23 @@ pub enum Question {
     Trust,
 }
 
+/// One pairing a hint could mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub pairing_id: String,
+    pub org_name: String,
+    pub server: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HintAction {
     /// Nothing to say: a binding applies, the user opted out, or already said no.
     Quiet,
-    /// Ask "Bind this directory to <org_name>? [Y/n]".
-    AskBind { dir: PathBuf, org_id: String, org_name: String },
+    /// Ask "Bind this directory to <org_name> (<server>)? [Y/n]".
+    AskBind { dir: PathBuf, org_id: String, org_name: String, pairing_id: String, server: String },
+    /// The repository's org is paired on several servers: say so, and how to choose
+    /// (`vpd bind DIR --org PAIRING_ID`); never pick one.
+    Choose { dir: PathBuf, org_id: String, label: String, choices: Vec<Choice> },
     /// Ask "This directory has a binding file that was not made on this machine. Trust it? [y/N]".
     AskTrust { dir: PathBuf, org_id: String, org_name: String },
     /// "This repo suggests org <label>, but you're not paired to it. Run `vpd pair --org <label>`."
@@ -76,9 +87,27 @@ fn from_workspace_hint(facts: &[DirFacts], pairings: &[PairingRef<'_>], declined
         Ok(h) => h,
         Err(e) => return HintAction::Warn { dir: f.dir.clone(), message: format!("workspace.yaml: {e}") },
     };
-    match pairings.iter().find(|p| p.org_id == hint.org_id) {
-        Some(_) if declined(&f.dir, &hint.org_id, Question::Bind) => HintAction::Quiet,
-        Some(p) => HintAction::AskBind { dir: f.dir.clone(), org_id: hint.org_id.clone(), org_name: p.name.to_string() },
-        None => HintAction::NotPaired { dir: f.dir.clone(), label: hint.label().to_string(), org_id: hint.org_id },
+    // SPEC A1: a hint that names its server matches only a pairing with that server.
+    let matching: Vec<&PairingRef<'_>> =
+        pairings.iter().filter(|p| p.org_id == hint.org_id && hint.server.as_deref().is_none_or(|s| s == p.server)).collect();
+    match matching.as_slice() {
+        [] => HintAction::NotPaired { dir: f.dir.clone(), label: hint.label().to_string(), org_id: hint.org_id },
+        _ if declined(&f.dir, &hint.org_id, Question::Bind) => HintAction::Quiet,
+        [p] => HintAction::AskBind {
+            dir: f.dir.clone(),
+            org_id: hint.org_id.clone(),
+            org_name: p.name.to_string(),
+            pairing_id: p.id.to_string(),
+            server: p.server.to_string(),
+        },
+        several => HintAction::Choose {
+            dir: f.dir.clone(),
+            label: hint.label().to_string(),
+            org_id: hint.org_id.clone(),
+            choices: several
+                .iter()
+                .map(|p| Choice { pairing_id: p.id.to_string(), org_name: p.name.to_string(), server: p.server.to_string() })
+                .collect(),
+        },
     }
 }

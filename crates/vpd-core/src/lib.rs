@@ -11,6 +11,7 @@
 
 pub mod files;
 pub mod hint;
+pub mod origin;
 pub mod outbox;
 pub mod relay_policy;
 pub mod resolve;

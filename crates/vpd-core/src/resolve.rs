@@ -36,20 +36,27 @@ pub struct BindingRecord {
     pub directory: PathBuf,
     pub org_id: String,
     pub file_hash: String,
+    /// The pairing (server and org, [`crate::origin::pairing_id`]) it was made for; `None`
+    /// only in records older than SPEC A1, which match the org's one pairing.
+    pub pairing_id: Option<String>,
 }
 
 /// A current pairing, as far as policy needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PairingRef<'a> {
+    /// The local pairing id ([`crate::origin::pairing_id`]).
+    pub id: &'a str,
     pub org_id: &'a str,
     pub name: &'a str,
     pub slug: &'a str,
+    /// The server's origin.
+    pub server: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     /// Stream to this pairing for the session's whole life.
-    Pinned { org_id: String, binding_dir: PathBuf, recursive: bool },
+    Pinned { org_id: String, pairing_id: String, binding_dir: PathBuf, recursive: bool },
     /// Nothing leaves the machine.
     LocalOnly { reason: LocalReason, binding_dir: Option<PathBuf> },
 }
@@ -114,38 +121,47 @@ fn decide(dir: &Path, bytes: &[u8], file: crate::LocalFile, records: &[BindingRe
         return local(LocalReason::StreamingDisabled, dir);
     }
     let hash = file_hash(bytes);
-    let recorded = records.iter().any(|r| r.directory == dir && r.org_id == file.org_id && r.file_hash == hash);
-    if !recorded {
+    let Some(record) = records.iter().find(|r| r.directory == dir && r.org_id == file.org_id && r.file_hash == hash) else {
         return local(LocalReason::Untrusted { org_id: file.org_id }, dir);
+    };
+    // SPEC A1: the pairing the binding was made for — that server's, never another server's
+    // pairing with the same org id.
+    let of_org = || pairings.iter().filter(|p| p.org_id == file.org_id);
+    let pairing = match &record.pairing_id {
+        Some(id) => of_org().find(|p| p.id == id),
+        None if of_org().count() == 1 => of_org().next(),
+        None => None,
+    };
+    match pairing {
+        Some(p) => {
+            Resolution::Pinned { org_id: file.org_id, pairing_id: p.id.to_string(), binding_dir: dir.to_path_buf(), recursive: file.recursive }
+        }
+        None => local(LocalReason::NotPaired { org_id: file.org_id }, dir),
     }
-    if !pairings.iter().any(|p| p.org_id == file.org_id) {
-        return local(LocalReason::NotPaired { org_id: file.org_id }, dir);
-    }
-    Resolution::Pinned { org_id: file.org_id, binding_dir: dir.to_path_buf(), recursive: file.recursive }
 }
 
-/// Finds the pairing an `--org` argument names: a workspace ULID, a slug, or a name
-/// (case-insensitive). A name shared by two pairings is ambiguous.
-pub fn select_pairing<'a>(pairings: &[PairingRef<'a>], query: &str) -> Result<PairingRef<'a>, SelectError> {
+/// Finds the pairing an `--org` argument names: a local pairing id, a workspace ULID, a
+/// slug, or a name (case-insensitive), tried in that order. More than one match (the same org
+/// paired on two servers, or a name shared by two orgs) is ambiguous, with the matches.
+pub fn select_pairing<'a>(pairings: &[PairingRef<'a>], query: &str) -> Result<PairingRef<'a>, SelectError<'a>> {
     let q = query.trim();
-    if let Some(p) = pairings.iter().find(|p| p.org_id == q) {
-        return Ok(*p);
+    let tries: [&dyn Fn(&PairingRef<'a>) -> bool; 4] = [&|p| p.id == q, &|p| p.org_id == q, &|p| p.slug == q, &|p| p.name.eq_ignore_ascii_case(q)];
+    for matches in tries {
+        let found: Vec<PairingRef<'a>> = pairings.iter().filter(|p| matches(p)).copied().collect();
+        match found.as_slice() {
+            [] => continue,
+            [one] => return Ok(*one),
+            _ => return Err(SelectError::Ambiguous(found)),
+        }
     }
-    if let Some(p) = pairings.iter().find(|p| p.slug == q) {
-        return Ok(*p);
-    }
-    let named: Vec<_> = pairings.iter().filter(|p| p.name.eq_ignore_ascii_case(q)).collect();
-    match named.as_slice() {
-        [one] => Ok(**one),
-        [] => Err(SelectError::NotFound),
-        _ => Err(SelectError::Ambiguous),
-    }
+    Err(SelectError::NotFound)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SelectError {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError<'a> {
     NotFound,
-    Ambiguous,
+    /// Every pairing the query matched.
+    Ambiguous(Vec<PairingRef<'a>>),
 }
 
 /// `~/work/api` for paths under `home`, the path itself otherwise.

@@ -13,8 +13,18 @@ const ACME: &str = "01J7M8N9P0Q1R2S3T4V5V6W7X8";
 const OSS: &str = "01J7M8N9P0Q1R2S3T4V5V6W7X9";
 const STRANGER: &str = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
 
+const SERVER: &str = "https://viewport.example";
+
 fn pairings() -> Vec<PairingRef<'static>> {
-    vec![PairingRef { org_id: ACME, name: "Acme Engineering", slug: "acme" }, PairingRef { org_id: OSS, name: "OSS Maintainers", slug: "oss" }]
+    vec![
+        PairingRef { id: "p-acme", org_id: ACME, name: "Acme Engineering", slug: "acme", server: SERVER },
+        PairingRef { id: "p-oss", org_id: OSS, name: "OSS Maintainers", slug: "oss", server: SERVER },
+    ]
+}
+
+/// The local pairing id of an org in [`pairings`].
+fn pid(org: &str) -> String {
+    if org == ACME { "p-acme" } else { "p-oss" }.to_string()
 }
 
 #[derive(Default)]
@@ -52,7 +62,7 @@ impl Tree {
         self
     }
     fn record(mut self, d: &'static str, org: &str, text: &str) -> Self {
-        self.records.push(BindingRecord { directory: d.into(), org_id: org.into(), file_hash: file_hash(text.as_bytes()) });
+        self.records.push(BindingRecord { directory: d.into(), org_id: org.into(), file_hash: file_hash(text.as_bytes()), pairing_id: None });
         self
     }
 
@@ -84,7 +94,7 @@ impl Tree {
             .map(|d| {
                 let text = &self.local[d];
                 let org = vpd_core::files::parse_local(text.as_bytes()).unwrap().org_id;
-                BindingRecord { directory: PathBuf::from(d), org_id: org, file_hash: file_hash(text.as_bytes()) }
+                BindingRecord { directory: PathBuf::from(d), pairing_id: Some(pid(&org)), org_id: org, file_hash: file_hash(text.as_bytes()) }
             })
             .collect();
         r.extend(self.records.iter().cloned());
@@ -98,10 +108,10 @@ impl Tree {
 
 fn pinned(org: &str, dir: &str) -> Resolution {
     let recursive = false;
-    Resolution::Pinned { org_id: org.into(), binding_dir: dir.into(), recursive }
+    Resolution::Pinned { org_id: org.into(), pairing_id: pid(org), binding_dir: dir.into(), recursive }
 }
 fn pinned_rec(org: &str, dir: &str) -> Resolution {
-    Resolution::Pinned { org_id: org.into(), binding_dir: dir.into(), recursive: true }
+    Resolution::Pinned { org_id: org.into(), pairing_id: pid(org), binding_dir: dir.into(), recursive: true }
 }
 fn local(reason: LocalReason, dir: Option<&str>) -> Resolution {
     Resolution::LocalOnly { reason, binding_dir: dir.map(PathBuf::from) }
@@ -304,7 +314,13 @@ fn hint_table() {
             Tree::default().git("/h/api").hint("/h/api", &hint_acme),
             "/h/api/src",
             vec![],
-            HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() },
+            HintAction::AskBind {
+                dir: "/h/api".into(),
+                org_id: ACME.into(),
+                org_name: "Acme Engineering".into(),
+                pairing_id: "p-acme".into(),
+                server: SERVER.into(),
+            },
         ),
         (
             "declined before",
@@ -318,7 +334,13 @@ fn hint_table() {
             Tree::default().git("/h/api").hint("/h/api", &hint_acme),
             "/h/api",
             vec![decl("/h/web", ACME, Question::Bind)],
-            HintAction::AskBind { dir: "/h/api".into(), org_id: ACME.into(), org_name: "Acme Engineering".into() },
+            HintAction::AskBind {
+                dir: "/h/api".into(),
+                org_id: ACME.into(),
+                org_name: "Acme Engineering".into(),
+                pairing_id: "p-acme".into(),
+                server: SERVER.into(),
+            },
         ),
         (
             "unpaired org suggested",
@@ -391,6 +413,69 @@ fn org_selection() {
     assert_eq!(select_pairing(&p, "oss").unwrap().org_id, OSS);
     assert_eq!(select_pairing(&p, "acme engineering").unwrap().org_id, ACME);
     assert!(select_pairing(&p, "globex").is_err());
-    let dup = vec![PairingRef { org_id: ACME, name: "Same", slug: "a" }, PairingRef { org_id: OSS, name: "Same", slug: "b" }];
-    assert_eq!(select_pairing(&dup, "same"), Err(vpd_core::resolve::SelectError::Ambiguous));
+    assert_eq!(select_pairing(&p, "p-oss").unwrap().org_id, OSS, "by local pairing id");
+    let dup = vec![
+        PairingRef { id: "p1", org_id: ACME, name: "Same", slug: "a", server: SERVER },
+        PairingRef { id: "p2", org_id: OSS, name: "Same", slug: "b", server: SERVER },
+    ];
+    assert!(matches!(select_pairing(&dup, "same"), Err(vpd_core::resolve::SelectError::Ambiguous(m)) if m.len() == 2));
+    // SPEC A1: the same org id on two servers is two pairings; its id or slug is ambiguous,
+    // the local pairing id is not.
+    let two = vec![
+        PairingRef { id: "p1", org_id: ACME, name: "Acme", slug: "acme", server: "https://one.example" },
+        PairingRef { id: "p2", org_id: ACME, name: "Acme", slug: "acme", server: "https://two.example" },
+    ];
+    assert!(matches!(select_pairing(&two, ACME), Err(vpd_core::resolve::SelectError::Ambiguous(m)) if m.len() == 2));
+    assert!(matches!(select_pairing(&two, "acme"), Err(vpd_core::resolve::SelectError::Ambiguous(_))));
+    assert_eq!(select_pairing(&two, "p2").unwrap().server, "https://two.example");
+}
+
+/// SPEC A1: a binding streams to the pairing it was made for, never to another server's
+/// pairing with the same org id; a hint matching both asks which (never picks one), and a
+/// hint naming its server matches only that server.
+#[test]
+fn the_same_org_on_two_servers() {
+    let two = vec![
+        PairingRef { id: "p1", org_id: ACME, name: "Acme", slug: "acme", server: "https://one.example" },
+        PairingRef { id: "p2", org_id: ACME, name: "Acme", slug: "acme", server: "https://two.example" },
+    ];
+    let text = vpd_core::files::render_local(ACME, "2026-01-01T00:00:00Z", false);
+    let facts =
+        vec![DirFacts { dir: "/h/api".into(), is_repo_root: true, local: FileRead::Bytes(text.clone().into_bytes()), hint: FileRead::Missing }];
+    let record = |id: Option<&str>| {
+        vec![BindingRecord {
+            directory: "/h/api".into(),
+            org_id: ACME.into(),
+            file_hash: file_hash(text.as_bytes()),
+            pairing_id: id.map(String::from),
+        }]
+    };
+    for id in ["p1", "p2"] {
+        match resolve(&facts, &record(Some(id)), &two) {
+            Resolution::Pinned { pairing_id, .. } => assert_eq!(pairing_id, id),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The pairing it was made for is gone: inert, even though the other server has the org.
+    assert!(matches!(resolve(&facts, &record(Some("p1")), &two[1..]), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
+    // An old record without a pairing id never guesses between two servers.
+    assert!(matches!(resolve(&facts, &record(None), &two), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
+
+    let hinted = |yaml: &str| {
+        let f =
+            vec![DirFacts { dir: "/h/api".into(), is_repo_root: true, local: FileRead::Missing, hint: FileRead::Bytes(yaml.as_bytes().to_vec()) }];
+        let r = resolve(&f, &[], &two);
+        vpd_core::hint::decide(&f, &r, &two, &[])
+    };
+    match hinted(&format!("org_id: {ACME}\n")) {
+        HintAction::Choose { choices, .. } => {
+            assert_eq!(choices.iter().map(|c| c.server.as_str()).collect::<Vec<_>>(), ["https://one.example", "https://two.example"])
+        }
+        other => panic!("{other:?}"),
+    }
+    match hinted(&format!("org_id: {ACME}\nserver: https://TWO.example:443/\n")) {
+        HintAction::AskBind { pairing_id, server, .. } => assert_eq!((pairing_id.as_str(), server.as_str()), ("p2", "https://two.example")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(hinted(&format!("org_id: {ACME}\nserver: https://three.example\n")), HintAction::NotPaired { .. }));
 }

@@ -19,8 +19,8 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(code.join(".viewport")).unwrap();
     let text = render_local(org, "2026-05-11T14:42:00Z", true);
     std::fs::write(code.join(".viewport/local.yaml"), &text).unwrap();
-    let records = vec![BindingRecord { directory: code.clone(), org_id: org.into(), file_hash: file_hash(text.as_bytes()) }];
-    let pairings = [PairingRef { org_id: org, name: "Acme", slug: "acme" }];
+    let records = vec![BindingRecord { directory: code.clone(), org_id: org.into(), file_hash: file_hash(text.as_bytes()), pairing_id: None }];
+    let pairings = [PairingRef { id: "p-acme", org_id: org, name: "Acme", slug: "acme", server: "http://127.0.0.1:1" }];
     let depth = deep.strip_prefix(&code).unwrap().components().count();
     assert_eq!(depth, 11, "12 levels from the session directory up to the binding");
     let r = vpd_core::resolve(&vpd_daemon::walk::gather(&deep), &records, &pairings);
@@ -40,6 +40,8 @@ fn bench(c: &mut Criterion) {
     vpd_daemon::config::update(&home, |c| {
         c.pairings.push(vpd_daemon::config::Pairing {
             org: vpd_daemon::config::PairedOrg {
+                pairing_id: vpd_core::origin::pairing_id("http://127.0.0.1:1", org),
+                server: "http://127.0.0.1:1".into(),
                 workspace_id: org.into(),
                 workspace_name: "Acme".into(),
                 workspace_slug: "acme".into(),

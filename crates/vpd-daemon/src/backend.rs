@@ -122,7 +122,7 @@ impl Backend {
             started_at: self.started_at.clone(),
             credential_store: self.store.borrow().clone(),
             bridges: self.bridges.statuses(),
-            sessions_streaming: self.sessions.streaming_by_org(),
+            sessions_streaming: self.sessions.streaming_by_pairing(),
             activity: self.activity.list(),
         }
     }
@@ -187,8 +187,8 @@ impl Backend {
     }
 
     /// Starts (or restarts) the bridge of a pairing from the files.
-    fn start_bridge(&self, workspace_id: &str) {
-        match crate::config::load(&self.home).map(|c| c.pairing(workspace_id).cloned()) {
+    fn start_bridge(&self, pairing_id: &str) {
+        match crate::config::load(&self.home).map(|c| c.by_id(pairing_id).cloned()) {
             Ok(Some(p)) => self.start_bridge_for(p),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "cannot start a relay bridge"),
@@ -197,8 +197,8 @@ impl Backend {
 
     /// Starts the bridge of `pairing`, replacing a running one of the same org.
     fn start_bridge_for(&self, pairing: crate::config::Pairing) {
-        let workspace_id = pairing.workspace_id.clone();
-        match crate::identity::load(&self.home, &workspace_id) {
+        let (workspace_id, pairing_id) = (pairing.workspace_id.clone(), pairing.pairing_id.clone());
+        match crate::identity::load(&self.home, &pairing_id) {
             Ok(Some(id)) => {
                 if let Some(replaced) = self.bridges.start(pairing, id) {
                     // Sessions pinned to the replaced pairing never move to the new one.
@@ -224,19 +224,19 @@ impl Backend {
     pub fn reconnect(&self, org: Option<&str>) -> Result<Vec<String>> {
         let config = crate::config::load(&self.home)?;
         let targets: Vec<String> = match org {
-            Some(q) => vec![config.select(q)?.workspace_id.clone()],
-            None => config.pairings.iter().map(|p| p.workspace_id.clone()).collect(),
+            Some(q) => vec![config.select(q)?.pairing_id.clone()],
+            None => config.pairings.iter().map(|p| p.pairing_id.clone()).collect(),
         };
         Ok(targets
             .into_iter()
-            .filter(|ws| self.bridges.reconnect(ws))
-            .map(|ws| config.pairing(&ws).map(|p| p.workspace_name.clone()).unwrap_or(ws))
+            .filter(|id| self.bridges.reconnect(id))
+            .map(|id| config.by_id(&id).map(|p| p.workspace_name.clone()).unwrap_or(id))
             .collect())
     }
 
     /// A pairing was stored (from `vpd pair`, the UI or the tray): connect it and say so.
     fn paired(&self, p: &Paired) {
-        self.start_bridge(&p.workspace_id);
+        self.start_bridge(&p.pairing_id);
         self.record(Activity {
             kind: ActivityKind::Paired,
             message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
@@ -263,8 +263,8 @@ impl Backend {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
         if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
-            self.sessions.cut_org(&pairing.workspace_id, CutReason::Unpaired);
-            self.bridges.stop(&pairing.workspace_id);
+            self.sessions.cut_pairing(&pairing.pairing_id, CutReason::Unpaired);
+            self.bridges.stop(&pairing.pairing_id);
         }
         let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
         if let Ok(u) = &r {
@@ -284,7 +284,7 @@ impl Backend {
     pub async fn on_bridge_event(&self, event: Event) {
         match event {
             Event::Ended(ended) => self.on_ended(ended).await,
-            Event::Refused { workspace_id, session_id, seq, reason, dropped } => {
+            Event::Refused { workspace_id, session_id, seq, reason, dropped, .. } => {
                 if dropped {
                     self.sessions.cut(&session_id, CutReason::Refused);
                 }
@@ -305,20 +305,20 @@ impl Backend {
     /// A bridge ended for good. SPEC section 6: when the org revoked this pairing, its
     /// sessions are cut and the pairing removed.
     async fn on_ended(&self, ended: Ended) {
-        let Ended::Revoked { workspace_id, runtime_target_id, .. } = ended else { return };
+        let Ended::Revoked { pairing_id, runtime_target_id, .. } = ended else { return };
         // Only if that pairing is still the current one (a re-pairing replaces it, and the
         // platform then revokes the old one).
         let current = crate::config::read(&self.home)
             .ok()
-            .and_then(|c| c.pairing(&workspace_id).map(|p| p.runtime_target_id == runtime_target_id))
+            .and_then(|c| c.by_id(&pairing_id).map(|p| p.runtime_target_id == runtime_target_id))
             .unwrap_or(false);
         if !current {
             return;
         }
-        self.sessions.cut_org(&workspace_id, CutReason::Revoked);
-        self.bridges.forget(&workspace_id);
+        self.sessions.cut_pairing(&pairing_id, CutReason::Revoked);
+        self.bridges.forget(&pairing_id);
         let home = self.home.clone();
-        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &workspace_id, false)).await {
+        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &pairing_id, false)).await {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");
@@ -551,8 +551,8 @@ impl Backend {
         let info = session.info.clone();
         let rt = session.runtime_target_id.clone();
         self.sessions.insert(session);
-        if let (Some(msg), Some(org), Some(rt)) = (start, &info.org_id, &rt) {
-            if !self.bridges.route(org, rt, msg).await {
+        if let (Some(msg), Some(pairing), Some(rt)) = (start, &info.pairing_id, &rt) {
+            if !self.bridges.route(pairing, rt, msg).await {
                 self.sessions.cut(&info.session_id, CutReason::NoPairing);
             }
         }
@@ -577,7 +577,7 @@ impl Backend {
         let _turn = order.lock().await;
         let (msg, org, rt, info) = self.sessions.with(id, |s| {
             let msg = make(s)?;
-            Ok((msg, s.info.org_id.clone(), s.runtime_target_id.clone(), s.info.clone()))
+            Ok((msg, s.info.pairing_id.clone(), s.runtime_target_id.clone(), s.info.clone()))
         })?;
         if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {
             if !self.bridges.route(&org, &rt, msg).await {

@@ -28,9 +28,17 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The pairing name for an org id, if paired.
+    /// The name of an org this machine is paired with (on any server), if it is.
     pub fn org_name(&self, org_id: &str) -> Option<&str> {
-        self.config.pairing(org_id).map(|p| p.workspace_name.as_str())
+        self.config.of_org(org_id).first().map(|p| p.workspace_name.as_str())
+    }
+
+    /// The pairing a pinned resolution streams to.
+    pub fn pinned_pairing(&self) -> Option<&crate::config::Pairing> {
+        match &self.resolution {
+            Resolution::Pinned { pairing_id, .. } => self.config.by_id(pairing_id),
+            Resolution::LocalOnly { .. } => None,
+        }
     }
 
     pub fn hint(&self, home: &Home) -> Result<HintAction> {
@@ -84,7 +92,7 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             Err(e) => return Err(e),
         }
         if let (Some(old), false) = (&replaced, replace) {
-            let old_name = config.pairing(old).map(|p| p.workspace_name.clone()).unwrap_or_else(|| old.clone());
+            let old_name = config.of_org(old).first().map(|p| p.workspace_name.clone()).unwrap_or_else(|| old.clone());
             return Err(Error::new(
                 ErrorCode::BindingExists,
                 format!("{} is already bound to {old_name}. Pass --yes to bind it to {} instead.", dir.display(), pairing.workspace_name),
@@ -99,6 +107,7 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
         dirs.bindings.push(DirectoryRecord {
             directory: dir.clone(),
             org_id: pairing.workspace_id.clone(),
+            pairing_id: Some(pairing.pairing_id.clone()),
             file_hash: file_hash(text.as_bytes()),
             bound_at: crate::now_rfc3339(),
             recursive,
@@ -142,7 +151,7 @@ pub struct UnbindOutcome {
 pub fn bound_org(home: &Home, dir: &Path) -> Option<String> {
     let dir = walk::canonical(dir).ok()?;
     let org = parse_local(&walk::read_local(&dir).ok()??).ok()?.org_id;
-    let name = config::load(home).ok().and_then(|c| c.pairing(&org).map(|p| p.workspace_name.clone()));
+    let name = config::load(home).ok().and_then(|c| c.of_org(&org).first().map(|p| p.workspace_name.clone()));
     Some(name.unwrap_or(org))
 }
 
@@ -193,13 +202,17 @@ fn remove_binding_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes every binding of `org_id` made here (on unpair and revocation): the records, and
-/// the `local.yaml` files that are still exactly as written. With `keep`, nothing.
-pub fn remove_org_bindings(home: &Home, org_id: &str, keep: bool) -> Result<Vec<PathBuf>> {
+/// Removes every binding made here for `pairing` (on unpair and revocation): the records, and
+/// the `local.yaml` files that are still exactly as written — never those of the same org on
+/// another server. With `keep`, nothing.
+pub fn remove_org_bindings(home: &Home, pairing: &crate::config::Pairing, keep: bool) -> Result<Vec<PathBuf>> {
     if keep {
         return Ok(Vec::new());
     }
-    remove_bindings_where(home, |b| b.org_id == org_id)
+    remove_bindings_where(home, |b| match &b.pairing_id {
+        Some(id) => *id == pairing.pairing_id,
+        None => b.org_id == pairing.workspace_id,
+    })
 }
 
 /// Removes every binding made here, whatever its org (`vpd uninstall --purge`): the records,
@@ -234,6 +247,25 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
         }
         _ => return Err(Error::new(ErrorCode::NotBound, format!("no untrusted .viewport/local.yaml applies to {}", r.dir.display()))),
     };
+    // SPEC A1: the record names the pairing it trusts the file for; with the org paired on
+    // several servers, the user says which (`vpd bind DIR --org PAIRING_ID`).
+    let pairing_id = match r.config.of_org(&org_id).as_slice() {
+        [] => None,
+        [one] => Some(one.pairing_id.clone()),
+        several => {
+            let flags: Vec<_> =
+                several.iter().map(|p| format!("`vpd bind {} --org {}` ({})", binding_dir.display(), p.pairing_id, p.label())).collect();
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{} names org {org_id}, which this machine is paired with on {} servers; bind it to one: {}",
+                    walk::local_file(&binding_dir).display(),
+                    several.len(),
+                    flags.join(", ")
+                ),
+            ));
+        }
+    };
     let local = walk::local_file(&binding_dir);
     records::update_directories(home, |dirs| {
         let bytes = walk::read_local(&binding_dir)?.ok_or_else(|| Error::file(&local, "disappeared"))?;
@@ -244,6 +276,7 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
         let rec = DirectoryRecord {
             directory: binding_dir.clone(),
             org_id: org_id.clone(),
+            pairing_id: pairing_id.clone(),
             file_hash: file_hash(&bytes),
             bound_at: crate::now_rfc3339(),
             recursive: f.recursive,

@@ -81,7 +81,7 @@ pub enum Control {
 /// Why a bridge ended for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
-    Revoked { workspace_id: String, runtime_target_id: String, reason: String },
+    Revoked { pairing_id: String, workspace_id: String, runtime_target_id: String, reason: String },
     Stopped,
 }
 
@@ -92,7 +92,7 @@ pub enum Event {
     Ended(Ended),
     /// The relay refused message `seq` of a session (SPEC A2). The bridge sent its cut-down
     /// form instead, or — `dropped` — that was refused too, and the session stops streaming.
-    Refused { workspace_id: String, session_id: String, seq: u64, reason: String, dropped: bool },
+    Refused { pairing_id: String, workspace_id: String, session_id: String, seq: u64, reason: String, dropped: bool },
 }
 
 /// A running bridge.
@@ -229,6 +229,7 @@ impl Task {
                     });
                     tracing::warn!(workspace = %self.pairing.workspace_id, %why, "the org revoked this machine's pairing");
                     return Ended::Revoked {
+                        pairing_id: self.pairing.pairing_id.clone(),
                         workspace_id: self.pairing.workspace_id.clone(),
                         runtime_target_id: self.pairing.runtime_target_id.clone(),
                         reason: why,
@@ -436,8 +437,8 @@ impl Task {
             }
         };
         tracing::warn!(workspace = %self.pairing.workspace_id, session = %session_id, seq, %reason, dropped, "the relay refused a message");
-        let workspace_id = self.pairing.workspace_id.clone();
-        let _ = self.events.send(Event::Refused { workspace_id, session_id, seq, reason, dropped }).await;
+        let (pairing_id, workspace_id) = (self.pairing.pairing_id.clone(), self.pairing.workspace_id.clone());
+        let _ = self.events.send(Event::Refused { pairing_id, workspace_id, session_id, seq, reason, dropped }).await;
         resend
     }
 

@@ -1,4 +1,4 @@
-//! The relay bridges component: one running [`Bridge`] per pairing, by workspace id. It owns
+//! The relay bridges component: one running [`Bridge`] per pairing, by pairing id. It owns
 //! the map and its lock; the [`crate::backend::Backend`] starts, replaces, stops and routes
 //! through it.
 
@@ -20,28 +20,28 @@ impl Bridges {
         Bridges { map: Mutex::default(), events }
     }
 
-    /// Starts the bridge of `pairing`, replacing a running one of the same org. Returns the
+    /// Starts the bridge of `pairing`, replacing a running one of the same pairing (org and server). Returns the
     /// runtime target of the replaced bridge when it served another pairing (whose sessions
     /// must be cut: they never move to the new one).
     pub fn start(&self, pairing: Pairing, identity: Identity) -> Option<String> {
-        let workspace_id = pairing.workspace_id.clone();
+        let key = pairing.pairing_id.clone();
         let b = Bridge::spawn(pairing, identity, self.events.clone());
         let new_rt = b.runtime_target_id.clone();
-        let old = self.map.lock().unwrap().insert(workspace_id, b)?;
+        let old = self.map.lock().unwrap().insert(key, b)?;
         let _ = old.ctl.send(Control::Stop);
         (old.runtime_target_id != new_rt).then_some(old.runtime_target_id)
     }
 
-    /// Stops and forgets the bridge of `workspace_id`.
-    pub fn stop(&self, workspace_id: &str) {
-        if let Some(b) = self.map.lock().unwrap().remove(workspace_id) {
+    /// Stops and forgets the bridge of `pairing_id`.
+    pub fn stop(&self, pairing_id: &str) {
+        if let Some(b) = self.map.lock().unwrap().remove(pairing_id) {
             let _ = b.ctl.send(Control::Stop);
         }
     }
 
-    /// Forgets the bridge of `workspace_id` (it ended by itself: revoked).
-    pub fn forget(&self, workspace_id: &str) {
-        self.map.lock().unwrap().remove(workspace_id);
+    /// Forgets the bridge of `pairing_id` (it ended by itself: revoked).
+    pub fn forget(&self, pairing_id: &str) {
+        self.map.lock().unwrap().remove(pairing_id);
     }
 
     /// Stops every bridge (the daemon is stopping).
@@ -51,9 +51,9 @@ impl Bridges {
         }
     }
 
-    /// Asks the bridge of `workspace_id` to retry now; false when it has none.
-    pub fn reconnect(&self, workspace_id: &str) -> bool {
-        self.map.lock().unwrap().get(workspace_id).map(|b| b.ctl.send(Control::Reconnect)).is_some()
+    /// Asks the bridge of `pairing_id` to retry now; false when it has none.
+    pub fn reconnect(&self, pairing_id: &str) -> bool {
+        self.map.lock().unwrap().get(pairing_id).map(|b| b.ctl.send(Control::Reconnect)).is_some()
     }
 
     /// Asks every bridge to retry now.
@@ -63,16 +63,16 @@ impl Bridges {
         }
     }
 
-    /// Each bridge's state, by workspace id.
+    /// Each bridge's state, by pairing id.
     pub fn statuses(&self) -> HashMap<String, BridgeStatus> {
         self.map.lock().unwrap().iter().map(|(k, b)| (k.clone(), b.status())).collect()
     }
 
     /// Hands a message to the bridge of exactly the pairing `runtime_target_id` of
-    /// `workspace_id`. False when that pairing has no bridge any more (unpaired, revoked or
+    /// `pairing_id`. False when that pairing has no bridge any more (unpaired, revoked or
     /// replaced).
-    pub async fn route(&self, workspace_id: &str, runtime_target_id: &str, msg: vpd_proto::relay::DaemonMsg) -> bool {
-        let tx = self.map.lock().unwrap().get(workspace_id).filter(|b| b.runtime_target_id == runtime_target_id).map(|b| b.tx.clone());
+    pub async fn route(&self, pairing_id: &str, runtime_target_id: &str, msg: vpd_proto::relay::DaemonMsg) -> bool {
+        let tx = self.map.lock().unwrap().get(pairing_id).filter(|b| b.runtime_target_id == runtime_target_id).map(|b| b.tx.clone());
         match tx {
             Some(tx) => tx.send(Command::Send(msg)).await.is_ok(),
             None => false,

@@ -11,7 +11,10 @@ use crate::store;
 use serde::{Deserialize, Serialize};
 use vpd_proto::{is_ulid, Secret};
 
-pub const CONFIG_VERSION: u32 = 1;
+/// Version 2 (SPEC A1): each pairing records its server's origin and its local pairing id.
+/// Version 1 files are read (upgraded in memory) and upgraded on disk by the daemon at start
+/// ([`crate::migrate`]).
+pub const CONFIG_VERSION: u32 = 2;
 const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 /// Where pairing goes when nothing else names a server.
 pub const HOSTED_SERVER: &str = "https://api.getviewport.com";
@@ -70,6 +73,13 @@ impl Default for DaemonSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedOrg {
+    /// The local pairing id (SPEC A1, `vpd_core::origin::pairing_id`): names the identity
+    /// file, the keyring entry and the binding records. Never an id the server chose.
+    #[serde(default)]
+    pub pairing_id: String,
+    /// The origin of the server the daemon contacted to pair (never one from its answer).
+    #[serde(default)]
+    pub server: String,
     pub workspace_id: String,
     pub workspace_name: String,
     pub workspace_slug: String,
@@ -83,9 +93,12 @@ pub struct PairedOrg {
 }
 
 impl PairedOrg {
-    /// What an approval from `server_url` says, paired now.
-    pub fn approved(a: &vpd_proto::pairing::Approved, server_url: &str) -> PairedOrg {
+    /// What an approval says, from the server at `origin` (the one contacted, normalised)
+    /// reached as `server_url`, paired now.
+    pub fn approved(a: &vpd_proto::pairing::Approved, origin: &str, server_url: &str) -> PairedOrg {
         PairedOrg {
+            pairing_id: vpd_core::origin::pairing_id(origin, &a.workspace_id),
+            server: origin.to_string(),
             workspace_id: a.workspace_id.clone(),
             workspace_name: a.workspace_name.clone(),
             workspace_slug: a.workspace_slug.clone(),
@@ -142,13 +155,36 @@ impl std::ops::Deref for Pairing {
 
 impl Pairing {
     pub fn as_ref(&self) -> vpd_core::PairingRef<'_> {
-        vpd_core::PairingRef { org_id: &self.workspace_id, name: &self.workspace_name, slug: &self.workspace_slug }
+        vpd_core::PairingRef {
+            id: &self.pairing_id,
+            org_id: &self.workspace_id,
+            name: &self.workspace_name,
+            slug: &self.workspace_slug,
+            server: &self.server,
+        }
+    }
+
+    /// Whether an `--org` value (pairing id, workspace id, slug or name) names this pairing.
+    pub fn matches(&self, query: &str) -> bool {
+        let q = query.trim();
+        self.pairing_id == q || self.workspace_id == q || self.workspace_slug == q || self.workspace_name.eq_ignore_ascii_case(q)
+    }
+
+    /// "Acme Engineering on https://viewport.example" — what questions and lists name.
+    pub fn label(&self) -> String {
+        format!("{} on {}", self.workspace_name, self.server)
     }
 }
 
 impl Config {
-    pub fn pairing(&self, workspace_id: &str) -> Option<&Pairing> {
-        self.pairings.iter().find(|p| p.workspace_id == workspace_id)
+    /// The pairing with this local pairing id.
+    pub fn by_id(&self, pairing_id: &str) -> Option<&Pairing> {
+        self.pairings.iter().find(|p| p.pairing_id == pairing_id)
+    }
+
+    /// Every pairing with org `workspace_id` (one per server).
+    pub fn of_org(&self, workspace_id: &str) -> Vec<&Pairing> {
+        self.pairings.iter().filter(|p| p.workspace_id == workspace_id).collect()
     }
 
     pub fn refs(&self) -> Vec<vpd_core::PairingRef<'_>> {
@@ -159,11 +195,11 @@ impl Config {
     pub fn select(&self, query: &str) -> Result<&Pairing> {
         let refs = self.refs();
         match vpd_core::resolve::select_pairing(&refs, query) {
-            Ok(r) => Ok(self.pairing(r.org_id).expect("selected from this config")),
-            Err(vpd_core::resolve::SelectError::Ambiguous) => Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!("more than one pairing is named {query:?}; use the workspace id (see `vpd status`)"),
-            )),
+            Ok(r) => Ok(self.by_id(r.id).expect("selected from this config")),
+            Err(vpd_core::resolve::SelectError::Ambiguous(found)) => {
+                let flags: Vec<_> = found.iter().map(|p| format!("--org {} ({} on {})", p.id, p.name, p.server)).collect();
+                Err(Error::new(ErrorCode::InvalidArgument, format!("{query:?} names {} pairings; say which one: {}", found.len(), flags.join(", "))))
+            }
             Err(vpd_core::resolve::SelectError::NotFound) => {
                 let known: Vec<_> = self.pairings.iter().map(|p| format!("{} ({})", p.workspace_name, p.workspace_slug)).collect();
                 Err(Error::new(
@@ -186,7 +222,14 @@ impl Config {
             (None, [only]) => Ok(only),
             (None, []) => Err(Error::new(ErrorCode::NotPaired, "this machine is not paired with any org: run `vpd pair` first")),
             (None, several) => {
-                let flags: Vec<_> = several.iter().map(|p| format!("--org {} ({})", p.workspace_slug, p.workspace_name)).collect();
+                let same_slug = |p: &Pairing| several.iter().filter(|q| q.workspace_slug == p.workspace_slug).count() > 1;
+                let flags: Vec<_> = several
+                    .iter()
+                    .map(|p| {
+                        let flag = if same_slug(p) { &p.pairing_id } else { &p.workspace_slug };
+                        format!("--org {flag} ({} on {})", p.workspace_name, p.server)
+                    })
+                    .collect();
                 Err(Error::new(
                     ErrorCode::InvalidArgument,
                     format!("this machine is paired with {} orgs; say which one: {}", several.len(), flags.join(", ")),
@@ -211,8 +254,14 @@ impl Config {
                     ));
                 }
             }
-            if !seen.insert(&p.workspace_id) {
-                return Err(Error::file(path, format!("workspace {} appears twice; remove one entry", p.workspace_id)));
+            if !vpd_core::origin::is_pairing_id(&p.pairing_id) || p.pairing_id != vpd_core::origin::pairing_id(&p.server, &p.workspace_id) {
+                return Err(Error::file(
+                    path,
+                    format!("pairing {} has pairingId {:?}, which does not belong to its server and workspace; the file was edited by hand or is corrupt. It was left untouched: fix or remove that entry.", i + 1, p.pairing_id),
+                ));
+            }
+            if !seen.insert(&p.pairing_id) {
+                return Err(Error::file(path, format!("workspace {} on {} appears twice; remove one entry", p.workspace_id, p.server)));
             }
         }
         Ok(())
@@ -235,9 +284,53 @@ pub fn read(home: &Home) -> Result<Config> {
 }
 
 fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
-    let config: Config = store::parse_versioned(path, bytes, CONFIG_VERSION)?;
+    let mut config: Config = match store::parse_versioned(path, bytes, CONFIG_VERSION) {
+        Ok(c) => c,
+        Err(e) if e.code != ErrorCode::ConfigTooNew && is_version_1(bytes) => {
+            let mut c: Config = store::parse_versioned(path, bytes, 1)?;
+            c.upgrade_in_memory(path)?;
+            c
+        }
+        Err(e) => return Err(e),
+    };
     config.validate(path)?;
+    config.version = CONFIG_VERSION;
     Ok(config)
+}
+
+impl Config {
+    /// A version 1 config as version 2 says it (SPEC A1): each pairing's server origin from
+    /// the URL it was paired through, and its local pairing id. On disk, [`crate::migrate`]
+    /// does this together with moving the files named after the old ids.
+    pub(crate) fn upgrade_in_memory(&mut self, path: &std::path::Path) -> Result<()> {
+        for p in &mut self.pairings {
+            let origin = vpd_core::origin::server_origin(&p.server_url)
+                .map_err(|e| Error::file(path, format!("pairing {}: serverUrl: {e}", p.workspace_id)))?;
+            p.org.pairing_id = vpd_core::origin::pairing_id(&origin, &p.workspace_id);
+            p.org.server = origin;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `bytes` are a version 1 `config.json`.
+pub fn is_version_1(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| v.get("version").and_then(|v| v.as_u64())) == Some(1)
+}
+
+/// For writers other than the daemon: a version 1 home is the daemon's to upgrade first
+/// ([`crate::migrate`] moves the files named after the old ids).
+pub fn refuse_version_1(home: &Home) -> Result<()> {
+    match store::read_bounded(&home.config(), MAX_CONFIG)? {
+        Some(bytes) if is_version_1(&bytes) => Err(Error::new(
+            ErrorCode::DaemonUnavailable,
+            format!(
+                "{} was written by an older vpd; the daemon upgrades it when it starts. Start it (`vpd reconnect` does, when it is not running), then try again.",
+                home.config().display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `f` on the current config under the home lock and writes the result atomically if
@@ -246,12 +339,13 @@ pub fn update<T>(home: &Home, f: impl FnOnce(&mut Config) -> Result<T>) -> Resul
     home.ensure()?;
     let _lock = store::Lock::acquire(&home.lock_file())?;
     let mut config = load(home)?;
+    refuse_version_1(home)?;
     let out = f(&mut config)?;
     save_locked(home, &config)?;
     Ok(out)
 }
 
-fn save_locked(home: &Home, config: &Config) -> Result<()> {
+pub(crate) fn save_locked(home: &Home, config: &Config) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(config).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     bytes.push(b'\n');
     store::write_atomic(&home.config(), &bytes)
@@ -262,6 +356,8 @@ fn save_locked(home: &Home, config: &Config) -> Result<()> {
 pub(crate) fn test_pairing(ws: &str) -> Pairing {
     Pairing {
         org: PairedOrg {
+            pairing_id: vpd_core::origin::pairing_id("http://127.0.0.1:1", ws),
+            server: "http://127.0.0.1:1".into(),
             workspace_id: ws.into(),
             workspace_name: "Acme".into(),
             workspace_slug: "acme".into(),
@@ -295,7 +391,11 @@ mod tests {
         c.pairings.push(beta);
         let e = c.select_or_only(None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
-        assert!(e.message.contains("--org acme (Acme)") && e.message.contains("--org beta (Beta)"), "{}", e.message);
+        assert!(
+            e.message.contains("--org acme (Acme on http://127.0.0.1:1)") && e.message.contains("--org beta (Beta on http://127.0.0.1:1)"),
+            "{}",
+            e.message
+        );
         assert_eq!(c.select_or_only(Some("beta")).unwrap().workspace_slug, "beta");
     }
 

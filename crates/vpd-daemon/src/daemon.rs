@@ -85,6 +85,10 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         let _l = Lock::acquire(&home.lock_file())?;
         store::sweep_temporaries(home.root());
         store::sweep_temporaries(&home.identities());
+        // A version 1 home becomes version 2 before anything else reads it (SPEC A1).
+        if let Err(e) = crate::migrate::run(&home) {
+            tracing::error!(error = %e, "could not upgrade the home to version 2; it was left as it is and will be tried again at the next start");
+        }
         if let Err(e) = crate::identity::recover(&home) {
             tracing::error!(error = %e, "could not finish an interrupted pairing");
         }

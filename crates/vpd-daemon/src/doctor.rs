@@ -120,7 +120,7 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
 
     if let Some(cfg) = &cfg {
         for p in &cfg.pairings {
-            let id_path = home.identities().join(format!("{}.json", p.workspace_id));
+            let id_path = home.identities().join(format!("{}.json", p.pairing_id));
             if !id_path.is_file() {
                 checks.push(check(
                     format!("identity of {}", p.workspace_name),

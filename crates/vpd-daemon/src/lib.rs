@@ -5,7 +5,8 @@
 //! - [`home`]: where the files are (`VIEWPORT_HOME` / `VPD_HOME` / `~/.viewport`), modes.
 //! - [`store`]: atomic 0600 writes, bounded reads, the advisory home lock.
 //! - [`config`]: `config.json`, the pairings.
-//! - [`identity`]: `relay-identities/{workspaceId}.json`, one Ed25519 keypair per pairing.
+//! - [`migrate`]: upgrading a version 1 home (SPEC A1), restartably.
+//! - [`identity`]: `relay-identities/{pairingId}.json`, one Ed25519 keypair per pairing.
 //! - [`secrets`]: where issue tokens live: the OS keyring, or `config.json` as a fallback.
 //! - [`records`]: `directories.json` (bindings made here) and `hint-declines.json`.
 //! - [`walk`]: gathers the directory facts that `vpd_core::resolve` decides on.
@@ -36,6 +37,7 @@ pub mod facts_cache;
 pub mod home;
 pub mod identity;
 pub mod login_item;
+pub mod migrate;
 pub mod pair_job;
 pub mod pairing;
 pub mod platform;

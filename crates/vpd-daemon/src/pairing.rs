@@ -38,8 +38,11 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
         .or_else(|| current.daemon.default_server_url.clone())
         .unwrap_or_else(|| HOSTED_SERVER.to_string());
     let platform = Platform::new(&server, params.insecure_http)?;
+    let origin = vpd_core::origin::server_origin(platform.base().as_str()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
     if let (Some(org), false) = (&params.org, params.force) {
-        if let Ok(p) = current.select(org) {
+        // SPEC A1: only a pairing with this same server is "already paired"; the same org on
+        // another server is another pairing.
+        if let Some(p) = current.pairings.iter().find(|p| p.server == origin && p.matches(org)) {
             return Err(already_paired(p));
         }
     }
@@ -90,6 +93,9 @@ async fn finish(
         }
     };
     let server_url = platform.base().as_str().trim_end_matches('/').to_string();
+    // The origin the daemon itself contacted (SPEC A1) — never one from the server's answer.
+    let origin = vpd_core::origin::server_origin(&server_url).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
+    let pairing_id = vpd_core::origin::pairing_id(&origin, &approved.workspace_id);
 
     if let Some(org) = &params.org {
         let matches = approved.workspace_id == *org || approved.workspace_slug == *org || approved.workspace_name.eq_ignore_ascii_case(org);
@@ -105,12 +111,19 @@ async fn finish(
         }
     }
 
-    let existing = config::load(home)?.pairing(&approved.workspace_id).cloned();
+    // Only a pairing with the same org on the same server is replaced; `--force` never
+    // crosses servers.
+    let existing = config::load(home)?.by_id(&pairing_id).cloned();
     if let Some(old) = &existing {
         if !params.force {
             let _ = ui
                 .events
-                .send(PairEvent::ConfirmReplace { workspace_id: old.workspace_id.clone(), workspace_name: old.workspace_name.clone() })
+                .send(PairEvent::ConfirmReplace {
+                    workspace_id: old.workspace_id.clone(),
+                    workspace_name: old.workspace_name.clone(),
+                    old_server: old.server.clone(),
+                    new_server: origin.clone(),
+                })
                 .await;
             if !ui.confirms.recv().await.unwrap_or(false) {
                 revoke_quietly(&platform, &approved).await;
@@ -124,7 +137,7 @@ async fn finish(
         return Err(Error::new(ErrorCode::Cancelled, "cancelled; the approval that had arrived was revoked"));
     }
     let (home2, store2) = (home.clone(), store.clone());
-    let stored = tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &server_url, params.insecure_http))
+    let stored = tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &origin, &server_url, params.insecure_http))
         .await
         .map_err(|e| Error::new(ErrorCode::Internal, format!("storing the pairing: {e}")))??;
 
@@ -136,9 +149,7 @@ async fn finish(
                 tracing::warn!(workspace = %old.workspace_id, error = %e, "could not tell the platform about the replaced pairing");
             }
         }
-        if matches!(old.credential, Credential::Keyring) && old.runtime_target_id != stored.runtime_target_id {
-            let _ = secrets::delete(&old.runtime_target_id);
-        }
+        // The keyring entry is the pairing's (same pairing id): the new token replaced it.
     }
     tracing::info!(workspace = %stored.workspace_id, "paired");
     Ok(Paired { credential_store: stored.credential.store_kind(), org: stored.org, replaced })
@@ -148,8 +159,8 @@ fn already_paired(p: &Pairing) -> Error {
     Error::new(
         ErrorCode::AlreadyPaired,
         format!(
-            "this machine is already paired with {} ({}). To replace that pairing, run `vpd pair --org {} --force`.",
-            p.workspace_name, p.workspace_id, p.workspace_slug
+            "this machine is already paired with {} ({}) on {}. To replace that pairing, run `vpd pair --server {} --org {} --force`.",
+            p.workspace_name, p.workspace_id, p.server, p.server, p.workspace_slug
         ),
     )
 }
@@ -254,9 +265,18 @@ fn check_approval(a: Approved, insecure_http: bool) -> Result<Approved> {
     Ok(a)
 }
 
-fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identity, server_url: &str, insecure_http: bool) -> Result<Pairing> {
+fn store_pairing(
+    home: &Home,
+    store: &secrets::Store,
+    a: &Approved,
+    id: &Identity,
+    origin: &str,
+    server_url: &str,
+    insecure_http: bool,
+) -> Result<Pairing> {
+    let org = PairedOrg::approved(a, origin, server_url);
     let credential = match store {
-        secrets::Store::Keyring => match secrets::put(&a.runtime_target_id, &a.token) {
+        secrets::Store::Keyring => match secrets::put(&org.pairing_id, &a.token) {
             Ok(()) => Credential::Keyring,
             Err(e) => {
                 tracing::warn!(error = %e, "keyring write failed; keeping the issue token in config.json (0600)");
@@ -267,19 +287,20 @@ fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identit
     };
     // The key is committed together with config.json: a pending file first, then the config
     // entry, then the rename (identity::recover finishes or drops it after a crash).
-    identity::save_pending(home, &a.workspace_id, &a.runtime_target_id, id)?;
+    let owner = identity::Owner { pairing_id: &org.pairing_id, workspace_id: &org.workspace_id };
+    identity::save_pending(home, owner, &a.runtime_target_id, id)?;
     crate::failpoint("pair:after-identity");
-    let pairing = Pairing { org: PairedOrg::approved(a, server_url), credential, insecure_http };
+    let pairing = Pairing { org, credential, insecure_http };
     let p = pairing.clone();
     let server = server_url.to_string();
     config::update(home, move |c| {
-        c.pairings.retain(|x| x.workspace_id != p.workspace_id);
+        c.pairings.retain(|x| x.pairing_id != p.pairing_id);
         c.pairings.push(p);
         c.daemon.default_server_url = Some(server);
         Ok(())
     })?;
     crate::failpoint("pair:after-config");
-    if !identity::commit_pending(home, &a.workspace_id, &a.runtime_target_id)? {
+    if !identity::commit_pending(home, &pairing.pairing_id, &a.runtime_target_id)? {
         return Err(Error::new(ErrorCode::Internal, "another pairing with the same org finished at the same time; run `vpd status`"));
     }
     Ok(pairing)
@@ -289,7 +310,9 @@ fn store_pairing(home: &Home, store: &secrets::Store, a: &Approved, id: &Identit
 pub fn credential_of(p: &Pairing) -> Result<Secret> {
     match &p.credential {
         Credential::File { issue_token } => Ok(issue_token.clone()),
-        Credential::Keyring => secrets::get(&p.runtime_target_id),
+        // Under the pairing id; a version 1 home kept it under the runtime target id, where
+        // it stays readable if the upgrade could not move it (crate::migrate).
+        Credential::Keyring => secrets::get(&p.pairing_id).or_else(|e| secrets::get(&p.runtime_target_id).map_err(|_| e)),
     }
 }
 
@@ -333,6 +356,8 @@ pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate
     };
     tracing::info!(workspace = %pairing.workspace_id, server_notified, "unpaired");
     Ok(crate::api::protocol::Unpaired {
+        pairing_id: pairing.org.pairing_id,
+        server: pairing.org.server,
         workspace_id: pairing.org.workspace_id,
         workspace_name: pairing.org.workspace_name,
         unbound: unbound.iter().map(|d| d.display().to_string()).collect(),
@@ -352,7 +377,7 @@ pub type Removed = (Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String
 pub fn remove_local(home: &Home, org: &str, keep_bindings: bool) -> Result<Removed> {
     let removed = config::update(home, |c| {
         let p = c.select(org)?.clone();
-        c.pairings.retain(|x| x.workspace_id != p.workspace_id);
+        c.pairings.retain(|x| x.pairing_id != p.pairing_id);
         Ok(p)
     })?;
     let mut warnings = Vec::new();
@@ -364,15 +389,15 @@ pub fn remove_local(home: &Home, org: &str, keep_bindings: bool) -> Result<Remov
         }
     };
     crate::failpoint("unpair:after-config");
-    if let Err(e) = identity::delete(home, &removed.workspace_id) {
+    if let Err(e) = identity::delete(home, &removed.pairing_id) {
         warnings.push(e.message);
     }
     if matches!(removed.credential, Credential::Keyring) {
-        if let Err(e) = secrets::delete(&removed.runtime_target_id) {
+        if let Err(e) = secrets::delete(&removed.pairing_id) {
             warnings.push(e.message);
         }
     }
-    let unbound = match crate::binding::remove_org_bindings(home, &removed.workspace_id, keep_bindings) {
+    let unbound = match crate::binding::remove_org_bindings(home, &removed, keep_bindings) {
         Ok(u) => u,
         Err(e) => {
             warnings.push(format!("the org's directory bindings were not removed: {}", e.message));

@@ -31,6 +31,10 @@ pub struct DirectoryRecord {
     /// Canonical directory holding `.viewport/local.yaml`.
     pub directory: PathBuf,
     pub org_id: String,
+    /// The pairing (server and org) it was made for (SPEC A1); absent only in records a
+    /// version 1 home wrote, which the upgrade fills in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_id: Option<String>,
     /// `sha256:<hex>` of the `local.yaml` written or trusted.
     pub file_hash: String,
     pub bound_at: String,
@@ -42,7 +46,12 @@ impl Directories {
     pub fn records(&self) -> Vec<BindingRecord> {
         self.bindings
             .iter()
-            .map(|b| BindingRecord { directory: b.directory.clone(), org_id: b.org_id.clone(), file_hash: b.file_hash.clone() })
+            .map(|b| BindingRecord {
+                directory: b.directory.clone(),
+                org_id: b.org_id.clone(),
+                file_hash: b.file_hash.clone(),
+                pairing_id: b.pairing_id.clone(),
+            })
             .collect()
     }
 }
@@ -102,6 +111,10 @@ fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
 fn update<T: DeserializeOwned + Serialize + Default, R>(home: &Home, path: &Path, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
     home.ensure()?;
     let _lock = store::Lock::acquire(&home.lock_file())?;
+    update_locked(home, path, f)
+}
+
+fn update_locked<T: DeserializeOwned + Serialize + Default, R>(_home: &Home, path: &Path, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
     store::check_private_file(path)?;
     let mut value: T = load(path)?;
     let out = f(&mut value)?;
@@ -117,6 +130,11 @@ pub fn load_directories(home: &Home) -> Result<Directories> {
 
 pub fn update_directories<R>(home: &Home, f: impl FnOnce(&mut Directories) -> Result<R>) -> Result<R> {
     update(home, &home.directories(), f)
+}
+
+/// [`update_directories`] for a caller that already holds the home lock.
+pub(crate) fn update_directories_locked<R>(home: &Home, f: impl FnOnce(&mut Directories) -> Result<R>) -> Result<R> {
+    update_locked(home, &home.directories(), f)
 }
 
 pub fn load_declines(home: &Home) -> Result<Declines> {

@@ -22,6 +22,9 @@ pub struct SessionInfo {
     pub cwd: String,
     /// The org it streams to, fixed at start.
     pub org_id: Option<String>,
+    /// The pairing (server and org) it streams to, fixed at start.
+    #[serde(default)]
+    pub pairing_id: Option<String>,
     pub org_name: Option<String>,
     /// What the relay sees: the bound directory's name plus the relative path.
     pub directory: String,
@@ -73,11 +76,18 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
     let started_at = jiff::Timestamp::now().to_string();
     // SPEC A2/A11: cleaned and cut in bytes as the relay counts them, so it never refuses.
     let agent = limits::clean(agent, limits::AGENT);
-    let (org_id, org_name, directory, state, local_reason) = match &r.resolution {
-        Resolution::Pinned { org_id, binding_dir, .. } => {
-            (Some(org_id.clone()), r.org_name(org_id).map(String::from), relay_directory(binding_dir, &r.dir), SessionState::Streaming, None)
+    let pinned = r.pinned_pairing();
+    let (org_id, org_name, directory, state, local_reason) = match (&r.resolution, pinned) {
+        (Resolution::Pinned { org_id, binding_dir, .. }, Some(p)) => {
+            (Some(org_id.clone()), Some(p.workspace_name.clone()), relay_directory(binding_dir, &r.dir), SessionState::Streaming, None)
         }
-        Resolution::LocalOnly { reason, .. } => (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string())),
+        (Resolution::Pinned { org_id, binding_dir, .. }, None) => {
+            // Decided on a config that no longer names the pairing: nothing streams.
+            let reason = vpd_core::LocalReason::NotPaired { org_id: org_id.clone() };
+            let _ = binding_dir;
+            (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string()))
+        }
+        (Resolution::LocalOnly { reason, .. }, _) => (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string())),
     };
     let start = org_id.as_ref().map(|_| DaemonMsg::SessionStart {
         session_id: id.clone(),
@@ -91,6 +101,7 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
         agent,
         cwd: r.dir.display().to_string(),
         org_id,
+        pairing_id: pinned.filter(|_| state == SessionState::Streaming).map(|p| p.pairing_id.clone()),
         org_name,
         directory,
         streaming: state == SessionState::Streaming,
@@ -102,7 +113,7 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
         exit_code: None,
         frames: 0,
     };
-    let runtime_target_id = info.org_id.as_ref().and_then(|o| r.config.pairing(o)).map(|p| p.runtime_target_id.clone());
+    let runtime_target_id = info.pairing_id.as_ref().and(pinned).map(|p| p.runtime_target_id.clone());
     (Session { info, next_seq: 1, runtime_target_id, order: Default::default() }, start)
 }
 
@@ -190,11 +201,11 @@ impl Sessions {
         self.map.lock().unwrap().get(id).map(|s| s.info.clone())
     }
 
-    /// How many sessions stream to each org.
-    pub fn streaming_by_org(&self) -> std::collections::HashMap<String, u32> {
+    /// How many sessions stream to each pairing.
+    pub fn streaming_by_pairing(&self) -> std::collections::HashMap<String, u32> {
         let mut out = std::collections::HashMap::new();
         for s in self.map.lock().unwrap().values() {
-            if let (true, Some(org)) = (s.streaming(), &s.info.org_id) {
+            if let (true, Some(org)) = (s.streaming(), &s.info.pairing_id) {
                 *out.entry(org.clone()).or_default() += 1;
             }
         }
@@ -220,10 +231,10 @@ impl Sessions {
         }
     }
 
-    /// Cuts every session pinned to `workspace_id`.
-    pub fn cut_org(&self, workspace_id: &str, why: CutReason) {
+    /// Cuts every session pinned to the pairing `pairing_id`.
+    pub fn cut_pairing(&self, pairing_id: &str, why: CutReason) {
         for s in self.map.lock().unwrap().values_mut() {
-            if s.info.org_id.as_deref() == Some(workspace_id) {
+            if s.info.pairing_id.as_deref() == Some(pairing_id) {
                 s.cut(why);
             }
         }

@@ -83,6 +83,11 @@ pub struct DirectoryInfo {
     pub display: String,
     pub org_id: String,
     pub org_name: Option<String>,
+    /// The pairing it streams to, and its server (absent while that pairing does not exist).
+    #[serde(default)]
+    pub pairing_id: Option<String>,
+    #[serde(default)]
+    pub server: Option<String>,
     pub recursive: bool,
     /// `bound`; `changed` (the file was edited since: it grants nothing until trusted again);
     /// `missing` (the file is gone); `org_not_paired`.
@@ -121,7 +126,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         .pairings
         .iter()
         .map(|p| {
-            let bridge = runtime.and_then(|r| r.bridges.get(&p.workspace_id)).cloned();
+            let bridge = runtime.and_then(|r| r.bridges.get(&p.pairing_id)).cloned();
             let state = match (runtime, &bridge) {
                 (None, _) => PairingState::DaemonNotRunning,
                 (Some(_), Some(b)) => PairingState::Link(b.state.clone()),
@@ -138,7 +143,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 last_error_code: b.last_error_code,
                 connected_since: b.connected_since,
                 next_retry_at: b.next_retry_at,
-                sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.workspace_id).copied()).unwrap_or(0),
+                sessions_streaming: runtime.and_then(|r| r.sessions_streaming.get(&p.pairing_id).copied()).unwrap_or(0),
                 frames_sent: b.frames_sent,
                 frames_acked: b.frames_acked,
                 queued_bytes: b.queued_bytes,
@@ -153,9 +158,14 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         .bindings
         .iter()
         .map(|b| {
+            // The pairing the record was made for (SPEC A1), or an old record's one pairing.
+            let pairing = match &b.pairing_id {
+                Some(id) => config.by_id(id),
+                None => Some(config.of_org(&b.org_id)).filter(|v| v.len() == 1).and_then(|v| v.first().copied()),
+            };
             let state = match crate::walk::read_local(&b.directory) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
-                    if config.pairing(&b.org_id).is_some() {
+                    if pairing.is_some() {
                         DirectoryState::Bound
                     } else {
                         DirectoryState::OrgNotPaired
@@ -168,7 +178,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 directory: b.directory.display().to_string(),
                 display: vpd_core::resolve::display_dir(&b.directory, user_home.as_deref()),
                 org_id: b.org_id.clone(),
-                org_name: config.pairing(&b.org_id).map(|p| p.workspace_name.clone()),
+                org_name: pairing.map(|p| p.workspace_name.clone()),
+                pairing_id: pairing.map(|p| p.pairing_id.clone()),
+                server: pairing.map(|p| p.server.clone()),
                 recursive: b.recursive,
                 state,
             }

@@ -21,6 +21,12 @@ pub struct Suggestion {
     pub directory: String,
     pub display: String,
     pub org_id: String,
+    /// The pairing a Bind binds to (SPEC A1: a hint never picks between two servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_id: Option<String>,
+    /// The server of that pairing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// The pairing's name, or the label the hint file gives when not paired.
     pub org_name: String,
     /// `bind` (paired org), `trust` (a `local.yaml` made elsewhere), `pair` (not paired).
@@ -88,8 +94,12 @@ pub fn revalidate(list: &std::sync::Mutex<Suggestions>, home: &Home) -> Vec<Sugg
 /// The suggestion for `dir`, if its hint asks something. Reads files.
 pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>> {
     let r = binding::resolve(home, dir)?;
+    let mut pairing = None;
     let (dir, org_id, org_name, kind) = match r.hint(home)? {
-        HintAction::AskBind { dir, org_id, org_name } => (dir, org_id, org_name, SuggestionKind::Bind),
+        HintAction::AskBind { dir, org_id, org_name, pairing_id, server } => {
+            pairing = Some((pairing_id, server));
+            (dir, org_id, org_name, SuggestionKind::Bind)
+        }
         HintAction::AskTrust { dir, org_id, org_name } => (dir, org_id, org_name, SuggestionKind::Trust),
         HintAction::NotPaired { dir, org_id, label } => {
             // The terminal prints this each time (there is no question); the tray and UI
@@ -100,12 +110,16 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
             }
             (dir, org_id, label, SuggestionKind::Pair)
         }
-        HintAction::Quiet | HintAction::Warn { .. } => return Ok(None),
+        // Several servers: the terminal says how to choose; nothing to click.
+        HintAction::Quiet | HintAction::Warn { .. } | HintAction::Choose { .. } => return Ok(None),
     };
+    let (pairing_id, server) = pairing.unzip();
     Ok(Some(Suggestion {
         display: vpd_core::resolve::display_dir(&dir, crate::home::user_home().as_deref()),
         directory: dir.display().to_string(),
         org_id,
+        pairing_id,
+        server,
         org_name,
         kind,
         source: source.into(),
@@ -151,7 +165,10 @@ pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<Suggestio
             Ok(serde_json::json!({"ok": true}))
         }
         Answer::Bind => match s.kind {
-            SuggestionKind::Bind => Ok(serde_json::to_value(binding::bind(home, &dir, org_id, false, false)?).unwrap_or_default()),
+            SuggestionKind::Bind => {
+                let pairing = s.pairing_id.as_deref().unwrap_or(org_id);
+                Ok(serde_json::to_value(binding::bind(home, &dir, pairing, false, false)?).unwrap_or_default())
+            }
             SuggestionKind::Trust => Ok(serde_json::to_value(binding::trust(home, &dir)?).unwrap_or_default()),
             SuggestionKind::Pair => Err(Error::new(
                 ErrorCode::NotPaired,

@@ -190,8 +190,17 @@ pub enum Reply {
 pub enum PairEvent {
     /// The code exists: show it and open the URL.
     Code { code: String, url: String, expires_at: String, fingerprint: String, server_url: String },
-    /// Approved for an org this machine is already paired with: replace it?
-    ConfirmReplace { workspace_id: String, workspace_name: String },
+    /// Approved for an org this machine is already paired with on the same server: replace
+    /// it? Both servers are named (SPEC A1; they are the same — another server's pairing is
+    /// never replaced).
+    ConfirmReplace {
+        workspace_id: String,
+        workspace_name: String,
+        #[serde(default)]
+        old_server: String,
+        #[serde(default)]
+        new_server: String,
+    },
 }
 
 /// The client's answer to `confirm_replace`.
@@ -222,6 +231,10 @@ impl std::ops::Deref for Paired {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Unpaired {
+    #[serde(default)]
+    pub pairing_id: String,
+    #[serde(default)]
+    pub server: String,
     pub workspace_id: String,
     pub workspace_name: String,
     /// Directories whose bindings to this org were removed.

@@ -179,6 +179,7 @@ async fn pair(
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
+                tracing::info!("pairing cancelled: the platform was told");
                 return Ok(());
             }
         }
