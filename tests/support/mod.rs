@@ -53,6 +53,8 @@ pub struct Server {
     pub public_url: String,
     extra: Vec<String>,
     child: Option<Child>,
+    /// The CA of its TLS certificate, when it serves TLS.
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -71,7 +73,7 @@ impl Server {
     pub fn start_with(port: u16, public_url: String, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra };
+        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra, tls_ca: None };
         s.restart();
         s
     }
@@ -86,8 +88,15 @@ impl Server {
                 std::fs::copy(&from, dir.path().join(format!("viewport.db{ext}"))).unwrap();
             }
         }
-        let mut s =
-            Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url: format!("http://127.0.0.1:{port}"), extra: vec![] };
+        let mut s = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            child: None,
+            public_url: format!("http://127.0.0.1:{port}"),
+            extra: vec![],
+            tls_ca: None,
+        };
         s.restart();
         s
     }
@@ -115,9 +124,27 @@ impl Server {
             .unwrap();
         self.child = Some(child);
         let url = format!("{}/api/health", self.url);
+        // Over TLS (serve --tls-cert), the CA the test made is the one to trust.
+        let mut client = reqwest::blocking::Client::builder();
+        if let Some(ca) = &self.tls_ca {
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap());
+        }
+        let client = client.build().unwrap();
         wait_until("viewport-server to answer", Duration::from_secs(20), || {
-            reqwest::blocking::get(&url).map(|r| r.status().is_success()).unwrap_or(false)
+            client.get(&url).send().map(|r| r.status().is_success()).unwrap_or(false)
         });
+    }
+
+    /// A server serving HTTPS and WSS with `cert`/`key` (PEM files), whose certificate is
+    /// issued by the CA `ca_pem`.
+    pub fn start_tls(cert: &Path, key: &Path, ca_pem: &str) -> Server {
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let extra = vec!["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server { url: url.clone(), dir, port, child: None, public_url: url, extra, tls_ca: Some(ca_pem.as_bytes().to_vec()) };
+        s.restart();
+        s
     }
 
     pub fn stop(&mut self) {

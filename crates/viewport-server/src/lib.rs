@@ -14,6 +14,7 @@ pub mod pages;
 pub mod relay;
 pub mod store;
 pub mod terminal;
+pub mod tls;
 pub mod util;
 
 use axum::extract::{DefaultBodyLimit, Request, State};

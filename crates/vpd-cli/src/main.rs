@@ -81,7 +81,7 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
     },
     /// Pair this machine with an org: approve a code in the browser (or use a code from "Add machine").
     #[command(
-        after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)"
+        after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair --server https://viewport.internal --ca-file company-ca.pem\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)"
     )]
     Pair {
         /// A code minted by the platform's "Add machine" page.
@@ -104,6 +104,10 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         /// Allow plain HTTP to a non-loopback server (kept on the pairing, shown in status).
         #[arg(long)]
         insecure_http: bool,
+        /// Also trust this CA (PEM) for the server and its relay, besides the system's
+        /// certificates: a self-hosted server on an internal CA. Stored with the pairing.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Remove a pairing: its credentials, key and directory bindings. Tells the platform if it can.
     #[command(
@@ -344,8 +348,15 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             install::uninstall(&home()?, install::Uninstall { purge, yes, remove_bindings: bindings }, out)
         }
         Command::Daemon { action } => install::daemon(home()?, action, out),
-        Command::Pair { code, server, org, name, no_browser, force, insecure_http } => {
-            let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http };
+        Command::Pair { code, server, org, name, no_browser, force, insecure_http, ca_file } => {
+            let ca_pem = match ca_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| Error::new(vpd_daemon::ErrorCode::InvalidArgument, format!("cannot read the CA file {}: {e}", f.display())))?,
+                ),
+                None => None,
+            };
+            let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http, ca_pem };
             pair::pair(&home()?, params, no_browser, out)
         }
         Command::Unpair { org } => {

@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                 paired_at: "2026-01-01T00:00:00Z".into(),
             },
             credential: vpd_daemon::config::Credential::Keyring,
+            ca_pem: None,
             insecure_http: false,
         });
         Ok(())

@@ -307,7 +307,8 @@ impl Task {
             }
         }
         let credential = credential_of(&self.pairing).map_err(|e| (Verdict::Transient, e.message))?;
-        let platform = Platform::new(&self.pairing.server_url, self.pairing.insecure_http).map_err(|e| (Verdict::Transient, e.message))?;
+        let platform = Platform::new(&self.pairing.server_url, self.pairing.insecure_http, self.pairing.ca_pem.as_deref())
+            .map_err(|e| (Verdict::Transient, e.message))?;
         let body = RuntimeCredential {
             workspace_id: self.pairing.workspace_id.clone(),
             runtime_target_id: self.pairing.runtime_target_id.clone(),
@@ -362,7 +363,9 @@ impl Task {
                 None => tokio::net::TcpStream::connect((host.as_str(), port)).await?,
             };
             let _ = stream.set_nodelay(true);
-            tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), None)
+            // The same TLS configuration as the platform's HTTP client (crate::tls).
+            let tls = crate::tls::client_config(p.ca_pem.as_deref()).map_err(|e| std::io::Error::other(e.message))?;
+            tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), Some(tokio_tungstenite::Connector::Rustls(tls)))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
         };

@@ -120,6 +120,10 @@ pub struct Pairing {
     #[serde(flatten)]
     pub org: PairedOrg,
     pub credential: Credential,
+    /// A CA trusted for this pairing's server and relay besides the system's (PEM, from
+    /// `vpd pair --ca-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
     /// Paired with `--insecure-http` (plain HTTP to a non-loopback host).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_http: bool,
@@ -370,6 +374,7 @@ pub(crate) fn test_pairing(ws: &str) -> Pairing {
             paired_at: "2026-01-01T00:00:00Z".into(),
         },
         credential: Credential::File { issue_token: Secret::new("tok-secret") },
+        ca_pem: None,
         insecure_http: false,
     }
 }

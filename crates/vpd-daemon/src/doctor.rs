@@ -129,14 +129,14 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
                     Some(format!("this pairing cannot prove its key; run `vpd pair --org {} --force`", p.workspace_slug)),
                 ));
             }
-            if let Some(c) = reachability(&p.workspace_name, &p.server_url, p.insecure_http).await {
+            if let Some(c) = reachability(&p.workspace_name, &p.server_url, p.insecure_http, p.ca_pem.as_deref()).await {
                 checks.extend(c);
             }
             checks.push(relay_reachability(&p.workspace_name, &p.relay_endpoint).await);
         }
         if cfg.pairings.is_empty() {
             if let Some(server) = &cfg.daemon.default_server_url {
-                if let Some(c) = reachability("default server", server, false).await {
+                if let Some(c) = reachability("default server", server, false, None).await {
                     checks.extend(c);
                 }
             }
@@ -146,8 +146,8 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
     DoctorReport { ok, checks }
 }
 
-async fn reachability(label: &str, server: &str, insecure: bool) -> Option<Vec<Check>> {
-    let platform = match Platform::new(server, insecure) {
+async fn reachability(label: &str, server: &str, insecure: bool, ca_pem: Option<&str>) -> Option<Vec<Check>> {
+    let platform = match Platform::new(server, insecure, ca_pem) {
         Ok(p) => p,
         Err(e) => return Some(vec![check(format!("platform of {label}"), CheckLevel::Error, e.message, None)]),
     };

@@ -14,6 +14,7 @@
 //! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
 //! - [`userdir`]: writing inside a user's directory through one handle, never a link.
 //! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
+//! - [`tls`]: the one TLS configuration (system roots plus a pairing's CA) for HTTP and the relay.
 //! - [`pairing`]: the pairing flow (SPEC section 4) as the daemon runs it.
 //! - [`api`]: the local API over `vpd.sock` — protocol, server, client.
 //! - [`status`], [`doctor`]: the status model and the health checks.
@@ -48,6 +49,7 @@ pub mod states;
 pub mod status;
 pub mod store;
 pub mod suggestions;
+pub mod tls;
 pub mod userdir;
 pub mod walk;
 pub mod watched;

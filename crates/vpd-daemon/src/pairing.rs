@@ -37,7 +37,10 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
         .filter(|s| !s.trim().is_empty())
         .or_else(|| current.daemon.default_server_url.clone())
         .unwrap_or_else(|| HOSTED_SERVER.to_string());
-    let platform = Platform::new(&server, params.insecure_http)?;
+    if let Some(pem) = &params.ca_pem {
+        crate::tls::parse_ca(pem)?;
+    }
+    let platform = Platform::new(&server, params.insecure_http, params.ca_pem.as_deref())?;
     let origin = vpd_core::origin::server_origin(platform.base().as_str()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
     if let (Some(org), false) = (&params.org, params.force) {
         // SPEC A1: only a pairing with this same server is "already paired"; the same org on
@@ -137,9 +140,11 @@ async fn finish(
         return Err(Error::new(ErrorCode::Cancelled, "cancelled; the approval that had arrived was revoked"));
     }
     let (home2, store2) = (home.clone(), store.clone());
-    let stored = tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &origin, &server_url, params.insecure_http))
-        .await
-        .map_err(|e| Error::new(ErrorCode::Internal, format!("storing the pairing: {e}")))??;
+    let ca_pem = params.ca_pem.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || store_pairing(&home2, &store2, &approved, &id, &origin, &server_url, params.insecure_http, ca_pem))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("storing the pairing: {e}")))??;
 
     let replaced = existing.is_some();
     if let Some(old) = existing {
@@ -265,6 +270,7 @@ fn check_approval(a: Approved, insecure_http: bool) -> Result<Approved> {
     Ok(a)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn store_pairing(
     home: &Home,
     store: &secrets::Store,
@@ -273,6 +279,7 @@ fn store_pairing(
     origin: &str,
     server_url: &str,
     insecure_http: bool,
+    ca_pem: Option<String>,
 ) -> Result<Pairing> {
     let org = PairedOrg::approved(a, origin, server_url);
     let credential = match store {
@@ -290,7 +297,7 @@ fn store_pairing(
     let owner = identity::Owner { pairing_id: &org.pairing_id, workspace_id: &org.workspace_id };
     identity::save_pending(home, owner, &a.runtime_target_id, id)?;
     crate::failpoint("pair:after-identity");
-    let pairing = Pairing { org, credential, insecure_http };
+    let pairing = Pairing { org, credential, ca_pem, insecure_http };
     let p = pairing.clone();
     let server = server_url.to_string();
     config::update(home, move |c| {
@@ -319,7 +326,7 @@ pub fn credential_of(p: &Pairing) -> Result<Secret> {
 /// `POST /api/runtime/unpair` for a pairing this machine gives up (best-effort, 5 s). A
 /// pairing the platform already revoked or no longer knows counts as told.
 async fn tell_platform_unpaired(p: &Pairing, credential: Secret) -> std::result::Result<(), String> {
-    let platform = Platform::new(&p.server_url, p.insecure_http).map_err(|e| e.message)?;
+    let platform = Platform::new(&p.server_url, p.insecure_http, p.ca_pem.as_deref()).map_err(|e| e.message)?;
     let body = RuntimeCredential { workspace_id: p.workspace_id.clone(), runtime_target_id: p.runtime_target_id.clone(), credential };
     match platform.unpair(&body, Duration::from_secs(5)).await {
         Ok(()) => Ok(()),

@@ -63,6 +63,26 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
     }
 }
 
+/// The TLS certificate problem under a request error, if that is what it was.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            return Some(r.to_string());
+        }
+        // TLS failures arrive wrapped in I/O errors, sometimes twice.
+        let mut io = s.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(|i| i.get_ref()) {
+            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+                return Some(r.to_string());
+            }
+            io = inner.downcast_ref::<std::io::Error>();
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// A client for one platform.
 #[derive(Clone)]
 pub struct Platform {
@@ -71,9 +91,13 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(server_url: &str, insecure_http: bool) -> Result<Self> {
+    /// A client for the platform at `server_url`, trusting the system's certificates and
+    /// `ca_pem` (a pairing's `--ca-file`), as the relay connection does (`crate::tls`).
+    pub fn new(server_url: &str, insecure_http: bool, ca_pem: Option<&str>) -> Result<Self> {
         let base = check_url(server_url, insecure_http)?;
+        let tls = crate::tls::client_config(ca_pem)?;
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
             .user_agent(concat!("vpd/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -103,6 +127,11 @@ impl Platform {
         let resp = req.send().await.map_err(|e| {
             let why = if e.is_timeout() {
                 "timed out".to_string()
+            } else if let Some(tls) = tls_failure(&e) {
+                format!(
+                    "the server's certificate is not trusted ({tls}). If it uses your company's or your own CA, pair with `vpd pair --server {} --ca-file CA.pem`",
+                    what.origin().ascii_serialization()
+                )
             } else if e.is_connect() {
                 "could not connect (is the server running, and is the URL right?)".to_string()
             } else {

@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// client; repeatable. Without it, limits count the socket's address.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS and WSS on --listen with this PEM certificate chain (with --tls-key). The
+    /// files are re-read when they change: a renewed certificate needs no restart.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `10.0.0.0/8`, `192.0.2.7` (one host), `2001:db8::/32`.

@@ -6,7 +6,8 @@ use crate::{AppState, Config};
 use anyhow::{bail, Context};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
+    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{}", args.listen)).trim_end_matches('/').to_string();
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
         bail!("--public-url must start with http:// or https:// (got {public_url:?})");
     }
@@ -27,8 +28,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? pick another with --listen)", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!("listening on http://{addr} (db: {})", args.db.display());
-    if public_url != format!("http://{addr}") {
+    // TLS: the certificate is checked before anything is served.
+    let tls = |l: tokio::net::TcpListener| match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            crate::tls::TlsListener::new(l, cert.clone(), key.clone()).map(Listening::Tls).map_err(|e| e.context("--tls-cert/--tls-key"))
+        }
+        _ => Ok(Listening::Plain(l)),
+    };
+    let listener = tls(listener)?;
+    tracing::info!("listening on {scheme}://{addr} (db: {})", args.db.display());
+    if public_url != format!("{scheme}://{addr}") {
         tracing::info!("public URL: {public_url}");
     }
     if let Some(url) = state.setup_url() {
@@ -51,19 +60,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for --relay-listen (pick another address)"))?;
-            tracing::info!("relay listening on http://{} (/ws only)", l.local_addr()?);
-            let app = crate::relay_app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            tracing::info!("relay listening on {scheme}://{} (/ws only)", l.local_addr()?);
+            let l = tls(l)?;
+            let app = crate::relay_app(state.clone());
             let rx = stop_rx.clone();
-            Some(tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stopped(rx)).await }))
+            Some(tokio::spawn(async move { l.serve(app, stopped(rx)).await }))
         }
         None => None,
     };
-    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx)).await?;
+    listener.serve(crate::app(state), stopped(stop_rx)).await?;
     if let Some(r) = relay {
         r.await??;
     }
     Ok(())
+}
+
+/// A listening socket, plain or TLS.
+enum Listening {
+    Plain(tokio::net::TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
+impl Listening {
+    async fn serve(self, app: axum::Router, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        match self {
+            Listening::Plain(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+            // tap_io keeps ConnectInfo<SocketAddr> for a listener of our own.
+            Listening::Tls(l) => axum::serve(l.tap_io(|_| ()), app).with_graceful_shutdown(stop).await,
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix (service managers).

@@ -164,6 +164,10 @@ pub struct PairParams {
     pub force: bool,
     #[serde(default)]
     pub insecure_http: bool,
+    /// PEM of a CA to trust for this server and its relay, besides the system's
+    /// (`vpd pair --ca-file`); stored with the pairing.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
