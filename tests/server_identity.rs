@@ -87,6 +87,19 @@ fn a_second_server_claiming_the_same_org_id_is_a_second_pairing_and_never_takes_
     first.approve(code["code"].as_str().unwrap(), "acme", "alice@example.com");
     assert_eq!(p.finish()["replaced"], true);
     assert_eq!(m.pairing_count(), 2);
+    assert_eq!(m.ok(&["resolve", api.to_str().unwrap()])["server"], first.url.as_str(), "re-pairing keeps the binding's server");
+
+    // A company moving its platform moves the bindings explicitly, and only then.
+    let (p, code) = m.start_pair(&["--server", &second.url, "--org", "acme", "--force", "--move-bindings-from", &first.url, "--yes"]);
+    second.approve(code["code"].as_str().unwrap(), "acme", "alice@example.com");
+    let done = p.finish();
+    assert_eq!(done["movedBindings"], serde_json::json!([api.to_str().unwrap()]), "{done}");
+    assert_eq!(m.ok(&["resolve", api.to_str().unwrap()])["server"], second.url.as_str());
+    connected(&m, 2);
+    let out = m.command().args(["run", "--cwd", api.to_str().unwrap(), "--", "echo", "to the second now"]).output().unwrap();
+    assert!(out.status.success());
+    wait_until("the session on the second server", Duration::from_secs(10), || sessions(&second, "acme").iter().any(|s| s["ended_at"].is_string()));
+    assert_eq!(sessions(&first, "acme").len(), 1, "nothing more went to the first server");
 }
 
 /// Copies the fixture home (written by the version 1 release) into `m`, pointed at `port`,

@@ -81,7 +81,7 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
     },
     /// Pair this machine with an org: approve a code in the browser (or use a code from "Add machine").
     #[command(
-        after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair --server https://viewport.internal --ca-file company-ca.pem\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)"
+        after_help = "The server is --server, else $VIEWPORT_SERVER_URL, else the default saved by `vpd install --server` or the last pairing, else https://api.getviewport.com.\n\nExamples:\n  vpd pair\n  vpd pair --org acme --server https://viewport.example.com\n  vpd pair --server https://viewport.internal --ca-file company-ca.pem\n  vpd pair --server https://new.example --org acme --move-bindings-from https://old.example\n  vpd pair BCDF-GHJK            (a code from the platform's \"Add machine\" page)\n  vpd pair --no-browser --json  (scripts: first line has the code and URL)"
     )]
     Pair {
         /// A code minted by the platform's "Add machine" page.
@@ -108,6 +108,13 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         /// certificates: a self-hosted server on an internal CA. Stored with the pairing.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<std::path::PathBuf>,
+        /// After pairing, move the bindings made for the same org on this other server to the
+        /// new pairing (a company moving its platform); asks first.
+        #[arg(long, value_name = "URL")]
+        move_bindings_from: Option<String>,
+        /// With --move-bindings-from: move without asking.
+        #[arg(long, requires = "move_bindings_from")]
+        yes: bool,
     },
     /// Remove a pairing: its credentials, key and directory bindings. Tells the platform if it can.
     #[command(
@@ -348,7 +355,7 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             install::uninstall(&home()?, install::Uninstall { purge, yes, remove_bindings: bindings }, out)
         }
         Command::Daemon { action } => install::daemon(home()?, action, out),
-        Command::Pair { code, server, org, name, no_browser, force, insecure_http, ca_file } => {
+        Command::Pair { code, server, org, name, no_browser, force, insecure_http, ca_file, move_bindings_from, yes } => {
             let ca_pem = match ca_file {
                 Some(f) => Some(
                     std::fs::read_to_string(&f)
@@ -357,7 +364,7 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
                 None => None,
             };
             let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http, ca_pem };
-            pair::pair(&home()?, params, no_browser, out)
+            pair::pair(&home()?, params, no_browser, move_bindings_from.map(|from| pair::Move { from, yes }), out)
         }
         Command::Unpair { org } => {
             let home = home()?;

@@ -13,8 +13,14 @@ use vpd_daemon::api::client;
 use vpd_daemon::api::protocol::{PairEvent, PairParams, UnpairParams, Unpaired};
 use vpd_daemon::{config, Error, Home};
 
-pub fn pair(home: &Home, params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
-    match run_pair(home, params, no_browser, out) {
+/// Moving a company's bindings to its new server: `vpd pair --move-bindings-from OLD`.
+pub struct Move {
+    pub from: String,
+    pub yes: bool,
+}
+
+pub fn pair(home: &Home, params: PairParams, no_browser: bool, moving: Option<Move>, out: &Out) -> Result<ExitCode, Error> {
+    match run_pair(home, params, no_browser, moving, out) {
         // With --json every outcome is an event line, including errors before the code.
         Err(e) if out.json => {
             out.json(&json!({"event": "error", "error": {"code": e.code, "message": e.message}}));
@@ -24,13 +30,26 @@ pub fn pair(home: &Home, params: PairParams, no_browser: bool, out: &Out) -> Res
     }
 }
 
-fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) -> Result<ExitCode, Error> {
-    // Ask before replacing an existing pairing with the same org, when we can tell up front.
+fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Option<Move>, out: &Out) -> Result<ExitCode, Error> {
+    let old_origin = match &moving {
+        Some(m) => Some(
+            vpd_core::origin::server_origin(&m.from)
+                .map_err(|e| Error::new(vpd_daemon::ErrorCode::InvalidArgument, format!("--move-bindings-from: {e}")))?,
+        ),
+        None => None,
+    };
+    // Ask before replacing an existing pairing with the same org on the same server (SPEC
+    // A1: another server's pairing is never replaced), when we can tell up front.
     if let (Some(org), false) = (&params.org, params.force) {
         if let Ok(cfg) = config::read(home) {
-            if let Ok(p) = cfg.select(org) {
+            let target = params.server.clone().or(cfg.daemon.default_server_url.clone()).unwrap_or_else(|| config::HOSTED_SERVER.to_string());
+            let origin = vpd_core::origin::server_origin(&target).ok();
+            if let Some(p) = cfg.pairings.iter().find(|p| Some(&p.server) == origin.as_ref() && p.matches(org)) {
                 if !out.json {
-                    let q = format!("This machine is already paired with {} ({}). Pair again and replace it?", p.workspace_name, p.workspace_id);
+                    let q = format!(
+                        "This machine is already paired with {} ({}) on {}. Pair again and replace it?",
+                        p.workspace_name, p.workspace_id, p.server
+                    );
                     match prompt::ask(&q, false) {
                         Some(true) => params.force = true,
                         Some(false) => return Err(Error::new(vpd_daemon::ErrorCode::Cancelled, "kept the existing pairing")),
@@ -111,9 +130,16 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
     spinner.finish_and_clear();
     match result {
         Ok(p) => {
+            let moved = match (&moving, &old_origin) {
+                (Some(m), Some(old)) => Some(move_bindings(home, &p, old, m.yes, out)?),
+                _ => None,
+            };
             if out.json {
                 let mut v = serde_json::to_value(&p).expect("serializable");
                 v["event"] = json!("paired");
+                if let Some(moved) = &moved {
+                    v["movedBindings"] = json!(moved);
+                }
                 out.json(&v);
             } else {
                 println!("Paired with {} ({}){}", p.workspace_name, p.workspace_id, if p.replaced { ", replacing the previous pairing" } else { "" });
@@ -132,6 +158,38 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, out: &Out) ->
         }
         Err(e) => Err(e),
     }
+}
+
+/// Moves the bindings made for the same org on `old_origin` to the new pairing `p`, after a
+/// confirmation naming both servers (`--yes` for scripts). Returns the directories moved.
+fn move_bindings(home: &Home, p: &vpd_daemon::api::protocol::Paired, old_origin: &str, yes: bool, out: &Out) -> Result<Vec<String>, Error> {
+    let old = vpd_core::origin::pairing_id(old_origin, &p.workspace_id);
+    if old == p.pairing_id {
+        return Err(Error::new(vpd_daemon::ErrorCode::InvalidArgument, "--move-bindings-from names the server just paired with; nothing to move"));
+    }
+    let n = vpd_daemon::records::load_directories(home)?.bindings.iter().filter(|b| b.pairing_id.as_deref() == Some(old.as_str())).count();
+    if n == 0 {
+        if !out.json {
+            println!("No directory of {} is bound on {old_origin}; nothing to move.", p.workspace_name);
+        }
+        return Ok(Vec::new());
+    }
+    let q = format!(
+        "Move {n} directory binding(s) of {} from {old_origin} to {}? Sessions there will stream to the new server.",
+        p.workspace_name, p.server
+    );
+    let go = yes || (!out.json && prompt::ask(&q, false) == Some(true));
+    if !go {
+        return Err(Error::new(
+            vpd_daemon::ErrorCode::Cancelled,
+            format!("paired, but the bindings stay with {old_origin} (pass --yes to move them without asking)"),
+        ));
+    }
+    let moved = vpd_daemon::binding::move_bindings(home, &old, &p.pairing_id)?;
+    if !out.json {
+        println!("Moved {} binding(s) from {old_origin} to {}.", moved.len(), p.server);
+    }
+    Ok(moved.iter().map(|d| d.display().to_string()).collect())
 }
 
 /// Whether the approval link the server sent may be opened in the browser, and what to say

@@ -237,6 +237,20 @@ fn remove_bindings_where(home: &Home, which: impl Fn(&DirectoryRecord) -> bool) 
     })
 }
 
+/// `vpd pair --server NEW --move-bindings-from OLD` (SPEC A1): the records made for pairing
+/// `from` now name pairing `to` (the same org on the new server). The binding files do not
+/// change (they name the org, not the server). Returns the directories moved.
+pub fn move_bindings(home: &Home, from: &str, to: &str) -> Result<Vec<PathBuf>> {
+    records::update_directories(home, |dirs| {
+        let mut moved = Vec::new();
+        for b in dirs.bindings.iter_mut().filter(|b| b.pairing_id.as_deref() == Some(from)) {
+            b.pairing_id = Some(to.to_string());
+            moved.push(b.directory.clone());
+        }
+        Ok(moved)
+    })
+}
+
 /// `vpd trust DIR`: records the `local.yaml` that applies to DIR but was not made here.
 pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
     let r = resolve(home, dir)?;
