@@ -811,3 +811,77 @@ impl Drop for KeyringBus {
         let _ = self.daemon.wait();
     }
 }
+
+/// A SOCKS5 proxy (no authentication, CONNECT only) that logs each target as
+/// `CONNECT name:port` (the client sent a name: socks5h) or `CONNECT ip:port` (socks5).
+pub struct Socks5Proxy {
+    pub url: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Socks5Proxy {
+    pub fn start(scheme: &str) -> Socks5Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut c = client;
+                    let mut b = [0u8; 262];
+                    // Greeting: version, methods; we take "no authentication".
+                    if c.read_exact(&mut b[..2]).is_err() || b[0] != 5 {
+                        return;
+                    }
+                    let methods = b[1] as usize;
+                    if c.read_exact(&mut b[..methods]).is_err() {
+                        return;
+                    }
+                    let _ = c.write_all(&[5, 0]);
+                    if c.read_exact(&mut b[..4]).is_err() || b[1] != 1 {
+                        return;
+                    }
+                    let host = match b[3] {
+                        1 => {
+                            let mut a = [0u8; 4];
+                            let _ = c.read_exact(&mut a);
+                            std::net::Ipv4Addr::from(a).to_string()
+                        }
+                        3 => {
+                            let mut n = [0u8; 1];
+                            let _ = c.read_exact(&mut n);
+                            let mut name = vec![0u8; n[0] as usize];
+                            let _ = c.read_exact(&mut name);
+                            String::from_utf8_lossy(&name).into_owned()
+                        }
+                        _ => {
+                            let mut a = [0u8; 16];
+                            let _ = c.read_exact(&mut a);
+                            format!("[{}]", std::net::Ipv6Addr::from(a))
+                        }
+                    };
+                    let mut p = [0u8; 2];
+                    let _ = c.read_exact(&mut p);
+                    let target = format!("{host}:{}", u16::from_be_bytes(p));
+                    l.lock().unwrap().push(format!("CONNECT {target}"));
+                    let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                        let _ = c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+                        return;
+                    };
+                    let _ = c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+                    let (mut c_r, mut c_w) = (c.try_clone().unwrap(), c);
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_r, &mut c_w);
+                        let _ = c_w.shutdown(std::net::Shutdown::Both);
+                    });
+                    let _ = std::io::copy(&mut c_r, &mut up_w);
+                    let _ = up_w.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Socks5Proxy { url, log }
+    }
+}

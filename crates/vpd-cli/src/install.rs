@@ -68,6 +68,15 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
             Ok(())
         })?;
     }
+    // A daemon started at login has no shell variables: record the proxies in effect now.
+    let proxy = vpd_daemon::proxy::ProxyEnv::from_env();
+    if !proxy.is_empty() {
+        vpd_daemon::proxy::Proxies::new(proxy.clone(), vpd_daemon::proxy::Source::Recorded)?;
+        config::update(home, |c| {
+            c.daemon.proxy = Some(proxy);
+            Ok(())
+        })?;
+    }
     let pong = client::ensure_daemon(home, &exe()?)?;
     let cfg = config::load(home)?;
     let server = cfg.daemon.default_server_url.clone();

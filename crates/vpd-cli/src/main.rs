@@ -363,7 +363,8 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
                 ),
                 None => None,
             };
-            let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http, ca_pem };
+            let proxy = Some(vpd_daemon::proxy::ProxyEnv::from_env()).filter(|p| !p.is_empty());
+            let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http, ca_pem, proxy };
             pair::pair(&home()?, params, no_browser, move_bindings_from.map(|from| pair::Move { from, yes }), out)
         }
         Command::Unpair { org } => {

@@ -81,7 +81,12 @@ impl Backend {
     }
 
     pub fn ping(&self) -> Pong {
-        Pong { pid: self.pid, version: crate::VERSION.into(), home: self.home.root().display().to_string() }
+        Pong {
+            pid: self.pid,
+            version: crate::VERSION.into(),
+            home: self.home.root().display().to_string(),
+            proxy: Some(crate::proxy::Proxies::current().describe()),
+        }
     }
 
     // ---- the process ----------------------------------------------------------------

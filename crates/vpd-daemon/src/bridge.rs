@@ -358,13 +358,16 @@ impl Task {
         let connect = async {
             let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
             let port = url.port_or_known_default().unwrap_or(443);
-            let stream = match proxy_for(&url) {
-                Some(proxy) => connect_via_proxy(&proxy, &host, port).await?,
-                None => tokio::net::TcpStream::connect((host.as_str(), port)).await?,
-            };
-            let _ = stream.set_nodelay(true);
-            // The same TLS configuration as the platform's HTTP client (crate::tls).
+            // The same TLS configuration and proxy rules as the platform's HTTP client.
             let tls = crate::tls::client_config(p.ca_pem.as_deref()).map_err(|e| std::io::Error::other(e.message))?;
+            let stream: Box<dyn crate::proxy::Io> = match crate::proxy::Proxies::current().for_url(&url) {
+                Some(proxy) => crate::proxy::connect(&proxy, &host, port, tls.clone()).await?,
+                None => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    let _ = s.set_nodelay(true);
+                    Box::new(s)
+                }
+            };
             tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), Some(tokio_tungstenite::Connector::Rustls(tls)))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
@@ -626,59 +629,4 @@ where
             Some(Ok(_)) => continue,
         }
     }
-}
-
-/// The proxy for a relay URL, from the same variables the HTTP client honours:
-/// `HTTPS_PROXY` (wss) or `HTTP_PROXY` (ws), else `ALL_PROXY`, unless `NO_PROXY` matches.
-fn proxy_for(url: &url::Url) -> Option<url::Url> {
-    let env = |k: &str| std::env::var(k).ok().or_else(|| std::env::var(k.to_ascii_lowercase()).ok()).filter(|v| !v.trim().is_empty());
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    if let Some(no) = env("NO_PROXY") {
-        for rule in no.split(',').map(|r| r.trim().trim_start_matches('.').to_ascii_lowercase()) {
-            if rule == "*" || (!rule.is_empty() && (host == rule || host.ends_with(&format!(".{rule}")))) {
-                return None;
-            }
-        }
-    }
-    let specific = if url.scheme() == "wss" { env("HTTPS_PROXY") } else { env("HTTP_PROXY") };
-    let raw = specific.or_else(|| env("ALL_PROXY"))?;
-    let raw = if raw.contains("://") { raw } else { format!("http://{raw}") };
-    url::Url::parse(&raw).ok().filter(|u| u.scheme() == "http")
-}
-
-/// Opens a tunnel with HTTP CONNECT (Basic auth from the proxy URL's user info).
-async fn connect_via_proxy(proxy: &url::Url, host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = (proxy.host_str().unwrap_or("127.0.0.1").to_string(), proxy.port_or_known_default().unwrap_or(8080));
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-    if !proxy.username().is_empty() {
-        let cred = format!("{}:{}", proxy.username(), proxy.password().unwrap_or(""));
-        req.push_str(&format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(cred)));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 8192 || s.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::other(format!("the proxy {} did not answer CONNECT", redacted(proxy))));
-        }
-        head.push(byte[0]);
-    }
-    let status = String::from_utf8_lossy(&head);
-    let line = status.lines().next().unwrap_or("");
-    if line.split_whitespace().nth(1) != Some("200") {
-        return Err(std::io::Error::other(format!("the proxy {} refused CONNECT {target}: {line}", redacted(proxy))));
-    }
-    Ok(s)
-}
-
-/// A proxy URL without its user name and password, for messages.
-fn redacted(u: &url::Url) -> String {
-    let mut u = u.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
 }

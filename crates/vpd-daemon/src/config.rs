@@ -49,6 +49,10 @@ pub struct DaemonSettings {
     /// Folders scanned for repositories with a `.viewport/workspace.yaml` (canonical paths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watched_folders: Vec<String>,
+    /// The proxy variables in effect when `vpd pair` or `vpd install` last ran, for a daemon
+    /// started without them (at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::ProxyEnv>,
 }
 
 fn default_ui_port() -> u16 {
@@ -61,7 +65,7 @@ fn is_default_ui_port(p: &u16) -> bool {
 
 impl Default for DaemonSettings {
     fn default() -> Self {
-        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT, watched_folders: Vec::new() }
+        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT, watched_folders: Vec::new(), proxy: None }
     }
 }
 

@@ -93,9 +93,11 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             tracing::error!(error = %e, "could not finish an interrupted pairing");
         }
     }
-    if let Err(e) = crate::config::load(&home) {
-        tracing::error!(error = %e, "config.json cannot be read; pairing commands will fail until it is fixed");
+    match crate::config::load(&home) {
+        Ok(c) => crate::proxy::set_recorded(c.daemon.proxy),
+        Err(e) => tracing::error!(error = %e, "config.json cannot be read; pairing commands will fail until it is fixed"),
     }
+    tracing::info!("proxies: {}", crate::proxy::Proxies::current().describe());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

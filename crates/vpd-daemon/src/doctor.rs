@@ -201,8 +201,23 @@ pub fn run_here(home: &Home) -> Result<DoctorReport, crate::Error> {
         StoreKind::File => Some(secrets::Store::File { reason: r.daemon.keyring_error.clone().unwrap_or_default() }),
         StoreKind::Unknown => None,
     });
+    // The proxies the daemon itself uses (its environment, or what `vpd pair` recorded) —
+    // not this process's, which has the shell's variables.
+    let daemon_proxy = running
+        .as_ref()
+        .and_then(|_| crate::api::client::ask(home, crate::api::calls::Ping, std::time::Duration::from_secs(5)).ok())
+        .and_then(|p| p.proxy);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| crate::Error::io("runtime", e))?;
-    Ok(rt.block_on(run(home, pid, store)))
+    let mut report = rt.block_on(run(home, pid, store));
+    let (detail, whose) = match daemon_proxy {
+        Some(d) => (d, "proxy (the daemon's)"),
+        None => {
+            crate::proxy::set_recorded(crate::config::read(home).ok().and_then(|c| c.daemon.proxy));
+            (crate::proxy::Proxies::current().describe(), "proxy (a daemon started now)")
+        }
+    };
+    report.checks.push(check(whose, CheckLevel::Ok, detail, None));
+    Ok(report)
 }
 
 impl DoctorReport {

@@ -14,6 +14,7 @@
 //! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
 //! - [`userdir`]: writing inside a user's directory through one handle, never a link.
 //! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
+//! - [`proxy`]: the one proxy rule set (HTTP(S)/SOCKS5, NO_PROXY) for HTTP and the relay.
 //! - [`tls`]: the one TLS configuration (system roots plus a pairing's CA) for HTTP and the relay.
 //! - [`pairing`]: the pairing flow (SPEC section 4) as the daemon runs it.
 //! - [`api`]: the local API over `vpd.sock` — protocol, server, client.
@@ -42,6 +43,7 @@ pub mod migrate;
 pub mod pair_job;
 pub mod pairing;
 pub mod platform;
+pub mod proxy;
 pub mod records;
 pub mod secrets;
 pub mod sessions;

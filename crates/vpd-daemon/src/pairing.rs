@@ -40,6 +40,16 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
     if let Some(pem) = &params.ca_pem {
         crate::tls::parse_ca(pem)?;
     }
+    // The shell's proxy settings, recorded before the first call goes out so it uses them.
+    if let Some(env) = params.proxy.clone().filter(|e| !e.is_empty()) {
+        crate::proxy::Proxies::new(env.clone(), crate::proxy::Source::Recorded)?;
+        let recorded = env.clone();
+        config::update(home, move |c| {
+            c.daemon.proxy = Some(recorded);
+            Ok(())
+        })?;
+        crate::proxy::set_recorded(Some(env));
+    }
     let platform = Platform::new(&server, params.insecure_http, params.ca_pem.as_deref())?;
     let origin = vpd_core::origin::server_origin(platform.base().as_str()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
     if let (Some(org), false) = (&params.org, params.force) {

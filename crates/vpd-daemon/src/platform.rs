@@ -96,8 +96,12 @@ impl Platform {
     pub fn new(server_url: &str, insecure_http: bool, ca_pem: Option<&str>) -> Result<Self> {
         let base = check_url(server_url, insecure_http)?;
         let tls = crate::tls::client_config(ca_pem)?;
+        // The one proxy rule set (crate::proxy), not reqwest's own reading of the variables.
+        let proxies = crate::proxy::Proxies::current();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
+            .no_proxy()
+            .proxy(reqwest::Proxy::custom(move |u| proxies.for_url(u)))
             .user_agent(concat!("vpd/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())

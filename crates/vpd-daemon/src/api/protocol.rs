@@ -168,6 +168,10 @@ pub struct PairParams {
     /// (`vpd pair --ca-file`); stored with the pairing.
     #[serde(default)]
     pub ca_pem: Option<String>,
+    /// The proxy variables of the shell `vpd pair` ran in, recorded for a daemon started
+    /// without them (at login).
+    #[serde(default)]
+    pub proxy: Option<crate::proxy::ProxyEnv>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -259,4 +263,7 @@ pub struct Pong {
     pub pid: u32,
     pub version: String,
     pub home: String,
+    /// The proxies this daemon uses, described (`vpd doctor` shows it).
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
