@@ -201,3 +201,28 @@ fn a_config_from_a_newer_version_is_still_refused() {
     let e = m.fails(&["bind", m.mkdir("x").to_str().unwrap()]);
     assert!(e["message"].as_str().unwrap().contains("newer vpd"), "{e}");
 }
+
+/// A version 1 home whose token is in the OS keyring under the runtime target id: the upgrade
+/// moves it under the pairing id, and the pairing keeps streaming.
+#[test]
+fn the_upgrade_moves_a_keyring_entry_to_the_pairing_id() {
+    let server = fixture_server();
+    let bus = KeyringBus::start();
+    let mut m = Machine::new();
+    m.keyring = true;
+    m.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
+    let bound = fixture_home(&m, server.port);
+    let path = m.home().join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let token = cfg["pairings"][0]["credential"]["issueToken"].as_str().unwrap().to_string();
+    let rt = cfg["pairings"][0]["runtimeTargetId"].as_str().unwrap().to_string();
+    cfg["pairings"][0]["credential"] = serde_json::json!({"store": "keyring"});
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    bus.store(&rt, &token);
+    assert_eq!(bus.lookup(&rt).as_deref(), Some(token.as_str()));
+    m.ok(&["reconnect"]);
+    assert_upgraded(&m, &server, &bound, "keyring");
+    let pid = m.config()["pairings"][0]["pairingId"].as_str().unwrap().to_string();
+    assert_eq!(bus.lookup(&pid).as_deref(), Some(token.as_str()), "under the pairing id now");
+    assert_eq!(bus.lookup(&rt), None, "and no longer under the server's id");
+}

@@ -794,6 +794,18 @@ impl KeyringBus {
 }
 
 impl KeyringBus {
+    /// Stores `secret` as vpd's entry named `username` (as an older vpd would have).
+    pub fn store(&self, username: &str, secret: &str) {
+        let mut c = Command::new("secret-tool")
+            .args(["store", "--label", "vpd", "service", "dev.viewport.vpd", "username", username, "target", "default"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("secret-tool (Debian package libsecret-tools)");
+        c.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+
     /// Every secret vpd stored on this bus's keyring (`secret-tool search --all`).
     pub fn vpd_secrets(&self) -> String {
         let out = Command::new("secret-tool")
