@@ -375,7 +375,8 @@ fn other_users_get_no_answer() {
         .expect("setpriv (util-linux) and python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "another user got an answer");
-    assert!(m.logs().contains("refused a connection from another user"), "{}", m.logs());
+    // The log line may land a moment after the connection closes (a busy machine).
+    wait_until("the refusal in the log", std::time::Duration::from_secs(10), || m.logs().contains("refused a connection from another user"));
     // The link was not used up: its owner can still log in.
     let ui = Ui { port: port as u16 };
     let a = ui.raw("GET", path, &[("Host", &ui.host())], "");

@@ -683,14 +683,8 @@ impl HttpProxy {
                     // Bytes the reader buffered past the head belong to the tunnel.
                     let buffered = reader.buffer().to_vec();
                     let _ = upstream.write_all(&buffered);
-                    let mut up_r = upstream.try_clone().unwrap();
-                    let mut client_r = client;
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut up_r, &mut client_w);
-                        let _ = client_w.shutdown(std::net::Shutdown::Both);
-                    });
-                    let _ = std::io::copy(&mut client_r, &mut upstream);
-                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                    drop(client_w);
+                    pipe(client, upstream);
                 });
             }
         });
@@ -883,17 +877,22 @@ impl Socks5Proxy {
                         return;
                     };
                     let _ = c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-                    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
-                    let (mut c_r, mut c_w) = (c.try_clone().unwrap(), c);
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut up_r, &mut c_w);
-                        let _ = c_w.shutdown(std::net::Shutdown::Both);
-                    });
-                    let _ = std::io::copy(&mut c_r, &mut up_w);
-                    let _ = up_w.shutdown(std::net::Shutdown::Both);
+                    pipe(c, upstream);
                 });
             }
         });
         Socks5Proxy { url, log }
     }
+}
+
+/// Copies bytes both ways between a proxy's client and its upstream until either closes.
+fn pipe(client: std::net::TcpStream, upstream: std::net::TcpStream) {
+    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+    let (mut c_r, mut c_w) = (client.try_clone().unwrap(), client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut up_r, &mut c_w);
+        let _ = c_w.shutdown(std::net::Shutdown::Both);
+    });
+    let _ = std::io::copy(&mut c_r, &mut up_w);
+    let _ = up_w.shutdown(std::net::Shutdown::Both);
 }

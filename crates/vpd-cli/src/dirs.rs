@@ -141,7 +141,7 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
                     eprintln!("vpd: Bound {} → {}. Sessions started there stream to its relay.", show(&o.directory), o.org_name);
                 }
                 Some(false) => {
-                    binding::decline(home, &dir, &org_id, Question::Bind)?;
+                    binding::decline(home, &dir, &org_id, Some(&pairing_id), Question::Bind)?;
                     eprintln!("vpd: OK, not asking again for {} (`vpd hint --reset` to undo).", show(&dir));
                 }
                 None => {
@@ -172,7 +172,7 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
                     eprintln!("vpd: Trusted. Sessions started there stream to {org_name}.");
                 }
                 Some(false) => {
-                    binding::decline(home, &dir, &org_id, Question::Trust)?;
+                    binding::decline(home, &dir, &org_id, None, Question::Trust)?;
                     eprintln!("vpd: Not trusted; sessions there run local-only (`vpd trust` to change your mind).");
                 }
                 None => {

@@ -14,6 +14,8 @@ pub struct Decline {
     pub directory: PathBuf,
     pub org_id: String,
     pub kind: Question,
+    /// The pairing the declined question named (SPEC A1); `None`: any pairing of the org.
+    pub pairing_id: Option<String>,
 }
 
 /// Which question was declined.
@@ -24,6 +26,9 @@ pub enum Question {
     /// "This directory has a binding file that was not made on this machine. Trust it?"
     Trust,
 }
+
+/// Whether a question (directory, org, kind, for which pairing) was declined.
+type Declined<'a> = dyn Fn(&Path, &str, Question, Option<&str>) -> bool + 'a;
 
 /// One pairing a hint could mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +57,15 @@ pub enum HintAction {
 
 /// Decides the hint for the directory whose walk produced `facts` and `resolution`.
 pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRef<'_>], declines: &[Decline]) -> HintAction {
-    let declined = |dir: &Path, org: &str, kind: Question| declines.iter().any(|d| d.directory == dir && d.org_id == org && d.kind == kind);
+    // A "no" to one server's pairing is not a "no" to another server's pairing of the org.
+    let declined = |dir: &Path, org: &str, kind: Question, pairing: Option<&str>| {
+        declines.iter().any(|d| {
+            d.directory == dir
+                && d.org_id == org
+                && d.kind == kind
+                && (d.pairing_id.is_none() || pairing.is_none() || d.pairing_id.as_deref() == pairing)
+        })
+    };
     let name_of = |org: &str| pairings.iter().find(|p| p.org_id == org).map(|p| p.name.to_string());
     match resolution {
         Resolution::Pinned { .. } => HintAction::Quiet,
@@ -62,7 +75,7 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
                 LocalReason::StreamingDisabled => HintAction::Quiet,
                 LocalReason::Invalid { message } => HintAction::Warn { dir, message: message.clone() },
                 LocalReason::Untrusted { org_id } | LocalReason::NotPaired { org_id } => match name_of(org_id) {
-                    Some(_) if declined(&dir, org_id, Question::Trust) => HintAction::Quiet,
+                    Some(_) if declined(&dir, org_id, Question::Trust, None) => HintAction::Quiet,
                     Some(org_name) if matches!(reason, LocalReason::Untrusted { .. }) => {
                         HintAction::AskTrust { dir, org_id: org_id.clone(), org_name }
                     }
@@ -74,7 +87,11 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
     }
 }
 
-fn from_workspace_hint(facts: &[DirFacts], pairings: &[PairingRef<'_>], declined: &dyn Fn(&Path, &str, Question) -> bool) -> HintAction {
+fn from_workspace_hint(
+    facts: &[DirFacts],
+    pairings: &[PairingRef<'_>],
+    declined: &Declined<'_>,
+) -> HintAction {
     let Some(f) = facts.iter().find(|f| f.hint != FileRead::Missing) else {
         return HintAction::Quiet;
     };
@@ -92,7 +109,8 @@ fn from_workspace_hint(facts: &[DirFacts], pairings: &[PairingRef<'_>], declined
         pairings.iter().filter(|p| p.org_id == hint.org_id && hint.server.as_deref().is_none_or(|s| s == p.server)).collect();
     match matching.as_slice() {
         [] => HintAction::NotPaired { dir: f.dir.clone(), label: hint.label().to_string(), org_id: hint.org_id },
-        _ if declined(&f.dir, &hint.org_id, Question::Bind) => HintAction::Quiet,
+        [p] if declined(&f.dir, &hint.org_id, Question::Bind, Some(p.id)) => HintAction::Quiet,
+        [_, _, ..] if declined(&f.dir, &hint.org_id, Question::Bind, None) => HintAction::Quiet,
         [p] => HintAction::AskBind {
             dir: f.dir.clone(),
             org_id: hint.org_id.clone(),

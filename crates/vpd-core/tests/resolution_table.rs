@@ -22,6 +22,17 @@ fn pairings() -> Vec<PairingRef<'static>> {
     ]
 }
 
+/// The bind question for `/h/api` and Acme.
+fn ask_bind_acme() -> HintAction {
+    HintAction::AskBind {
+        dir: "/h/api".into(),
+        org_id: ACME.into(),
+        org_name: "Acme Engineering".into(),
+        pairing_id: "p-acme".into(),
+        server: SERVER.into(),
+    }
+}
+
 /// The local pairing id of an org in [`pairings`].
 fn pid(org: &str) -> String {
     if org == ACME { "p-acme" } else { "p-oss" }.to_string()
@@ -307,21 +318,9 @@ fn resolution_table() {
 fn hint_table() {
     let hint_acme = format!("org_id: {ACME}\norg_name: Acme Engineering\norg_slug: acme\n");
     let hint_stranger = format!("org_id: {STRANGER}\norg_slug: globex\n");
-    let decl = |d: &str, o: &str, kind| Decline { directory: d.into(), org_id: o.into(), kind };
+    let decl = |d: &str, o: &str, kind| Decline { directory: d.into(), org_id: o.into(), kind, pairing_id: None };
     let rows: Vec<(&str, Tree, &str, Vec<Decline>, HintAction)> = vec![
-        (
-            "paired org suggested",
-            Tree::default().git("/h/api").hint("/h/api", &hint_acme),
-            "/h/api/src",
-            vec![],
-            HintAction::AskBind {
-                dir: "/h/api".into(),
-                org_id: ACME.into(),
-                org_name: "Acme Engineering".into(),
-                pairing_id: "p-acme".into(),
-                server: SERVER.into(),
-            },
-        ),
+        ("paired org suggested", Tree::default().git("/h/api").hint("/h/api", &hint_acme), "/h/api/src", vec![], ask_bind_acme()),
         (
             "declined before",
             Tree::default().git("/h/api").hint("/h/api", &hint_acme),
@@ -334,13 +333,7 @@ fn hint_table() {
             Tree::default().git("/h/api").hint("/h/api", &hint_acme),
             "/h/api",
             vec![decl("/h/web", ACME, Question::Bind)],
-            HintAction::AskBind {
-                dir: "/h/api".into(),
-                org_id: ACME.into(),
-                org_name: "Acme Engineering".into(),
-                pairing_id: "p-acme".into(),
-                server: SERVER.into(),
-            },
+            ask_bind_acme(),
         ),
         (
             "unpaired org suggested",
@@ -478,4 +471,14 @@ fn the_same_org_on_two_servers() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(hinted(&format!("org_id: {ACME}\nserver: https://three.example\n")), HintAction::NotPaired { .. }));
+
+    // A "no" to one server's pairing is not a "no" to the other server's.
+    let yaml = format!("org_id: {ACME}\nserver: https://two.example\n");
+    let f = vec![DirFacts { dir: "/h/api".into(), is_repo_root: true, local: FileRead::Missing, hint: FileRead::Bytes(yaml.into_bytes()) }];
+    let r = resolve(&f, &[], &two);
+    let no =
+        |p: Option<&str>| vec![Decline { directory: "/h/api".into(), org_id: ACME.into(), kind: Question::Bind, pairing_id: p.map(String::from) }];
+    assert!(matches!(vpd_core::hint::decide(&f, &r, &two, &no(Some("p1"))), HintAction::AskBind { .. }));
+    assert_eq!(vpd_core::hint::decide(&f, &r, &two, &no(Some("p2"))), HintAction::Quiet);
+    assert_eq!(vpd_core::hint::decide(&f, &r, &two, &no(None)), HintAction::Quiet, "an older decline covers the org");
 }

@@ -302,14 +302,20 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
 }
 
 /// Remembers a "no" so the question is not asked again on every `cd`.
-pub fn decline(home: &Home, dir: &Path, org_id: &str, question: Question) -> Result<()> {
+pub fn decline(home: &Home, dir: &Path, org_id: &str, pairing_id: Option<&str>, question: Question) -> Result<()> {
     records::update_declines(home, |d| {
         let q = match question {
             Question::Bind => "bind",
             Question::Trust => "trust",
         };
-        d.declines.retain(|x| !(x.directory == dir && x.org_id == org_id && x.question == q));
-        d.declines.push(DeclineRecord { directory: dir.to_path_buf(), org_id: org_id.into(), question: q.into(), declined_at: crate::now_rfc3339() });
+        d.declines.retain(|x| !(x.directory == dir && x.org_id == org_id && x.question == q && x.pairing_id.as_deref() == pairing_id));
+        d.declines.push(DeclineRecord {
+            directory: dir.to_path_buf(),
+            org_id: org_id.into(),
+            pairing_id: pairing_id.map(String::from),
+            question: q.into(),
+            declined_at: crate::now_rfc3339(),
+        });
         Ok(())
     })
 }

@@ -286,7 +286,7 @@ impl Inner {
         }
         for change in drained.changes {
             match change {
-                watch::Change::Entry { dir, name } => {
+                Change::Entry { dir, name } => {
                     if name == ".viewport" || name == ".git" {
                         self.forget(&dir);
                     } else {
@@ -296,10 +296,27 @@ impl Inner {
                         }
                     }
                 }
-                watch::Change::Inside { dir } | watch::Change::Gone { dir } => self.forget(&dir),
+                Change::Inside { dir } | Change::Gone { dir } => self.forget(&dir),
             }
         }
     }
+}
+
+/// A change the system reported.
+pub enum Change {
+    /// An entry `name` of `dir` appeared, went, was renamed or changed its mode.
+    Entry { dir: PathBuf, name: std::ffi::OsString },
+    /// Something inside `dir/.viewport` changed.
+    Inside { dir: PathBuf },
+    /// `dir` itself was deleted or moved.
+    Gone { dir: PathBuf },
+}
+
+/// What one drain of the queue found.
+pub struct Drained {
+    pub changes: Vec<Change>,
+    /// Set when changes may have been lost.
+    pub lost: Option<String>,
 }
 
 /// Change notification, one implementation per system.
@@ -307,24 +324,10 @@ impl Inner {
 mod watch {
     use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
     use std::collections::HashMap;
-    use std::ffi::OsString;
     use std::os::fd::{AsRawFd, RawFd};
     use std::path::{Path, PathBuf};
 
-    pub enum Change {
-        /// An entry `name` of `dir` appeared, went, was renamed or changed its mode.
-        Entry { dir: PathBuf, name: OsString },
-        /// Something inside `dir/.viewport` changed.
-        Inside { dir: PathBuf },
-        /// `dir` itself was deleted or moved.
-        Gone { dir: PathBuf },
-    }
-
-    pub struct Drained {
-        pub changes: Vec<Change>,
-        /// Set when changes may have been lost.
-        pub lost: Option<String>,
-    }
+    pub use super::{Change, Drained};
 
     #[derive(Clone, Copy)]
     enum Kind {
@@ -501,8 +504,7 @@ mod watch {
 #[cfg(not(target_os = "linux"))]
 #[allow(dead_code)]
 mod watch {
-    use std::ffi::OsString;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     /// Never used to keep anything: every file counts as changed.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,16 +518,7 @@ mod watch {
         }
     }
 
-    pub enum Change {
-        Entry { dir: PathBuf, name: OsString },
-        Inside { dir: PathBuf },
-        Gone { dir: PathBuf },
-    }
-
-    pub struct Drained {
-        pub changes: Vec<Change>,
-        pub lost: Option<String>,
-    }
+    pub use super::Drained;
 
     pub struct Watcher;
 

@@ -75,6 +75,9 @@ impl Default for Declines {
 pub struct DeclineRecord {
     pub directory: PathBuf,
     pub org_id: String,
+    /// The pairing the declined question named (SPEC A1), when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_id: Option<String>,
     #[serde(default = "bind_question")]
     pub question: String,
     pub declined_at: String,
@@ -92,6 +95,7 @@ impl Declines {
                 directory: d.directory.clone(),
                 org_id: d.org_id.clone(),
                 kind: if d.question == "trust" { Question::Trust } else { Question::Bind },
+                pairing_id: d.pairing_id.clone(),
             })
             .collect()
     }

@@ -159,8 +159,11 @@ impl Session {
     }
 
     /// Stops remote streaming for good (revoked or unpaired org).
+    /// A session cut because its bridge was already gone (`no pairing`) learns the reason
+    /// when it arrives (the revocation or unpair that ended the bridge).
     pub fn cut(&mut self, why: CutReason) {
-        if self.streaming() {
+        let provisional = self.info.state == SessionState::Cut(CutReason::NoPairing) && why != CutReason::NoPairing;
+        if self.streaming() || provisional {
             self.info.set_state(SessionState::Cut(why));
         }
     }

@@ -161,7 +161,7 @@ pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<Suggestio
         Answer::Dismiss => Ok(serde_json::json!({"ok": true})),
         Answer::Decline => {
             let q = if s.kind == SuggestionKind::Trust { Question::Trust } else { Question::Bind };
-            binding::decline(home, &dir, org_id, q)?;
+            binding::decline(home, &dir, org_id, s.pairing_id.as_deref(), q)?;
             Ok(serde_json::json!({"ok": true}))
         }
         Answer::Bind => match s.kind {
