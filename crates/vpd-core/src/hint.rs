@@ -87,11 +87,7 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
     }
 }
 
-fn from_workspace_hint(
-    facts: &[DirFacts],
-    pairings: &[PairingRef<'_>],
-    declined: &Declined<'_>,
-) -> HintAction {
+fn from_workspace_hint(facts: &[DirFacts], pairings: &[PairingRef<'_>], declined: &Declined<'_>) -> HintAction {
     let Some(f) = facts.iter().find(|f| f.hint != FileRead::Missing) else {
         return HintAction::Quiet;
     };
