@@ -79,7 +79,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut hint = None;
     wait_until("the hint notification", Duration::from_secs(10), || {
-        hint = sent.lock().unwrap().iter().find(|n| n.body.starts_with("Bind ~/code/api to Acme Engineering?")).cloned();
+        hint = sent.lock().unwrap().iter().find(|n| n.body.starts_with("Bind ~/code/api to Acme Engineering on http://127.0.0.1:")).cloned();
         hint.is_some()
     });
     let hint = hint.unwrap();

@@ -531,8 +531,18 @@ impl Held {
             RelayOp::Start { .. } => 0,
             RelayOp::Frame { seq, .. } | RelayOp::End { seq, .. } => *seq,
         };
+        // A gap covering the refused seq replaces it too (the daemon may have merged the
+        // refused frame into an overflow gap since).
+        let covers = |w: u64| match op {
+            RelayOp::Frame { kind: "gap", data, seq, .. } => {
+                let text = String::from_utf8_lossy(data);
+                let from = text.split('-').next().and_then(|n| n.trim().parse::<u64>().ok());
+                from.is_some_and(|from| from <= w && w <= *seq)
+            }
+            _ => false,
+        };
         match self.waiting.get(op.session_id()) {
-            Some(&w) if seq == w => {
+            Some(&w) if seq == w || covers(w) => {
                 self.waiting.remove(op.session_id());
                 true
             }
@@ -722,6 +732,11 @@ mod tests {
         assert!(h.admits(&frame("B", 7)), "another session goes on");
         assert!(h.admits(&frame("A", 2)), "the replacement");
         assert!(h.admits(&frame("A", 3)), "and then the rest");
+        // A gap that covers the refused seq replaces it as well.
+        h.refuse("B".into(), 5, "why".into());
+        let gap = RelayOp::Frame { session_id: "B".into(), seq: 9, ts: "t".into(), kind: "gap", data: b"4-9".to_vec() };
+        assert!(h.admits(&gap));
+        assert!(h.admits(&frame("B", 10)));
     }
 
     #[test]

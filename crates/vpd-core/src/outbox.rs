@@ -185,7 +185,19 @@ impl Outbox {
     /// The relay refused message `seq` of `session_id` (`None` when it is not here, e.g.
     /// already acked). See [`Refusal`].
     pub fn refused(&mut self, session_id: &str, seq: u64) -> Option<Refusal> {
-        let i = self.queue.iter().position(|e| e.msg.position() == Some((session_id, seq)))?;
+        // The message itself, or the overflow gap it was merged into since.
+        let covers = |m: &DaemonMsg| match m {
+            DaemonMsg::Frame { session_id: s, kind: FrameKind::Gap, data, seq: to, .. } => s == session_id && gap_range(data).0 <= seq && seq <= *to,
+            _ => false,
+        };
+        let i = self.queue.iter().position(|e| e.msg.position() == Some((session_id, seq)) || covers(&e.msg))?;
+        let resend_from = |q: &VecDeque<Entry>, i: usize| -> Vec<DaemonMsg> {
+            q.iter().skip(i).filter(|e| e.msg.position().is_some_and(|(s, _)| s == session_id)).map(|e| e.msg.clone()).collect()
+        };
+        if self.queue[i].msg.position() != Some((session_id, seq)) {
+            // Already a gap that covers it: sending that gap is the replacement.
+            return Some(Refusal::Replaced { resend: resend_from(&self.queue, i) });
+        }
         let e = &mut self.queue[i];
         if e.cut_down {
             let before = self.queue.len();
@@ -209,8 +221,7 @@ impl Outbox {
         let size = size_of(&e.msg);
         self.bytes = self.bytes - e.size + size;
         e.size = size;
-        let resend = self.queue.iter().skip(i).filter(|e| e.msg.position().is_some_and(|(s, _)| s == session_id)).map(|e| e.msg.clone()).collect();
-        Some(Refusal::Replaced { resend })
+        Some(Refusal::Replaced { resend: resend_from(&self.queue, i) })
     }
 
     /// The oldest message waiting for an ack: after the relay closed the connection as
@@ -270,6 +281,13 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(o.oldest(), Some(("B".to_string(), 1)));
         assert_eq!(o.refused("A", 9), None);
+        // A refused frame merged into an overflow gap since: the gap is sent again in its place.
+        let mut c = Outbox::new(DEFAULT_LIMIT);
+        c.push(DaemonMsg::Frame { session_id: "C".into(), seq: 7, ts: "t".into(), kind: FrameKind::Gap, data: encode_gap(3, 7) });
+        c.push(frame("C", 8, 10));
+        let Some(Refusal::Replaced { resend }) = c.refused("C", 5) else { panic!() };
+        assert_eq!(resend.len(), 2);
+        assert!(matches!(&resend[0], DaemonMsg::Frame { kind: FrameKind::Gap, seq: 7, .. }));
         let before = o.queued_bytes();
         o.ack("B", 1);
         assert!(o.queued_bytes() < before && o.is_empty() && o.queued_bytes() == 0);

@@ -37,7 +37,7 @@ pub struct BindingRecord {
     pub org_id: String,
     pub file_hash: String,
     /// The pairing (server and org, [`crate::origin::pairing_id`]) it was made for; `None`
-    /// only in records older than SPEC A1, which match the org's one pairing.
+    /// only in records older than SPEC A1 that could not be upgraded: they never stream.
     pub pairing_id: Option<String>,
 }
 
@@ -126,12 +126,9 @@ fn decide(dir: &Path, bytes: &[u8], file: crate::LocalFile, records: &[BindingRe
     };
     // SPEC A1: the pairing the binding was made for — that server's, never another server's
     // pairing with the same org id.
-    let of_org = || pairings.iter().filter(|p| p.org_id == file.org_id);
-    let pairing = match &record.pairing_id {
-        Some(id) => of_org().find(|p| p.id == id),
-        None if of_org().count() == 1 => of_org().next(),
-        None => None,
-    };
+    // A record that names no pairing (one an older vpd left for an org that was not paired
+    // when it upgraded) never streams: it would go to whichever server claims the org.
+    let pairing = record.pairing_id.as_deref().and_then(|id| pairings.iter().find(|p| p.id == id && p.org_id == file.org_id));
     match pairing {
         Some(p) => {
             Resolution::Pinned { org_id: file.org_id, pairing_id: p.id.to_string(), binding_dir: dir.to_path_buf(), recursive: file.recursive }

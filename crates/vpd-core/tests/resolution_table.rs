@@ -73,7 +73,12 @@ impl Tree {
         self
     }
     fn record(mut self, d: &'static str, org: &str, text: &str) -> Self {
-        self.records.push(BindingRecord { directory: d.into(), org_id: org.into(), file_hash: file_hash(text.as_bytes()), pairing_id: None });
+        self.records.push(BindingRecord {
+            directory: d.into(),
+            org_id: org.into(),
+            file_hash: file_hash(text.as_bytes()),
+            pairing_id: Some(pid(org)),
+        });
         self
     }
 
@@ -451,8 +456,9 @@ fn the_same_org_on_two_servers() {
     }
     // The pairing it was made for is gone: inert, even though the other server has the org.
     assert!(matches!(resolve(&facts, &record(Some("p1")), &two[1..]), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
-    // An old record without a pairing id never guesses between two servers.
+    // An old record without a pairing id never streams, not even with one server.
     assert!(matches!(resolve(&facts, &record(None), &two), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
+    assert!(matches!(resolve(&facts, &record(None), &two[..1]), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
 
     let hinted = |yaml: &str| {
         let f =

@@ -207,7 +207,7 @@ impl Backend {
             Ok(Some(id)) => {
                 if let Some(replaced) = self.bridges.start(pairing, id) {
                     // Sessions pinned to the replaced pairing never move to the new one.
-                    self.sessions.cut_runtime_target(&replaced, CutReason::RePaired);
+                    self.sessions.cut_runtime_target(&pairing_id, &replaced, CutReason::RePaired);
                 }
             }
             Ok(None) => tracing::error!(workspace = %workspace_id, "no identity file: this pairing cannot connect; run `vpd pair --force`"),

@@ -20,6 +20,24 @@ fn backup_path(home: &Home) -> std::path::PathBuf {
     home.root().join("config.json.v1.bak")
 }
 
+fn move_identity(home: &Home, p: &config::Pairing) -> Result<()> {
+    let Some(old) = identity::v1_path(home, &p.workspace_id) else { return Ok(()) };
+    let pending = home.identities().join(format!("{}.{}.pending", p.workspace_id, p.runtime_target_id));
+    let source = if pending.exists() { &pending } else { &old };
+    if let Some(id) = identity::load_file(source, None)? {
+        identity::save(home, identity::Owner { pairing_id: &p.pairing_id, workspace_id: &p.workspace_id }, &id)?;
+        crate::failpoint("migrate:after-identity");
+        for f in [&pending, &old] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", f.display()), e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Upgrades the home if it is version 1; the caller holds the home lock. Returns whether it
 /// did.
 pub fn run(home: &Home) -> Result<bool> {
@@ -38,13 +56,13 @@ pub fn run(home: &Home) -> Result<bool> {
     // Parsing upgrades in memory: each pairing's origin and local id.
     let mut config = config::read(home)?;
     for p in &config.pairings {
-        // 2. The identity file, under its new name with its owner recorded.
-        if let Some(old) = identity::v1_path(home, &p.workspace_id) {
-            if let Some(id) = identity::load_file(&old, None)? {
-                identity::save(home, identity::Owner { pairing_id: &p.pairing_id, workspace_id: &p.workspace_id }, &id)?;
-                crate::failpoint("migrate:after-identity");
-                std::fs::remove_file(&old).map_err(|e| Error::io(format!("removing {}", old.display()), e))?;
-            }
+        // 2. The identity file, under its new name with its owner recorded. A version 1
+        // re-pairing that crashed after writing config.json left the registered key as
+        // `{workspaceId}.{runtimeTargetId}.pending`: that one is the pairing's key.
+        if let Err(e) = move_identity(home, p) {
+            // One unreadable file must not stop the others: this pairing stays without a
+            // key under its new name (doctor says so; `vpd pair --force` fixes it).
+            tracing::error!(pairing = %p.pairing_id, error = %e.message, "could not move this pairing's identity file");
         }
         // 3. The keyring entry. The old key stays readable (`pairing::credential_of` falls
         // back to it), so a keyring that cannot be reached now loses nothing.

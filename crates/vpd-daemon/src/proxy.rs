@@ -79,9 +79,13 @@ enum NoProxyRule {
 fn parse_proxy(raw: &str, var: &str) -> Result<Url> {
     let raw = raw.trim();
     let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
-    let u = Url::parse(&with_scheme).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("{var}={raw:?} is not a proxy URL: {e}")))?;
+    // Errors never repeat the value: it may hold a password.
+    let u = Url::parse(&with_scheme).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("{var} is not a proxy URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") || u.host_str().is_none() {
-        return Err(Error::new(ErrorCode::InvalidArgument, format!("{var}={raw:?}: only http, https, socks5 and socks5h proxies are supported")));
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{var} is a {} URL: only http, https, socks5 and socks5h proxies are supported", u.scheme()),
+        ));
     }
     Ok(u)
 }
@@ -137,8 +141,13 @@ impl Proxies {
         let recorded = RECORDED.read().unwrap().clone();
         let recorded = recorded.as_ref();
         let env = ProxyEnv::from_env();
-        let (env, source) = if !env.is_empty() {
+        // The environment decides when it names a proxy; a lone NO_PROXY does not erase the
+        // recorded proxies (it narrows them).
+        let names_proxy = env.https_proxy.is_some() || env.http_proxy.is_some() || env.all_proxy.is_some();
+        let (env, source) = if names_proxy {
             (env, Source::Environment)
+        } else if let (Some(r), Some(no)) = (recorded.filter(|r| !r.is_empty()), env.no_proxy.clone()) {
+            (ProxyEnv { no_proxy: Some(no), ..r.clone() }, Source::Recorded)
         } else if let Some(r) = recorded.filter(|r| !r.is_empty()) {
             (r.clone(), Source::Recorded)
         } else {
@@ -305,8 +314,9 @@ mod tests {
         assert_eq!(p.for_url(&Url::parse("wss://r/ws").unwrap()).unwrap().as_str(), "https://secure:8443/");
         assert_eq!(p.for_url(&Url::parse("http://r/").unwrap()).unwrap().as_str(), "http://plain:3128/");
         assert!(p.describe().contains("recorded"));
-        let bad = Proxies::new(ProxyEnv { all_proxy: Some("ftp://x".into()), ..Default::default() }, Source::Environment);
-        assert!(bad.unwrap_err().message.contains("only http, https, socks5 and socks5h"));
+        let bad = Proxies::new(ProxyEnv { all_proxy: Some("ftp://me:hunter2@x".into()), ..Default::default() }, Source::Environment);
+        let msg = bad.unwrap_err().message;
+        assert!(msg.contains("only http, https, socks5 and socks5h") && !msg.contains("hunter2"), "{msg}");
         let secret = rules("socks5://user:hunter2@proxy:1080", "");
         assert!(!secret.describe().contains("hunter2"), "{}", secret.describe());
     }

@@ -243,10 +243,12 @@ impl Sessions {
         }
     }
 
-    /// Cuts every session pinned to the pairing `runtime_target_id`.
-    pub fn cut_runtime_target(&self, runtime_target_id: &str, why: CutReason) {
+    /// Cuts every session of `pairing_id` pinned to its runtime target `runtime_target_id`
+    /// (a re-pairing replaced it). Both must match: a runtime target id is the server's
+    /// choice, and another server could repeat it.
+    pub fn cut_runtime_target(&self, pairing_id: &str, runtime_target_id: &str, why: CutReason) {
         for s in self.map.lock().unwrap().values_mut() {
-            if s.runtime_target_id.as_deref() == Some(runtime_target_id) {
+            if s.info.pairing_id.as_deref() == Some(pairing_id) && s.runtime_target_id.as_deref() == Some(runtime_target_id) {
                 s.cut(why);
             }
         }

@@ -132,7 +132,11 @@ pub fn message(s: &Suggestion) -> String {
     match s.kind {
         SuggestionKind::Pair => format!("This repo suggests org {:?}, but you're not paired to it.", s.org_name),
         SuggestionKind::Trust => format!("{} has a binding to {} that was not made on this machine. Trust it?", s.display, s.org_name),
-        SuggestionKind::Bind => format!("Bind {} to {}?", s.display, s.org_name),
+        // SPEC A1: every bind question names the server the sessions would stream to.
+        SuggestionKind::Bind => match &s.server {
+            Some(server) => format!("Bind {} to {} on {server}?", s.display, s.org_name),
+            None => format!("Bind {} to {}?", s.display, s.org_name),
+        },
     }
 }
 
