@@ -264,13 +264,15 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
     // SPEC A1: the record names the pairing it trusts the file for; with the org paired on
     // several servers, the user says which (`vpd bind DIR --org PAIRING_ID`).
     let pairing_id = match r.config.of_org(&org_id).as_slice() {
-        [] => return Err(Error::new(
-            ErrorCode::NotPaired,
-            format!(
+        [] => {
+            return Err(Error::new(
+                ErrorCode::NotPaired,
+                format!(
                 "{} names org {org_id}, which this machine is not paired with; pair with it first (`vpd pair --org {org_id}`), then trust the file",
                 walk::local_file(&binding_dir).display()
             ),
-        )),
+            ))
+        }
         [one] => Some(one.pairing_id.clone()),
         several => {
             let flags: Vec<_> =
