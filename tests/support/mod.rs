@@ -633,60 +633,68 @@ pub struct HttpProxy {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// A loopback proxy for tests: a thread per client runs `handle(client, log)`. Returns its
+/// URL (`{scheme}://127.0.0.1:PORT`) and the log its handler writes.
+type ProxyLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+fn serve_proxy(scheme: &str, handle: fn(std::net::TcpStream, ProxyLog)) -> (String, ProxyLog) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+    let log: ProxyLog = Default::default();
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let l = l.clone();
+            std::thread::spawn(move || handle(client, l));
+        }
+    });
+    (url, log)
+}
+
 impl HttpProxy {
     pub fn start() -> HttpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let l = l.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(client.try_clone().unwrap());
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    let mut headers = Vec::new();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        headers.push(h);
-                    }
-                    l.lock().unwrap().push(first.trim().to_string());
-                    let mut parts = first.split_whitespace();
-                    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    let mut client_w = client.try_clone().unwrap();
-                    let (hostport, rewritten) = if method == "CONNECT" {
-                        (target.to_string(), None)
-                    } else {
-                        let rest = target.strip_prefix("http://").unwrap_or(target);
-                        let (hp, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                        let path = if path.is_empty() { "/" } else { path };
-                        (hp.to_string(), Some(format!("{method} {path} HTTP/1.1\r\n{}\r\n", headers.concat())))
-                    };
-                    let Ok(mut upstream) = std::net::TcpStream::connect(&hostport) else {
-                        let _ = client_w.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
-                        return;
-                    };
-                    match rewritten {
-                        None => {
-                            let _ = client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-                        }
-                        Some(head) => {
-                            let _ = upstream.write_all(head.as_bytes());
-                        }
-                    }
-                    // Bytes the reader buffered past the head belong to the tunnel.
-                    let buffered = reader.buffer().to_vec();
-                    let _ = upstream.write_all(&buffered);
-                    drop(client_w);
-                    pipe(client, upstream);
-                });
+        let (url, log) = serve_proxy("http", |client, l| {
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                return;
             }
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                headers.push(h);
+            }
+            l.lock().unwrap().push(first.trim().to_string());
+            let mut parts = first.split_whitespace();
+            let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let mut client_w = client.try_clone().unwrap();
+            let (hostport, rewritten) = if method == "CONNECT" {
+                (target.to_string(), None)
+            } else {
+                let rest = target.strip_prefix("http://").unwrap_or(target);
+                let (hp, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let path = if path.is_empty() { "/" } else { path };
+                (hp.to_string(), Some(format!("{method} {path} HTTP/1.1\r\n{}\r\n", headers.concat())))
+            };
+            let Ok(mut upstream) = std::net::TcpStream::connect(&hostport) else {
+                let _ = client_w.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+                return;
+            };
+            match rewritten {
+                None => {
+                    let _ = client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                }
+                Some(head) => {
+                    let _ = upstream.write_all(head.as_bytes());
+                }
+            }
+            // Bytes the reader buffered past the head belong to the tunnel.
+            let buffered = reader.buffer().to_vec();
+            let _ = upstream.write_all(&buffered);
+            drop(client_w);
+            pipe(client, upstream);
         });
         HttpProxy { url, log }
     }
@@ -827,59 +835,50 @@ pub struct Socks5Proxy {
 
 impl Socks5Proxy {
     pub fn start(scheme: &str) -> Socks5Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
-        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let l = l.clone();
-                std::thread::spawn(move || {
-                    let mut c = client;
-                    let mut b = [0u8; 262];
-                    // Greeting: version, methods; we take "no authentication".
-                    if c.read_exact(&mut b[..2]).is_err() || b[0] != 5 {
-                        return;
-                    }
-                    let methods = b[1] as usize;
-                    if c.read_exact(&mut b[..methods]).is_err() {
-                        return;
-                    }
-                    let _ = c.write_all(&[5, 0]);
-                    if c.read_exact(&mut b[..4]).is_err() || b[1] != 1 {
-                        return;
-                    }
-                    let host = match b[3] {
-                        1 => {
-                            let mut a = [0u8; 4];
-                            let _ = c.read_exact(&mut a);
-                            std::net::Ipv4Addr::from(a).to_string()
-                        }
-                        3 => {
-                            let mut n = [0u8; 1];
-                            let _ = c.read_exact(&mut n);
-                            let mut name = vec![0u8; n[0] as usize];
-                            let _ = c.read_exact(&mut name);
-                            String::from_utf8_lossy(&name).into_owned()
-                        }
-                        _ => {
-                            let mut a = [0u8; 16];
-                            let _ = c.read_exact(&mut a);
-                            format!("[{}]", std::net::Ipv6Addr::from(a))
-                        }
-                    };
-                    let mut p = [0u8; 2];
-                    let _ = c.read_exact(&mut p);
-                    let target = format!("{host}:{}", u16::from_be_bytes(p));
-                    l.lock().unwrap().push(format!("CONNECT {target}"));
-                    let Ok(upstream) = std::net::TcpStream::connect(&target) else {
-                        let _ = c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
-                        return;
-                    };
-                    let _ = c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-                    pipe(c, upstream);
-                });
+        let (url, log) = serve_proxy(scheme, |client, l| {
+            let mut c = client;
+            let mut b = [0u8; 262];
+            // Greeting: version, methods; we take "no authentication".
+            if c.read_exact(&mut b[..2]).is_err() || b[0] != 5 {
+                return;
             }
+            let methods = b[1] as usize;
+            if c.read_exact(&mut b[..methods]).is_err() {
+                return;
+            }
+            let _ = c.write_all(&[5, 0]);
+            if c.read_exact(&mut b[..4]).is_err() || b[1] != 1 {
+                return;
+            }
+            let host = match b[3] {
+                1 => {
+                    let mut a = [0u8; 4];
+                    let _ = c.read_exact(&mut a);
+                    std::net::Ipv4Addr::from(a).to_string()
+                }
+                3 => {
+                    let mut n = [0u8; 1];
+                    let _ = c.read_exact(&mut n);
+                    let mut name = vec![0u8; n[0] as usize];
+                    let _ = c.read_exact(&mut name);
+                    String::from_utf8_lossy(&name).into_owned()
+                }
+                _ => {
+                    let mut a = [0u8; 16];
+                    let _ = c.read_exact(&mut a);
+                    format!("[{}]", std::net::Ipv6Addr::from(a))
+                }
+            };
+            let mut p = [0u8; 2];
+            let _ = c.read_exact(&mut p);
+            let target = format!("{host}:{}", u16::from_be_bytes(p));
+            l.lock().unwrap().push(format!("CONNECT {target}"));
+            let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                let _ = c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+                return;
+            };
+            let _ = c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+            pipe(c, upstream);
         });
         Socks5Proxy { url, log }
     }
