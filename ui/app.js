@@ -503,7 +503,8 @@
       actions = [button('Pair with workspace…', () => startPair({ org: sg.orgId }),
         { class: 'primary', disabled: pairingRunning(pairing), 'aria-describedby': label, dataset: { key: 'pair:' + k } }), notNow, never];
     } else {
-      text = `suggests ${sg.orgName}`;
+      // SPEC A1: the question names the server the sessions would stream to.
+      text = sg.server ? `suggests ${sg.orgName} on ${sg.server}` : `suggests ${sg.orgName}`;
       actions = [act('Bind', '/api/suggestions/bind', 'Bound ' + where + ' to ' + sg.orgName + '.', 'primary'), notNow, never];
     }
     const target = r.suggest != null && (r.suggest === sg.directory || r.suggest === sg.display);
