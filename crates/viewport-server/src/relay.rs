@@ -534,11 +534,7 @@ impl Held {
         // A gap covering the refused seq replaces it too (the daemon may have merged the
         // refused frame into an overflow gap since).
         let covers = |w: u64| match op {
-            RelayOp::Frame { kind: "gap", data, seq, .. } => {
-                let text = String::from_utf8_lossy(data);
-                let from = text.split('-').next().and_then(|n| n.trim().parse::<u64>().ok());
-                from.is_some_and(|from| from <= w && w <= *seq)
-            }
+            RelayOp::Frame { kind: "gap", data, seq, .. } => crate::store::gap_range(data).is_some_and(|(from, _)| from <= w && w <= *seq),
             _ => false,
         };
         match self.waiting.get(op.session_id()) {

@@ -1370,9 +1370,17 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 
 /// Whether a gap frame's data `FROM-TO` starts right after what is stored and ends at `seq`.
 fn gap_starts_at(data: &[u8], expected_from: u64, seq: u64) -> bool {
+    gap_range(data).is_some_and(|(from, to)| from == expected_from && to == seq && to >= from)
+}
+
+/// The seqs `FROM-TO` a gap frame's (decoded) data names.
+pub fn gap_range(data: &[u8]) -> Option<(u64, u64)> {
     let text = String::from_utf8_lossy(data);
     let mut it = text.split('-').map(|n| n.trim().parse::<u64>().ok());
-    matches!((it.next(), it.next(), it.next()), (Some(Some(from)), Some(Some(to)), None) if from == expected_from && to == seq && to >= from)
+    match (it.next(), it.next(), it.next()) {
+        (Some(Some(from)), Some(Some(to)), None) => Some((from, to)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

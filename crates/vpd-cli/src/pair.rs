@@ -44,7 +44,7 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Optio
         if let Ok(cfg) = config::read(home) {
             let target = params.server.clone().or(cfg.daemon.default_server_url.clone()).unwrap_or_else(|| config::HOSTED_SERVER.to_string());
             let origin = vpd_core::origin::server_origin(&target).ok();
-            if let Some(p) = cfg.pairings.iter().find(|p| Some(&p.server) == origin.as_ref() && p.matches(org)) {
+            if let Some(p) = origin.as_deref().and_then(|o| cfg.select_on(o, org)) {
                 if !out.json {
                     let q = format!(
                         "This machine is already paired with {} ({}) on {}. Pair again and replace it?",

@@ -172,12 +172,6 @@ impl Pairing {
         }
     }
 
-    /// Whether an `--org` value (pairing id, workspace id, slug or name) names this pairing.
-    pub fn matches(&self, query: &str) -> bool {
-        let q = query.trim();
-        self.pairing_id == q || self.workspace_id == q || self.workspace_slug == q || self.workspace_name.eq_ignore_ascii_case(q)
-    }
-
     /// "Acme Engineering on https://viewport.example" — what questions and lists name.
     pub fn label(&self) -> String {
         format!("{} on {}", self.workspace_name, self.server)
@@ -220,6 +214,13 @@ impl Config {
                 ))
             }
         }
+    }
+
+    /// The pairing with the server at `origin` that an `--org` value names, if one does (the
+    /// rules of [`Config::select`], among that server's pairings only).
+    pub fn select_on(&self, origin: &str, query: &str) -> Option<&Pairing> {
+        let refs: Vec<_> = self.refs().into_iter().filter(|r| r.server == origin).collect();
+        vpd_core::resolve::select_pairing(&refs, query).ok().and_then(|r| self.by_id(r.id))
     }
 
     /// `--org` when given ([`Config::select`]), else the only pairing. With none, or with
@@ -292,7 +293,7 @@ pub fn read(home: &Home) -> Result<Config> {
 }
 
 fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
-    let mut config: Config = match store::parse_versioned(path, bytes, CONFIG_VERSION) {
+    let config: Config = match store::parse_versioned(path, bytes, CONFIG_VERSION) {
         Ok(c) => c,
         Err(e) if e.code != ErrorCode::ConfigTooNew && is_version_1(bytes) => {
             let mut c: Config = store::parse_versioned(path, bytes, 1)?;
@@ -301,8 +302,8 @@ fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<Config> {
         }
         Err(e) => return Err(e),
     };
+    // A version 1 file keeps `version: 1` in memory: `update` refuses to write it back.
     config.validate(path)?;
-    config.version = CONFIG_VERSION;
     Ok(config)
 }
 
@@ -326,28 +327,23 @@ pub fn is_version_1(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| v.get("version").and_then(|v| v.as_u64())) == Some(1)
 }
 
-/// For writers other than the daemon: a version 1 home is the daemon's to upgrade first
-/// ([`crate::migrate`] moves the files named after the old ids).
-pub fn refuse_version_1(home: &Home) -> Result<()> {
-    match store::read_bounded(&home.config(), MAX_CONFIG)? {
-        Some(bytes) if is_version_1(&bytes) => Err(Error::new(
-            ErrorCode::DaemonUnavailable,
-            format!(
-                "{} was written by an older vpd; the daemon upgrades it when it starts. Start it (`vpd reconnect` does, when it is not running), then try again.",
-                home.config().display()
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Runs `f` on the current config under the home lock and writes the result atomically if
 /// `f` succeeds. Returns what `f` returned.
 pub fn update<T>(home: &Home, f: impl FnOnce(&mut Config) -> Result<T>) -> Result<T> {
     home.ensure()?;
     let _lock = store::Lock::acquire(&home.lock_file())?;
     let mut config = load(home)?;
-    refuse_version_1(home)?;
+    // For writers other than the daemon: a version 1 home is the daemon's to upgrade first
+    // ([`crate::migrate`] moves the files named after the old ids).
+    if config.version != CONFIG_VERSION {
+        return Err(Error::new(
+            ErrorCode::DaemonUnavailable,
+            format!(
+                "{} was written by an older vpd; the daemon upgrades it when it starts. Start it (`vpd reconnect` does, when it is not running), then try again.",
+                home.config().display()
+            ),
+        ));
+    }
     let out = f(&mut config)?;
     save_locked(home, &config)?;
     Ok(out)

@@ -53,6 +53,20 @@ struct Kept<T> {
     value: Arc<T>,
 }
 
+impl<T> Kept<T> {
+    /// The value in `slot` while `path` is the same file, else `load`ed again (a missing
+    /// file is always loaded: it has no identity to compare).
+    fn fresh(slot: &mut Option<Kept<T>>, path: &Path, load: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        let id = FileId::of(path);
+        if let Some(k) = slot.as_ref().filter(|k| k.id == id && id != FileId::Missing) {
+            return Ok(k.value.clone());
+        }
+        let value = Arc::new(load()?);
+        *slot = Some(Kept { id, value: value.clone() });
+        Ok(value)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     watcher: Option<watch::Watcher>,
@@ -186,27 +200,11 @@ impl Inner {
     }
 
     fn config(&mut self, home: &Home) -> Result<Arc<Config>> {
-        let id = FileId::of(&home.config());
-        match &self.config {
-            Some(k) if k.id == id && id != FileId::Missing => Ok(k.value.clone()),
-            _ => {
-                let value = Arc::new(config::read(home)?);
-                self.config = Some(Kept { id, value: value.clone() });
-                Ok(value)
-            }
-        }
+        Kept::fresh(&mut self.config, &home.config(), || config::read(home))
     }
 
     fn directories(&mut self, home: &Home) -> Result<Arc<Directories>> {
-        let id = FileId::of(&home.directories());
-        match &self.directories {
-            Some(k) if k.id == id && id != FileId::Missing => Ok(k.value.clone()),
-            _ => {
-                let value = Arc::new(records::load_directories(home)?);
-                self.directories = Some(Kept { id, value: value.clone() });
-                Ok(value)
-            }
-        }
+        Kept::fresh(&mut self.directories, &home.directories(), || records::load_directories(home))
     }
 
     /// `dir` as a key of the cache, if its walk is cached (so it was canonical when cached,

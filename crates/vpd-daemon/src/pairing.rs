@@ -55,7 +55,7 @@ pub async fn run(home: &Home, store: &secrets::Store, params: PairParams, mut ui
     if let (Some(org), false) = (&params.org, params.force) {
         // SPEC A1: only a pairing with this same server is "already paired"; the same org on
         // another server is another pairing.
-        if let Some(p) = current.pairings.iter().find(|p| p.server == origin && p.matches(org)) {
+        if let Some(p) = current.select_on(&origin, org) {
             return Err(already_paired(p));
         }
     }

@@ -81,10 +81,9 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
         (Resolution::Pinned { org_id, binding_dir, .. }, Some(p)) => {
             (Some(org_id.clone()), Some(p.workspace_name.clone()), relay_directory(binding_dir, &r.dir), SessionState::Streaming, None)
         }
-        (Resolution::Pinned { org_id, binding_dir, .. }, None) => {
+        (Resolution::Pinned { org_id, .. }, None) => {
             // Decided on a config that no longer names the pairing: nothing streams.
             let reason = vpd_core::LocalReason::NotPaired { org_id: org_id.clone() };
-            let _ = binding_dir;
             (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string()))
         }
         (Resolution::LocalOnly { reason, .. }, _) => (None, None, String::new(), SessionState::LocalOnly, Some(reason.code().to_string())),

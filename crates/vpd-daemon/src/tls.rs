@@ -31,8 +31,23 @@ fn system_roots() -> &'static Vec<CertificateDer<'static>> {
     })
 }
 
-/// The client configuration: the system's roots plus `extra_ca` (PEM), if any.
+/// The client configuration: the system's roots plus `extra_ca` (PEM), if any. The one
+/// without an extra CA is built once (every platform call and relay connection asks).
 pub fn client_config(extra_ca: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
+    static SYSTEM_ONLY: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    match extra_ca {
+        None => {
+            if let Some(c) = SYSTEM_ONLY.get() {
+                return Ok(c.clone());
+            }
+            let built = build(None)?;
+            Ok(SYSTEM_ONLY.get_or_init(|| built).clone())
+        }
+        Some(_) => build(extra_ca),
+    }
+}
+
+fn build(extra_ca: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(pem) = extra_ca {
