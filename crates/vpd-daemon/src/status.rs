@@ -158,11 +158,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
         .bindings
         .iter()
         .map(|b| {
-            // The pairing the record was made for (SPEC A1), or an old record's one pairing.
-            let pairing = match &b.pairing_id {
-                Some(id) => config.by_id(id),
-                None => Some(config.of_org(&b.org_id)).filter(|v| v.len() == 1).and_then(|v| v.first().copied()),
-            };
+            // The pairing the record was made for (SPEC A1). A record naming none never
+            // streams (vpd_core::resolve), so it shows as waiting for a pairing.
+            let pairing = b.pairing_id.as_deref().and_then(|id| config.by_id(id));
             let state = match crate::walk::read_local(&b.directory) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
                     if pairing.is_some() {
