@@ -238,6 +238,9 @@ fn unpair_and_member_removal_cut_running_sessions_of_that_org_only() {
     let oss = server.org("OSS Maintainers", "oss");
     server.member("oss", "alice@example.com");
     let gx = server.org("Globex", "globex");
+    // Globex's first member is its owner; alice is a member, so she can be removed.
+    server.user("gx-owner@example.com");
+    server.member("globex", "gx-owner@example.com");
     server.member("globex", "alice@example.com");
     let m = Machine::new();
     for o in [&acme, &oss, &gx] {

@@ -197,17 +197,32 @@ test('a person sets up the server, approves pairings, watches a session, manages
     await look(page, 'server-09-session-live');
     vpdText('session', 'end', sessionId, '--exit-code', '0');
 
-    // 6. Members: add an existing user, then remove them.
+    // 6. Members: add an existing user as admin, make them a member, then remove them; the
+    // Audit tab shows who did it.
     admin(['user', 'create', 'bob@example.com', '--password-stdin'], 'another long password');
     await page.goto(`${env.SERVER_URL}/orgs/acme/members`);
     await page.getByLabel('Add an existing user by email').fill('bob@example.com');
+    await page.getByLabel('Role', { exact: true }).selectOption('admin');
     await page.getByRole('button', { name: 'Add member' }).click();
     const bob = page.locator('tr', { hasText: 'bob@example.com' });
     await bob.waitFor();
+    const bobsRole = bob.getByLabel('Role of bob@example.com', { exact: true });
+    assert.equal(await bobsRole.inputValue(), 'admin');
+    assert.equal(admin(['member', 'list', '--org', 'acme']).find((m) => m.email === 'bob@example.com').role, 'admin');
+    await bobsRole.selectOption('member');
+    await bob.getByRole('button', { name: 'Change the role of bob@example.com' }).click();
+    await eventually('bob to be a member', async () => (await bobsRole.inputValue()) === 'member');
+    assert.equal(admin(['member', 'list', '--org', 'acme']).find((m) => m.email === 'bob@example.com').role, 'member');
     await look(page, 'server-10-members');
     await bob.getByRole('button', { name: 'Remove' }).click();
     await bob.waitFor({ state: 'detached' });
     assert.ok(!admin(['member', 'list', '--org', 'acme']).some((m) => m.email === 'bob@example.com'));
+    await page.getByRole('link', { name: 'Audit' }).click();
+    for (const action of ['member.removed', 'member.role_changed', 'member.added', 'machine.paired']) {
+      await page.locator('tr', { hasText: action }).first().waitFor();
+    }
+    assert.ok(await page.locator('tr', { hasText: 'member.role_changed' }).getByText('owner@example.com').count());
+    await look(page, 'server-10b-audit');
 
     // 7. Machines → Revoke: the daemon loses the Acme pairing, keeps Beta's.
     await page.goto(`${env.SERVER_URL}/orgs/acme/machines`);

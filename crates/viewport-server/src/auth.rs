@@ -81,6 +81,10 @@ pub struct Session {
 }
 
 impl Session {
+    /// The signed-in user as the actor of a change (roles and the audit log).
+    pub fn actor(&self) -> crate::roles::Actor {
+        crate::roles::Actor::User { id: self.user.id.clone(), email: self.user.email.clone() }
+    }
     /// The token signed-in forms must carry.
     pub fn csrf(&self) -> String {
         csrf_for_session(&self.token)

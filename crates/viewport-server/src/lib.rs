@@ -12,6 +12,7 @@ pub mod keys;
 pub mod limits;
 pub mod pages;
 pub mod relay;
+pub mod roles;
 pub mod store;
 pub mod terminal;
 pub mod tls;
@@ -22,6 +23,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use roles::Actor;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use store::{Pairing, Store, StoreError};
@@ -167,9 +169,9 @@ impl AppState {
     }
 
     /// Approves a device code (as the page does) and wakes the long polls.
-    pub async fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str) -> Result<Pairing, StoreError> {
-        let (c, w, u) = (code.to_string(), workspace_id.to_string(), user_id.to_string());
-        let r = self.db(move |s| s.approve_code(&c, &w, &u, util::now())).await;
+    pub async fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str, actor: &Actor) -> Result<Pairing, StoreError> {
+        let (c, w, u, a) = (code.to_string(), workspace_id.to_string(), user_id.to_string(), actor.clone());
+        let r = self.db(move |s| s.approve_code(&c, &w, &u, &a, util::now())).await;
         self.changes.notify_waiters();
         r
     }
@@ -183,18 +185,18 @@ impl AppState {
 
     /// Revokes a machine's pairing (by machine or runtime target id) in a workspace and closes
     /// its live relay connection at once. `Ok(false)` when it was already revoked.
-    pub async fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str) -> Result<bool, StoreError> {
-        let (w, m, r) = (workspace_id.to_string(), machine_or_target_id.to_string(), reason.to_string());
-        let changed = self.db(move |s| s.revoke(&w, &m, &r, util::now())).await?;
+    pub async fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str, actor: &Actor) -> Result<bool, StoreError> {
+        let (w, m, r, a) = (workspace_id.to_string(), machine_or_target_id.to_string(), reason.to_string(), actor.clone());
+        let changed = self.db(move |s| s.revoke(&w, &m, &r, &a, util::now())).await?;
         self.close_revoked().await;
         Ok(changed)
     }
 
     /// Removes a member (revoking their pairings in that workspace) and closes those pairings'
     /// live relay connections at once. Returns how many pairings were revoked.
-    pub async fn remove_member(&self, workspace_id: &str, user_id: &str) -> Result<usize, StoreError> {
-        let (w, u) = (workspace_id.to_string(), user_id.to_string());
-        let n = self.db(move |s| s.remove_member(&w, &u, util::now())).await?;
+    pub async fn remove_member(&self, workspace_id: &str, user_id: &str, actor: &Actor) -> Result<usize, StoreError> {
+        let (w, u, a) = (workspace_id.to_string(), user_id.to_string(), actor.clone());
+        let n = self.db(move |s| s.remove_member_as(&w, &u, &a, util::now())).await?;
         self.close_revoked().await;
         Ok(n)
     }
@@ -221,9 +223,9 @@ impl AppState {
 
     /// Mints an "Add machine" code for `workspace_id` as `user_id`; returns the canonical
     /// code and its expiry (Unix seconds).
-    pub async fn mint_code(&self, workspace_id: &str, user_id: &str) -> Result<(String, i64), StoreError> {
-        let (w, u) = (workspace_id.to_string(), user_id.to_string());
-        self.db(move |s| mint_code(s, &w, &u)).await
+    pub async fn mint_code(&self, workspace_id: &str, user_id: &str, actor: &Actor) -> Result<(String, i64), StoreError> {
+        let (w, u, a) = (workspace_id.to_string(), user_id.to_string(), actor.clone());
+        self.db(move |s| mint_code(s, &w, &u, &a)).await
     }
 }
 
@@ -239,12 +241,12 @@ impl Drop for Background {
 }
 
 /// Mints an "Add machine" code (shared by the page and `admin pairing mint`).
-pub fn mint_code(store: &Store, workspace_id: &str, user_id: &str) -> Result<(String, i64), StoreError> {
+pub fn mint_code(store: &Store, workspace_id: &str, user_id: &str, actor: &Actor) -> Result<(String, i64), StoreError> {
     let now = util::now();
     let expires = now + util::CODE_TTL_SECS;
     for _ in 0..8 {
         let code = util::random_code();
-        match store.insert_minted_code(&code, workspace_id, user_id, now, expires) {
+        match store.insert_minted_code(&code, workspace_id, user_id, actor, now, expires) {
             Ok(()) => return Ok((code, expires)),
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e),

@@ -8,6 +8,25 @@ use subtle::ConstantTimeEq;
 /// How long a pairing code lives.
 pub const CODE_TTL_SECS: i64 = 15 * 60;
 
+/// The name of the OS user running this process (from the user database, not `$USER`), or
+/// `uid N` when it has none.
+pub fn os_user_name() -> String {
+    // SAFETY: getpwuid_r writes into the buffers we own and hands back a pointer into them.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) == 0 && !out.is_null() && !pw.pw_name.is_null() {
+            let name = std::ffi::CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+        format!("uid {uid}")
+    }
+}
+
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }

@@ -43,7 +43,7 @@ async fn long_poll_returns_promptly_on_in_process_approval() {
     let started = Instant::now();
     let poll = spawn_poll(&s, &created);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+    s.state.approve_code(&code, &org.id, &u.id, &as_user(&u)).await.unwrap();
     let r = poll.await.unwrap();
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(400), "answered before the approval");
@@ -74,7 +74,7 @@ async fn long_poll_sees_an_approval_made_by_another_process() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     // A second connection on the same file, as the admin CLI would open: no in-process wake-up.
     let other = Store::open(&s.db_path).unwrap();
-    other.approve_code(&code, &org.id, &u.id, util::now()).unwrap();
+    other.approve_code(&code, &org.id, &u.id, &as_user(&u), util::now()).unwrap();
     let r = poll.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(3), "long poll took {:?}", started.elapsed());
     assert!(matches!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Approved(_)));
@@ -87,7 +87,7 @@ async fn approval_is_delivered_exactly_once() {
     let u = s.user("a@example.com", &[&org]);
     let created = s.create_code(&body_for(&new_key(), "box")).await;
     let code = vpd_proto::normalize_code(&created.code).unwrap();
-    s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+    s.state.approve_code(&code, &org.id, &u.id, &as_user(&u)).await.unwrap();
 
     let token = created.status_token.expose();
     let (a, b) = tokio::join!(s.status(&created.code, token, 0), s.status(&created.code, token, 0));
@@ -132,7 +132,7 @@ async fn wrong_token_unknown_code_and_expired_code() {
     assert_eq!(r.status(), 404);
     let org = s.org("Acme", "acme");
     let u = s.user("a@example.com", &[&org]);
-    assert!(s.state.approve_code("ZZZZXXXX", &org.id, &u.id).await.is_err());
+    assert!(s.state.approve_code("ZZZZXXXX", &org.id, &u.id, &as_user(&u)).await.is_err());
 }
 
 #[tokio::test]
@@ -151,7 +151,7 @@ async fn claim_of_a_minted_code_pairs_once() {
     let s = start().await;
     let org = s.org("Acme", "acme");
     let u = s.user("a@example.com", &[&org]);
-    let (code, _) = s.state.mint_code(&org.id, &u.id).await.unwrap();
+    let (code, _) = s.state.mint_code(&org.id, &u.id, &as_user(&u)).await.unwrap();
     let shown = vpd_proto::format_code(&code);
     let key = new_key();
     let r = s.http.post(s.at(&format!("/api/pairing-codes/{shown}/claim"))).json(&body_for(&key, "ci-runner")).send().await.unwrap();
@@ -310,7 +310,7 @@ async fn cancel_makes_a_pending_code_unusable() {
     let r = s.cancel(&code, token).await;
     assert_eq!(r.status(), 404, "cancelling twice (canonical form of the code)");
     assert_eq!(error_code(r).await, "not_found");
-    assert!(matches!(s.state.approve_code(&code, &org.id, &u.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.state.approve_code(&code, &org.id, &u.id, &as_user(&u)).await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.state.deny_code(&code, &u.id).await, Err(StoreError::NotFound(_))));
     assert!(s.store().machines(&org.id).unwrap().is_empty());
 }
@@ -322,7 +322,7 @@ async fn cancel_after_an_undelivered_approval_revokes_the_target() {
     let u = s.user("a@example.com", &[&org]);
     let created = s.create_code(&body_for(&new_key(), "box")).await;
     let code = vpd_proto::normalize_code(&created.code).unwrap();
-    let p = s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+    let p = s.state.approve_code(&code, &org.id, &u.id, &as_user(&u)).await.unwrap();
 
     let r = s.cancel(&created.code, created.status_token.expose()).await;
     assert_eq!(r.status(), 200);
@@ -350,7 +350,7 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
     // Approved and delivered: the pairing stays active.
     let created = s.create_code(&body_for(&new_key(), "box")).await;
     let code = vpd_proto::normalize_code(&created.code).unwrap();
-    s.state.approve_code(&code, &org.id, &u.id).await.unwrap();
+    s.state.approve_code(&code, &org.id, &u.id, &as_user(&u)).await.unwrap();
     let a = match s.status(&created.code, created.status_token.expose(), 0).await.json::<PairingStatus>().await.unwrap() {
         PairingStatus::Approved(a) => *a,
         other => panic!("{other:?}"),
@@ -386,7 +386,7 @@ async fn cancel_of_delivered_denied_expired_minted_or_unknown_codes_is_404() {
     assert_eq!(error_code(r).await, "not_found");
 
     // Minted, unknown, malformed.
-    let (minted, _) = s.state.mint_code(&org.id, &u.id).await.unwrap();
+    let (minted, _) = s.state.mint_code(&org.id, &u.id, &as_user(&u)).await.unwrap();
     for c in [vpd_proto::format_code(&minted), "BCDF-GHJK".to_string(), "not-a-code".to_string()] {
         let r = s.cancel(&c, created.status_token.expose()).await;
         assert_eq!(r.status(), 404, "{c}");

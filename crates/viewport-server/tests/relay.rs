@@ -423,7 +423,7 @@ async fn handshake_refusals_are_close_codes() {
     assert_eq!(closed(&mut ws, Duration::from_secs(5)).await, (4403, "workspace_not_found".into()));
 
     // Revoked at connect (token minted before the revocation).
-    s.store().revoke(&org.id, &a.machine_id, "revoked", util::now()).unwrap();
+    s.store().revoke(&org.id, &a.machine_id, "revoked", &viewport_server::roles::Actor::cli(), util::now()).unwrap();
     let mut ws = open(&ep, &a.workspace_id, &a.runtime_target_id, Some(&token)).await;
     assert_eq!(closed(&mut ws, Duration::from_secs(5)).await, (4401, "revoked".into()));
     assert!(s.state.relay.is_empty());
@@ -436,7 +436,7 @@ async fn revocation_closes_live_connections_within_a_second() {
     // In-process (the Machines page's path).
     let (mut ws, _) = connect(&s, &key, &a).await;
     let t0 = Instant::now();
-    assert!(s.state.revoke(&org.id, &a.machine_id, "revoked").await.unwrap());
+    assert!(s.state.revoke(&org.id, &a.machine_id, "revoked", &viewport_server::roles::Actor::cli()).await.unwrap());
     assert_eq!(closed(&mut ws, Duration::from_secs(1)).await, (4401, "revoked".into()));
     assert!(t0.elapsed() < Duration::from_secs(1));
 
@@ -466,7 +466,7 @@ async fn revocation_closes_live_connections_within_a_second() {
     let (mut ws, _) = connect(&s, &key2, &b).await;
     let cli = viewport_server::store::Store::open(&s.db_path).unwrap();
     let t0 = Instant::now();
-    assert!(cli.revoke(&org.id, &b.runtime_target_id, "revoked", util::now()).unwrap());
+    assert!(cli.revoke(&org.id, &b.runtime_target_id, "revoked", &viewport_server::roles::Actor::cli(), util::now()).unwrap());
     assert_eq!(closed(&mut ws, Duration::from_secs(1)).await, (4401, "revoked".into()));
     eprintln!("revoked from another connection → closed in {:?}", t0.elapsed());
 }
@@ -486,7 +486,9 @@ async fn member_removal_closes_only_that_members_connections() {
     let (mut w2, _) = connect(&s, &kb, &alice_two).await;
     let (mut w3, _) = connect(&s, &kc, &bob_one).await;
 
-    assert_eq!(s.state.remove_member(&one.id, &alice.id).await.unwrap(), 1);
+    // Alice, the first member, owns One; a second owner lets her be removed.
+    s.store().set_role(&one.id, &bob.id, viewport_server::roles::Role::Owner, &viewport_server::roles::Actor::cli(), 0).unwrap();
+    assert_eq!(s.state.remove_member(&one.id, &alice.id, &viewport_server::roles::Actor::cli()).await.unwrap(), 1);
     assert_eq!(closed(&mut w1, Duration::from_secs(1)).await, (4401, "revoked".into()));
     // The others stay connected and working.
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -91,7 +91,7 @@ async fn credential_errors_map_to_401_403_404() {
     assert_eq!((r.status().as_u16(), error_code(r).await.as_str()), (401, "invalid_credential"));
 
     // Revoke through the store (as the admin CLI does), by machine id.
-    assert!(s.store().revoke(&org.id, &a.machine_id, "revoked", util::now()).unwrap());
+    assert!(s.store().revoke(&org.id, &a.machine_id, "revoked", &viewport_server::roles::Actor::cli(), util::now()).unwrap());
     let r = s.relay_token(&a).await;
     assert_eq!((r.status().as_u16(), error_code(r).await.as_str()), (403, "revoked"));
     // A wrong credential for a revoked target still says 401, not 403.
@@ -126,6 +126,8 @@ async fn member_removal_revokes_only_their_pairings_in_that_org() {
     let alice_two = s.pair(&new_key(), &two, &alice).await;
     let bob_one = s.pair(&new_key(), &one, &bob).await;
 
+    // Alice, the first member, owns One; a second owner lets her be removed.
+    s.store().set_role(&one.id, &bob.id, viewport_server::roles::Role::Owner, &viewport_server::roles::Actor::cli(), 0).unwrap();
     assert_eq!(s.store().remove_member(&one.id, &alice.id, util::now()).unwrap(), 1);
     assert_eq!(s.relay_token(&alice_one).await.status(), 403);
     assert_eq!(s.relay_token(&alice_two).await.status(), 200, "the other org is untouched");
@@ -166,7 +168,7 @@ async fn last_seen_is_null_until_the_first_successful_relay_token() {
     assert!((seen - util::now()).abs() <= 5);
 
     // A claimed ("Add machine") code is not seen at pairing time either.
-    let (code, _) = s.state.mint_code(&org.id, &u.id).await.unwrap();
+    let (code, _) = s.state.mint_code(&org.id, &u.id, &as_user(&u)).await.unwrap();
     let r = s.http.post(s.at(&vpd_proto::paths::pairing_claim(&code))).json(&body_for(&new_key(), "ci")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let ci = s.store().machines(&org.id).unwrap().into_iter().find(|m| m.name == "ci").unwrap();

@@ -356,7 +356,7 @@ async fn deny_of_an_unknown_used_or_decided_code_is_the_same_404_page() {
     assert_eq!(used.len(), 1);
     let created = s.create_code(&body_for(&new_key(), "box")).await;
     let code = vpd_proto::normalize_code(&created.code).unwrap();
-    s.state.approve_code(&code, &acme.id, &u.id).await.unwrap();
+    s.state.approve_code(&code, &acme.id, &u.id, &as_user(&u)).await.unwrap();
     assert_eq!(s.status(&created.code, created.status_token.expose(), 0).await.status(), 200);
     assert_unusable_page(post_pair(&s, &cookie, &csrf, &created.code, &acme.id, "deny").await, "used").await;
 
@@ -368,7 +368,7 @@ async fn deny_of_an_unknown_used_or_decided_code_is_the_same_404_page() {
     assert_eq!(r.json::<PairingStatus>().await.unwrap(), PairingStatus::Denied);
 
     // A minted code is not a daemon's request.
-    let (minted, _) = s.state.mint_code(&acme.id, &u.id).await.unwrap();
+    let (minted, _) = s.state.mint_code(&acme.id, &u.id, &as_user(&u)).await.unwrap();
     assert_unusable_page(post_pair(&s, &cookie, &csrf, &vpd_proto::format_code(&minted), &acme.id, "deny").await, "minted").await;
     assert_eq!(s.relay_token(&a).await.status(), 200);
 }

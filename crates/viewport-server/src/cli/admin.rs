@@ -2,6 +2,7 @@
 //! runs (WAL + busy timeout). Every error says how to fix it.
 
 use super::*;
+use crate::roles::Actor;
 use crate::store::{SessionRow, Store, StoreError, User, Workspace};
 use crate::{auth, util};
 use anyhow::{anyhow, bail, Context};
@@ -13,21 +14,47 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let out = Out { json: args.json };
     match args.command {
         AdminCommand::User(UserCommand::Create { email, password_stdin }) => user_create(&store, &out, &email, password_stdin),
-        AdminCommand::Org(OrgCommand::Create { name, slug }) => org_create(&store, &out, &name, &slug),
+        AdminCommand::Org(OrgCommand::Create { name, slug, owner }) => org_create(&store, &out, &name, &slug, owner.as_deref()),
         AdminCommand::Org(OrgCommand::List) => {
             let all = store.all_workspaces()?;
             let human = all.iter().map(|w| format!("{}  {:<20} {}", w.id, w.slug, w.name)).collect::<Vec<_>>().join("\n");
             out.print(&human, json!(all.iter().map(ws_json).collect::<Vec<_>>()))
         }
-        AdminCommand::Member(MemberCommand::Add { org, user }) => {
+        AdminCommand::Member(MemberCommand::Add { org, user, role }) => {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
-            let added = store.add_member(&ws.id, &u.id, util::now())?;
+            let (added, role) = store.add_member_as(&ws.id, &u.id, role, &Actor::cli(), util::now())?;
             let human = if added {
-                format!("added {} to {} ({})", u.email, ws.name, ws.slug)
+                format!("added {} to {} ({}) as {role}", u.email, ws.name, ws.slug)
             } else {
-                format!("{} was already a member of {} ({})", u.email, ws.name, ws.slug)
+                format!(
+                    "{} was already a member of {} ({}), as {role}; change it with `viewport-server admin member role --org {} --user {} ROLE`",
+                    u.email, ws.name, ws.slug, ws.slug, u.email
+                )
             };
-            out.print(&human, json!({"workspace_id": ws.id, "user": u.email, "added": added}))
+            out.print(&human, json!({"workspace_id": ws.id, "user": u.email, "added": added, "role": role.as_str()}))
+        }
+        AdminCommand::Member(MemberCommand::Role { org, user, role }) => {
+            let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
+            let from = match store.set_role(&ws.id, &u.id, role, &Actor::cli(), util::now()) {
+                Ok(from) => from,
+                Err(StoreError::NotFound(_)) => {
+                    bail!(
+                        "{} is not a member of {}; add them with `viewport-server admin member add --org {} --user {} --role {role}`",
+                        u.email,
+                        ws.slug,
+                        ws.slug,
+                        u.email
+                    )
+                }
+                Err(StoreError::Conflict(m)) => bail!("{m} (`viewport-server admin member role --org {} --user OTHER owner`)", ws.slug),
+                Err(e) => return Err(e.into()),
+            };
+            let human = if from == role {
+                format!("{} is already {role} in {}", u.email, ws.slug)
+            } else {
+                format!("{} is now {role} in {} (was {from})", u.email, ws.slug)
+            };
+            out.print(&human, json!({"workspace_id": ws.id, "user": u.email, "role": role.as_str(), "previous_role": from.as_str()}))
         }
         AdminCommand::Member(MemberCommand::Remove { org, user }) => {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
@@ -36,6 +63,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 Err(StoreError::NotFound(_)) => {
                     bail!("{} is not a member of {}; see `viewport-server admin member list --org {}`", u.email, ws.slug, ws.slug)
                 }
+                Err(StoreError::Conflict(m)) => bail!("{m} (`viewport-server admin member role --org {} --user OTHER owner`)", ws.slug),
                 Err(e) => return Err(e.into()),
             };
             out.print(
@@ -46,15 +74,17 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Member(MemberCommand::List { org }) => {
             let ws = workspace(&store, &org)?;
             let members = store.members(&ws.id)?;
-            let human = members.iter().map(|m| m.email.clone()).collect::<Vec<_>>().join("\n");
-            let j: Vec<_> =
-                members.iter().map(|m| json!({"user_id": m.user_id, "email": m.email, "joined_at": util::rfc3339(m.joined_at)})).collect();
+            let human = members.iter().map(|m| format!("{:<7} {}", m.role.as_str(), m.email)).collect::<Vec<_>>().join("\n");
+            let j: Vec<_> = members
+                .iter()
+                .map(|m| json!({"user_id": m.user_id, "email": m.email, "role": m.role.as_str(), "joined_at": util::rfc3339(m.joined_at)}))
+                .collect();
             out.print(&human, json!(j))
         }
         AdminCommand::Machine(MachineCommand::List { org }) => machine_list(&store, &out, &org),
         AdminCommand::Machine(MachineCommand::Revoke { org, machine_id }) => {
             let ws = workspace(&store, &org)?;
-            let changed = match store.revoke(&ws.id, &machine_id, "revoked", util::now()) {
+            let changed = match store.revoke(&ws.id, &machine_id, "revoked", &Actor::cli(), util::now()) {
                 Ok(c) => c,
                 Err(StoreError::NotFound(_)) => {
                     bail!("no machine {machine_id} in {}; see `viewport-server admin machine list --org {}`", ws.slug, ws.slug)
@@ -67,7 +97,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Pairing(PairingCommand::Approve { code, org, user }) => {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
             let c = vpd_proto::normalize_code(&code).ok_or_else(|| anyhow!("{code:?} is not a pairing code (expected XXXX-XXXX)"))?;
-            let p = match store.approve_code(&c, &ws.id, &u.id, util::now()) {
+            let p = match store.approve_code(&c, &ws.id, &u.id, &Actor::cli(), util::now()) {
                 Ok(p) => p,
                 Err(StoreError::NotFound(_)) => bail!("no pending pairing code {code}; run `vpd pair` again for a new one"),
                 Err(StoreError::Gone(m)) => bail!("{m}; run `vpd pair` again for a new code"),
@@ -86,10 +116,28 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             )
         }
         AdminCommand::Session(SessionCommand::List { org }) => session_list(&store, &out, &org),
+        AdminCommand::Audit(AuditCommand::List { org }) => {
+            let ws = workspace(&store, &org)?;
+            let entries = store.audit_log(&ws.id, usize::MAX >> 1)?;
+            let human = if entries.is_empty() {
+                format!("nothing in the audit log of {} yet", ws.slug)
+            } else {
+                entries
+                    .iter()
+                    .map(|e| format!("{}  {:<22} {:<20} {}  {}", util::rfc3339(e.at), e.actor, e.action, e.subject, e.detail))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let j: Vec<_> = entries
+                .iter()
+                .map(|e| json!({"id": e.id, "at": util::rfc3339(e.at), "actor": e.actor, "action": e.action, "subject": e.subject, "detail": e.detail}))
+                .collect();
+            out.print(&human, json!(j))
+        }
         AdminCommand::Session(SessionCommand::Show { session_id, raw }) => session_show(&store, &out, &session_id, raw),
         AdminCommand::Pairing(PairingCommand::Mint { org, user }) => {
             let (ws, u) = (workspace(&store, &org)?, user_by_email(&store, &user)?);
-            let (code, expires) = match crate::mint_code(&store, &ws.id, &u.id) {
+            let (code, expires) = match crate::mint_code(&store, &ws.id, &u.id, &Actor::cli()) {
                 Ok(v) => v,
                 Err(StoreError::Forbidden(_)) => bail!(
                     "{} is not a member of {}; add them first with `viewport-server admin member add --org {} --user {}`",
@@ -163,11 +211,12 @@ fn user_create(store: &Store, out: &Out, email: &str, password_stdin: bool) -> a
     out.print(&format!("created user {} ({})", user.email, user.id), json!({"id": user.id, "email": user.email}))
 }
 
-fn org_create(store: &Store, out: &Out, name: &str, slug: &str) -> anyhow::Result<()> {
+fn org_create(store: &Store, out: &Out, name: &str, slug: &str, owner: Option<&str>) -> anyhow::Result<()> {
     let name = name.trim();
     util::validate_name("the workspace name", name).map_err(|m| anyhow!(m))?;
     util::validate_slug(slug).map_err(|m| anyhow!(m))?;
-    let ws = match store.create_workspace(name, slug, util::now()) {
+    let owner = owner.map(|e| user_by_email(store, e)).transpose()?;
+    let ws = match store.create_workspace_as(name, slug, owner.as_ref().map(|u| u.id.as_str()), &Actor::cli(), util::now()) {
         Ok(w) => w,
         Err(StoreError::Conflict(m)) => bail!("{m}; pick another --slug"),
         Err(e) => return Err(e.into()),

@@ -98,6 +98,24 @@ pub enum AdminCommand {
     /// Recorded sessions (what the relay stored).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// The audit log: who did what and when in a workspace.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// List a workspace's audit log, newest first (admin-CLI actions show as `cli:<os user>`).
+    #[command(after_help = "Example:\n  viewport-server admin audit list --org acme --json")]
+    List {
+        /// Workspace id or slug.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<crate::roles::Role, String> {
+    s.parse()
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,10 +149,14 @@ pub enum UserCommand {
 #[derive(Subcommand, Debug)]
 pub enum OrgCommand {
     /// Create a workspace; prints its id.
+    #[command(after_help = "Example:\n  viewport-server admin org create 'Acme Engineering' --slug acme --owner ann@example.com")]
     Create {
         name: String,
         #[arg(long)]
         slug: String,
+        /// An existing user who becomes the workspace's owner (else the first member added).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
     },
     /// List every workspace.
     List,
@@ -143,6 +165,7 @@ pub enum OrgCommand {
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Add an existing user to a workspace.
+    #[command(after_help = "Example:\n  viewport-server admin member add --org acme --user bob@example.com --role admin")]
     Add {
         /// Workspace id or slug.
         #[arg(long)]
@@ -150,6 +173,20 @@ pub enum MemberCommand {
         /// The user's email.
         #[arg(long)]
         user: String,
+        /// owner, admin or member (default: member; owner for a workspace that has none yet).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<crate::roles::Role>,
+    },
+    /// Change a member's role (a workspace always keeps an owner).
+    #[command(after_help = "Example:\n  viewport-server admin member role --org acme --user bob@example.com owner")]
+    Role {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        user: String,
+        /// owner, admin or member.
+        #[arg(value_parser = parse_role)]
+        role: crate::roles::Role,
     },
     /// Remove a user from a workspace; revokes every machine they paired there.
     Remove {

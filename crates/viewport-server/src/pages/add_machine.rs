@@ -1,7 +1,7 @@
 //! `/orgs/{slug}/add-machine`: mint a code for `vpd pair CODE`.
 
 use super::layout::{org_tabs, page};
-use super::{member_org, require_session, PageErr, PageResult};
+use super::{member_org_role, require_session, PageErr, PageResult};
 use crate::auth::MaybeSession;
 use crate::{util, AppState};
 use axum::extract::{Form, Path, State};
@@ -12,10 +12,10 @@ use serde::Deserialize;
 
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>) -> PageResult {
     let s = require_session(session, &uri)?;
-    let ws = member_org(&state, &s, &slug).await?;
+    let (ws, role) = member_org_role(&state, &s, &slug).await?;
     Ok(page(&format!("Add machine · {}", ws.name), Some(&s), html! {
         h1 { (ws.name) }
-        (org_tabs(&ws.slug, "add-machine"))
+        (org_tabs(&ws.slug, "add-machine", role))
         div.card {
             p { "Make a one-time code, then run " code { "vpd pair CODE" } " on the machine. The code is valid for 15 minutes and pairs the machine as you." }
             form method="post" action=(format!("/orgs/{}/add-machine", ws.slug)) {
@@ -38,15 +38,15 @@ pub async fn mint(State(state): State<AppState>, session: MaybeSession, uri: Uri
     if !s.csrf_ok(&f.csrf) {
         return Err(PageErr::csrf());
     }
-    let ws = member_org(&state, &s, &slug).await?;
-    let (code, expires) = state.mint_code(&ws.id, &s.user.id).await?;
+    let (ws, role) = member_org_role(&state, &s, &slug).await?;
+    let (code, expires) = state.mint_code(&ws.id, &s.user.id, &s.actor()).await?;
     let shown = vpd_proto::format_code(&code);
     Ok(page(
         &format!("Add machine · {}", ws.name),
         Some(&s),
         html! {
             h1 { (ws.name) }
-            (org_tabs(&ws.slug, "add-machine"))
+            (org_tabs(&ws.slug, "add-machine", role))
             div.card {
                 p { "Run this on the machine to pair it with " strong { (ws.name) } ":" }
                 p.code { (shown) }

@@ -30,6 +30,8 @@ button { font:inherit; padding:.45rem 1rem; border-radius:6px; border:1px solid 
 button.secondary { background:#fff; color:var(--fg); border-color:var(--line); }
 button.danger { background:#fff; color:var(--bad); border-color:var(--bad); }
 .actions { display:flex; gap:.6rem; margin-top:1rem; }
+form.inline { display:flex; gap:.5rem; align-items:center; flex-wrap:wrap; }
+form.inline select { width:auto; }
 .muted { color:var(--muted); }
 .error { color:var(--bad); }
 .state-active { color:var(--ok); }
@@ -114,8 +116,12 @@ pub async fn stylesheet() -> Response {
 }
 
 /// The tabs of an org's pages.
-pub fn org_tabs(slug: &str, here: &str) -> Markup {
-    let tabs = [("machines", "Machines"), ("sessions", "Sessions"), ("members", "Members"), ("add-machine", "Add machine")];
+/// The org's tabs; Audit only for a role that may read it.
+pub fn org_tabs(slug: &str, here: &str, role: crate::roles::Role) -> Markup {
+    let mut tabs = vec![("machines", "Machines"), ("sessions", "Sessions"), ("members", "Members"), ("add-machine", "Add machine")];
+    if crate::roles::may(role, crate::roles::Cap::ViewAudit) {
+        tabs.push(("audit", "Audit"));
+    }
     html! {
         nav.tabs {
             @for (path, label) in tabs {

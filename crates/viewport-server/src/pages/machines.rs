@@ -1,9 +1,9 @@
 //! `/orgs/{slug}/machines`: the org's paired machines, with Revoke.
 
 use super::layout::{org_tabs, page};
-use super::{member_org, require_session, see_other, PageErr, PageResult};
+use super::{member_org, member_org_role, refused_change, require_session, see_other, PageErr, PageResult};
 use crate::auth::MaybeSession;
-use crate::store::StoreError;
+use crate::roles;
 use crate::{util, AppState};
 use axum::extract::{Form, Path, State};
 use axum::http::Uri;
@@ -13,12 +13,12 @@ use serde::Deserialize;
 
 pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>) -> PageResult {
     let s = require_session(session, &uri)?;
-    let ws = member_org(&state, &s, &slug).await?;
+    let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let rows = state.db(move |st| st.machines(&wid)).await?;
     Ok(page(&format!("Machines · {}", ws.name), Some(&s), html! {
         h1 { (ws.name) }
-        (org_tabs(&ws.slug, "machines"))
+        (org_tabs(&ws.slug, "machines", role))
         @if rows.is_empty() {
             div.card { p { "No machines yet. Run " code { "vpd pair --org " (ws.slug) } " on a machine, or use " a href=(format!("/orgs/{}/add-machine", ws.slug)) { "Add machine" } "." } }
         } @else {
@@ -39,10 +39,12 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                             } @else {
                                 td.state-active data-label="State" { "active" }
                                 td {
+                                    @if roles::may(role, roles::cap_for_revoke(m.paired_by_id == s.user.id)) {
                                     form method="post" action=(format!("/orgs/{}/machines/revoke", ws.slug)) {
                                         input type="hidden" name="csrf" value=(s.csrf());
                                         input type="hidden" name="machine_id" value=(m.machine_id);
                                         button.danger type="submit" { "Revoke" }
+                                    }
                                     }
                                 }
                             }
@@ -75,12 +77,7 @@ pub async fn revoke(
         return Err(PageErr::csrf());
     }
     let ws = member_org(&state, &s, &slug).await?;
-    let wid = ws.id.clone();
-    match state.revoke(&wid, &f.machine_id, "revoked").await {
-        Ok(_) => {}
-        Err(StoreError::NotFound(_)) => return Err(PageErr::not_found()),
-        Err(e) => return Err(e.into()),
-    }
+    state.revoke(&ws.id, &f.machine_id, "revoked", &s.actor()).await.map_err(refused_change)?;
     tracing::info!(workspace = %ws.id, "machine revoked from the machines page");
     Ok(see_other(&format!("/orgs/{}/machines", ws.slug)))
 }

@@ -3,6 +3,7 @@
 //! (`name="csrf"`); the origin check lives in the router middleware.
 
 pub mod add_machine;
+pub mod audit;
 pub mod home;
 pub mod layout;
 pub mod machines;
@@ -12,6 +13,7 @@ pub mod sessions;
 pub mod signin;
 
 use crate::auth::{MaybeSession, Session};
+use crate::roles::Role;
 use crate::store::{StoreError, Workspace};
 use crate::{util, AppState};
 use axum::http::{StatusCode, Uri};
@@ -34,6 +36,8 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{slug}/members", get(members::list))
         .route("/orgs/{slug}/members/add", post(members::add))
         .route("/orgs/{slug}/members/remove", post(members::remove))
+        .route("/orgs/{slug}/members/role", post(members::set_role))
+        .route("/orgs/{slug}/audit", get(audit::list))
         .route("/orgs/{slug}/add-machine", get(add_machine::show).post(add_machine::mint))
         .route("/orgs/{slug}/sessions", get(sessions::list))
         .route("/orgs/{slug}/sessions/{id}", get(sessions::show))
@@ -107,8 +111,23 @@ pub fn safe_next(next: Option<&str>) -> String {
 /// The org named by `slug`, when the signed-in user is a member; 404 otherwise (a non-member
 /// cannot tell an org exists).
 pub async fn member_org(state: &AppState, session: &Session, slug: &str) -> Result<Workspace, PageErr> {
+    Ok(member_org_role(state, session, slug).await?.0)
+}
+
+/// [`member_org`] with the user's role there.
+pub async fn member_org_role(state: &AppState, session: &Session, slug: &str) -> Result<(Workspace, Role), PageErr> {
     let (u, s) = (session.user.id.clone(), slug.to_string());
     state.db(move |st| st.member_workspace_by_slug(&u, &s)).await?.ok_or_else(PageErr::not_found)
+}
+
+/// The page for a change the user's role does not allow (or that would leave no owner).
+pub fn refused_change(e: StoreError) -> PageErr {
+    match e {
+        StoreError::Forbidden(m) => PageErr::new(StatusCode::FORBIDDEN, "Not allowed", &format!("{m}. Ask an admin or an owner of this workspace.")),
+        StoreError::Conflict(m) => PageErr::new(StatusCode::CONFLICT, "Nothing changed", &m),
+        StoreError::NotFound(_) => PageErr::not_found(),
+        other => other.into(),
+    }
 }
 
 /// 303 See Other.

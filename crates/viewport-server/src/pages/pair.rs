@@ -151,7 +151,7 @@ pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: U
     };
     match f.action.as_str() {
         "approve" => {
-            let p = state.approve_code(&code, &f.workspace_id, &s.user.id).await.map_err(refused)?;
+            let p = state.approve_code(&code, &f.workspace_id, &s.user.id, &s.actor()).await.map_err(refused)?;
             tracing::info!(workspace = %p.workspace.id, machine = %p.machine_id, "pairing approved");
             Ok(page(
                 "Approved",

@@ -3,7 +3,7 @@
 //! same-origin script (`/session.js`) that polls `/orgs/{slug}/sessions/{id}/frames?after=SEQ`.
 
 use super::layout::{org_tabs, page};
-use super::{member_org, require_session, PageErr, PageResult};
+use super::{member_org, member_org_role, require_session, PageErr, PageResult};
 use crate::auth::MaybeSession;
 use crate::store::{FrameRow, SessionRow};
 use crate::{terminal, util, AppState};
@@ -67,12 +67,12 @@ fn state_label(r: &SessionRow) -> String {
 
 pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>) -> PageResult {
     let s = require_session(session, &uri)?;
-    let ws = member_org(&state, &s, &slug).await?;
+    let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let rows = state.db(move |st| st.sessions(&wid)).await?;
     Ok(page(&format!("Sessions · {}", ws.name), Some(&s), html! {
         h1 { (ws.name) }
-        (org_tabs(&ws.slug, "sessions"))
+        (org_tabs(&ws.slug, "sessions", role))
         @if rows.is_empty() {
             div.card { p { "No sessions recorded yet. Sessions appear here when a machine paired with this workspace runs " code { "vpd run" } " in a bound directory." } }
         } @else {
@@ -127,7 +127,7 @@ async fn org_session(state: &AppState, s: &crate::auth::Session, slug: &str, id:
 
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path((slug, id)): Path<(String, String)>) -> PageResult {
     let s = require_session(session, &uri)?;
-    let ws = member_org(&state, &s, &slug).await?;
+    let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let r = org_session(&state, &s, &slug, &id).await?;
     let after = r.last_seq.saturating_sub(PAGE_FRAMES);
     let sid = r.id.clone();
@@ -136,7 +136,7 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let online = state.relay.is_online(&r.runtime_target_id);
     Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {
         h1 { (ws.name) }
-        (org_tabs(&ws.slug, "sessions"))
+        (org_tabs(&ws.slug, "sessions", role))
         div.card {
             dl {
                 dt { "Session" } dd.mono { (r.id) }

@@ -47,6 +47,11 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     Server { url, state, db_path, http, _dir: dir, task }
 }
 
+/// The actor of a change made as `u` (as the pages make it).
+pub fn as_user(u: &User) -> viewport_server::roles::Actor {
+    viewport_server::roles::Actor::User { id: u.id.clone(), email: u.email.clone() }
+}
+
 pub fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
@@ -110,7 +115,7 @@ impl Server {
     pub async fn pair(&self, key: &SigningKey, org: &Workspace, user: &User) -> vpd_proto::pairing::Approved {
         let created = self.create_code(&body_for(key, "box")).await;
         let code = vpd_proto::normalize_code(&created.code).unwrap();
-        self.state.approve_code(&code, &org.id, &user.id).await.unwrap();
+        self.state.approve_code(&code, &org.id, &user.id, &as_user(user)).await.unwrap();
         let r = self.status(&created.code, created.status_token.expose(), 0).await;
         assert_eq!(r.status(), 200);
         match r.json().await.unwrap() {

@@ -1,4 +1,5 @@
-//! All persistence. Every SQL statement of the server lives in this file, migrations included.
+//! All persistence. Every SQL statement of the server lives in this module (`mod.rs`, and
+//! `members.rs` for memberships, roles and the audit log), migrations included.
 //!
 //! The methods speak in domain operations (approve a code, deliver an approval, revoke a
 //! machine) rather than in rows, so a PostgreSQL backend could implement the same surface.
@@ -12,6 +13,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use ulid::Ulid;
+
+mod members;
+use crate::roles::{Actor, Role};
+use members::audit;
+pub use members::AuditEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +58,7 @@ pub struct Workspace {
 pub struct Member {
     pub user_id: String,
     pub email: String,
+    pub role: Role,
     pub joined_at: i64,
 }
 
@@ -185,7 +192,9 @@ pub struct MachineRow {
     pub os: String,
     pub arch: String,
     pub daemon_version: String,
+    /// The email of the member who paired it, and their user id.
     pub paired_by: String,
+    pub paired_by_id: String,
     pub paired_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
@@ -414,6 +423,25 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session_id, seq)
     ) WITHOUT ROWID;
     "#,
+    // 4: roles (SPEC A6) and the audit log. Each org's earliest member becomes its owner.
+    r#"
+    ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+        CHECK (role IN ('owner', 'admin', 'member'));
+    UPDATE memberships SET role = 'owner' WHERE rowid IN (
+        SELECT (SELECT m.rowid FROM memberships m WHERE m.workspace_id = w.id
+                ORDER BY m.created_at, m.rowid LIMIT 1)
+        FROM workspaces w);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_ws ON audit_log(workspace_id, id);
+    "#,
 ];
 
 /// The one handle on the database. Cheap to clone; calls are blocking (run them off the async
@@ -506,7 +534,9 @@ impl Store {
         let user = User { id: new_id(), email: email.to_string() };
         tx.execute("INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)", params![user.id, email, password_hash, now])?;
         let ws = insert_workspace(&tx, org_name, org_slug, now)?;
-        tx.execute("INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)", params![ws.id, user.id, now])?;
+        let actor = Actor::User { id: user.id.clone(), email: user.email.clone() };
+        audit(&tx, &ws.id, now, &actor, "org.created", &format!("{} ({})", ws.name, ws.slug), "first-run setup")?;
+        members::put_member(&tx, &ws.id, &user.id, Role::Owner, &actor, now)?;
         tx.commit()?;
         Ok((user, ws))
     }
@@ -514,8 +544,21 @@ impl Store {
     // ---- workspaces and memberships -----------------------------------------------------
 
     pub fn create_workspace(&self, name: &str, slug: &str, now: i64) -> Result<Workspace> {
-        let conn = self.conn();
-        insert_workspace(&conn, name, slug, now)
+        self.create_workspace_as(name, slug, None, &Actor::cli(), now)
+    }
+
+    /// Creates a workspace as `actor`, with `owner` (a user id) as its owner when given;
+    /// otherwise the first member added becomes owner.
+    pub fn create_workspace_as(&self, name: &str, slug: &str, owner: Option<&str>, actor: &Actor, now: i64) -> Result<Workspace> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ws = insert_workspace(&tx, name, slug, now)?;
+        audit(&tx, &ws.id, now, actor, "org.created", &format!("{} ({})", ws.name, ws.slug), "")?;
+        if let Some(owner) = owner {
+            members::put_member(&tx, &ws.id, owner, Role::Owner, actor, now)?;
+        }
+        tx.commit()?;
+        Ok(ws)
     }
 
     pub fn workspace_by_id(&self, id: &str) -> Result<Option<Workspace>> {
@@ -535,17 +578,19 @@ impl Store {
     }
 
     /// The workspace with this slug, only when `user_id` is a member (tenancy for pages).
-    pub fn member_workspace_by_slug(&self, user_id: &str, slug: &str) -> Result<Option<Workspace>> {
-        Ok(self
+    /// With the user's role there.
+    pub fn member_workspace_by_slug(&self, user_id: &str, slug: &str) -> Result<Option<(Workspace, Role)>> {
+        let row = self
             .conn()
             .query_row(
-                "SELECT w.id, w.name, w.slug FROM workspaces w
+                "SELECT w.id, w.name, w.slug, m.role FROM workspaces w
                  JOIN memberships m ON m.workspace_id = w.id
                  WHERE w.slug = ?1 AND m.user_id = ?2",
                 [slug, user_id],
-                ws_row,
+                |r| Ok((ws_row(r)?, r.get::<_, String>(3)?)),
             )
-            .optional()?)
+            .optional()?;
+        row.map(|(w, role)| Ok((w, role.parse::<Role>().map_err(|m| StoreError::Conflict(format!("a stored role is not valid: {m}")))?))).transpose()
     }
 
     pub fn workspaces_of_user(&self, user_id: &str) -> Result<Vec<Workspace>> {
@@ -562,52 +607,6 @@ impl Store {
     pub fn is_member(&self, workspace_id: &str, user_id: &str) -> Result<bool> {
         let conn = self.conn();
         is_member(&conn, workspace_id, user_id)
-    }
-
-    /// Adds a membership; `Ok(false)` when it already existed.
-    pub fn add_member(&self, workspace_id: &str, user_id: &str, now: i64) -> Result<bool> {
-        let n = self.conn().execute(
-            "INSERT INTO memberships (workspace_id, user_id, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO NOTHING",
-            params![workspace_id, user_id, now],
-        )?;
-        Ok(n == 1)
-    }
-
-    /// Removes a membership and revokes every runtime target that user approved in that
-    /// workspace (and only there). Returns how many pairings were revoked.
-    pub fn remove_member(&self, workspace_id: &str, user_id: &str, now: i64) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM memberships WHERE workspace_id = ?1 AND user_id = ?2", [workspace_id, user_id])?;
-        if n == 0 {
-            return Err(StoreError::NotFound("that user is not a member of this workspace".into()));
-        }
-        let revoked = tx.execute(
-            "UPDATE runtime_targets SET revoked_at = ?3, revoked_reason = 'member_removed'
-             WHERE workspace_id = ?1 AND approved_by = ?2 AND revoked_at IS NULL",
-            params![workspace_id, user_id, now],
-        )?;
-        // Codes the removed member minted there can no longer be claimed.
-        tx.execute(
-            "UPDATE pairing_codes SET state = 'consumed', decided_at = ?3
-             WHERE workspace_id = ?1 AND approved_by = ?2 AND state IN ('pending', 'approved')",
-            params![workspace_id, user_id, now],
-        )?;
-        tx.commit()?;
-        Ok(revoked)
-    }
-
-    pub fn members(&self, workspace_id: &str) -> Result<Vec<Member>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT u.id, u.email, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.workspace_id = ?1 ORDER BY u.email",
-        )?;
-        let rows = st
-            .query_map([workspace_id], |r| Ok(Member { user_id: r.get(0)?, email: r.get(1)?, joined_at: r.get(2)? }))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
     }
 
     // ---- web sessions -----------------------------------------------------------------
@@ -676,12 +675,17 @@ impl Store {
     }
 
     /// Stores an "Add machine" code minted by `user_id` (who must be a member) for a workspace.
-    pub fn insert_minted_code(&self, code: &str, workspace_id: &str, user_id: &str, now: i64, expires_at: i64) -> Result<()> {
-        let conn = self.conn();
-        if !is_member(&conn, workspace_id, user_id)? {
+    pub fn insert_minted_code(&self, code: &str, workspace_id: &str, user_id: &str, actor: &Actor, now: i64, expires_at: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !is_member(&tx, workspace_id, user_id)? {
             return Err(StoreError::Forbidden("that user is not a member of this workspace".into()));
         }
-        let n = conn.execute(
+        members::require(&tx, workspace_id, actor, crate::roles::Cap::MintOwnCode)?;
+        if actor.user_id().is_some_and(|a| a != user_id) {
+            return Err(StoreError::Forbidden("a code can be made only for oneself".into()));
+        }
+        let n = tx.execute(
             "INSERT INTO pairing_codes (code, kind, state, created_at, expires_at, workspace_id, approved_by)
              VALUES (?1, 'minted', 'pending', ?2, ?3, ?4, ?5)
              ON CONFLICT(code) DO NOTHING",
@@ -690,6 +694,9 @@ impl Store {
         if n == 0 {
             return Err(StoreError::Conflict("code taken".into()));
         }
+        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        audit(&tx, workspace_id, now, actor, "code.minted", &email, &format!("Add machine code, valid until {}", crate::util::rfc3339(expires_at)))?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -700,7 +707,8 @@ impl Store {
 
     /// Approves a pending device code for `workspace_id` as `user_id`: creates the install,
     /// machine and runtime target rows (the issue token comes later, at delivery).
-    pub fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str, now: i64) -> Result<Pairing> {
+    /// `actor` is who decided (the user on the page, or the admin CLI approving as `user_id`).
+    pub fn approve_code(&self, code: &str, workspace_id: &str, user_id: &str, actor: &Actor, now: i64) -> Result<Pairing> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let pc = load_code(&tx, code)?.filter(|c| c.kind == CodeKind::Device).ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
@@ -713,7 +721,18 @@ impl Store {
             return Err(StoreError::Forbidden("that user is not a member of this workspace".into()));
         }
         let machine = pc.machine.as_ref().ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
+        members::require(&tx, &ws.id, actor, crate::roles::Cap::ApproveOwnPairing)?;
         let pairing = insert_pairing(&tx, &ws, machine, user_id, None, now)?;
+        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        audit(
+            &tx,
+            &ws.id,
+            now,
+            actor,
+            "machine.paired",
+            &format!("{} ({})", pairing.machine_name, pairing.machine_id),
+            &format!("approved as {email}"),
+        )?;
         tx.execute(
             "UPDATE pairing_codes SET state = 'approved', workspace_id = ?2, approved_by = ?3,
                  runtime_target_id = ?4, decided_at = ?5
@@ -786,6 +805,10 @@ impl Store {
                      WHERE id = ?1 AND revoked_at IS NULL",
                     params![rt, now],
                 )?;
+                if let (Some(ws), Some(m)) = (pc.workspace_id.as_deref(), pc.machine.as_ref()) {
+                    let actor = Actor::Machine { name: m.name.clone() };
+                    audit(&tx, ws, now, &actor, "machine.revoked", &m.name, "the daemon cancelled before it received the approval")?;
+                }
                 Cancelled::Approval { runtime_target_id: rt }
             }
             _ => return Ok(None),
@@ -818,6 +841,17 @@ impl Store {
         }
         let ws = tx.query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [ws_id], ws_row)?;
         let pairing = insert_pairing(&tx, &ws, machine, user_id, Some(issue_token_hash), now)?;
+        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        let actor = Actor::Machine { name: machine.name.clone() };
+        audit(
+            &tx,
+            &ws.id,
+            now,
+            &actor,
+            "machine.paired",
+            &format!("{} ({})", pairing.machine_name, pairing.machine_id),
+            &format!("claimed a code made by {email}"),
+        )?;
         tx.execute(
             "UPDATE pairing_codes SET state = 'consumed', runtime_target_id = ?2, decided_at = ?3,
                  name = ?4, public_key = ?5, daemon_version = ?6, os = ?7, arch = ?8
@@ -857,24 +891,33 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the pairing named by its machine id or runtime target id, in this workspace.
+    /// Revokes the pairing named by its machine id or runtime target id, in this workspace, as
+    /// `actor` (a user needs to have paired it, or the role to revoke any machine).
     /// `Ok(false)` when it was already revoked; `NotFound` when there is no such machine here.
-    pub fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str, now: i64) -> Result<bool> {
+    pub fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str, actor: &Actor, now: i64) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM runtime_targets WHERE workspace_id = ?1 AND (id = ?2 OR machine_id = ?2)",
-            [workspace_id, machine_or_target_id],
-            |r| r.get(0),
-        )?;
-        if found == 0 {
+        let found: Vec<(String, String, String)> = {
+            let mut st = tx.prepare(
+                "SELECT t.approved_by, m.id, m.name FROM runtime_targets t JOIN machines m ON m.id = t.machine_id
+                 WHERE t.workspace_id = ?1 AND (t.id = ?2 OR t.machine_id = ?2)",
+            )?;
+            let rows =
+                st.query_map([workspace_id, machine_or_target_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        let Some((approved_by, machine_id, machine_name)) = found.into_iter().next() else {
             return Err(StoreError::NotFound(format!("no machine {machine_or_target_id} in this workspace")));
-        }
+        };
+        members::require(&tx, workspace_id, actor, crate::roles::cap_for_revoke(actor.user_id() == Some(approved_by.as_str())))?;
         let n = tx.execute(
             "UPDATE runtime_targets SET revoked_at = ?3, revoked_reason = ?4
              WHERE workspace_id = ?1 AND (id = ?2 OR machine_id = ?2) AND revoked_at IS NULL",
             params![workspace_id, machine_or_target_id, now, reason],
         )?;
+        if n > 0 {
+            audit(&tx, workspace_id, now, actor, "machine.revoked", &format!("{machine_name} ({machine_id})"), reason)?;
+        }
         tx.commit()?;
         Ok(n > 0)
     }
@@ -883,7 +926,7 @@ impl Store {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT m.id, t.id, m.name, m.os, m.arch, m.daemon_version, u.email, t.created_at,
-                    t.revoked_at, t.revoked_reason, m.last_seen_at
+                    t.revoked_at, t.revoked_reason, m.last_seen_at, t.approved_by
              FROM runtime_targets t
              JOIN machines m ON m.id = t.machine_id AND m.workspace_id = t.workspace_id
              JOIN users u ON u.id = t.approved_by
@@ -904,6 +947,7 @@ impl Store {
                     revoked_at: r.get(8)?,
                     revoked_reason: r.get(9)?,
                     last_seen_at: r.get(10)?,
+                    paired_by_id: r.get(11)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -1397,14 +1441,17 @@ mod tests {
         let u = s.create_user("a@example.com", "h", 0).unwrap();
         let w1 = s.create_workspace("One", "one", 0).unwrap();
         let w2 = s.create_workspace("Two", "two", 0).unwrap();
+        // w1's owner, so that `u` (a member there) can be removed.
+        let owner = s.create_user("o@example.com", "h", 0).unwrap();
+        s.add_member(&w1.id, &owner.id, 0).unwrap();
         s.add_member(&w1.id, &u.id, 0).unwrap();
         s.add_member(&w2.id, &u.id, 0).unwrap();
         s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
         s.insert_device_code("BCDFGHJL", b"h", &machine(), None, 0, 900).unwrap();
-        let p1 = s.approve_code("BCDFGHJK", &w1.id, &u.id, 1).unwrap();
-        let p2 = s.approve_code("BCDFGHJL", &w2.id, &u.id, 1).unwrap();
+        let p1 = s.approve_code("BCDFGHJK", &w1.id, &u.id, &Actor::cli(), 1).unwrap();
+        let p2 = s.approve_code("BCDFGHJL", &w2.id, &u.id, &Actor::cli(), 1).unwrap();
         assert_ne!(p1.machine_id, p2.machine_id);
-        assert!(matches!(s.approve_code("BCDFGHJK", &w1.id, &u.id, 2), Err(StoreError::Gone(_))));
+        assert!(matches!(s.approve_code("BCDFGHJK", &w1.id, &u.id, &Actor::cli(), 2), Err(StoreError::Gone(_))));
         assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_some());
         assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_none());
         assert_eq!(s.remove_member(&w1.id, &u.id, 3).unwrap(), 1);
@@ -1414,6 +1461,32 @@ mod tests {
         assert!(s.runtime_target(&w2.id, &p1.runtime_target_id).unwrap().is_none());
     }
 
+    #[test]
+    fn a_database_from_before_roles_makes_each_orgs_earliest_member_its_owner() {
+        let conn = Connection::open_in_memory().unwrap();
+        for m in &MIGRATIONS[..3] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO users VALUES ('u1', 'late@example.com', 'h', 0), ('u2', 'early@example.com', 'h', 0), ('u3', 'solo@example.com', 'h', 0);
+             INSERT INTO workspaces VALUES ('w1', 'One', 'one', 0), ('w2', 'Two', 'two', 0), ('w3', 'Empty', 'empty', 0);
+             INSERT INTO memberships VALUES ('w1', 'u1', 50), ('w1', 'u2', 10), ('w2', 'u3', 70), ('w2', 'u1', 70);",
+        )
+        .unwrap();
+        let s = Store::init(conn).unwrap();
+        assert_eq!(s.role_of("w1", "u2").unwrap(), Some(Role::Owner), "the earliest member of One");
+        assert_eq!(s.role_of("w1", "u1").unwrap(), Some(Role::Member));
+        // A tie goes to the row inserted first.
+        assert_eq!(s.role_of("w2", "u3").unwrap(), Some(Role::Owner));
+        assert_eq!(s.role_of("w2", "u1").unwrap(), Some(Role::Member));
+        // An org without members gets its owner from the first member added.
+        s.add_member("w3", "u1", 80).unwrap();
+        assert_eq!(s.role_of("w3", "u1").unwrap(), Some(Role::Owner));
+        s.add_member("w3", "u2", 90).unwrap();
+        assert_eq!(s.role_of("w3", "u2").unwrap(), Some(Role::Member));
+    }
+
     /// A store with one org, one member and one approved pairing.
     fn paired_store() -> (Store, Workspace, Pairing) {
         let s = Store::open_in_memory().unwrap();
@@ -1421,7 +1494,7 @@ mod tests {
         let w = s.create_workspace("One", "one", 0).unwrap();
         s.add_member(&w.id, &u.id, 0).unwrap();
         s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, 1).unwrap();
+        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, &Actor::cli(), 1).unwrap();
         (s, w, p)
     }
 
@@ -1487,8 +1560,8 @@ mod tests {
         let w = s.create_workspace("One", "one", 0).unwrap();
         s.add_member(&w.id, &u.id, 0).unwrap();
         s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &u.id, 900), Err(StoreError::Gone(_))));
+        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &u.id, &Actor::cli(), 900), Err(StoreError::Gone(_))));
         let stranger = s.create_user("b@example.com", "h", 0).unwrap();
-        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, 1), Err(StoreError::Forbidden(_))));
+        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, &Actor::cli(), 1), Err(StoreError::Forbidden(_))));
     }
 }
