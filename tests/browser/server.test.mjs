@@ -193,6 +193,10 @@ test('a person sets up the server, approves pairings, watches a session, manages
     page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations.push(f.url()); });
     vpdText('session', 'frame', sessionId, '--data', 'second line, live\r\n');
     await page.getByText('second line, live').waitFor({ timeout: 30000 });
+    // The page is a terminal screen: a carriage return overwrites, colours show.
+    vpdText('session', 'frame', sessionId, '--data', 'tests 10%\r\x1b[32mtests passed\x1b[0m\r\n');
+    await page.locator('pre#output span.f2', { hasText: 'tests passed' }).waitFor({ timeout: 30000 });
+    assert.ok(!(await page.locator('pre#output').textContent()).includes('10%'), 'the carriage return overwrote the progress');
     assert.deepEqual(navigations, [], 'the new output came without a reload');
     await look(page, 'server-09-session-live');
     vpdText('session', 'end', sessionId, '--exit-code', '0');

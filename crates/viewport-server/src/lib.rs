@@ -91,6 +91,8 @@ pub struct Inner {
     pub changes: Notify,
     /// The live relay connections.
     pub relay: relay::Registry,
+    /// Screens of the sessions being watched on their pages.
+    pub screens: terminal::Screens,
     setup_token: Mutex<Option<String>>,
     public_origin: String,
 }
@@ -116,6 +118,7 @@ impl AppState {
             keys,
             changes: Notify::new(),
             relay: relay::Registry::default(),
+            screens: terminal::Screens::default(),
             setup_token: Mutex::new(setup_token),
             public_origin,
         })))

@@ -27,6 +27,16 @@ pub fn os_user_name() -> String {
     }
 }
 
+/// Text stored from elsewhere (a machine's name, an agent, a directory), made safe to print on
+/// a terminal: control characters (C0, DEL, C1; escape sequences start with one) are shown as
+/// `\u{1b}` escapes, everything else as is.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+}
+
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
@@ -155,6 +165,13 @@ pub fn validate_password(pw: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("plain é €"), "plain é €");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\x1b[31mb\x07\u{9b}c\x7f"), r"a\u{1b}[31mb\u{7}\u{9b}c\u{7f}");
+    }
 
     #[test]
     fn codes_are_well_formed_and_vary() {

@@ -663,7 +663,8 @@ async fn session_pages_show_output_to_members_only() {
     let r = get(&s, &format!("/orgs/acme/sessions/{id}"), &member).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Bold &lt;script&gt;alert(1)&lt;/script&gt;\nsecond line"), "{html}");
+    assert!(html.contains(r#"<span class="tb">Bold &lt;script&gt;alert(1)&lt;/script&gt;</span>"#), "{html}");
+    assert!(html.contains("</span>\nsecond line\n"), "{html}");
     assert!(!html.contains("<script>alert") && !html.contains('\x1b'));
     assert!(html.contains(r#"src="/session.js""#), "live updates by a same-origin script");
     assert!(!html.contains("INPUT"), "input frames are not shown as output");
@@ -672,16 +673,20 @@ async fn session_pages_show_output_to_members_only() {
     assert_eq!(js.status(), 200);
     assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
 
-    // Frames after a seq, as JSON.
-    let r = get(&s, &format!("/orgs/acme/sessions/{id}/frames?after=1"), &member).await;
+    // A page that has shown up to seq 1 gets the whole screen as styled runs; one that is up
+    // to date gets "nothing changed".
+    let r = get(&s, &format!("/orgs/acme/sessions/{id}/frames?from=0&after=1"), &member).await;
     assert_eq!(r.status(), 200);
     let j: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(j["text"], "second line\n");
+    assert_eq!(j["changed"], true);
+    assert_eq!(j["lines"][0][0]["text"], "Bold <script>alert(1)</script>", "JSON carries text; the page sets it with textContent");
+    assert_eq!(j["lines"][0][0]["c"], "tb");
+    assert_eq!(j["lines"][1][0]["text"], "second line");
     assert_eq!(j["next"], 4);
     assert_eq!(j["ended"], false);
-    let r = get(&s, &format!("/orgs/acme/sessions/{id}/frames?after=4"), &member).await;
+    let r = get(&s, &format!("/orgs/acme/sessions/{id}/frames?from=0&after=4"), &member).await;
     let j: serde_json::Value = r.json().await.unwrap();
-    assert_eq!((j["text"].as_str(), j["next"].as_u64()), (Some(""), Some(4)));
+    assert_eq!((j["changed"].as_bool(), j["next"].as_u64(), j.get("lines")), (Some(false), Some(4), None));
 
     // Tenancy: 404 for a non-member, and for this session under another org.
     for path in ["/orgs/acme/sessions".to_string(), format!("/orgs/acme/sessions/{id}"), format!("/orgs/acme/sessions/{id}/frames?after=0")] {
@@ -698,4 +703,61 @@ async fn session_pages_show_output_to_members_only() {
     let html = get(&s, "/orgs/acme/machines", &member).await.text().await.unwrap();
     assert!(html.contains("online"), "{html}");
     let _ = org;
+}
+
+#[tokio::test]
+async fn the_session_page_is_a_screen_fed_across_batches_and_resizes() {
+    let Setup { s, key, a, .. } = setup().await;
+    let member = sign_in(&s, "a@example.com").await;
+    let (mut ws, _) = connect(&s, &key, &a).await;
+    let id = sid();
+    send(&mut ws, &start_msg(&id)).await;
+    let resize = |seq: u64, size: &[u8]| DaemonMsg::Frame {
+        session_id: id.clone(),
+        seq,
+        ts: "t".into(),
+        kind: vpd_proto::relay::FrameKind::Resize,
+        data: b64(size),
+    };
+    let long = "w".repeat(100);
+    // A colour sequence split across frames, a progress line overwritten by carriage returns,
+    // and a 100-column line on a screen resized to 120 columns.
+    send(&mut ws, &resize(1, b"120x30")).await;
+    send(&mut ws, &frame(&id, 2, b"build \x1b[3")).await;
+    send(&mut ws, &frame(&id, 3, b"2mok\x1b[0m 10%\r")).await;
+    acked_to(&mut ws, &id, 3).await;
+    let page = get(&s, &format!("/orgs/acme/sessions/{id}"), &member).await.text().await.unwrap();
+    assert!(page.contains(r#"build <span class="f2">ok</span> 10%"#), "{page}");
+    assert!(page.contains(r#"data-next="3""#) && page.contains(r#"data-from="0""#));
+    // The next poll continues the same screen: the carriage return lets "done" overwrite.
+    send(&mut ws, &frame(&id, 4, format!("done        \r\n{long}\r\n").as_bytes())).await;
+    acked_to(&mut ws, &id, 4).await;
+    let j: serde_json::Value = get(&s, &format!("/orgs/acme/sessions/{id}/frames?from=0&after=3"), &member).await.json().await.unwrap();
+    let lines: Vec<String> =
+        j["lines"].as_array().unwrap().iter().map(|l| l.as_array().unwrap().iter().map(|r| r["text"].as_str().unwrap()).collect()).collect();
+    assert_eq!(lines, vec!["done".to_string(), long.clone()], "one 100-column line at 120 columns");
+    // The admin CLI prints the same screen as text.
+    let o = admin(&s.db_path, &["session", "show", &id]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.ends_with(&format!("done\n{long}\n")), "{text}");
+}
+
+#[tokio::test]
+async fn the_admin_cli_escapes_stored_text_it_prints() {
+    // Rows written before the text rules existed (or by hand) may hold escape sequences.
+    let Setup { s, key, a, .. } = setup().await;
+    let id = record(&s, &key, &a, &[b"out\r\n"]).await;
+    let db = rusqlite::Connection::open(&s.db_path).unwrap();
+    db.execute("UPDATE relay_sessions SET agent = ?1, directory = ?2", ["claude\x1b]0;pwned\x07", "/tmp/\x1b[2J\u{9b}x"]).unwrap();
+    db.execute("UPDATE machines SET name = ?1", ["box\x1b[31m"]).unwrap();
+    for args in [vec!["session", "list", "--org", "acme"], vec!["session", "show", id.as_str()], vec!["machine", "list", "--org", "acme"]] {
+        let o = admin(&s.db_path, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{args:?} printed a control character: {out:?}");
+        assert!(out.contains(r"\u{1b}"), "{args:?}: the escape is shown, not run: {out}");
+    }
+    // --raw alone prints frame bytes unchanged.
+    let raw = admin(&s.db_path, &["session", "show", &id, "--raw"]);
+    assert_eq!(raw.stdout, b"out\r\n");
 }

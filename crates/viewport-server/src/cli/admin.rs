@@ -124,7 +124,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             } else {
                 entries
                     .iter()
-                    .map(|e| format!("{}  {:<22} {:<20} {}  {}", util::rfc3339(e.at), e.actor, e.action, e.subject, e.detail))
+                    .map(|e| {
+                        let (who, what, detail) = (util::printable(&e.actor), util::printable(&e.subject), util::printable(&e.detail));
+                        format!("{}  {:<22} {:<20} {what}  {detail}", util::rfc3339(e.at), who, e.action)
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             };
@@ -253,7 +256,14 @@ fn machine_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
             .map(|m| {
                 let state = if m.revoked_at.is_some() { "revoked" } else { "active" };
                 let seen = m.last_seen_at.map(util::rfc3339).unwrap_or_else(|| "never".into());
-                format!("{}  {:<24} {:<8} {}  paired by {}  last seen {seen}", m.machine_id, m.name, state, util::rfc3339(m.paired_at), m.paired_by)
+                format!(
+                    "{}  {:<24} {:<8} {}  paired by {}  last seen {seen}",
+                    m.machine_id,
+                    util::printable(&m.name),
+                    state,
+                    util::rfc3339(m.paired_at),
+                    m.paired_by
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -305,9 +315,9 @@ fn session_list(store: &Store, out: &Out, org: &str) -> anyhow::Result<()> {
                 format!(
                     "{}  {:<20} {:<12} {:<24} {}  {} frames, {} gaps  {}",
                     r.id,
-                    r.machine_name,
-                    r.agent,
-                    r.directory,
+                    util::printable(&r.machine_name),
+                    util::printable(&r.agent),
+                    util::printable(&r.directory),
                     util::rfc3339(r.started_at),
                     r.frame_count,
                     r.gap_count,
@@ -327,16 +337,18 @@ fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result
     if raw {
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
-        store.for_each_output(&r.id, |b| w.write_all(b))?;
+        store.for_each_frame(&r.id, |_, kind, b| if kind == "output" { w.write_all(b) } else { Ok(()) })?;
         w.flush()?;
         return Ok(());
     }
-    let mut bytes = Vec::new();
-    store.for_each_output(&r.id, |b| {
-        bytes.extend_from_slice(b);
-        Ok(())
-    })?;
     if out.json {
+        let mut bytes = Vec::new();
+        store.for_each_frame(&r.id, |_, kind, b| {
+            if kind == "output" {
+                bytes.extend_from_slice(b);
+            }
+            Ok(())
+        })?;
         use base64::Engine;
         let j = json!({
             "session": session_json(&r),
@@ -349,10 +361,10 @@ fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result
         r.id,
         r.workspace_slug,
         r.workspace_id,
-        r.machine_name,
+        util::printable(&r.machine_name),
         r.machine_id,
-        r.agent,
-        r.directory,
+        util::printable(&r.agent),
+        util::printable(&r.directory),
         util::rfc3339(r.started_at),
         match r.ended_at {
             Some(t) => format!("{} at {}", session_state(&r), util::rfc3339(t)),
@@ -361,7 +373,14 @@ fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result
         r.frame_count,
         r.gap_count,
     );
-    human.push_str(&crate::terminal::to_text(&bytes));
+    // The output as a terminal would show it (carriage returns, clears and resizes applied),
+    // with every line that scrolled by: only printable characters come out.
+    let mut screen = crate::terminal::Screen::new(0, usize::MAX >> 8);
+    store.for_each_frame(&r.id, |seq, kind, b| {
+        screen.feed(seq, kind, b);
+        Ok(())
+    })?;
+    human.push_str(&screen.text());
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(human.as_bytes())?;
     if !human.ends_with('\n') {

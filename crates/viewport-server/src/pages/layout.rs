@@ -112,10 +112,10 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 pub async fn stylesheet() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET).into_response()
+    static CSS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{STYLESHEET}{}", crate::terminal::palette_css()));
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS.as_str()).into_response()
 }
 
-/// The tabs of an org's pages.
 /// The org's tabs; Audit only for a role that may read it.
 pub fn org_tabs(slug: &str, here: &str, role: crate::roles::Role) -> Markup {
     let mut tabs = vec![("machines", "Machines"), ("sessions", "Sessions"), ("members", "Members"), ("add-machine", "Add machine")];

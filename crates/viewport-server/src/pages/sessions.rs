@@ -5,8 +5,9 @@
 use super::layout::{org_tabs, page};
 use super::{member_org, member_org_role, require_session, PageErr, PageResult};
 use crate::auth::MaybeSession;
-use crate::store::{FrameRow, SessionRow};
-use crate::{terminal, util, AppState};
+use crate::store::SessionRow;
+use crate::terminal::Line;
+use crate::{util, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
@@ -19,24 +20,48 @@ const PAGE_FRAMES: u64 = 20_000;
 /// Most frames one poll of the frames endpoint returns.
 const POLL_FRAMES: usize = 2_000;
 
-pub const SESSION_JS: &str = r#"// Keeps a session page's output up to date (same origin, no inline script).
+pub const SESSION_JS: &str = r#"// Keeps a session page's screen up to date (same origin, no inline script). The server
+// runs the screen emulator; this only redraws what it sends, as text nodes.
 (function () {
   "use strict";
   var pre = document.getElementById("output");
-  if (!pre || pre.getAttribute("data-ended") === "true") return;
+  if (!pre) return;
+  var ended = pre.getAttribute("data-ended") === "true";
+  var more = pre.getAttribute("data-more") === "true";
+  if (ended && !more) return;
   var url = pre.getAttribute("data-frames");
+  var from = Number(pre.getAttribute("data-from")) || 0;
   var next = Number(pre.getAttribute("data-next")) || 0;
   var state = document.getElementById("state");
   function atBottom() {
     return window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
   }
+  function draw(lines) {
+    var frag = document.createDocumentFragment();
+    lines.forEach(function (line) {
+      line.forEach(function (run) {
+        if (run.c) {
+          var span = document.createElement("span");
+          span.className = run.c;
+          span.textContent = run.text;
+          frag.appendChild(span);
+        } else {
+          frag.appendChild(document.createTextNode(run.text));
+        }
+      });
+      frag.appendChild(document.createTextNode("\n"));
+    });
+    pre.replaceChildren(frag);
+  }
   function poll() {
-    fetch(url + "?after=" + next, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(url + "?from=" + from + "&after=" + next, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
       .then(function (j) {
         var stick = atBottom();
-        if (j.text) pre.appendChild(document.createTextNode(j.text));
-        if (stick && j.text) window.scrollTo(0, document.body.scrollHeight);
+        if (j.changed && j.lines) {
+          draw(j.lines);
+          if (stick) window.scrollTo(0, document.body.scrollHeight);
+        }
         next = j.next;
         if (state && j.state) state.textContent = j.state;
         if (j.ended && !j.more) return;
@@ -44,7 +69,7 @@ pub const SESSION_JS: &str = r#"// Keeps a session page's output up to date (sam
       })
       .catch(function () { setTimeout(poll, 5000); });
   }
-  setTimeout(poll, 1000);
+  setTimeout(poll, more ? 0 : 1000);
 })();
 "#;
 
@@ -103,19 +128,6 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
     .into_response())
 }
 
-/// Output text of `frames` (only `output` frames) and the last seq they cover.
-fn text_of(frames: &[FrameRow], after: u64) -> (String, u64) {
-    let mut bytes = Vec::new();
-    let mut next = after;
-    for f in frames {
-        if f.kind == "output" {
-            bytes.extend_from_slice(&f.data);
-        }
-        next = next.max(f.seq);
-    }
-    (terminal::to_text(&bytes), next)
-}
-
 async fn org_session(state: &AppState, s: &crate::auth::Session, slug: &str, id: &str) -> Result<SessionRow, PageErr> {
     let ws = member_org(state, s, slug).await?;
     if !vpd_proto::is_ulid(id) {
@@ -125,14 +137,49 @@ async fn org_session(state: &AppState, s: &crate::auth::Session, slug: &str, id:
     state.db(move |st| st.session(Some(&wid), &sid)).await?.ok_or_else(PageErr::not_found)
 }
 
+/// What the screen of a session shows now.
+struct Rendered {
+    lines: Vec<Line>,
+    /// The last seq fed.
+    next: u64,
+    /// Frames are stored beyond what was fed (the byte budget ran out): poll again at once.
+    more: bool,
+    /// `false` when the screen had already fed everything up to the client's `after`.
+    changed: bool,
+}
+
+/// Feeds the session's screen (kept across polls in `state.screens`) the frames stored after
+/// what it has seen, reading at most `budget` bytes, and renders it when it moved past `after`.
+async fn render(state: &AppState, r: &SessionRow, from: u64, after: Option<u64>, budget: usize) -> Result<Rendered, PageErr> {
+    let screen = state.screens.get(&r.id, from);
+    let (sid, last_seq) = (r.id.clone(), r.last_seq);
+    Ok(state
+        .db(move |st| {
+            let mut screen = screen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut read = 0usize;
+            while read < budget {
+                let frames = st.session_frames_capped(&sid, screen.next(), None, POLL_FRAMES, 1 << 20)?;
+                if frames.is_empty() {
+                    break;
+                }
+                for f in &frames {
+                    read += f.data.len();
+                    screen.feed(f.seq, &f.kind, &f.data);
+                }
+            }
+            let next = screen.next();
+            let changed = after != Some(next);
+            Ok(Rendered { lines: if changed { screen.lines() } else { Vec::new() }, next, more: next < last_seq, changed })
+        })
+        .await?)
+}
+
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path((slug, id)): Path<(String, String)>) -> PageResult {
     let s = require_session(session, &uri)?;
     let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let r = org_session(&state, &s, &slug, &id).await?;
-    let after = r.last_seq.saturating_sub(PAGE_FRAMES);
-    let sid = r.id.clone();
-    let frames = state.db(move |st| st.session_frames_capped(&sid, after, None, PAGE_FRAMES as usize, 4 << 20)).await?;
-    let (text, next) = text_of(&frames, after);
+    let from = r.last_seq.saturating_sub(PAGE_FRAMES);
+    let shown = render(&state, &r, from, None, 4 << 20).await?;
     let online = state.relay.is_online(&r.runtime_target_id);
     Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {
         h1 { (ws.name) }
@@ -148,13 +195,22 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 dt { "Frames" } dd { (r.frame_count) @if r.gap_count > 0 { span.error { " · " (r.gap_count) " gap(s): some output was lost before it reached the relay" } } }
             }
         }
-        @if after > 0 {
+        @if from > 0 {
             p.muted { "Earlier output is not shown here; an admin can print all of it with " code { "viewport-server admin session show " (r.id) } "." }
         }
         pre #output .terminal
             data-frames=(format!("/orgs/{}/sessions/{}/frames", ws.slug, r.id))
-            data-next=(next)
-            data-ended=(if r.ended_at.is_some() { "true" } else { "false" }) { (text) }
+            data-next=(shown.next)
+            data-from=(from)
+            data-more=(if shown.more { "true" } else { "false" })
+            data-ended=(if r.ended_at.is_some() { "true" } else { "false" }) {
+            @for line in &shown.lines {
+                @for run in line {
+                    @if run.class.is_empty() { (run.text) } @else { span class=(run.class) { (run.text) } }
+                }
+                "\n"
+            }
+        }
         script src="/session.js" defer {}
     })
     .into_response())
@@ -162,10 +218,16 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
 
 #[derive(Deserialize)]
 pub struct After {
+    /// The last seq the page has shown.
     #[serde(default)]
     after: u64,
+    /// Where the page's screen started (its `data-from`).
+    #[serde(default)]
+    from: u64,
 }
 
+/// `{"changed": false, …}` while nothing new arrived; otherwise the whole screen as `lines`
+/// (each a list of `{"text", "c"}` runs, set with `textContent` by the page).
 pub async fn frames(
     State(state): State<AppState>,
     session: MaybeSession,
@@ -175,18 +237,16 @@ pub async fn frames(
 ) -> Result<Response, PageErr> {
     let s = require_session(session, &uri)?;
     let r = org_session(&state, &s, &slug, &id).await?;
-    let sid = r.id.clone();
-    let after = q.after;
-    let frames = state.db(move |st| st.session_frames_capped(&sid, after, None, POLL_FRAMES, 1 << 20)).await?;
-    let more = frames.len() == POLL_FRAMES;
-    let (text, next) = text_of(&frames, after);
-    Ok(Json(serde_json::json!({
-        "text": text,
-        "next": next,
-        "more": more,
+    let shown = render(&state, &r, q.from.min(r.last_seq), Some(q.after), 1 << 20).await?;
+    let mut j = serde_json::json!({
+        "changed": shown.changed,
+        "next": shown.next,
+        "more": shown.more,
         "ended": r.ended_at.is_some(),
         "state": state_label(&r),
-        "frames": frames.len(),
-    }))
-    .into_response())
+    });
+    if shown.changed {
+        j["lines"] = serde_json::json!(shown.lines);
+    }
+    Ok(Json(j).into_response())
 }

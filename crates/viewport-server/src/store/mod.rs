@@ -1179,15 +1179,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Calls `f` with the bytes of each `output` frame of a session, in seq order, without
-    /// loading them all at once.
-    pub fn for_each_output(&self, session_id: &str, mut f: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<()> {
+    /// Calls `f` with each frame of a session (seq, kind, data), in seq order, without loading
+    /// them all at once.
+    pub fn for_each_frame(&self, session_id: &str, mut f: impl FnMut(u64, &str, &[u8]) -> std::io::Result<()>) -> Result<()> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT data FROM relay_frames WHERE session_id = ?1 AND kind = 'output' ORDER BY seq")?;
+        let mut st = conn.prepare("SELECT seq, kind, data FROM relay_frames WHERE session_id = ?1 ORDER BY seq")?;
         let mut rows = st.query([session_id])?;
         while let Some(r) = rows.next()? {
-            let data = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-            f(data).map_err(|e| StoreError::Io { path: "standard output".into(), source: e })?;
+            let seq = r.get::<_, i64>(0)? as u64;
+            let kind = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let data = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            f(seq, kind, data).map_err(|e| StoreError::Io { path: "standard output".into(), source: e })?;
         }
         Ok(())
     }
