@@ -11,6 +11,7 @@ pub mod client;
 pub mod keys;
 pub mod limits;
 pub mod pages;
+pub mod quota;
 pub mod relay;
 pub mod roles;
 pub mod store;
@@ -58,6 +59,10 @@ pub struct Config {
     pub relay_burst: u32,
     /// Lifetime of relay tokens, seconds (at most 600).
     pub relay_token_ttl_secs: i64,
+    /// Bytes per minute per machine and per org (SPEC A8).
+    pub write_budget: quota::WriteBudget,
+    /// Stored bytes per machine and per org before new sessions are refused (SPEC A8).
+    pub stored_quota: store::StoredQuota,
 }
 
 impl Config {
@@ -74,6 +79,8 @@ impl Config {
             retention_days: 30,
             relay_rate_per_sec: 100_000,
             relay_burst: 200_000,
+            write_budget: quota::WriteBudget { machine_per_min: 64 << 20, org_per_min: 512 << 20 },
+            stored_quota: store::StoredQuota { machine_bytes: 4 << 30, org_bytes: 64 << 30 },
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct Inner {
     pub relay: relay::Registry,
     /// Screens of the sessions being watched on their pages.
     pub screens: terminal::Screens,
+    /// Write budgets of machines and orgs (in this process).
+    pub budgets: quota::Budgets,
     setup_token: Mutex<Option<String>>,
     public_origin: String,
 }
@@ -119,6 +128,7 @@ impl AppState {
             changes: Notify::new(),
             relay: relay::Registry::default(),
             screens: terminal::Screens::default(),
+            budgets: quota::Budgets::default(),
             setup_token: Mutex::new(setup_token),
             public_origin,
         })))

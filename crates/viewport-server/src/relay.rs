@@ -171,9 +171,12 @@ pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let cutoff = util::now() - i64::from(state.config.retention_days) * 86_400;
-            match state.db(move |s| s.delete_sessions_ended_before(cutoff)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("retention: deleted {n} session(s) ended before {}", util::rfc3339(cutoff)),
+            match state.db(move |s| Ok((s.delete_sessions_ended_before(cutoff)?, s.purge_stale_sessions(cutoff, util::now())?))).await {
+                Ok((0, 0)) => {}
+                Ok((ended, stale)) => tracing::info!(
+                    "retention: deleted {ended} session(s) ended before {}; removed the frames of {stale} session(s) silent since then (kept as tombstones)",
+                    util::rfc3339(cutoff)
+                ),
                 Err(e) => tracing::warn!("retention: {e}"),
             }
         }
@@ -559,14 +562,42 @@ impl Held {
     }
 }
 
+/// How often, at most, the relay goes without a word to a throttled daemon (below
+/// [`vpd_proto::relay::THROTTLE_EVERY_SECS`], so the daemon hears one in time).
+const THROTTLE_NOTE: Duration = Duration::from_secs(vpd_proto::relay::THROTTLE_EVERY_SECS - 1);
+
+/// Sends `msgs` (one flush). False when the connection is gone.
+async fn send_all(conn: &mut Conn, msgs: impl IntoIterator<Item = RelayMsg>) -> bool {
+    let mut any = false;
+    for m in msgs {
+        let text = serde_json::to_string(&m).expect("relay messages serialize");
+        if conn.socket.feed(Message::Text(text.into())).await.is_err() {
+            return false;
+        }
+        any = true;
+    }
+    !any || conn.socket.flush().await.is_ok()
+}
+
 /// The streaming phase: batches in, acks out, until closed.
+///
+/// Write budgets (SPEC A8): after a stored batch puts the machine or its org in debt, the
+/// acks of that batch wait until the debt is paid, and what the daemon sends meanwhile is
+/// read (so pings are answered) but held unstored, up to one batch; a `throttle` goes out at
+/// once and then at least every [`THROTTLE_NOTE`].
 async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::UnboundedReceiver<CloseCmd>) {
     let mut bucket = Bucket::new(state.config.relay_rate_per_sec, state.config.relay_burst);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut last_rx = Instant::now();
     let mut held = Held::default();
+    let budget = state.config.write_budget;
+    let (mut ops, mut bytes) = (Vec::new(), 0usize);
+    // While in debt: the acks held back, and when to say `throttle` next.
+    let mut debt: Option<(Vec<(String, u64)>, tokio::time::Instant)> = None;
     loop {
+        let room = ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES;
+        let note_at = debt.as_ref().map(|(_, at)| *at).unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let first = tokio::select! {
             biased;
             cmd = rx.recv() => {
@@ -574,6 +605,22 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                     conn.close(cmd.code, cmd.reason).await;
                 }
                 return;
+            }
+            _ = tokio::time::sleep_until(note_at), if debt.is_some() => {
+                let wait = state.budgets.wait(&a.machine_id, &a.workspace_id, budget, Instant::now());
+                if wait.is_zero() {
+                    let (acks, _) = debt.take().expect("in debt");
+                    if !send_all(conn, acks.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq })).await {
+                        return;
+                    }
+                    None
+                } else {
+                    if !send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await {
+                        return;
+                    }
+                    debt.as_mut().expect("in debt").1 = tokio::time::Instant::now() + wait.min(THROTTLE_NOTE);
+                    continue;
+                }
             }
             _ = ping.tick() => {
                 if last_rx.elapsed() > IDLE_TIMEOUT {
@@ -584,22 +631,24 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                 }
                 continue;
             }
-            m = conn.socket.recv() => m,
+            m = conn.socket.recv(), if room => Some(m),
         };
-        last_rx = Instant::now();
-        let mut ops = Vec::new();
-        let mut bytes = 0usize;
-        let mut after = take(first, &mut ops, &mut bytes, &mut bucket, &mut held);
-        while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-            match conn.socket.recv().now_or_never() {
-                Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket, &mut held),
-                None => break,
+        let mut after = After::More;
+        if let Some(first) = first {
+            last_rx = Instant::now();
+            after = take(first, &mut ops, &mut bytes, &mut bucket, &mut held);
+            while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+                match conn.socket.recv().now_or_never() {
+                    Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket, &mut held),
+                    None => break,
+                }
             }
         }
-        if !ops.is_empty() {
-            let (ws, rt, m) = (a.workspace_id.clone(), a.runtime_target_id.clone(), a.machine_id.clone());
-            let outcome = state.db(move |s| s.relay_store_batch(&ws, &rt, &m, &ops, util::now())).await;
-            let outcome = match outcome {
+        if debt.is_none() && !ops.is_empty() {
+            let (ws, rt, m, quota) = (a.workspace_id.clone(), a.runtime_target_id.clone(), a.machine_id.clone(), state.config.stored_quota);
+            let batch = std::mem::take(&mut ops);
+            bytes = 0;
+            let outcome = match state.db(move |s| s.relay_store_batch(&ws, &rt, &m, &batch, quota, util::now())).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(runtime_target = %a.runtime_target_id, "storing frames: {e}");
@@ -607,14 +656,24 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                     return;
                 }
             };
-            for (session_id, seq) in outcome.acks {
-                let text = serde_json::to_string(&RelayMsg::Ack { session_id, seq }).expect("acks serialize");
-                if conn.socket.feed(Message::Text(text.into())).await.is_err() {
+            let refusals = outcome.refused.iter().map(|session_id| {
+                tracing::info!(runtime_target = %a.runtime_target_id, session = %session_id, "new session refused: stored-bytes quota used up");
+                RelayMsg::SessionRefused { session_id: session_id.clone(), error: vpd_proto::relay::QUOTA_EXCEEDED.into() }
+            });
+            if !send_all(conn, refusals.collect::<Vec<_>>()).await {
+                return;
+            }
+            let wait = state.budgets.charge(&a.machine_id, &a.workspace_id, outcome.bytes, budget, Instant::now());
+            if wait.is_zero() || outcome.violation.is_some() {
+                if !send_all(conn, outcome.acks.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq })).await {
                     return;
                 }
-            }
-            if conn.socket.flush().await.is_err() {
-                return;
+            } else {
+                tracing::debug!(runtime_target = %a.runtime_target_id, ?wait, "over the write budget: acks paced");
+                if !send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await {
+                    return;
+                }
+                debt = Some((outcome.acks, tokio::time::Instant::now() + wait.min(THROTTLE_NOTE)));
             }
             if let Some(v) = outcome.violation {
                 tracing::info!(runtime_target = %a.runtime_target_id, "closing relay connection: {v}");
@@ -623,16 +682,8 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
             }
         }
         // Refusals after the acks of what came before them.
-        if !held.answers.is_empty() {
-            for answer in held.answers.drain(..) {
-                let text = serde_json::to_string(&answer).expect("answers serialize");
-                if conn.socket.feed(Message::Text(text.into())).await.is_err() {
-                    return;
-                }
-            }
-            if conn.socket.flush().await.is_err() {
-                return;
-            }
+        if !held.answers.is_empty() && !send_all(conn, held.answers.drain(..).collect::<Vec<_>>()).await {
+            return;
         }
         match after {
             After::More => {}

@@ -761,3 +761,116 @@ async fn the_admin_cli_escapes_stored_text_it_prints() {
     let raw = admin(&s.db_path, &["session", "show", &id, "--raw"]);
     assert_eq!(raw.stdout, b"out\r\n");
 }
+
+// ---- quotas (issue 8 item 6, SPEC A8) -------------------------------------------------------
+
+#[tokio::test]
+async fn over_its_write_budget_a_machine_gets_paced_acks_and_throttle_notes_and_another_org_does_not() {
+    use viewport_server::quota::WriteBudget;
+    // 1 KiB per second for each machine; the org budgets are far away.
+    let Setup { s, key, a, .. } = setup_with(|c| c.write_budget = WriteBudget { machine_per_min: 60 * 1024, org_per_min: 1 << 30 }).await;
+    let other = s.org("Other", "other");
+    let bob = s.user("b@example.com", &[&other]);
+    let kb = new_key();
+    let b = s.pair(&kb, &other, &bob).await;
+    let (mut ws, _) = connect(&s, &key, &a).await;
+    let (mut wb, _) = connect(&s, &kb, &b).await;
+
+    // A minute's budget at once, then 5 KiB more: about five seconds of debt.
+    let id = sid();
+    send(&mut ws, &start_msg(&id)).await;
+    for seq in 1..=4 {
+        send(&mut ws, &frame(&id, seq, &[b'x'; 15 * 1024])).await;
+    }
+    acked_to(&mut ws, &id, 4).await;
+    send(&mut ws, &frame(&id, 5, &[b'y'; 5 * 1024])).await;
+    let first = next_msg(&mut ws).await;
+    let RelayMsg::Throttle { retry_after_ms } = first else { panic!("expected a throttle note before the ack, got {first:?}") };
+    assert!((1..=6000).contains(&retry_after_ms), "{retry_after_ms}");
+
+    // Meanwhile another org's machine is acked at once, with no throttle.
+    let other_id = sid();
+    send(&mut wb, &start_msg(&other_id)).await;
+    send(&mut wb, &frame(&other_id, 1, b"hello")).await;
+    acked_to(&mut wb, &other_id, 1).await;
+
+    // The ack of frame 5 comes once the debt is paid, with a note at least every 5 s before.
+    let mut notes = 1;
+    loop {
+        match next_msg(&mut ws).await {
+            RelayMsg::Throttle { .. } => notes += 1,
+            RelayMsg::Ack { session_id, seq } if session_id == id => {
+                assert_eq!(seq, 5);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(notes >= 2, "five seconds of debt means a note at once and another within four seconds ({notes})");
+    // Everything was stored, nothing dropped.
+    let frames = s.store().session_frames(&id, 0, None, 100).unwrap();
+    assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn over_the_stored_quota_new_sessions_are_refused_one_by_one_and_the_rest_goes_on() {
+    use viewport_server::store::StoredQuota;
+    let Setup { s, org, user, key, a } = setup_with(|c| c.stored_quota = StoredQuota { machine_bytes: 1000, org_bytes: 1500 }).await;
+    let (mut ws, _) = connect(&s, &key, &a).await;
+    // Under the quota a session starts, and keeps going past it: the quota is checked when a
+    // session starts.
+    let running = sid();
+    send(&mut ws, &start_msg(&running)).await;
+    send(&mut ws, &frame(&running, 1, &[b'x'; 2000])).await;
+    acked_to(&mut ws, &running, 1).await;
+
+    let refused = sid();
+    send(&mut ws, &start_msg(&refused)).await;
+    assert_eq!(next_msg(&mut ws).await, RelayMsg::SessionRefused { session_id: refused.clone(), error: "quota_exceeded".into() });
+    // A late frame of the refused session is ignored; the connection and the other session go on.
+    send(&mut ws, &frame(&refused, 1, b"late")).await;
+    send(&mut ws, &frame(&running, 2, b"more")).await;
+    acked_to(&mut ws, &running, 2).await;
+    // Also after a reconnect.
+    drop(ws);
+    let (mut ws, resume) = connect(&s, &key, &a).await;
+    assert!(!resume.contains_key(&refused), "a refused session is not resumed");
+    send(&mut ws, &frame(&refused, 2, b"later")).await;
+    send(&mut ws, &frame(&running, 3, b"still")).await;
+    acked_to(&mut ws, &running, 3).await;
+    assert!(s.store().session(None, &refused).unwrap().is_none(), "nothing of it was stored");
+
+    // The org's quota counts every machine: a second machine of the org is refused too.
+    let k2 = new_key();
+    let a2 = s.pair(&k2, &org, &user).await;
+    let (mut w2, _) = connect(&s, &k2, &a2).await;
+    let second = sid();
+    send(&mut w2, &start_msg(&second)).await;
+    assert!(matches!(next_msg(&mut w2).await, RelayMsg::SessionRefused { session_id, .. } if session_id == second));
+}
+
+#[tokio::test]
+async fn retention_keeps_a_tombstone_so_a_late_frame_is_stored_after_a_gap() {
+    let Setup { s, key, a, .. } = setup().await;
+    let (mut ws, _) = connect(&s, &key, &a).await;
+    let id = sid();
+    send(&mut ws, &start_msg(&id)).await;
+    for seq in 1..=3 {
+        send(&mut ws, &frame(&id, seq, b"old output")).await;
+    }
+    acked_to(&mut ws, &id, 3).await;
+    // The session never ended, and its last frame is older than the retention.
+    assert_eq!(s.store().purge_stale_sessions(util::now() + 10, util::now()).unwrap(), 1);
+    let frames = s.store().session_frames(&id, 0, None, 100).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!((frames[0].seq, frames[0].kind.as_str(), frames[0].data.as_slice()), (3, "gap", b"1-3".as_slice()));
+    // The daemon comes back with frame 4: stored after the gap, the connection stays.
+    send(&mut ws, &frame(&id, 4, b"late output")).await;
+    acked_to(&mut ws, &id, 4).await;
+    let frames = s.store().session_frames(&id, 0, None, 100).unwrap();
+    assert_eq!(frames.iter().map(|f| (f.seq, f.kind.clone())).collect::<Vec<_>>(), vec![(3, "gap".to_string()), (4, "output".to_string())]);
+    let row = s.store().session(None, &id).unwrap().unwrap();
+    assert_eq!((row.gap_count, row.frame_count, row.last_seq), (1, 2, 4));
+    // A purged session is not purged again until it has new frames that grow old.
+    assert_eq!(s.store().purge_stale_sessions(util::now() - 10, util::now()).unwrap(), 0);
+}

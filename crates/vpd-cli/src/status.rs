@@ -33,6 +33,9 @@ fn render(r: &StatusReport) -> String {
     let relay_w = r.pairings.iter().map(|p| p.relay_endpoint.len()).max().unwrap_or(0);
     for p in &r.pairings {
         let mut state = p.state.to_string();
+        if p.throttled {
+            state.push_str(" · throttled by the relay (write budget; output waits, and shows as a gap if the buffer fills)");
+        }
         if p.insecure_http {
             state.push_str(" · insecure http");
         }

@@ -169,6 +169,29 @@ impl Outbox {
         self.queue.iter().map(|e| e.msg.clone()).collect()
     }
 
+    /// What was queued but not sent yet, in order (while the relay throttles, the bridge
+    /// queues without sending). `sent` gives the highest seq sent of a session (`None`:
+    /// nothing of it was sent). A gap that starts at or before what was sent — frames on the
+    /// wire merged into it when the buffer was full — is trimmed to start right after it.
+    pub fn unsent(&mut self, sent: impl Fn(&str) -> Option<u64>) -> Vec<DaemonMsg> {
+        let mut out = Vec::new();
+        for e in self.queue.iter_mut() {
+            let Some((session, seq)) = e.msg.position() else { continue };
+            let top = sent(session);
+            if top.is_some_and(|t| seq <= t) {
+                continue;
+            }
+            if let (Some(t), DaemonMsg::Frame { kind: FrameKind::Gap, data, .. }) = (top, &mut e.msg) {
+                let (from, to) = gap_range(data);
+                if from <= t {
+                    *data = encode_gap(t + 1, to);
+                }
+            }
+            out.push(e.msg.clone());
+        }
+        out
+    }
+
     /// Drops everything of a session (revocation cuts it: unsent frames go nowhere else).
     pub fn drop_session(&mut self, session_id: &str) {
         let mut freed = 0;
@@ -253,6 +276,37 @@ pub fn gap_range(data: &str) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsent_is_what_lies_past_what_was_sent_with_straddling_gaps_trimmed() {
+        // A small buffer: frames 1-4 of A were sent, then the relay throttled and 5-40 were
+        // queued; the oldest were merged into a gap to make room.
+        let mut o = Outbox::new(4096);
+        o.push(DaemonMsg::SessionStart { session_id: "A".into(), agent: "a".into(), directory: "d".into(), started_at: "t".into() });
+        for i in 1..=40 {
+            o.push(frame("A", i, 200));
+        }
+        o.push(DaemonMsg::SessionStart { session_id: "B".into(), agent: "a".into(), directory: "d".into(), started_at: "t".into() });
+        let first_gap = o.queue.iter().find_map(|e| match &e.msg {
+            DaemonMsg::Frame { kind: FrameKind::Gap, data, .. } => Some(gap_range(data)),
+            _ => None,
+        });
+        let (from, to) = first_gap.expect("the buffer overflowed into a gap");
+        assert!(from <= 4 && to > 4, "the gap covers frames on the wire and queued ones: {from}-{to}");
+        let sent = |s: &str| (s == "A").then_some(4);
+        let out = o.unsent(sent);
+        let positions: Vec<(String, u64)> = out.iter().filter_map(|m| m.position().map(|(s, q)| (s.to_string(), q))).collect();
+        assert!(positions.iter().all(|(s, q)| s == "B" || *q > 4), "{positions:?}");
+        assert_eq!(positions.last(), Some(&("B".to_string(), 0)), "a session that sent nothing goes whole");
+        match &out[0] {
+            DaemonMsg::Frame { kind: FrameKind::Gap, data, seq, .. } => {
+                assert_eq!(gap_range(data), (5, *seq), "trimmed to start after what was sent")
+            }
+            other => panic!("expected the trimmed gap first, got {other:?}"),
+        }
+        // Asked again with nothing more sent: the same messages.
+        assert_eq!(o.unsent(sent).len(), out.len());
+    }
 
     #[test]
     fn a_refused_message_is_cut_down_once_then_its_session_dropped() {

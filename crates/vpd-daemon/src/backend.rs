@@ -304,6 +304,16 @@ impl Backend {
                 let message = format!("The relay refused {what} of session {session_id} ({reason}){instead}.");
                 self.record(Activity { kind: ActivityKind::Refused, message, org_id: Some(workspace_id), ..Default::default() });
             }
+            Event::SessionRefused { workspace_id, session_id, error, .. } => {
+                self.sessions.refuse(&session_id);
+                let why = if error == vpd_proto::relay::QUOTA_EXCEEDED {
+                    "this machine's or the org's stored-output quota on the relay is used up".to_string()
+                } else {
+                    error
+                };
+                let message = format!("The relay did not take session {session_id} ({why}); it runs local-only. Ask an org admin to raise the quota or shorten retention.");
+                self.record(Activity { kind: ActivityKind::Refused, message, org_id: Some(workspace_id), ..Default::default() });
+            }
         }
     }
 

@@ -56,6 +56,9 @@ pub struct BridgeStatus {
     pub frames_acked: u64,
     pub queued_bytes: u64,
     pub frames_dropped: u64,
+    /// The relay is pacing this machine's writes (over its write budget, SPEC A8): new
+    /// messages wait in the buffer, which turns the oldest into gap frames when full.
+    pub throttled: bool,
     /// Send → ack time of recent messages (median, 99th percentile), in milliseconds.
     pub ack_latency_p50_ms: Option<f64>,
     pub ack_latency_p99_ms: Option<f64>,
@@ -93,6 +96,9 @@ pub enum Event {
     /// The relay refused message `seq` of a session (SPEC A2). The bridge sent its cut-down
     /// form instead, or — `dropped` — that was refused too, and the session stops streaming.
     Refused { pairing_id: String, workspace_id: String, session_id: String, seq: u64, reason: String, dropped: bool },
+    /// The relay does not take a new session (`error`: `quota_exceeded`, SPEC A8). The bridge
+    /// forgot its messages; it runs local-only from now on.
+    SessionRefused { pairing_id: String, workspace_id: String, session_id: String, error: String },
 }
 
 /// A running bridge.
@@ -482,6 +488,9 @@ impl Task {
         ping.tick().await;
         let mut pong_due: Option<tokio::time::Instant> = None;
         let mut last_ack = tokio::time::Instant::now();
+        // While the relay throttles: until when, and whether messages wait unsent.
+        let mut throttled_until: Option<tokio::time::Instant> = None;
+        let mut holding = false;
         loop {
             // Waiting for acks with a full buffer: a relay that stops acknowledging for 10 s
             // is treated as dead, so senders are never held up longer than that.
@@ -513,6 +522,23 @@ impl Task {
                             let acked = (before - self.outbox.len()) as u64;
                             self.set(|s| s.frames_acked += acked);
                         }
+                        Ok(RelayMsg::Throttle { retry_after_ms }) => {
+                            // The relay is alive and pacing: hold new messages back (they
+                            // wait in the buffer) rather than pile them onto the socket.
+                            last_ack = tokio::time::Instant::now();
+                            throttled_until = Some(last_ack + Duration::from_millis(retry_after_ms.clamp(50, 60_000)));
+                            self.set(|s| s.throttled = true);
+                        }
+                        Ok(RelayMsg::SessionRefused { session_id, error }) => {
+                            let error = vpd_proto::limits::clean(&error, 100);
+                            tracing::warn!(workspace = %self.pairing.workspace_id, session = %session_id, %error, "the relay refused a new session; it runs local-only");
+                            self.outbox.drop_session(&session_id);
+                            self.highest_sent.remove(&session_id);
+                            self.inflight.remove(&session_id);
+                            self.set(|_| {});
+                            let (pairing_id, workspace_id) = (self.pairing.pairing_id.clone(), self.pairing.workspace_id.clone());
+                            let _ = self.events.send(Event::SessionRefused { pairing_id, workspace_id, session_id, error }).await;
+                        }
                         Ok(RelayMsg::Refused { session_id, seq, reason }) => {
                             if let Some(resend) = self.refused(session_id, seq, reason).await {
                                 for m in &resend {
@@ -541,13 +567,46 @@ impl Task {
                         return Outcome::Verdict(Verdict::RenewToken, "reconnect requested".into());
                     }
                 },
-                _ = tokio::time::sleep(Duration::from_millis(500)), if self.outbox.is_filling() => {}
-                cmd = self.rx.recv(), if !self.outbox.is_filling() => match cmd {
+                _ = tokio::time::sleep_until(throttled_until.unwrap_or(deadline)), if throttled_until.is_some() => {
+                    throttled_until = None;
+                    self.set(|s| s.throttled = false);
+                    if std::mem::take(&mut holding) {
+                        // Send what waited, gaps trimmed to what is already on the wire.
+                        let sent = self.highest_sent.clone();
+                        let waiting = self.outbox.unsent(|session| sent.get(session).copied());
+                        let mut result = Ok(());
+                        for m in &waiting {
+                            let text = serde_json::to_string(m).expect("messages serialize");
+                            if let Err(e) = ws.feed(Message::Text(text.into())).await {
+                                result = Err(format!("sending to the relay: {e}"));
+                                break;
+                            }
+                            self.count_sent(m);
+                        }
+                        if result.is_ok() {
+                            result = ws.flush().await.map_err(|e| format!("sending to the relay: {e}"));
+                        }
+                        self.set(|_| {});
+                        if let Err(e) = result {
+                            return Outcome::Verdict(Verdict::Transient, e);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)), if self.outbox.is_filling() && throttled_until.is_none() => {}
+                // Throttled, messages are taken even with a filling buffer (see below).
+                cmd = self.rx.recv(), if !self.outbox.is_filling() || throttled_until.is_some() => match cmd {
                     None => {
                         let _ = ws.close(Some(CloseFrame { code: 1000.into(), reason: "".into() })).await;
                         return Outcome::Stopped;
                     }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
+                    // Throttled: keep taking messages into the buffer without sending, so the
+                    // sessions that make them are never held up (a full buffer makes gaps).
+                    Some(Command::Send(m)) if throttled_until.is_some() => {
+                        self.outbox.push(m);
+                        holding = true;
+                        self.set(|_| {});
+                    }
                     Some(Command::Send(m)) => {
                         // Write this message and whatever else is already waiting (up to
                         // 512, and only while the buffer has room), then flush once: one

@@ -160,6 +160,13 @@ impl Session {
     /// Stops remote streaming for good (revoked or unpaired org).
     /// A session cut because its bridge was already gone (`no pairing`) learns the reason
     /// when it arrives (the revocation or unpair that ended the bridge).
+    /// The relay refused this new session (quota): local-only from now on.
+    pub fn refuse(&mut self) {
+        if self.streaming() {
+            self.info.set_state(SessionState::RefusedQuota);
+        }
+    }
+
     pub fn cut(&mut self, why: CutReason) {
         let provisional = self.info.state == SessionState::Cut(CutReason::NoPairing) && why != CutReason::NoPairing;
         if self.streaming() || provisional {
@@ -230,6 +237,13 @@ impl Sessions {
     pub fn cut(&self, id: &str, why: CutReason) {
         if let Some(s) = self.map.lock().unwrap().get_mut(id) {
             s.cut(why);
+        }
+    }
+
+    /// See [`Session::refuse`].
+    pub fn refuse(&self, id: &str) {
+        if let Some(s) = self.map.lock().unwrap().get_mut(id) {
+            s.refuse();
         }
     }
 

@@ -208,6 +208,9 @@ pub enum SessionState {
     Streaming,
     LocalOnly,
     Cut(CutReason),
+    /// The relay did not take it: its machine's or org's stored-bytes quota is used up (SPEC
+    /// A8). It runs local-only and is never sent again.
+    RefusedQuota,
     Ended,
 }
 
@@ -217,6 +220,7 @@ impl fmt::Display for SessionState {
             SessionState::Streaming => f.write_str("streaming"),
             SessionState::LocalOnly => f.write_str("local only"),
             SessionState::Cut(r) => write!(f, "cut ({})", r.text()),
+            SessionState::RefusedQuota => f.write_str("refused (quota)"),
             SessionState::Ended => f.write_str("ended"),
         }
     }
@@ -228,6 +232,7 @@ impl FromStr for SessionState {
         Ok(match s {
             "streaming" => SessionState::Streaming,
             "local only" => SessionState::LocalOnly,
+            "refused (quota)" => SessionState::RefusedQuota,
             "ended" => SessionState::Ended,
             _ => {
                 let r = s.strip_prefix("cut (").and_then(|r| r.strip_suffix(')')).ok_or(())?;

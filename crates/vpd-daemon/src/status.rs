@@ -61,6 +61,9 @@ pub struct PairingInfo {
     /// Frames dropped for overflow (each hole is a visible `gap` frame).
     #[serde(default)]
     pub frames_dropped: u64,
+    /// The relay is pacing this machine (over its write budget, SPEC A8).
+    #[serde(default)]
+    pub throttled: bool,
     /// Send → ack time of recent frames, milliseconds.
     #[serde(default)]
     pub ack_latency_p50_ms: Option<f64>,
@@ -148,6 +151,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 frames_acked: b.frames_acked,
                 queued_bytes: b.queued_bytes,
                 frames_dropped: b.frames_dropped,
+                throttled: b.throttled,
                 ack_latency_p50_ms: b.ack_latency_p50_ms,
                 ack_latency_p99_ms: b.ack_latency_p99_ms,
             }

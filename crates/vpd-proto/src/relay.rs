@@ -63,7 +63,28 @@ pub enum RelayMsg {
         seq: u64,
         reason: String,
     },
+    /// The connection is over its write budget (SPEC A8): acks are paced. Sent at least every
+    /// [`THROTTLE_EVERY_SECS`] while it lasts, so the daemon keeps the connection; the daemon
+    /// holds new messages for `retry_after_ms` (they wait in its buffer, which turns the
+    /// oldest into gap frames when full) and never blocks the session that makes them.
+    Throttle {
+        #[serde(rename = "retryAfterMs")]
+        retry_after_ms: u64,
+    },
+    /// The relay does not take this new session (SPEC A8; `error` is `quota_exceeded` when
+    /// the machine's or the org's stored-bytes quota is used up). The daemon runs it
+    /// local-only and never sends it again; other sessions go on.
+    SessionRefused {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        error: String,
+    },
 }
+
+/// While throttling, the relay says so (a `throttle` or an ack) at least this often.
+pub const THROTTLE_EVERY_SECS: u64 = 5;
+/// `session_refused` `error` for a used-up stored-bytes quota.
+pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 
 /// Daemon → relay.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,6 +150,14 @@ impl DaemonMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_messages_are_as_spec_a8_words_them() {
+        let m: RelayMsg = serde_json::from_str(r#"{"type":"throttle","retryAfterMs":1500}"#).unwrap();
+        assert_eq!(m, RelayMsg::Throttle { retry_after_ms: 1500 });
+        let m: RelayMsg = serde_json::from_str(r#"{"type":"session_refused","sessionId":"S","error":"quota_exceeded"}"#).unwrap();
+        assert_eq!(m, RelayMsg::SessionRefused { session_id: "S".into(), error: QUOTA_EXCEEDED.into() });
+    }
 
     #[test]
     fn messages_are_tagged_json() {

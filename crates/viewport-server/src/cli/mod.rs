@@ -57,6 +57,41 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Bytes of session output one machine may send per minute (e.g. 64MiB). Over it the relay
+    /// paces its acks and tells the daemon to hold back; nothing is dropped by the relay.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub write_budget_machine: u64,
+    /// Bytes of session output all machines of one org may send per minute together.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
+    pub write_budget_org: u64,
+    /// Bytes of recorded output one machine may keep; beyond it new sessions are refused
+    /// (they run local-only on the machine) until retention frees room.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub stored_quota_machine: u64,
+    /// Bytes of recorded output one org may keep.
+    #[arg(long, value_name = "SIZE", default_value = "64GiB", value_parser = parse_size)]
+    pub stored_quota_org: u64,
+}
+
+/// `4096`, `500k`/`500KiB`, `64M`/`64MiB`, `4G`/`4GiB` (powers of 1024; `KB`/`MB`/`GB` too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (for example 64MiB, 500k or 4096)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use k, M, G or T, powers of 1024)")),
+    };
+    let v = n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))?;
+    if v == 0 {
+        return Err("a size of 0 would refuse everything; give at least 1 byte".into());
+    }
+    Ok(v)
 }
 
 /// `10.0.0.0/8`, `192.0.2.7` (one host), `2001:db8::/32`.

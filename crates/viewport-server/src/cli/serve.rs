@@ -23,6 +23,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.relay_token_ttl_secs = args.relay_token_ttl;
     config.pairing_per_minute = args.pairing_rate_per_minute;
     config.trusted_proxies = args.trusted_proxies.clone();
+    config.write_budget = crate::quota::WriteBudget { machine_per_min: args.write_budget_machine, org_per_min: args.write_budget_org };
+    config.stored_quota = crate::store::StoredQuota { machine_bytes: args.stored_quota_machine, org_bytes: args.stored_quota_org };
     let state = AppState::new(store, config)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -225,6 +225,23 @@ pub struct RelayBatchOutcome {
     pub acks: Vec<(String, u64)>,
     /// The first message that broke the protocol (everything before it was stored).
     pub violation: Option<String>,
+    /// New sessions not taken because a stored-bytes quota is used up (answer each with
+    /// `session_refused`); their later messages are ignored.
+    pub refused: Vec<String>,
+    /// Frame data bytes newly stored (what the write budget counts).
+    pub bytes: u64,
+}
+
+/// Stored-bytes quotas (SPEC A8): a new session is refused once its machine, or its org,
+/// holds this many bytes of frame data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredQuota {
+    pub machine_bytes: u64,
+    pub org_bytes: u64,
+}
+
+impl StoredQuota {
+    pub const UNLIMITED: StoredQuota = StoredQuota { machine_bytes: u64::MAX, org_bytes: u64::MAX };
 }
 
 /// One recorded session.
@@ -441,6 +458,24 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX audit_log_ws ON audit_log(workspace_id, id);
+    "#,
+    // 5: quotas (SPEC A8): the bytes each session holds, when its last frame came (retention
+    // of sessions that never ended), and the sessions refused for a used-up quota.
+    r#"
+    ALTER TABLE relay_sessions ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE relay_sessions ADD COLUMN last_frame_at INTEGER;
+    ALTER TABLE relay_sessions ADD COLUMN purged_at INTEGER;
+    UPDATE relay_sessions SET
+        bytes = (SELECT COALESCE(SUM(length(f.data)), 0) FROM relay_frames f WHERE f.session_id = relay_sessions.id),
+        last_frame_at = COALESCE(ended_at, started_at);
+    CREATE INDEX relay_sessions_machine ON relay_sessions(machine_id);
+    CREATE INDEX relay_sessions_open ON relay_sessions(ended_at, last_frame_at);
+    CREATE TABLE relay_refused_sessions (
+        id TEXT PRIMARY KEY,
+        runtime_target_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
     "#,
 ];
 
@@ -968,9 +1003,11 @@ impl Store {
         runtime_target_id: &str,
         machine_id: &str,
         ops: &[RelayOp],
+        quota: StoredQuota,
         now: i64,
     ) -> Result<RelayBatchOutcome> {
         struct S {
+            bytes: u64,
             last_seq: u64,
             ended: bool,
             frames: u64,
@@ -986,11 +1023,19 @@ impl Store {
         let mut order: Vec<String> = Vec::new();
         let mut states: std::collections::HashMap<String, S> = std::collections::HashMap::new();
         let mut violation = None;
+        let mut refused: Vec<String> = Vec::new();
+        let mut stored_bytes = 0u64;
+        // (machine, org) bytes held, read once per batch when a new session needs it.
+        let mut held: Option<(u64, u64)> = None;
         {
             let mut load = tx.prepare_cached("SELECT runtime_target_id, last_seq, ended_at FROM relay_sessions WHERE id = ?1")?;
+            let mut was_refused = tx.prepare_cached("SELECT 1 FROM relay_refused_sessions WHERE id = ?1 AND runtime_target_id = ?2")?;
             let mut insert_frame = tx.prepare_cached("INSERT INTO relay_frames (session_id, seq, ts, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             for op in ops {
                 let sid = op.session_id();
+                if refused.iter().any(|r| r == sid) {
+                    continue;
+                }
                 if !states.contains_key(sid) {
                     let row: Option<(String, i64, Option<i64>)> = load.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
                     match row {
@@ -1002,6 +1047,7 @@ impl Store {
                             states.insert(
                                 sid.to_string(),
                                 S {
+                                    bytes: 0,
                                     last_seq: last as u64,
                                     ended: ended.is_some(),
                                     frames: 0,
@@ -1014,6 +1060,15 @@ impl Store {
                             );
                         }
                         None => match op {
+                            RelayOp::Start { session_id, .. } if over_quota(&tx, &mut held, machine_id, workspace_id, quota)? => {
+                                tx.execute(
+                                    "INSERT INTO relay_refused_sessions (id, runtime_target_id, reason, at) VALUES (?1, ?2, ?3, ?4)
+                                     ON CONFLICT(id) DO NOTHING",
+                                    params![session_id, runtime_target_id, vpd_proto::relay::QUOTA_EXCEEDED, now],
+                                )?;
+                                refused.push(session_id.clone());
+                                continue;
+                            }
                             RelayOp::Start { session_id, agent, directory, started_at } => {
                                 tx.execute(
                                     "INSERT INTO relay_sessions (id, workspace_id, runtime_target_id, machine_id, agent,
@@ -1023,9 +1078,12 @@ impl Store {
                                 )?;
                                 states.insert(
                                     sid.to_string(),
-                                    S { last_seq: 0, ended: false, frames: 0, gaps: 0, end: None, dirty: false, ack: 0, touched: false },
+                                    S { bytes: 0, last_seq: 0, ended: false, frames: 0, gaps: 0, end: None, dirty: false, ack: 0, touched: false },
                                 );
                             }
+                            // A late message of a session refused earlier (the daemon may not
+                            // have heard yet): nothing to store, nothing to answer.
+                            _ if was_refused.exists(params![sid, runtime_target_id])? => continue,
                             _ => {
                                 violation = Some(format!("session {sid} was never started"));
                                 break;
@@ -1046,6 +1104,8 @@ impl Store {
                             // drop: it carries seq TO and data "FROM-TO" (vpd_proto::relay).
                             insert_frame.execute(params![sid, *seq as i64, ts, kind, data])?;
                             st.last_seq = *seq;
+                            st.bytes += data.len() as u64;
+                            stored_bytes += data.len() as u64;
                             st.frames += 1;
                             if *kind == "gap" {
                                 st.gaps += 1;
@@ -1082,7 +1142,8 @@ impl Store {
         }
         {
             let mut update = tx.prepare_cached(
-                "UPDATE relay_sessions SET last_seq = ?2, frame_count = frame_count + ?3, gap_count = gap_count + ?4
+                "UPDATE relay_sessions SET last_seq = ?2, frame_count = frame_count + ?3, gap_count = gap_count + ?4,
+                     bytes = bytes + ?5, last_frame_at = ?6
                  WHERE id = ?1",
             )?;
             let mut end =
@@ -1090,7 +1151,7 @@ impl Store {
             for sid in &order {
                 let st = &states[sid];
                 if st.dirty {
-                    update.execute(params![sid, st.last_seq as i64, st.frames as i64, st.gaps as i64])?;
+                    update.execute(params![sid, st.last_seq as i64, st.frames as i64, st.gaps as i64, st.bytes as i64, now])?;
                 }
                 if let Some((_, reason, code)) = &st.end {
                     end.execute(params![sid, now, reason, code])?;
@@ -1102,7 +1163,7 @@ impl Store {
             let ack = states[&sid].ack;
             (sid, ack)
         });
-        Ok(RelayBatchOutcome { acks: acks.collect(), violation })
+        Ok(RelayBatchOutcome { acks: acks.collect(), violation, refused, bytes: stored_bytes })
     }
 
     /// `sessionId → last stored seq` of this runtime target's sessions that are running or
@@ -1204,8 +1265,37 @@ impl Store {
             [cutoff],
         )?;
         let n = tx.execute("DELETE FROM relay_sessions WHERE ended_at IS NOT NULL AND ended_at < ?1", [cutoff])?;
+        tx.execute("DELETE FROM relay_refused_sessions WHERE at < ?1", [cutoff])?;
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Retention for sessions that never ended (SPEC A8): a session whose last frame is older
+    /// than `cutoff` loses its frames but keeps a tombstone — its row, and one gap frame
+    /// `1-LAST` standing for what was removed — so a late frame (`LAST + 1`) is stored after
+    /// that gap instead of breaking the protocol. Returns how many sessions were purged.
+    pub fn purge_stale_sessions(&self, cutoff: i64, now: i64) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stale: Vec<(String, i64)> = {
+            let mut st = tx.prepare(
+                "SELECT id, last_seq FROM relay_sessions
+                 WHERE ended_at IS NULL AND last_seq > 0 AND COALESCE(last_frame_at, started_at) < ?1
+                   AND (purged_at IS NULL OR purged_at < COALESCE(last_frame_at, started_at))",
+            )?;
+            let rows = st.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        for (id, last) in &stale {
+            tx.execute("DELETE FROM relay_frames WHERE session_id = ?1", [id])?;
+            tx.execute(
+                "INSERT INTO relay_frames (session_id, seq, ts, kind, data) VALUES (?1, ?2, ?3, 'gap', ?4)",
+                params![id, last, crate::util::rfc3339(now), format!("1-{last}").into_bytes()],
+            )?;
+            tx.execute("UPDATE relay_sessions SET bytes = 0, frame_count = 1, gap_count = 1, purged_at = ?2 WHERE id = ?1", params![id, now])?;
+        }
+        tx.commit()?;
+        Ok(stale.len())
     }
 
     // ---- signing key ------------------------------------------------------------------
@@ -1263,6 +1353,20 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         frame_count: r.get::<_, i64>(13)? as u64,
         gap_count: r.get::<_, i64>(14)? as u64,
     })
+}
+
+/// Whether the machine's or the org's stored bytes reach their quota (read once per batch).
+fn over_quota(conn: &Connection, held: &mut Option<(u64, u64)>, machine_id: &str, workspace_id: &str, quota: StoredQuota) -> Result<bool> {
+    let (m, o) = match *held {
+        Some(h) => h,
+        None => {
+            let sum = |sql: &str, id: &str| -> Result<u64> { Ok(conn.query_row(sql, [id], |r| r.get::<_, i64>(0))?.max(0) as u64) };
+            let m = sum("SELECT COALESCE(SUM(bytes), 0) FROM relay_sessions WHERE machine_id = ?1", machine_id)?;
+            let o = sum("SELECT COALESCE(SUM(bytes), 0) FROM relay_sessions WHERE workspace_id = ?1", workspace_id)?;
+            *held.insert((m, o))
+        }
+    };
+    Ok(m >= quota.machine_bytes || o >= quota.org_bytes)
 }
 
 fn ws_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
@@ -1512,10 +1616,19 @@ mod tests {
         let start = RelayOp::Start { session_id: a.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 };
         let gap = |seq: u64, data: &[u8]| RelayOp::Frame { session_id: a.clone(), seq, ts: "t".into(), kind: "gap", data: data.to_vec() };
         // A gap must start right after what is stored and end at its own seq.
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &[start, frame(&a, 1, &[b'x'; 1000]), gap(5, b"3-5")], 10).unwrap();
-        assert!(out.violation.unwrap().contains("out of order"));
         let out =
-            s.relay_store_batch(&w.id, rt, &p.machine_id, &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])], 10).unwrap();
+            s.relay_store_batch(&w.id, rt, &p.machine_id, &[start, frame(&a, 1, &[b'x'; 1000]), gap(5, b"3-5")], StoredQuota::UNLIMITED, 10).unwrap();
+        assert!(out.violation.unwrap().contains("out of order"));
+        let out = s
+            .relay_store_batch(
+                &w.id,
+                rt,
+                &p.machine_id,
+                &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])],
+                StoredQuota::UNLIMITED,
+                10,
+            )
+            .unwrap();
         assert!(out.violation.is_none(), "{:?}", out.violation);
         assert_eq!(out.acks, vec![(a.clone(), 7)]);
         assert_eq!(s.session(Some(&w.id), &a).unwrap().unwrap().gap_count, 1);
@@ -1532,20 +1645,20 @@ mod tests {
         let (a, b) = (new_id(), new_id());
         let start = |id: &str| RelayOp::Start { session_id: id.into(), agent: "x".into(), directory: "d".into(), started_at: 5 };
         let ops = vec![start(&a), frame(&a, 1, b"1"), frame(&a, 2, b"2"), start(&b), frame(&a, 1, b"dup")];
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, 10).unwrap();
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, StoredQuota::UNLIMITED, 10).unwrap();
         assert_eq!(out.acks, vec![(a.clone(), 2), (b.clone(), 0)]);
         assert!(out.violation.is_none());
         // Out of order stops the batch; what came before is kept.
         let ops = vec![frame(&b, 1, b"b1"), frame(&a, 4, b"gap")];
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, 10).unwrap();
+        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, StoredQuota::UNLIMITED, 10).unwrap();
         assert_eq!(out.acks, vec![(b.clone(), 1)]);
         assert!(out.violation.unwrap().contains("out of order"));
         // Another runtime target cannot touch these sessions.
-        let out = s.relay_store_batch(&w.id, "OTHER", &p.machine_id, &[start(&a)], 10).unwrap();
+        let out = s.relay_store_batch(&w.id, "OTHER", &p.machine_id, &[start(&a)], StoredQuota::UNLIMITED, 10).unwrap();
         assert!(out.violation.unwrap().contains("another runtime target"));
         // End, then resume and retention.
         let end = RelayOp::End { session_id: a.clone(), seq: 3, reason: "exited".into(), exit_code: Some(0) };
-        s.relay_store_batch(&w.id, rt, &p.machine_id, &[end], 100).unwrap();
+        s.relay_store_batch(&w.id, rt, &p.machine_id, &[end], StoredQuota::UNLIMITED, 100).unwrap();
         assert_eq!(s.relay_resume(rt, 50).unwrap().len(), 2);
         assert_eq!(s.relay_resume(rt, 100).unwrap().len(), 1, "ended before the window");
         assert_eq!(s.delete_sessions_ended_before(100).unwrap(), 0);
