@@ -874,3 +874,121 @@ async fn retention_keeps_a_tombstone_so_a_late_frame_is_stored_after_a_gap() {
     // A purged session is not purged again until it has new frames that grow old.
     assert_eq!(s.store().purge_stale_sessions(util::now() - 10, util::now()).unwrap(), 0);
 }
+
+// ---- benchmark (not a test: `scripts/bench-quota.sh` runs it, in release) ------------------
+
+/// Milliseconds of `n` sequential GETs of `path`, sorted.
+async fn page_latencies(s: &Server, path: &str, cookie: &str, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = get(s, path, cookie).await;
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await.unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+fn pct(v: &[f64], q: f64) -> f64 {
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// One org's Sessions page, idle and while a machine of another org writes as fast as it can,
+/// with the default write budget and with none (SPEC A8's goal: under 2× the idle median).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-quota.sh"]
+async fn bench_another_orgs_pages_while_one_machine_writes_flat_out() {
+    use futures_util::StreamExt as _;
+    use viewport_server::quota::WriteBudget;
+    let n: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let mut rows = Vec::new();
+    for (label, budget) in [
+        ("default write budget (64 MiB/min per machine)", None),
+        ("no write budget", Some(WriteBudget { machine_per_min: u64::MAX >> 4, org_per_min: u64::MAX >> 4 })),
+    ] {
+        let Setup { s, key, a, .. } = setup_with(|c| {
+            if let Some(b) = budget {
+                c.write_budget = b;
+            }
+        })
+        .await;
+        // The quiet org: a member, and a recorded session of a few hundred lines.
+        let quiet = s.org("Quiet", "quiet");
+        let q_user = s.user("q@example.com", &[&quiet]);
+        let qk = new_key();
+        let qa = s.pair(&qk, &quiet, &q_user).await;
+        let lines: Vec<Vec<u8>> = (0..300).map(|i| format!("line {i} of the quiet session\r\n").into_bytes()).collect();
+        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+        let quiet_session = record(&s, &qk, &qa, &refs).await;
+        let cookie = sign_in(&s, "q@example.com").await;
+        let page = format!("/orgs/quiet/sessions/{quiet_session}");
+        let _ = page_latencies(&s, &page, &cookie, 20).await;
+        let idle = page_latencies(&s, &page, &cookie, n).await;
+
+        // The busy org's machine: 64 KiB frames, as fast as the socket takes them.
+        let (ws, _) = connect(&s, &key, &a).await;
+        let (mut tx, mut rx) = ws.split();
+        let id = sid();
+        tx.send(Message::Text(serde_json::to_string(&start_msg(&id)).unwrap().into())).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (acks, notes) = (std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)), std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        let reader = {
+            let (acks, notes) = (acks.clone(), notes.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Message::Text(t) = m {
+                        match serde_json::from_str::<RelayMsg>(t.as_str()) {
+                            Ok(RelayMsg::Ack { seq, .. }) => acks.store(seq, std::sync::atomic::Ordering::Relaxed),
+                            Ok(RelayMsg::Throttle { .. }) => {
+                                notes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            })
+        };
+        let writer = {
+            let stop = stop.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let data = vec![b'z'; 64 * 1024];
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seq += 1;
+                    let text = serde_json::to_string(&frame(&id, seq, &data)).unwrap();
+                    if tx.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                seq
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = Instant::now();
+        let loaded = page_latencies(&s, &page, &cookie, n).await;
+        let secs = t.elapsed().as_secs_f64();
+        let acked_before = acks.load(std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = tokio::time::timeout(Duration::from_secs(30), writer).await.map(|r| r.unwrap_or(0)).unwrap_or(0);
+        reader.abort();
+        rows.push(format!(
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.1} MiB/s stored ({} frames sent, {} throttle notes) |",
+            pct(&idle, 0.5),
+            pct(&idle, 0.9),
+            pct(&loaded, 0.5),
+            pct(&loaded, 0.9),
+            pct(&loaded, 0.5) / pct(&idle, 0.5),
+            acked_before as f64 * 64.0 / 1024.0 / (secs + 2.0),
+            sent,
+            notes.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+    }
+    println!("\n| busy machine | idle p50 ms | idle p90 ms | loaded p50 ms | loaded p90 ms | p50 ratio | busy machine |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}

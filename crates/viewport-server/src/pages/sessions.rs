@@ -192,7 +192,15 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 dt { "Directory" } dd.mono { (r.directory) }
                 dt { "Started" } dd { (util::human_time(r.started_at)) }
                 dt { "State" } dd #state { (state_label(&r)) @if let Some(t) = r.ended_at { " at " (util::human_time(t)) } }
-                dt { "Frames" } dd { (r.frame_count) @if r.gap_count > 0 { span.error { " · " (r.gap_count) " gap(s): some output was lost before it reached the relay" } } }
+                dt { "Frames" } dd {
+                    (r.frame_count)
+                    @if let Some(t) = r.purged_at {
+                        span.muted { " · older output was removed by retention on " (util::human_time(t)) }
+                    }
+                    @if r.gap_count > u64::from(r.purged_at.is_some()) {
+                        span.error { " · " (r.gap_count - u64::from(r.purged_at.is_some())) " gap(s): some output was lost before it reached the relay" }
+                    }
+                }
             }
         }
         @if from > 0 {

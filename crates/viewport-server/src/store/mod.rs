@@ -262,6 +262,8 @@ pub struct SessionRow {
     pub last_seq: u64,
     pub frame_count: u64,
     pub gap_count: u64,
+    /// When retention removed its frames (a tombstone: one gap stands for them).
+    pub purged_at: Option<i64>,
 }
 
 /// One stored frame.
@@ -1330,7 +1332,7 @@ impl Store {
 
 const SESSION_SELECT: &str = "SELECT s.id, s.workspace_id, w.slug, s.runtime_target_id, s.machine_id,
         COALESCE(m.name, ''), s.agent, s.directory, s.started_at, s.ended_at, s.end_reason, s.exit_code,
-        s.last_seq, s.frame_count, s.gap_count
+        s.last_seq, s.frame_count, s.gap_count, s.purged_at
     FROM relay_sessions s
     JOIN workspaces w ON w.id = s.workspace_id
     LEFT JOIN machines m ON m.id = s.machine_id";
@@ -1352,6 +1354,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         last_seq: r.get::<_, i64>(12)? as u64,
         frame_count: r.get::<_, i64>(13)? as u64,
         gap_count: r.get::<_, i64>(14)? as u64,
+        purged_at: r.get(15)?,
     })
 }
 
