@@ -124,3 +124,31 @@ fn over_the_stored_quota_a_new_session_runs_local_only_and_says_why() {
     let human = String::from_utf8(m.vpd(&["sessions"]).stdout).unwrap();
     assert!(human.contains("refused (quota)"), "{human}");
 }
+
+#[test]
+fn a_reconnect_while_throttled_loses_nothing_the_buffer_held() {
+    // 1 KiB/s; the default 16 MiB buffer holds everything, so nothing may be lost.
+    let port = free_port();
+    let server = Server::start_with(port, format!("http://127.0.0.1:{port}"), &["--write-budget-machine", "60KiB"]);
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
+    let m = Machine::new();
+    m.pair(&server, &acme, "alice@example.com");
+    let dir = m.mkdir("proj");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m, &acme);
+    // About 85 KB through the pty: some 25 s over this machine's budget.
+    let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "seq", "1", "14000"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the relay to throttle", Duration::from_secs(30), || status_of(&m, &acme)["throttled"] == true);
+    // The connection goes while frames wait and the relay holds acks: the new one resumes
+    // from what the relay stored.
+    m.ok(&["reconnect"]);
+    wait_until("the session to end on the relay", Duration::from_secs(240), || {
+        sessions(&server, "acme").first().is_some_and(|s| s["ended_at"].is_string())
+    });
+    let s = &sessions(&server, "acme")[0];
+    assert_eq!(s["gap_count"], 0, "{s}");
+    let raw = server.admin_raw(&["session", "show", s["id"].as_str().unwrap(), "--raw"], None);
+    assert_eq!(raw.stdout, out.stdout, "byte for byte, across the reconnect");
+    assert_eq!(status_of(&m, &acme)["framesDropped"], 0);
+}

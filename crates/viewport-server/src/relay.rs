@@ -244,6 +244,9 @@ struct Authed {
     workspace_id: String,
     runtime_target_id: String,
     machine_id: String,
+    /// The daemon understands `throttle` and `session_refused` (SPEC A8); see
+    /// [`vpd_proto::relay::FEATURES`].
+    quota_aware: bool,
 }
 
 async fn connection(state: &AppState, conn: &mut Conn, q: HashMap<String, String>, bearer: Option<String>) {
@@ -370,7 +373,11 @@ async fn handshake(state: &AppState, conn: &mut Conn, q: HashMap<String, String>
     if !conn.send(&RelayMsg::Ready { resume }).await {
         return None;
     }
-    Some(Authed { workspace_id: ws.clone(), runtime_target_id: rt.clone(), machine_id: target.machine_id })
+    let quota_aware = q.get("features").is_some_and(|f| f.split(',').any(|x| x == vpd_proto::relay::FEATURES));
+    if !quota_aware {
+        tracing::info!(runtime_target = %rt, "this daemon predates quotas: it is paced by acks alone and exempt from stored quotas; update vpd");
+    }
+    Some(Authed { workspace_id: ws.clone(), runtime_target_id: rt.clone(), machine_id: target.machine_id, quota_aware })
 }
 
 enum First {
@@ -581,10 +588,11 @@ async fn send_all(conn: &mut Conn, msgs: impl IntoIterator<Item = RelayMsg>) -> 
 
 /// The streaming phase: batches in, acks out, until closed.
 ///
-/// Write budgets (SPEC A8): after a stored batch puts the machine or its org in debt, the
-/// acks of that batch wait until the debt is paid, and what the daemon sends meanwhile is
-/// read (so pings are answered) but held unstored, up to one batch; a `throttle` goes out at
-/// once and then at least every [`THROTTLE_NOTE`].
+/// Write budgets (SPEC A8): a stored batch is charged to its machine and org; while either is
+/// in debt, the acks wait (the highest per session is kept) and a `throttle` note goes out at
+/// once and then at least every [`THROTTLE_NOTE`]. The socket is always read and every batch
+/// stored — so pings are answered and a daemon never blocks writing — and a daemon that heeds
+/// the notes holds back; one that does not only deepens its debt.
 async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::UnboundedReceiver<CloseCmd>) {
     let mut bucket = Bucket::new(state.config.relay_rate_per_sec, state.config.relay_burst);
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -592,11 +600,10 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
     let mut last_rx = Instant::now();
     let mut held = Held::default();
     let budget = state.config.write_budget;
-    let (mut ops, mut bytes) = (Vec::new(), 0usize);
     // While in debt: the acks held back, and when to say `throttle` next.
     let mut debt: Option<(Vec<(String, u64)>, tokio::time::Instant)> = None;
+    let acks = |list: Vec<(String, u64)>| list.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq }).collect::<Vec<_>>();
     loop {
-        let room = ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES;
         let note_at = debt.as_ref().map(|(_, at)| *at).unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let first = tokio::select! {
             biased;
@@ -608,19 +615,22 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
             }
             _ = tokio::time::sleep_until(note_at), if debt.is_some() => {
                 let wait = state.budgets.wait(&a.machine_id, &a.workspace_id, budget, Instant::now());
-                if wait.is_zero() {
-                    let (acks, _) = debt.take().expect("in debt");
-                    if !send_all(conn, acks.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq })).await {
-                        return;
-                    }
-                    None
+                let ok = if wait.is_zero() {
+                    let (held_acks, _) = debt.take().expect("in debt");
+                    send_all(conn, acks(held_acks)).await
+                } else if !a.quota_aware {
+                    // An older daemon knows no `throttle`: an ack is what keeps it connected.
+                    let d = debt.as_mut().expect("in debt");
+                    d.1 = tokio::time::Instant::now() + THROTTLE_NOTE;
+                    send_all(conn, acks(std::mem::take(&mut d.0))).await
                 } else {
-                    if !send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await {
-                        return;
-                    }
                     debt.as_mut().expect("in debt").1 = tokio::time::Instant::now() + wait.min(THROTTLE_NOTE);
-                    continue;
+                    send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await
+                };
+                if !ok {
+                    return;
                 }
+                continue;
             }
             _ = ping.tick() => {
                 if last_rx.elapsed() > IDLE_TIMEOUT {
@@ -631,24 +641,22 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                 }
                 continue;
             }
-            m = conn.socket.recv(), if room => Some(m),
+            m = conn.socket.recv() => m,
         };
-        let mut after = After::More;
-        if let Some(first) = first {
-            last_rx = Instant::now();
-            after = take(first, &mut ops, &mut bytes, &mut bucket, &mut held);
-            while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-                match conn.socket.recv().now_or_never() {
-                    Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket, &mut held),
-                    None => break,
-                }
+        last_rx = Instant::now();
+        let (mut ops, mut bytes) = (Vec::new(), 0usize);
+        let mut after = take(first, &mut ops, &mut bytes, &mut bucket, &mut held);
+        while matches!(after, After::More) && ops.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match conn.socket.recv().now_or_never() {
+                Some(m) => after = take(m, &mut ops, &mut bytes, &mut bucket, &mut held),
+                None => break,
             }
         }
-        if debt.is_none() && !ops.is_empty() {
-            let (ws, rt, m, quota) = (a.workspace_id.clone(), a.runtime_target_id.clone(), a.machine_id.clone(), state.config.stored_quota);
-            let batch = std::mem::take(&mut ops);
-            bytes = 0;
-            let outcome = match state.db(move |s| s.relay_store_batch(&ws, &rt, &m, &batch, quota, util::now())).await {
+        let mut violation = None;
+        if !ops.is_empty() {
+            let quota = if a.quota_aware { state.config.stored_quota } else { crate::store::StoredQuota::UNLIMITED };
+            let (ws, rt, m) = (a.workspace_id.clone(), a.runtime_target_id.clone(), a.machine_id.clone());
+            let outcome = match state.db(move |s| s.relay_store_batch(&ws, &rt, &m, &ops, quota, util::now())).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(runtime_target = %a.runtime_target_id, "storing frames: {e}");
@@ -656,43 +664,65 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
                     return;
                 }
             };
-            let refusals = outcome.refused.iter().map(|session_id| {
-                tracing::info!(runtime_target = %a.runtime_target_id, session = %session_id, "new session refused: stored-bytes quota used up");
-                RelayMsg::SessionRefused { session_id: session_id.clone(), error: vpd_proto::relay::QUOTA_EXCEEDED.into() }
-            });
-            if !send_all(conn, refusals.collect::<Vec<_>>()).await {
+            let refusals: Vec<RelayMsg> = outcome
+                .refused
+                .iter()
+                .map(|session_id| {
+                    tracing::info!(runtime_target = %a.runtime_target_id, session = %session_id, "new session refused: stored-bytes quota used up");
+                    RelayMsg::SessionRefused { session_id: session_id.clone(), error: vpd_proto::relay::QUOTA_EXCEEDED.into() }
+                })
+                .collect();
+            if !send_all(conn, refusals).await {
                 return;
             }
             let wait = state.budgets.charge(&a.machine_id, &a.workspace_id, outcome.bytes, budget, Instant::now());
-            if wait.is_zero() || outcome.violation.is_some() {
-                if !send_all(conn, outcome.acks.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq })).await {
-                    return;
+            violation = outcome.violation;
+            match &mut debt {
+                Some((held_acks, _)) => merge_acks(held_acks, outcome.acks),
+                None if !wait.is_zero() => {
+                    tracing::debug!(runtime_target = %a.runtime_target_id, ?wait, "over the write budget: acks paced");
+                    if a.quota_aware && !send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await {
+                        return;
+                    }
+                    debt = Some((outcome.acks, tokio::time::Instant::now() + wait.min(THROTTLE_NOTE)));
                 }
-            } else {
-                tracing::debug!(runtime_target = %a.runtime_target_id, ?wait, "over the write budget: acks paced");
-                if !send_all(conn, [RelayMsg::Throttle { retry_after_ms: wait.as_millis() as u64 }]).await {
-                    return;
+                None => {
+                    if !send_all(conn, acks(outcome.acks)).await {
+                        return;
+                    }
                 }
-                debt = Some((outcome.acks, tokio::time::Instant::now() + wait.min(THROTTLE_NOTE)));
-            }
-            if let Some(v) = outcome.violation {
-                tracing::info!(runtime_target = %a.runtime_target_id, "closing relay connection: {v}");
-                conn.close(close::MALFORMED, &truncate(&v, 120)).await;
-                return;
             }
         }
         // Refusals after the acks of what came before them.
         if !held.answers.is_empty() && !send_all(conn, held.answers.drain(..).collect::<Vec<_>>()).await {
             return;
         }
-        match after {
-            After::More => {}
-            After::Gone => return,
-            After::Close(code, reason) => {
-                tracing::info!(runtime_target = %a.runtime_target_id, code, "closing relay connection: {reason}");
-                conn.close(code, &truncate(&reason, 120)).await;
-                return;
+        let close = match (violation, after) {
+            (Some(v), _) => Some((close::MALFORMED, v)),
+            (None, After::Close(code, reason)) => Some((code, reason)),
+            (None, After::Gone) => return,
+            (None, After::More) => None,
+        };
+        if let Some((code, reason)) = close {
+            // The daemon takes a close as "everything acked before it is stored": say so first.
+            if let Some((held_acks, _)) = debt.take() {
+                if !send_all(conn, acks(held_acks)).await {
+                    return;
+                }
             }
+            tracing::info!(runtime_target = %a.runtime_target_id, code, "closing relay connection: {reason}");
+            conn.close(code, &truncate(&reason, 120)).await;
+            return;
+        }
+    }
+}
+
+/// Adds a batch's acks to those held back: the highest seq per session, first-seen order.
+fn merge_acks(held: &mut Vec<(String, u64)>, new: Vec<(String, u64)>) {
+    for (session, seq) in new {
+        match held.iter_mut().find(|(s, _)| *s == session) {
+            Some((_, top)) => *top = (*top).max(seq),
+            None => held.push((session, seq)),
         }
     }
 }
@@ -712,10 +742,10 @@ fn take(m: Option<Result<Message, axum::Error>>, ops: &mut Vec<RelayOp>, bytes: 
             if t.len() > MAX_MESSAGE {
                 return After::Close(close::TOO_LARGE, "message too large".into());
             }
-            *bytes += t.len();
             match to_op(t.as_str()) {
                 Ok(op) => {
                     if held.admits(&op) {
+                        *bytes += t.len();
                         ops.push(op);
                     }
                     After::More

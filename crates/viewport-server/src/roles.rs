@@ -125,7 +125,8 @@ pub fn cap_for_revoke(own: bool) -> Cap {
 }
 
 /// Who did something: a signed-in user, the admin CLI (as the OS user that ran it), or a
-/// machine acting on its own pairing (the daemon unpairing, or cancelling before delivery).
+/// machine acting on its own pairing (the daemon unpairing, claiming a code, or cancelling
+/// before delivery), named by its machine id — never by a name the daemon chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     User { id: String, email: String },
@@ -146,7 +147,7 @@ impl Actor {
         }
     }
 
-    /// How the audit log names the actor: the user's email, `cli:<os user>`, `machine:<name>`.
+    /// How the audit log names the actor: the user's email, `cli:<os user>`, `machine:<id>`.
     pub fn label(&self) -> String {
         match self {
             Actor::User { email, .. } => email.clone(),

@@ -68,6 +68,12 @@ impl Screen {
         self.from
     }
 
+    /// Whether lines scrolled out of the kept scrollback (the oldest are not shown).
+    pub fn scrolled_out(&self) -> bool {
+        let screen = self.parser.screen();
+        screen.scrollback_len() >= screen.scrollback_capacity()
+    }
+
     /// Feeds one frame (`kind` as stored: `output`, `resize`, `input`, `gap`, …). Frames at or
     /// before [`Screen::next`] were fed already and are skipped.
     pub fn feed(&mut self, seq: u64, kind: &str, data: &[u8]) {
@@ -253,7 +259,7 @@ pub fn palette_css() -> String {
 /// the least recently used screen goes first.
 #[derive(Default)]
 pub struct Screens {
-    map: Mutex<HashMap<String, Kept>>,
+    map: Mutex<HashMap<(String, u64), Kept>>,
 }
 
 /// A kept screen and when it was last asked for.
@@ -265,22 +271,22 @@ const KEPT: usize = 16;
 impl Screens {
     /// The screen of `session_id` that started at `from` (a new one when none is kept, or the
     /// kept one started elsewhere).
+    /// Never waits for a screen's own lock (a poll may be feeding it).
     pub fn get(&self, session_id: &str, from: u64) -> Arc<Mutex<Screen>> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if let Some((used, s)) = map.get_mut(session_id) {
-            if s.lock().unwrap_or_else(|e| e.into_inner()).from() == from {
-                *used = now;
-                return s.clone();
-            }
+        let key = (session_id.to_string(), from);
+        if let Some((used, s)) = map.get_mut(&key) {
+            *used = now;
+            return s.clone();
         }
-        if map.len() >= KEPT && !map.contains_key(session_id) {
+        if map.len() >= KEPT {
             if let Some(oldest) = map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone()) {
                 map.remove(&oldest);
             }
         }
         let s = Arc::new(Mutex::new(Screen::new(from, PAGE_SCROLLBACK)));
-        map.insert(session_id.to_string(), (now, s.clone()));
+        map.insert(key, (now, s.clone()));
         s
     }
 }

@@ -28,13 +28,18 @@ pub fn os_user_name() -> String {
 }
 
 /// Text stored from elsewhere (a machine's name, an agent, a directory), made safe to print on
-/// a terminal: control characters (C0, DEL, C1; escape sequences start with one) are shown as
-/// `\u{1b}` escapes, everything else as is.
+/// a terminal: control characters (C0, DEL, C1; escape sequences start with one) and the
+/// invisible format characters that reorder or hide text (bidi overrides and isolates,
+/// zero-width characters, the BOM) are shown as `\u{1b}` escapes, everything else as is.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !s.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(s);
     }
-    std::borrow::Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+    std::borrow::Cow::Owned(s.chars().map(|c| if hidden(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect())
 }
 
 pub fn now() -> i64 {
@@ -171,6 +176,8 @@ mod tests {
         assert_eq!(printable("plain é €"), "plain é €");
         assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(printable("a\x1b[31mb\x07\u{9b}c\x7f"), r"a\u{1b}[31mb\u{7}\u{9b}c\u{7f}");
+        // A right-to-left override would show "exe.txt" for "txt.exe".
+        assert_eq!(printable("evil\u{202e}txt.exe\u{200b}"), r"evil\u{202e}txt.exe\u{200b}");
     }
 
     #[test]

@@ -32,7 +32,12 @@ async fn token_for(s: &Server, a: &Approved) -> String {
 
 /// Opens the WebSocket (no handshake messages yet).
 async fn open(endpoint: &str, ws_id: &str, rt_id: &str, token: Option<&str>) -> Ws {
-    let url = format!("{endpoint}?role=workspace-daemon&workspaceId={ws_id}&runtimeTargetId={rt_id}");
+    open_with(endpoint, ws_id, rt_id, token, "&features=quota").await
+}
+
+/// `extra`: more query parameters; a daemon from before quotas sends no `features`.
+async fn open_with(endpoint: &str, ws_id: &str, rt_id: &str, token: Option<&str>, extra: &str) -> Ws {
+    let url = format!("{endpoint}?role=workspace-daemon&workspaceId={ws_id}&runtimeTargetId={rt_id}{extra}");
     let mut req = url.into_client_request().unwrap();
     if let Some(t) = token {
         req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
@@ -750,10 +755,12 @@ async fn the_admin_cli_escapes_stored_text_it_prints() {
     let db = rusqlite::Connection::open(&s.db_path).unwrap();
     db.execute("UPDATE relay_sessions SET agent = ?1, directory = ?2", ["claude\x1b]0;pwned\x07", "/tmp/\x1b[2J\u{9b}x"]).unwrap();
     db.execute("UPDATE machines SET name = ?1", ["box\x1b[31m"]).unwrap();
+    db.execute("UPDATE relay_sessions SET ended_at = 1, end_reason = ?1", ["exited\x1b[2J\u{202e}"]).unwrap();
     for args in [vec!["session", "list", "--org", "acme"], vec!["session", "show", id.as_str()], vec!["machine", "list", "--org", "acme"]] {
         let o = admin(&s.db_path, &args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = String::from_utf8(o.stdout).unwrap();
+        assert!(!out.contains('\u{202e}'), "{args:?} printed a bidi override: {out:?}");
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{args:?} printed a control character: {out:?}");
         assert!(out.contains(r"\u{1b}"), "{args:?}: the escape is shown, not run: {out}");
     }
@@ -991,4 +998,40 @@ async fn bench_another_orgs_pages_while_one_machine_writes_flat_out() {
     for r in rows {
         println!("{r}");
     }
+}
+
+#[tokio::test]
+async fn a_daemon_from_before_quotas_is_paced_by_acks_alone_and_exempt_from_stored_quotas() {
+    use viewport_server::quota::WriteBudget;
+    use viewport_server::store::StoredQuota;
+    let Setup { s, key, a, .. } = setup_with(|c| {
+        c.write_budget = WriteBudget { machine_per_min: 60 * 1024, org_per_min: 1 << 30 };
+        c.stored_quota = StoredQuota { machine_bytes: 10, org_bytes: 10 };
+    })
+    .await;
+    // The handshake as an older vpd makes it: no `features`.
+    let token = token_for(&s, &a).await;
+    let mut ws = open_with(&a.relay_endpoint, &a.workspace_id, &a.runtime_target_id, Some(&token), "").await;
+    let nonce = challenge(&mut ws).await;
+    send(&mut ws, &sign(&key, &a.workspace_id, &a.runtime_target_id, &a.relay_endpoint, &nonce)).await;
+    assert!(matches!(next_msg(&mut ws).await, RelayMsg::Ready { .. }));
+    let id = sid();
+    send(&mut ws, &start_msg(&id)).await;
+    for seq in 1..=5 {
+        send(&mut ws, &frame(&id, seq, &[b'x'; 15 * 1024])).await;
+    }
+    // Over budget and over quota, it hears only acks (an unknown message would break it).
+    let second = sid();
+    send(&mut ws, &start_msg(&second)).await;
+    send(&mut ws, &frame(&second, 1, b"also stored")).await;
+    let mut acked = BTreeMap::new();
+    while acked.get(&id) != Some(&5) || acked.get(&second) != Some(&1) {
+        match next_msg(&mut ws).await {
+            RelayMsg::Ack { session_id, seq } => {
+                acked.insert(session_id, seq);
+            }
+            other => panic!("an older daemon must hear only acks, got {other:?}"),
+        }
+    }
+    assert!(s.store().session(None, &second).unwrap().is_some(), "exempt from the stored quota");
 }

@@ -169,25 +169,34 @@ impl Outbox {
         self.queue.iter().map(|e| e.msg.clone()).collect()
     }
 
-    /// What was queued but not sent yet, in order (while the relay throttles, the bridge
-    /// queues without sending). `sent` gives the highest seq sent of a session (`None`:
-    /// nothing of it was sent). A gap that starts at or before what was sent — frames on the
-    /// wire merged into it when the buffer was full — is trimmed to start right after it.
-    pub fn unsent(&mut self, sent: impl Fn(&str) -> Option<u64>) -> Vec<DaemonMsg> {
+    /// What was queued but not sent yet, in order, at most about `max_bytes` (at least one
+    /// message): while the relay throttles, the bridge queues without sending, then sends
+    /// this in chunks. `sent` gives the highest seq sent of a session (`None`: nothing of it
+    /// was sent). A gap that starts at or before what was sent — frames on the wire merged
+    /// into it when the buffer was full — is sent trimmed to start right after it; the queued
+    /// gap itself keeps its range, because the relay may not have stored what was sent (a
+    /// reconnect resumes from what it stored, see [`Outbox::resume`]).
+    pub fn unsent(&self, sent: impl Fn(&str) -> Option<u64>, max_bytes: usize) -> Vec<DaemonMsg> {
         let mut out = Vec::new();
-        for e in self.queue.iter_mut() {
+        let mut bytes = 0;
+        for e in &self.queue {
             let Some((session, seq)) = e.msg.position() else { continue };
             let top = sent(session);
             if top.is_some_and(|t| seq <= t) {
                 continue;
             }
-            if let (Some(t), DaemonMsg::Frame { kind: FrameKind::Gap, data, .. }) = (top, &mut e.msg) {
+            if !out.is_empty() && bytes + e.size > max_bytes {
+                break;
+            }
+            bytes += e.size;
+            let mut msg = e.msg.clone();
+            if let (Some(t), DaemonMsg::Frame { kind: FrameKind::Gap, data, .. }) = (top, &mut msg) {
                 let (from, to) = gap_range(data);
                 if from <= t {
                     *data = encode_gap(t + 1, to);
                 }
             }
-            out.push(e.msg.clone());
+            out.push(msg);
         }
         out
     }
@@ -294,7 +303,7 @@ mod tests {
         let (from, to) = first_gap.expect("the buffer overflowed into a gap");
         assert!(from <= 4 && to > 4, "the gap covers frames on the wire and queued ones: {from}-{to}");
         let sent = |s: &str| (s == "A").then_some(4);
-        let out = o.unsent(sent);
+        let out = o.unsent(sent, usize::MAX);
         let positions: Vec<(String, u64)> = out.iter().filter_map(|m| m.position().map(|(s, q)| (s.to_string(), q))).collect();
         assert!(positions.iter().all(|(s, q)| s == "B" || *q > 4), "{positions:?}");
         assert_eq!(positions.last(), Some(&("B".to_string(), 0)), "a session that sent nothing goes whole");
@@ -304,8 +313,19 @@ mod tests {
             }
             other => panic!("expected the trimmed gap first, got {other:?}"),
         }
-        // Asked again with nothing more sent: the same messages.
-        assert_eq!(o.unsent(sent).len(), out.len());
+        // Asked again with nothing more sent: the same messages; the queued gap kept its
+        // range (the relay may not have stored frames 1-4: a reconnect resumes from there).
+        assert_eq!(o.unsent(sent, usize::MAX), out);
+        assert!(o.queue.iter().any(|e| matches!(&e.msg, DaemonMsg::Frame { kind: FrameKind::Gap, data, .. } if gap_range(data).0 == from)));
+        let resent = o.resume(&BTreeMap::from([("A".to_string(), 2)]));
+        assert!(
+            matches!(&resent[0], DaemonMsg::Frame { kind: FrameKind::Gap, data, .. } if gap_range(data).0 == 3),
+            "after a reconnect the gap starts right after what the relay stored: {:?}",
+            resent[0]
+        );
+        // In chunks: at least one message, then about the byte bound.
+        assert_eq!(o.unsent(sent, 0).len(), 1);
+        assert!(o.unsent(sent, 500).len() < out.len());
     }
 
     #[test]

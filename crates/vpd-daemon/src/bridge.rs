@@ -142,6 +142,7 @@ impl Bridge {
             failures: 0,
             token: None,
             inflight: HashMap::new(),
+            refused_sessions: std::collections::HashSet::new(),
             latencies: latencies.clone(),
             events: events.clone(),
         };
@@ -187,6 +188,8 @@ struct Task {
     token: Option<(vpd_proto::Secret, jiff::Timestamp)>,
     /// Send times of unacked messages, per session, in seq order.
     inflight: HashMap<String, VecDeque<(u64, std::time::Instant)>>,
+    /// Sessions the relay did not take (quota): their later messages are dropped here.
+    refused_sessions: std::collections::HashSet<String>,
     latencies: Arc<Mutex<VecDeque<u32>>>,
 }
 
@@ -199,6 +202,11 @@ enum Outcome {
 }
 
 impl Task {
+    /// A message of a session the relay refused for good (quota).
+    fn is_refused(&self, m: &DaemonMsg) -> bool {
+        m.position().is_some_and(|(session, _)| self.refused_sessions.contains(session))
+    }
+
     fn set(&self, f: impl FnOnce(&mut BridgeStatus)) {
         let mut s = self.status.lock().unwrap();
         f(&mut s);
@@ -210,6 +218,8 @@ impl Task {
         loop {
             self.last_code = None;
             let outcome = self.connect_once().await;
+            // Whatever the relay said about pacing ended with the connection.
+            self.set(|s| s.throttled = false);
             let mut code = self.last_code.take().unwrap_or_else(|| "connection_failed".to_string());
             let (verdict, why) = match outcome {
                 Outcome::Stopped => return Ended::Stopped,
@@ -299,6 +309,7 @@ impl Task {
                 },
                 cmd = self.rx.recv() => match cmd {
                     None => return false,
+                    Some(Command::Send(m)) if self.is_refused(&m) => {}
                     Some(Command::Send(m)) => { self.outbox.push(m); self.set(|_| {}); }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
                 },
@@ -346,6 +357,7 @@ impl Task {
         };
         url.query_pairs_mut()
             .append_pair("role", ROLE)
+            .append_pair("features", vpd_proto::relay::FEATURES)
             .append_pair("workspaceId", &p.workspace_id)
             .append_pair("runtimeTargetId", &p.runtime_target_id);
         let mut request = match url.as_str().into_client_request() {
@@ -533,6 +545,7 @@ impl Task {
                             let error = vpd_proto::limits::clean(&error, 100);
                             tracing::warn!(workspace = %self.pairing.workspace_id, session = %session_id, %error, "the relay refused a new session; it runs local-only");
                             self.outbox.drop_session(&session_id);
+                            self.refused_sessions.insert(session_id.clone());
                             self.highest_sent.remove(&session_id);
                             self.inflight.remove(&session_id);
                             self.set(|_| {});
@@ -545,6 +558,7 @@ impl Task {
                                     if let Err(e) = send(&mut ws, m).await {
                                         return Outcome::Verdict(Verdict::Transient, e);
                                     }
+                                    self.count_sent(m);
                                 }
                                 self.set(|_| {});
                             }
@@ -570,26 +584,32 @@ impl Task {
                 _ = tokio::time::sleep_until(throttled_until.unwrap_or(deadline)), if throttled_until.is_some() => {
                     throttled_until = None;
                     self.set(|s| s.throttled = false);
-                    if std::mem::take(&mut holding) {
-                        // Send what waited, gaps trimmed to what is already on the wire.
-                        let sent = self.highest_sent.clone();
-                        let waiting = self.outbox.unsent(|session| sent.get(session).copied());
-                        let mut result = Ok(());
-                        for m in &waiting {
-                            let text = serde_json::to_string(m).expect("messages serialize");
-                            if let Err(e) = ws.feed(Message::Text(text.into())).await {
-                                result = Err(format!("sending to the relay: {e}"));
-                                break;
-                            }
-                            self.count_sent(m);
+                }
+                // After a throttle: send what waited, about 1 MiB at a time, back to this loop
+                // between chunks so acks, notes and pings are heard; gaps trimmed to what is
+                // already on the wire. New messages queue behind it until it is all out.
+                _ = std::future::ready(()), if holding && throttled_until.is_none() => {
+                    let sent = &self.highest_sent;
+                    let chunk = self.outbox.unsent(|session| sent.get(session).copied(), 1 << 20);
+                    if chunk.is_empty() {
+                        holding = false;
+                        continue;
+                    }
+                    let mut result = Ok(());
+                    for m in &chunk {
+                        let text = serde_json::to_string(m).expect("messages serialize");
+                        if let Err(e) = ws.feed(Message::Text(text.into())).await {
+                            result = Err(format!("sending to the relay: {e}"));
+                            break;
                         }
-                        if result.is_ok() {
-                            result = ws.flush().await.map_err(|e| format!("sending to the relay: {e}"));
-                        }
-                        self.set(|_| {});
-                        if let Err(e) = result {
-                            return Outcome::Verdict(Verdict::Transient, e);
-                        }
+                        self.count_sent(m);
+                    }
+                    if result.is_ok() {
+                        result = ws.flush().await.map_err(|e| format!("sending to the relay: {e}"));
+                    }
+                    self.set(|_| {});
+                    if let Err(e) = result {
+                        return Outcome::Verdict(Verdict::Transient, e);
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(500)), if self.outbox.is_filling() && throttled_until.is_none() => {}
@@ -600,9 +620,12 @@ impl Task {
                         return Outcome::Stopped;
                     }
                     Some(Command::DropSession(s)) => self.outbox.drop_session(&s),
-                    // Throttled: keep taking messages into the buffer without sending, so the
-                    // sessions that make them are never held up (a full buffer makes gaps).
-                    Some(Command::Send(m)) if throttled_until.is_some() => {
+                    // A session the relay refused (quota): nothing of it is sent again.
+                    Some(Command::Send(m)) if self.is_refused(&m) => {}
+                    // Throttled (or still sending what waited): keep taking messages into the
+                    // buffer without sending, so the sessions that make them are never held
+                    // up (a full buffer makes gaps).
+                    Some(Command::Send(m)) if throttled_until.is_some() || holding => {
                         self.outbox.push(m);
                         holding = true;
                         self.set(|_| {});
@@ -626,6 +649,7 @@ impl Task {
                                 break;
                             }
                             match self.rx.try_recv() {
+                                Ok(Command::Send(m)) if self.is_refused(&m) => {}
                                 Ok(Command::Send(m)) => next = Some(m),
                                 Ok(Command::DropSession(s)) => self.outbox.drop_session(&s),
                                 Err(_) => {}

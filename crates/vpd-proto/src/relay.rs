@@ -81,6 +81,11 @@ pub enum RelayMsg {
     },
 }
 
+/// The `features` query parameter a daemon sends when it understands `throttle` and
+/// `session_refused` (a daemon from before SPEC A8 does not, and fails on an unknown message:
+/// the relay then paces it with acks alone and does not apply stored quotas to it).
+pub const FEATURES: &str = "quota";
+
 /// While throttling, the relay says so (a `throttle` or an ack) at least this often.
 pub const THROTTLE_EVERY_SECS: u64 = 5;
 /// `session_refused` `error` for a used-up stored-bytes quota.

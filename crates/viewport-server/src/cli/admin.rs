@@ -17,7 +17,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Org(OrgCommand::Create { name, slug, owner }) => org_create(&store, &out, &name, &slug, owner.as_deref()),
         AdminCommand::Org(OrgCommand::List) => {
             let all = store.all_workspaces()?;
-            let human = all.iter().map(|w| format!("{}  {:<20} {}", w.id, w.slug, w.name)).collect::<Vec<_>>().join("\n");
+            let human = all.iter().map(|w| format!("{}  {:<20} {}", w.id, w.slug, util::printable(&w.name))).collect::<Vec<_>>().join("\n");
             out.print(&human, json!(all.iter().map(ws_json).collect::<Vec<_>>()))
         }
         AdminCommand::Member(MemberCommand::Add { org, user, role }) => {
@@ -111,7 +111,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             };
             out.print(
-                &format!("approved {} for {} ({}): machine {}", p.machine_name, ws.name, ws.slug, p.machine_id),
+                &format!("approved {} for {} ({}): machine {}", util::printable(&p.machine_name), util::printable(&ws.name), ws.slug, p.machine_id),
                 json!({"workspace_id": ws.id, "machine_id": p.machine_id, "runtime_target_id": p.runtime_target_id, "install_id": p.install_id}),
             )
         }
@@ -295,7 +295,7 @@ fn session_state(r: &SessionRow) -> String {
     match (r.ended_at, &r.end_reason, r.exit_code) {
         (None, _, _) => "running".into(),
         (Some(_), reason, code) => {
-            let mut s = format!("ended ({})", reason.as_deref().unwrap_or("?"));
+            let mut s = format!("ended ({})", util::printable(reason.as_deref().unwrap_or("?")));
             if let Some(c) = code {
                 s.push_str(&format!(", exit {c}"));
             }
@@ -375,11 +375,15 @@ fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result
     );
     // The output as a terminal would show it (carriage returns, clears and resizes applied),
     // with every line that scrolled by: only printable characters come out.
-    let mut screen = crate::terminal::Screen::new(0, usize::MAX >> 8);
+    const KEPT_LINES: usize = 100_000;
+    let mut screen = crate::terminal::Screen::new(0, KEPT_LINES);
     store.for_each_frame(&r.id, |seq, kind, b| {
         screen.feed(seq, kind, b);
         Ok(())
     })?;
+    if screen.scrolled_out() {
+        human.push_str(&format!("(only the last {KEPT_LINES} lines are shown; `--raw` prints all of the output)\n"));
+    }
     human.push_str(&screen.text());
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(human.as_bytes())?;

@@ -138,8 +138,12 @@ pub async fn add(State(state): State<AppState>, session: MaybeSession, uri: Uri,
     if !s.csrf_ok(&f.csrf) {
         return Err(PageErr::csrf());
     }
-    let ws = member_org(&state, &s, &slug).await?;
+    let (ws, me) = member_org_role(&state, &s, &slug).await?;
     let role = parse_role(&f.role)?;
+    // Before looking the email up: a member must not learn which emails have accounts.
+    if !roles::may(me, roles::cap_for_add(role)) {
+        return Err(refused_change(crate::store::StoreError::Forbidden(format!("your role ({me}) may not add a {role}"))));
+    }
     let email = util::normalize_email(&f.email).map_err(|m| PageErr::new(StatusCode::BAD_REQUEST, "Invalid email", &m))?;
     let e = email.clone();
     let Some((user, _)) = state.db(move |st| st.user_by_email(&e)).await? else {

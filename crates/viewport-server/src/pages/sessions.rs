@@ -178,7 +178,8 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let s = require_session(session, &uri)?;
     let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let r = org_session(&state, &s, &slug, &id).await?;
-    let from = r.last_seq.saturating_sub(PAGE_FRAMES);
+    // Rounded, so that every viewer of a long session shares one screen.
+    let from = r.last_seq.saturating_sub(PAGE_FRAMES) / 1000 * 1000;
     let shown = render(&state, &r, from, None, 4 << 20).await?;
     let online = state.relay.is_online(&r.runtime_target_id);
     Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {

@@ -59,8 +59,9 @@ fn email_of(conn: &Connection, user_id: &str) -> Result<String> {
     Ok(conn.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?.unwrap_or_else(|| user_id.to_string()))
 }
 
-/// Inserts a membership; `role: None` makes the first member of an org without an owner its
-/// owner, and anyone else a member. Returns whether it was added and the role held.
+/// Inserts a membership. The first member of an org without an owner becomes its owner,
+/// whatever `role` asks (an org always has one); anyone else gets `role`, or member. Returns
+/// whether it was added and the role held.
 pub(super) fn insert_member(
     conn: &Connection,
     workspace_id: &str,
@@ -72,11 +73,7 @@ pub(super) fn insert_member(
     if let Some(existing) = member_role(conn, workspace_id, user_id)? {
         return Ok((false, existing));
     }
-    let role = match role {
-        Some(r) => r,
-        None if owner_count(conn, workspace_id)? == 0 => Role::Owner,
-        None => Role::Member,
-    };
+    let role = if owner_count(conn, workspace_id)? == 0 { Role::Owner } else { role.unwrap_or(Role::Member) };
     require(conn, workspace_id, actor, roles::cap_for_add(role))?;
     put_member(conn, workspace_id, user_id, role, actor, now)?;
     Ok((true, role))

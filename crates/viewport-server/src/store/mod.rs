@@ -469,7 +469,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE relay_sessions ADD COLUMN purged_at INTEGER;
     UPDATE relay_sessions SET
         bytes = (SELECT COALESCE(SUM(length(f.data)), 0) FROM relay_frames f WHERE f.session_id = relay_sessions.id),
-        last_frame_at = COALESCE(ended_at, started_at);
+        last_frame_at = COALESCE(ended_at, CAST(strftime('%s', 'now') AS INTEGER));
     CREATE INDEX relay_sessions_machine ON relay_sessions(machine_id);
     CREATE INDEX relay_sessions_open ON relay_sessions(ended_at, last_frame_at);
     CREATE TABLE relay_refused_sessions (
@@ -843,8 +843,17 @@ impl Store {
                     params![rt, now],
                 )?;
                 if let (Some(ws), Some(m)) = (pc.workspace_id.as_deref(), pc.machine.as_ref()) {
-                    let actor = Actor::Machine { name: m.name.clone() };
-                    audit(&tx, ws, now, &actor, "machine.revoked", &m.name, "the daemon cancelled before it received the approval")?;
+                    let machine_id: String = tx.query_row("SELECT machine_id FROM runtime_targets WHERE id = ?1", [&rt], |r| r.get(0))?;
+                    let actor = Actor::Machine { name: machine_id.clone() };
+                    audit(
+                        &tx,
+                        ws,
+                        now,
+                        &actor,
+                        "machine.revoked",
+                        &format!("{} ({machine_id})", m.name),
+                        "the daemon cancelled before it received the approval",
+                    )?;
                 }
                 Cancelled::Approval { runtime_target_id: rt }
             }
@@ -879,7 +888,7 @@ impl Store {
         let ws = tx.query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [ws_id], ws_row)?;
         let pairing = insert_pairing(&tx, &ws, machine, user_id, Some(issue_token_hash), now)?;
         let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
-        let actor = Actor::Machine { name: machine.name.clone() };
+        let actor = Actor::Machine { name: pairing.machine_id.clone() };
         audit(
             &tx,
             &ws.id,
