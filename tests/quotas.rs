@@ -24,18 +24,25 @@ fn sessions(server: &Server, org: &str) -> Vec<serde_json::Value> {
     server.admin(&["session", "list", "--org", org]).as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn a_throttled_machine_keeps_its_connection_shows_throttled_and_never_holds_up_its_session() {
+/// A server started with `flags`, an org "acme" with alice, and a machine (with `env`)
+/// paired with it and a directory bound there, connected.
+fn paired(flags: &[&str], env: &[(&str, &str)]) -> (Server, String, Machine, std::path::PathBuf) {
     let port = free_port();
-    let server = Server::start_with(port, format!("http://127.0.0.1:{port}"), &["--write-budget-machine", "512KiB"]);
+    let server = Server::start_with(port, format!("http://127.0.0.1:{port}"), flags);
     let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
     let mut m = Machine::new();
-    // A small buffer, so that it fills while the relay paces.
-    m.env.push(("VPD_OUTBOX_BYTES".into(), "65536".into()));
+    m.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     m.pair(&server, &acme, "alice@example.com");
     let dir = m.mkdir("proj");
     m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
     wait_connected(&m, &acme);
+    (server, acme, m, dir)
+}
+
+#[test]
+fn a_throttled_machine_keeps_its_connection_shows_throttled_and_never_holds_up_its_session() {
+    // A small buffer, so that it fills while the relay paces.
+    let (server, acme, m, dir) = paired(&["--write-budget-machine", "512KiB"], &[("VPD_OUTBOX_BYTES", "65536")]);
     let since = status_of(&m, &acme)["connectedSince"].clone();
     assert!(since.is_string());
 
@@ -92,14 +99,7 @@ fn a_throttled_machine_keeps_its_connection_shows_throttled_and_never_holds_up_i
 
 #[test]
 fn over_the_stored_quota_a_new_session_runs_local_only_and_says_why() {
-    let port = free_port();
-    let server = Server::start_with(port, format!("http://127.0.0.1:{port}"), &["--stored-quota-machine", "1000"]);
-    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
-    let m = Machine::new();
-    m.pair(&server, &acme, "alice@example.com");
-    let dir = m.mkdir("proj");
-    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
-    wait_connected(&m, &acme);
+    let (server, acme, m, dir) = paired(&["--stored-quota-machine", "1000"], &[]);
     let text = |args: &[&str]| {
         let out = m.vpd(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -128,14 +128,7 @@ fn over_the_stored_quota_a_new_session_runs_local_only_and_says_why() {
 #[test]
 fn a_reconnect_while_throttled_loses_nothing_the_buffer_held() {
     // 1 KiB/s; the default 16 MiB buffer holds everything, so nothing may be lost.
-    let port = free_port();
-    let server = Server::start_with(port, format!("http://127.0.0.1:{port}"), &["--write-budget-machine", "60KiB"]);
-    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
-    let m = Machine::new();
-    m.pair(&server, &acme, "alice@example.com");
-    let dir = m.mkdir("proj");
-    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
-    wait_connected(&m, &acme);
+    let (server, acme, m, dir) = paired(&["--write-budget-machine", "60KiB"], &[]);
     // About 85 KB through the pty: some 25 s over this machine's budget.
     let out = m.command().args(["run", "--cwd", dir.to_str().unwrap(), "--", "seq", "1", "14000"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

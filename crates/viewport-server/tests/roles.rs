@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
 use viewport_server::roles::Role;
 
 struct Browser<'a> {
@@ -150,22 +149,6 @@ async fn the_audit_page_escapes_what_it_shows() {
     let (_, page) = b.get("/orgs/acme/audit").await;
     assert!(!page.contains("<img src=x"), "raw HTML from a machine name reached the page");
     assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
-}
-
-fn admin_cli(db: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_viewport-server"))
-        .arg("admin")
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn json(o: std::process::Output) -> serde_json::Value {

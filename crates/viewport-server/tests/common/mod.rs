@@ -181,3 +181,20 @@ pub async fn sign_in(s: &Server, email: &str) -> String {
     assert_eq!(r.status(), 303, "sign-in failed");
     set_cookie(&r, "vp_session").expect("session cookie")
 }
+
+/// Runs the built binary's `admin ARGS --db DB`, with `stdin` on its standard input.
+pub fn admin_cli(db: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_viewport-server"))
+        .arg("admin")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
