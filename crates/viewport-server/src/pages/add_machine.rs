@@ -1,7 +1,7 @@
 //! `/orgs/{slug}/add-machine`: mint a code for `vpd pair CODE`.
 
 use super::layout::{org_tabs, page};
-use super::{member_org_role, require_session, PageErr, PageResult};
+use super::{member_org_role, org_form, require_session, PageResult};
 use crate::auth::MaybeSession;
 use crate::{util, AppState};
 use axum::extract::{Form, Path, State};
@@ -34,11 +34,7 @@ pub struct MintForm {
 }
 
 pub async fn mint(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>, Form(f): Form<MintForm>) -> PageResult {
-    let s = require_session(session, &uri)?;
-    if !s.csrf_ok(&f.csrf) {
-        return Err(PageErr::csrf());
-    }
-    let (ws, role) = member_org_role(&state, &s, &slug).await?;
+    let (s, ws, role) = org_form(&state, session, &uri, &slug, &f.csrf).await?;
     let (code, expires) = state.mint_code(&ws.id, &s.user.id, &s.actor()).await?;
     let shown = vpd_proto::format_code(&code);
     Ok(page(

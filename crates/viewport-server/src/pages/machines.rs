@@ -1,7 +1,7 @@
 //! `/orgs/{slug}/machines`: the org's paired machines, with Revoke.
 
 use super::layout::{org_tabs, page};
-use super::{member_org, member_org_role, refused_change, require_session, see_other, PageErr, PageResult};
+use super::{member_org_role, org_form, refused_change, require_session, see_other, PageResult};
 use crate::auth::MaybeSession;
 use crate::roles;
 use crate::{util, AppState};
@@ -72,11 +72,7 @@ pub async fn revoke(
     Path(slug): Path<String>,
     Form(f): Form<RevokeForm>,
 ) -> PageResult {
-    let s = require_session(session, &uri)?;
-    if !s.csrf_ok(&f.csrf) {
-        return Err(PageErr::csrf());
-    }
-    let ws = member_org(&state, &s, &slug).await?;
+    let (s, ws, _) = org_form(&state, session, &uri, &slug, &f.csrf).await?;
     state.revoke(&ws.id, &f.machine_id, "revoked", &s.actor()).await.map_err(refused_change)?;
     tracing::info!(workspace = %ws.id, "machine revoked from the machines page");
     Ok(see_other(&format!("/orgs/{}/machines", ws.slug)))

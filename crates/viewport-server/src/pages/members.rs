@@ -3,7 +3,7 @@
 //! [`crate::roles`]; the store checks it again inside the change.
 
 use super::layout::{org_tabs, page};
-use super::{member_org, member_org_role, refused_change, require_session, see_other, PageErr, PageResult};
+use super::{member_org_role, org_form, refused_change, require_session, see_other, PageErr, PageResult};
 use crate::auth::MaybeSession;
 use crate::roles::{self, Role};
 use crate::{util, AppState};
@@ -134,11 +134,7 @@ fn parse_role(s: &str) -> Result<Role, PageErr> {
 }
 
 pub async fn add(State(state): State<AppState>, session: MaybeSession, uri: Uri, Path(slug): Path<String>, Form(f): Form<AddForm>) -> PageResult {
-    let s = require_session(session, &uri)?;
-    if !s.csrf_ok(&f.csrf) {
-        return Err(PageErr::csrf());
-    }
-    let (ws, me) = member_org_role(&state, &s, &slug).await?;
+    let (s, ws, me) = org_form(&state, session, &uri, &slug, &f.csrf).await?;
     let role = parse_role(&f.role)?;
     // Before looking the email up: a member must not learn which emails have accounts.
     if !roles::may(me, roles::cap_for_add(role)) {
@@ -175,11 +171,7 @@ pub async fn set_role(
     Path(slug): Path<String>,
     Form(f): Form<MemberForm>,
 ) -> PageResult {
-    let s = require_session(session, &uri)?;
-    if !s.csrf_ok(&f.csrf) {
-        return Err(PageErr::csrf());
-    }
-    let ws = member_org(&state, &s, &slug).await?;
+    let (s, ws, _) = org_form(&state, session, &uri, &slug, &f.csrf).await?;
     let role = parse_role(&f.role)?;
     let (wid, uid, actor) = (ws.id.clone(), f.user_id.clone(), s.actor());
     let from = state.db(move |st| st.set_role(&wid, &uid, role, &actor, util::now())).await.map_err(refused_change)?;
@@ -194,11 +186,7 @@ pub async fn remove(
     Path(slug): Path<String>,
     Form(f): Form<MemberForm>,
 ) -> PageResult {
-    let s = require_session(session, &uri)?;
-    if !s.csrf_ok(&f.csrf) {
-        return Err(PageErr::csrf());
-    }
-    let ws = member_org(&state, &s, &slug).await?;
+    let (s, ws, _) = org_form(&state, session, &uri, &slug, &f.csrf).await?;
     let n = state.remove_member(&ws.id, &f.user_id, &s.actor()).await.map_err(refused_change)?;
     tracing::info!(workspace = %ws.id, revoked = n, "member removed");
     if f.user_id == s.user.id {

@@ -120,6 +120,17 @@ pub async fn member_org_role(state: &AppState, session: &Session, slug: &str) ->
     state.db(move |st| st.member_workspace_by_slug(&u, &s)).await?.ok_or_else(PageErr::not_found)
 }
 
+/// A signed-in form post to one of the org's pages: the session (or a sign-in redirect), its
+/// CSRF token checked, the org (404 for a non-member) and the poster's role there.
+pub async fn org_form(state: &AppState, session: MaybeSession, uri: &Uri, slug: &str, csrf: &str) -> Result<(Session, Workspace, Role), PageErr> {
+    let s = require_session(session, uri)?;
+    if !s.csrf_ok(csrf) {
+        return Err(PageErr::csrf());
+    }
+    let (ws, role) = member_org_role(state, &s, slug).await?;
+    Ok((s, ws, role))
+}
+
 /// The page for a change the user's role does not allow (or that would leave no owner).
 pub fn refused_change(e: StoreError) -> PageErr {
     match e {
