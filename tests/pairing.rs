@@ -148,8 +148,10 @@ fn pair_two_orgs_bind_status_and_unpair_offline() {
     assert_eq!(un["serverNotified"], true, "{un}");
     let (status, body) = server.relay_token(&pairing);
     assert_eq!((status, body["error"].as_str()), (403, Some("revoked")), "{body}");
-    assert!(un["unbound"].as_array().unwrap().iter().any(|d| d.as_str() == Some(code_dir.to_str().unwrap())));
-    assert!(!code_dir.join(".viewport/local.yaml").exists(), "the org's bindings are removed with it");
+    // SPEC A3: its bindings stay, inert, waiting for the org on that server.
+    assert!(un["waiting"].as_array().unwrap().iter().any(|d| d.as_str() == Some(code_dir.to_str().unwrap())), "{un}");
+    assert!(code_dir.join(".viewport/local.yaml").exists(), "the binding outlives the pairing");
+    assert_eq!(m.ok(&["resolve", code_dir.to_str().unwrap()])["reason"], "binding_waiting");
 }
 
 #[test]

@@ -414,9 +414,10 @@
 
   let dialog = null;
   function confirmUnpair(p, name) {
-    const text = `Unpair ${name}? Sessions streaming to it stop, and directories bound to it are unbound. The platform is told to revoke this machine.`;
+    const text = `Unpair ${name}? Sessions streaming to it stop, and the platform is told to revoke this machine. Directories bound to it keep their bindings, inert, until you pair with ${name} again and choose to resume them.`;
     const run = async () => {
-      const res = await post('/api/unpair', { org: p.pairingId || p.workspaceId });
+      const forget = document.getElementById('unpair-forget');
+      const res = await post('/api/unpair', { org: p.pairingId || p.workspaceId, forgetBindings: Boolean(forget && forget.checked) });
       if (res) { announce('Unpaired ' + name + '.'); location.hash = '#/'; }
     };
     if (typeof HTMLDialogElement !== 'function' || !HTMLDialogElement.prototype.showModal) {
@@ -427,11 +428,13 @@
       dialog = h('dialog', { id: 'unpair-dialog', class: 'dialog', 'aria-labelledby': 'unpair-dialog-h', 'aria-describedby': 'unpair-dialog-text' },
         h('h2', { id: 'unpair-dialog-h' }, 'Unpair workspace'),
         h('p', { id: 'unpair-dialog-text' }),
+        h('p', {}, h('label', {}, h('input', { type: 'checkbox', id: 'unpair-forget' }), ' Also remove its directory bindings')),
         buttons(button('Unpair', () => { dialog.close(); if (dialog.onConfirm) dialog.onConfirm(); }, { id: 'unpair-confirm', class: 'danger' }),
           button('Cancel', () => dialog.close(), { id: 'unpair-cancel', class: 'secondary' })));
       document.body.append(dialog);
     }
     document.getElementById('unpair-dialog-text').textContent = text;
+    document.getElementById('unpair-forget').checked = false;
     dialog.onConfirm = run;
     dialog.showModal();
     document.getElementById('unpair-cancel').focus();

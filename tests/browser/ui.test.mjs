@@ -77,6 +77,9 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await page.evaluate((id) => { location.hash = `#/pairing/${id}?unpair=1`; }, wsId);
     await page.locator('#unpair-dialog').waitFor({ state: 'visible' });
     await page.locator('#unpair-dialog').getByText('Unpair Acme Engineering?').waitFor();
+    // SPEC A3: bindings stay unless the person asks for them to go.
+    const forget = page.getByLabel('Also remove its directory bindings');
+    assert.equal(await forget.isChecked(), false, 'bindings are kept by default');
     await shot(page, '04b-unpair-confirmation');
     await page.locator('#unpair-cancel').click();
     await page.locator('#unpair-dialog').waitFor({ state: 'hidden' });

@@ -95,6 +95,10 @@ fn reason_text(r: &binding::Resolved, reason: &LocalReason) -> String {
             format!("the binding file (org {}) was not made on this machine; run `vpd trust` to trust it", r.org_name(org_id).unwrap_or(org_id))
         }
         LocalReason::NotPaired { org_id } => format!("bound to org {org_id}, which this machine is not paired with"),
+        LocalReason::Waiting { org_id } => format!(
+            "bound to {} by an earlier pairing that was removed; it waits: `vpd bind` resumes it (pairing with the org again asks too, or `vpd pair --org {org_id} --resume-bindings`)",
+            r.org_name(org_id).unwrap_or(org_id)
+        ),
         LocalReason::Invalid { message } => format!("the binding file cannot be used: {message}"),
     }
 }

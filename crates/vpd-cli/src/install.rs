@@ -161,7 +161,11 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
             for p in &cfg.pairings {
                 let r = client::ask(
                     home,
-                    vpd_daemon::api::protocol::UnpairParams { org: p.pairing_id.clone(), keep_bindings: !remove_bindings },
+                    vpd_daemon::api::protocol::UnpairParams {
+                        org: p.pairing_id.clone(),
+                        keep_bindings: !remove_bindings,
+                        forget_bindings: remove_bindings,
+                    },
                     Duration::from_secs(30),
                 )?;
                 unpaired.push(r);

@@ -115,15 +115,23 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         /// With --move-bindings-from: move without asking.
         #[arg(long, requires = "move_bindings_from")]
         yes: bool,
+        /// Directory bindings kept from an earlier pairing with this org on this server
+        /// resume without asking (else `vpd pair` asks; without a yes they stay inert).
+        #[arg(long)]
+        resume_bindings: bool,
     },
-    /// Remove a pairing: its credentials, key and directory bindings. Tells the platform if it can.
+    /// Remove a pairing: its credentials and key. Tells the platform if it can. Its directory
+    /// bindings stay, inert, until the org is paired again and you resume them.
     #[command(
-        after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8"
+        after_help = "Works offline: the pairing is removed locally even when the platform cannot be reached.\n\nExamples:\n  vpd unpair --org acme\n  vpd unpair --org acme --forget-bindings   (also remove the bindings)\n  vpd unpair --org 01J7M8N9P0Q1R2S3T4V5V6W7X8"
     )]
     Unpair {
         /// Workspace ULID, slug or name (default: the only one paired).
         #[arg(long)]
         org: Option<String>,
+        /// Also remove the org's directory bindings (records and unchanged local.yaml files).
+        #[arg(long)]
+        forget_bindings: bool,
     },
     /// Let sessions started in DIR (default: here) stream to an org. Writes DIR/.viewport/local.yaml.
     #[command(
@@ -355,7 +363,7 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             install::uninstall(&home()?, install::Uninstall { purge, yes, remove_bindings: bindings }, out)
         }
         Command::Daemon { action } => install::daemon(home()?, action, out),
-        Command::Pair { code, server, org, name, no_browser, force, insecure_http, ca_file, move_bindings_from, yes } => {
+        Command::Pair { code, server, org, name, no_browser, force, insecure_http, ca_file, move_bindings_from, yes, resume_bindings } => {
             let ca_pem = match ca_file {
                 Some(f) => Some(
                     std::fs::read_to_string(&f)
@@ -365,12 +373,12 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             };
             let proxy = Some(vpd_daemon::proxy::ProxyEnv::from_env()).filter(|p| !p.is_empty());
             let params = vpd_daemon::api::protocol::PairParams { server, org, name, code, force, insecure_http, ca_pem, proxy };
-            pair::pair(&home()?, params, no_browser, move_bindings_from.map(|from| pair::Move { from, yes }), out)
+            pair::pair(&home()?, params, no_browser, move_bindings_from.map(|from| pair::Move { from, yes }), resume_bindings, out)
         }
-        Command::Unpair { org } => {
+        Command::Unpair { org, forget_bindings } => {
             let home = home()?;
             let org = the_org(&home, org)?;
-            pair::unpair(&home, &org, out)
+            pair::unpair(&home, &org, forget_bindings, out)
         }
         Command::Bind { dir, org, recursive, yes } => {
             let home = home()?;

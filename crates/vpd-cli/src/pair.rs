@@ -19,8 +19,8 @@ pub struct Move {
     pub yes: bool,
 }
 
-pub fn pair(home: &Home, params: PairParams, no_browser: bool, moving: Option<Move>, out: &Out) -> Result<ExitCode, Error> {
-    match run_pair(home, params, no_browser, moving, out) {
+pub fn pair(home: &Home, params: PairParams, no_browser: bool, moving: Option<Move>, resume: bool, out: &Out) -> Result<ExitCode, Error> {
+    match run_pair(home, params, no_browser, moving, resume, out) {
         // With --json every outcome is an event line, including errors before the code.
         Err(e) if out.json => {
             out.json(&json!({"event": "error", "error": {"code": e.code, "message": e.message}}));
@@ -30,7 +30,7 @@ pub fn pair(home: &Home, params: PairParams, no_browser: bool, moving: Option<Mo
     }
 }
 
-fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Option<Move>, out: &Out) -> Result<ExitCode, Error> {
+fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Option<Move>, resume: bool, out: &Out) -> Result<ExitCode, Error> {
     let old_origin = match &moving {
         Some(m) => Some(
             vpd_core::origin::server_origin(&m.from)
@@ -134,12 +134,15 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Optio
                 (Some(m), Some(old)) => Some(move_bindings(home, &p, old, m.yes, out)?),
                 _ => None,
             };
+            let (resumed, waiting) = resume_bindings(home, &p, resume, out)?;
             if out.json {
                 let mut v = serde_json::to_value(&p).expect("serializable");
                 v["event"] = json!("paired");
                 if let Some(moved) = &moved {
                     v["movedBindings"] = json!(moved);
                 }
+                v["resumedBindings"] = json!(resumed);
+                v["waitingBindings"] = json!(waiting);
                 out.json(&v);
             } else {
                 println!("Paired with {} ({}){}", p.workspace_name, p.workspace_id, if p.replaced { ", replacing the previous pairing" } else { "" });
@@ -158,6 +161,34 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Optio
         }
         Err(e) => Err(e),
     }
+}
+
+/// SPEC A3: bindings kept from an earlier pairing with this org on this server resume only
+/// after a yes — `--resume-bindings`, or the question on a terminal. Returns the directories
+/// resumed and those left waiting.
+fn resume_bindings(home: &Home, p: &vpd_daemon::api::protocol::Paired, yes: bool, out: &Out) -> Result<(Vec<String>, Vec<String>), Error> {
+    let waiting = vpd_daemon::binding::waiting_bindings(home, &p.pairing_id)?;
+    if waiting.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let n = waiting.len();
+    let q = format!("Resume {n} directory binding{} of {}?", if n == 1 { "" } else { "s" }, p.workspace_name);
+    let go = yes || (!out.json && prompt::ask(&q, false) == Some(true));
+    let shown = |v: &[std::path::PathBuf]| v.iter().map(|d| d.display().to_string()).collect::<Vec<_>>();
+    if !go {
+        if !out.json {
+            println!("{n} directory binding(s) of {} stay inert (nothing streams from them); `vpd bind DIR` resumes one:", p.workspace_name);
+            for d in &waiting {
+                println!("  waiting {}", crate::output::show(d));
+            }
+        }
+        return Ok((Vec::new(), shown(&waiting)));
+    }
+    let resumed = vpd_daemon::binding::resume_bindings(home, &p.pairing_id)?;
+    if !out.json {
+        println!("Resumed {} directory binding(s) of {}: new sessions there stream.", resumed.len(), p.workspace_name);
+    }
+    Ok((shown(&resumed), Vec::new()))
 }
 
 /// Moves the bindings made for the same org on `old_origin` to the new pairing `p`, after a
@@ -211,15 +242,33 @@ fn approval_link(url: &str, server_url: &str) -> (bool, Option<String>) {
     }
 }
 
-pub fn unpair(home: &Home, org: &str, out: &Out) -> Result<ExitCode, Error> {
+pub fn unpair(home: &Home, org: &str, forget_bindings: bool, out: &Out) -> Result<ExitCode, Error> {
     // Fail fast, without starting a daemon, when nothing matches.
     config::read(home)?.select(org)?;
     client::ensure_daemon(home, &exe()?)?;
-    let r: Unpaired = client::ask(home, UnpairParams { org: org.to_string(), keep_bindings: false }, Duration::from_secs(60))?;
+    let params = UnpairParams { org: org.to_string(), keep_bindings: false, forget_bindings };
+    let r: Unpaired = client::ask(home, params, Duration::from_secs(60))?;
     out.emit(&r, || {
-        let mut s = format!("Unpaired {} ({}): credentials, key and bindings removed.", r.workspace_name, r.workspace_id);
+        let mut s = format!(
+            "Unpaired {} ({}) on {}: credentials and key removed{}.",
+            r.workspace_name,
+            r.workspace_id,
+            r.server,
+            if forget_bindings { ", bindings removed" } else { "" }
+        );
         for d in &r.unbound {
             s.push_str(&format!("\n  unbound {}", crate::output::show(std::path::Path::new(d))));
+        }
+        if !r.waiting.is_empty() {
+            s.push_str(&format!(
+                "\n{} directory binding(s) stay, inert, waiting for {} on {}: pairing again asks to resume them (`vpd unbind DIR` removes one):",
+                r.waiting.len(),
+                r.workspace_name,
+                r.server
+            ));
+            for d in &r.waiting {
+                s.push_str(&format!("\n  waiting {}", crate::output::show(std::path::Path::new(d))));
+            }
         }
         for w in &r.warnings {
             s.push_str(&format!("\nwarning: {w}"));

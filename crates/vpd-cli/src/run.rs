@@ -167,6 +167,7 @@ fn local_reason(code: Option<&str>) -> String {
         Some("binding_untrusted") => "the binding file was not made on this machine (`vpd trust` to trust it)".into(),
         Some("not_paired") => "bound to an org this machine is not paired with".into(),
         Some("binding_invalid") => "the binding file cannot be used (`vpd resolve` says why)".into(),
+        Some("binding_waiting") => "the binding waits for its org to be paired again and resumed (`vpd status` lists it)".into(),
         Some(other) => other.into(),
     }
 }

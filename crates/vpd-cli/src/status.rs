@@ -60,8 +60,13 @@ fn render(r: &StatusReport) -> String {
             DirectoryState::Changed => "   [file changed: grants nothing until `vpd trust`]",
             DirectoryState::Missing => "   [local.yaml missing]",
             DirectoryState::OrgNotPaired => "   [org not paired]",
+            DirectoryState::Waiting => "   [waiting: kept from a removed pairing; `vpd bind DIR` or `vpd pair --resume-bindings` resumes it]",
         };
-        s.push_str(&format!("  {:dir_w$}  → {org}{rec}{note}\n", x.display));
+        let on = match (&x.server, x.state) {
+            (Some(server), DirectoryState::Waiting) => format!(" on {server}"),
+            _ => String::new(),
+        };
+        s.push_str(&format!("  {:dir_w$}  → {org}{on}{rec}{note}\n", x.display));
     }
     let streaming: u32 = r.pairings.iter().map(|p| p.sessions_streaming).sum();
     if streaming > 0 {

@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         org_id: org.into(),
         file_hash: file_hash(text.as_bytes()),
         pairing_id: Some("p-acme".into()),
+        suspended: false,
     }];
     let pairings = [PairingRef { id: "p-acme", org_id: org, name: "Acme", slug: "acme", server: "https://viewport.example" }];
     c.bench_function("resolve_depth12_pure", |b| b.iter(|| resolve(black_box(&facts), &records, &pairings)));

@@ -72,7 +72,9 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
         Resolution::LocalOnly { reason, binding_dir } => {
             let dir = binding_dir.clone().unwrap_or_default();
             match reason {
-                LocalReason::StreamingDisabled => HintAction::Quiet,
+                // The user unpaired (or was revoked) and kept the binding: no question at each
+                // `cd`; status and `vpd resolve` say it waits.
+                LocalReason::StreamingDisabled | LocalReason::Waiting { .. } => HintAction::Quiet,
                 LocalReason::Invalid { message } => HintAction::Warn { dir, message: message.clone() },
                 LocalReason::Untrusted { org_id } | LocalReason::NotPaired { org_id } => match name_of(org_id) {
                     Some(_) if declined(&dir, org_id, Question::Trust, None) => HintAction::Quiet,

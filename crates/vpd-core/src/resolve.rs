@@ -39,6 +39,9 @@ pub struct BindingRecord {
     /// The pairing (server and org, [`crate::origin::pairing_id`]) it was made for; `None`
     /// only in records older than SPEC A1 that could not be upgraded: they never stream.
     pub pairing_id: Option<String>,
+    /// Kept from a pairing that was removed (unpaired or revoked, SPEC A3): inert until the
+    /// user says yes to resuming it after pairing with that org on that server again.
+    pub suspended: bool,
 }
 
 /// A current pairing, as far as policy needs to know it.
@@ -71,6 +74,8 @@ pub enum LocalReason {
     Untrusted { org_id: String },
     /// The file names an org this machine is not paired with.
     NotPaired { org_id: String },
+    /// The binding outlived its pairing (SPEC A3) and waits for a yes to resume.
+    Waiting { org_id: String },
     /// The file could not be used; the message says why.
     Invalid { message: String },
 }
@@ -83,6 +88,7 @@ impl LocalReason {
             LocalReason::StreamingDisabled => "streaming_disabled",
             LocalReason::Untrusted { .. } => "binding_untrusted",
             LocalReason::NotPaired { .. } => "not_paired",
+            LocalReason::Waiting { .. } => "binding_waiting",
             LocalReason::Invalid { .. } => "binding_invalid",
         }
     }
@@ -124,6 +130,9 @@ fn decide(dir: &Path, bytes: &[u8], file: crate::LocalFile, records: &[BindingRe
     let Some(record) = records.iter().find(|r| r.directory == dir && r.org_id == file.org_id && r.file_hash == hash) else {
         return local(LocalReason::Untrusted { org_id: file.org_id }, dir);
     };
+    if record.suspended {
+        return local(LocalReason::Waiting { org_id: file.org_id }, dir);
+    }
     // SPEC A1: the pairing the binding was made for — that server's, never another server's
     // pairing with the same org id.
     // A record that names no pairing (one an older vpd left for an org that was not paired

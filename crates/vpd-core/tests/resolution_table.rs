@@ -78,6 +78,7 @@ impl Tree {
             org_id: org.into(),
             file_hash: file_hash(text.as_bytes()),
             pairing_id: Some(pid(org)),
+            suspended: false,
         });
         self
     }
@@ -110,7 +111,13 @@ impl Tree {
             .map(|d| {
                 let text = &self.local[d];
                 let org = vpd_core::files::parse_local(text.as_bytes()).unwrap().org_id;
-                BindingRecord { directory: PathBuf::from(d), pairing_id: Some(pid(&org)), org_id: org, file_hash: file_hash(text.as_bytes()) }
+                BindingRecord {
+                    directory: PathBuf::from(d),
+                    pairing_id: Some(pid(&org)),
+                    org_id: org,
+                    file_hash: file_hash(text.as_bytes()),
+                    suspended: false,
+                }
             })
             .collect();
         r.extend(self.records.iter().cloned());
@@ -446,6 +453,7 @@ fn the_same_org_on_two_servers() {
             org_id: ACME.into(),
             file_hash: file_hash(text.as_bytes()),
             pairing_id: id.map(String::from),
+            suspended: false,
         }]
     };
     for id in ["p1", "p2"] {
@@ -459,6 +467,12 @@ fn the_same_org_on_two_servers() {
     // An old record without a pairing id never streams, not even with one server.
     assert!(matches!(resolve(&facts, &record(None), &two), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
     assert!(matches!(resolve(&facts, &record(None), &two[..1]), Resolution::LocalOnly { reason: LocalReason::NotPaired { .. }, .. }));
+    // SPEC A3: a binding kept from a removed pairing stays inert even once that pairing is
+    // back, until the user says yes to resuming it.
+    let mut kept = record(Some("p1"));
+    kept[0].suspended = true;
+    assert!(matches!(resolve(&facts, &kept, &two), Resolution::LocalOnly { reason: LocalReason::Waiting { .. }, .. }));
+    assert_eq!(LocalReason::Waiting { org_id: ACME.into() }.code(), "binding_waiting");
 
     let hinted = |yaml: &str| {
         let f =

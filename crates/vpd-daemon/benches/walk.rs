@@ -19,8 +19,13 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(code.join(".viewport")).unwrap();
     let text = render_local(org, "2026-05-11T14:42:00Z", true);
     std::fs::write(code.join(".viewport/local.yaml"), &text).unwrap();
-    let records =
-        vec![BindingRecord { directory: code.clone(), org_id: org.into(), file_hash: file_hash(text.as_bytes()), pairing_id: Some("p-acme".into()) }];
+    let records = vec![BindingRecord {
+        directory: code.clone(),
+        org_id: org.into(),
+        file_hash: file_hash(text.as_bytes()),
+        pairing_id: Some("p-acme".into()),
+        suspended: false,
+    }];
     let pairings = [PairingRef { id: "p-acme", org_id: org, name: "Acme", slug: "acme", server: "http://127.0.0.1:1" }];
     let depth = deep.strip_prefix(&code).unwrap().components().count();
     assert_eq!(depth, 11, "12 levels from the session directory up to the binding");

@@ -264,14 +264,14 @@ impl Backend {
 
     /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
     /// platform.
-    pub async fn unpair(&self, org: &str, keep_bindings: bool) -> Result<Unpaired> {
+    pub async fn unpair(&self, org: &str, after: crate::binding::AfterUnpair) -> Result<Unpaired> {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
         if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {
             self.sessions.cut_pairing(&pairing.pairing_id, CutReason::Unpaired);
             self.bridges.stop(&pairing.pairing_id);
         }
-        let r = crate::pairing::unpair(&self.home, org, keep_bindings).await;
+        let r = crate::pairing::unpair(&self.home, org, after).await;
         if let Ok(u) = &r {
             self.record(Activity {
                 kind: ActivityKind::Unpaired,
@@ -333,7 +333,7 @@ impl Backend {
         self.sessions.cut_pairing(&pairing_id, CutReason::Revoked);
         self.bridges.forget(&pairing_id);
         let home = self.home.clone();
-        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &pairing_id, false)).await {
+        match tokio::task::spawn_blocking(move || crate::pairing::remove_local(&home, &pairing_id, crate::binding::AfterUnpair::Suspend)).await {
             Ok(Ok((p, _, _, _))) => {
                 let msg = format!("{} revoked this machine's pairing", p.workspace_name);
                 tracing::warn!("{msg}");

@@ -111,6 +111,8 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             file_hash: file_hash(text.as_bytes()),
             bound_at: crate::now_rfc3339(),
             recursive,
+            suspended: false,
+            server: None,
         });
         Ok(BindOutcome {
             directory: dir.clone(),
@@ -205,13 +207,59 @@ fn remove_binding_files(dir: &Path) -> Result<()> {
 /// Removes every binding made here for `pairing` (on unpair and revocation): the records, and
 /// the `local.yaml` files that are still exactly as written — never those of the same org on
 /// another server. With `keep`, nothing.
-pub fn remove_org_bindings(home: &Home, pairing: &crate::config::Pairing, keep: bool) -> Result<Vec<PathBuf>> {
-    if keep {
-        return Ok(Vec::new());
-    }
-    remove_bindings_where(home, |b| match &b.pairing_id {
+/// What becomes of a removed pairing's directory bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUnpair {
+    /// Kept, inert, waiting for a yes after pairing that org on that server again (SPEC A3).
+    Suspend,
+    /// Removed, with the binding files still as written (`vpd unpair --forget-bindings`).
+    Forget,
+    /// Left as they are (`vpd uninstall --purge --keep-bindings`: the home goes anyway).
+    Leave,
+}
+
+/// Applies `after` to the bindings made for `pairing`; returns the directories affected.
+pub fn after_unpair(home: &Home, pairing: &crate::config::Pairing, after: AfterUnpair) -> Result<Vec<PathBuf>> {
+    let of_pairing = |b: &DirectoryRecord| match &b.pairing_id {
         Some(id) => *id == pairing.pairing_id,
         None => b.org_id == pairing.workspace_id,
+    };
+    match after {
+        AfterUnpair::Leave => Ok(Vec::new()),
+        AfterUnpair::Forget => remove_bindings_where(home, of_pairing),
+        AfterUnpair::Suspend => records::update_directories(home, |dirs| {
+            let mut kept = Vec::new();
+            for b in dirs.bindings.iter_mut().filter(|b| of_pairing(b)) {
+                b.suspended = true;
+                b.server = Some(pairing.server.clone());
+                kept.push(b.directory.clone());
+            }
+            Ok(kept)
+        }),
+    }
+}
+
+/// The bindings kept from an earlier pairing `pairing_id` that wait for a yes (SPEC A3).
+pub fn waiting_bindings(home: &Home, pairing_id: &str) -> Result<Vec<PathBuf>> {
+    Ok(records::load_directories(home)?
+        .bindings
+        .into_iter()
+        .filter(|b| b.suspended && b.pairing_id.as_deref() == Some(pairing_id))
+        .map(|b| b.directory)
+        .collect())
+}
+
+/// The yes: the bindings kept for `pairing_id` stream again (new sessions only). Returns the
+/// directories resumed.
+pub fn resume_bindings(home: &Home, pairing_id: &str) -> Result<Vec<PathBuf>> {
+    records::update_directories(home, |dirs| {
+        let mut resumed = Vec::new();
+        for b in dirs.bindings.iter_mut().filter(|b| b.suspended && b.pairing_id.as_deref() == Some(pairing_id)) {
+            b.suspended = false;
+            b.server = None;
+            resumed.push(b.directory.clone());
+        }
+        Ok(resumed)
     })
 }
 
@@ -302,6 +350,8 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
             file_hash: file_hash(&bytes),
             bound_at: crate::now_rfc3339(),
             recursive: f.recursive,
+            suspended: false,
+            server: None,
         };
         dirs.bindings.retain(|b| b.directory != binding_dir);
         dirs.bindings.push(rec.clone());

@@ -357,10 +357,10 @@ async fn revoke_quietly(platform: &Platform, a: &Approved) {
 /// succeed), then — best-effort, each failure reported — its identity, keyring entry and
 /// directory bindings, and always tells the platform when the credential could be read
 /// (works offline: the platform is told best-effort).
-pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate::api::protocol::Unpaired> {
+pub async fn unpair(home: &Home, org: &str, after: crate::binding::AfterUnpair) -> Result<crate::api::protocol::Unpaired> {
     let home2 = home.clone();
     let org = org.to_string();
-    let (pairing, cred, unbound, warnings) = tokio::task::spawn_blocking(move || remove_local(&home2, &org, keep_bindings))
+    let (pairing, cred, affected, warnings) = tokio::task::spawn_blocking(move || remove_local(&home2, &org, after))
         .await
         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
 
@@ -377,7 +377,8 @@ pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate
         server: pairing.org.server,
         workspace_id: pairing.org.workspace_id,
         workspace_name: pairing.org.workspace_name,
-        unbound: unbound.iter().map(|d| d.display().to_string()).collect(),
+        unbound: if after == crate::binding::AfterUnpair::Forget { affected.iter().map(|d| d.display().to_string()).collect() } else { Vec::new() },
+        waiting: if after == crate::binding::AfterUnpair::Suspend { affected.iter().map(|d| d.display().to_string()).collect() } else { Vec::new() },
         server_notified,
         server_error,
         warnings,
@@ -385,13 +386,13 @@ pub async fn unpair(home: &Home, org: &str, keep_bindings: bool) -> Result<crate
 }
 
 /// What [`remove_local`] removed: the pairing, its credential (if it could be read), the
-/// unbound directories, and the clean-up steps that failed.
+/// directories whose bindings it suspended or removed, and the clean-up steps that failed.
 pub type Removed = (Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String>);
 
 /// Removes a pairing from this machine: the config entry (must succeed), then best-effort its
-/// identity, keyring entry and (unless `keep_bindings`) directory bindings. Used by unpair
-/// and revocation.
-pub fn remove_local(home: &Home, org: &str, keep_bindings: bool) -> Result<Removed> {
+/// identity and keyring entry, and applies `after` to its directory bindings (SPEC A3: by
+/// default they stay, inert). Used by unpair and revocation.
+pub fn remove_local(home: &Home, org: &str, after: crate::binding::AfterUnpair) -> Result<Removed> {
     let removed = config::update(home, |c| {
         let p = c.select(org)?.clone();
         c.pairings.retain(|x| x.pairing_id != p.pairing_id);
@@ -414,10 +415,10 @@ pub fn remove_local(home: &Home, org: &str, keep_bindings: bool) -> Result<Remov
             warnings.push(e.message);
         }
     }
-    let unbound = match crate::binding::remove_org_bindings(home, &removed, keep_bindings) {
+    let unbound = match crate::binding::after_unpair(home, &removed, after) {
         Ok(u) => u,
         Err(e) => {
-            warnings.push(format!("the org's directory bindings were not removed: {}", e.message));
+            warnings.push(format!("the org's directory bindings were not updated: {}", e.message));
             Vec::new()
         }
     };

@@ -40,6 +40,13 @@ pub struct DirectoryRecord {
     pub bound_at: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recursive: bool,
+    /// Kept when its pairing was removed (unpair or revocation, SPEC A3): inert until the
+    /// user says yes to resuming it after pairing that org on that server again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
+    /// The server (origin) of the pairing it waits for, recorded when it was suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 impl Directories {
@@ -51,6 +58,7 @@ impl Directories {
                 org_id: b.org_id.clone(),
                 file_hash: b.file_hash.clone(),
                 pairing_id: b.pairing_id.clone(),
+                suspended: b.suspended,
             })
             .collect()
     }

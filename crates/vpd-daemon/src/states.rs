@@ -335,6 +335,9 @@ pub enum DirectoryState {
     Missing,
     /// The org is not paired (now).
     OrgNotPaired,
+    /// Kept from a removed pairing (SPEC A3): inert until the user resumes it after pairing
+    /// that org on that server again.
+    Waiting,
 }
 
 #[cfg(test)]
@@ -359,6 +362,7 @@ mod tests {
         round_trip(SessionState::LocalOnly, r#""local only""#);
         round_trip(PairJobState::ConfirmReplace, r#""confirm_replace""#);
         round_trip(DirectoryState::OrgNotPaired, r#""org_not_paired""#);
+        round_trip(DirectoryState::Waiting, r#""waiting""#);
         round_trip(StoreKind::Keyring, r#""keyring""#);
         assert!(serde_json::from_str::<SessionState>(r#""cut (bored)""#).is_err());
         assert!(serde_json::from_str::<BridgeState>(r#""reconnecting (x/5)""#).is_err());

@@ -93,7 +93,8 @@ pub struct DirectoryInfo {
     pub server: Option<String>,
     pub recursive: bool,
     /// `bound`; `changed` (the file was edited since: it grants nothing until trusted again);
-    /// `missing` (the file is gone); `org_not_paired`.
+    /// `missing` (the file is gone); `org_not_paired`; `waiting` (kept from a removed pairing,
+    /// SPEC A3: inert until resumed).
     pub state: DirectoryState,
 }
 
@@ -167,7 +168,9 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
             let pairing = b.pairing_id.as_deref().and_then(|id| config.by_id(id));
             let state = match crate::walk::read_local(&b.directory) {
                 Ok(Some(bytes)) if vpd_core::file_hash(&bytes) == b.file_hash => {
-                    if pairing.is_some() {
+                    if b.suspended {
+                        DirectoryState::Waiting
+                    } else if pairing.is_some() {
                         DirectoryState::Bound
                     } else {
                         DirectoryState::OrgNotPaired
@@ -182,7 +185,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 org_id: b.org_id.clone(),
                 org_name: pairing.map(|p| p.workspace_name.clone()),
                 pairing_id: pairing.map(|p| p.pairing_id.clone()),
-                server: pairing.map(|p| p.server.clone()),
+                server: pairing.map(|p| p.server.clone()).or_else(|| b.server.clone()),
                 recursive: b.recursive,
                 state,
             }

@@ -182,6 +182,21 @@ pub struct UnpairParams {
     /// (`vpd uninstall --purge` when the user keeps the binding files).
     #[serde(default)]
     pub keep_bindings: bool,
+    /// Remove the org's directory bindings (`vpd unpair --forget-bindings`). Without either
+    /// flag they stay, inert, waiting for the org to be paired again (SPEC A3).
+    #[serde(default)]
+    pub forget_bindings: bool,
+}
+
+impl UnpairParams {
+    pub fn after(&self) -> crate::binding::AfterUnpair {
+        use crate::binding::AfterUnpair;
+        match (self.keep_bindings, self.forget_bindings) {
+            (true, _) => AfterUnpair::Leave,
+            (false, true) => AfterUnpair::Forget,
+            (false, false) => AfterUnpair::Suspend,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -245,8 +260,11 @@ pub struct Unpaired {
     pub server: String,
     pub workspace_id: String,
     pub workspace_name: String,
-    /// Directories whose bindings to this org were removed.
+    /// Directories whose bindings to this org were removed (`--forget-bindings`).
     pub unbound: Vec<String>,
+    /// Directories whose bindings stay, inert, waiting for this org on this server (SPEC A3).
+    #[serde(default)]
+    pub waiting: Vec<String>,
     /// Whether the platform was told (best-effort).
     pub server_notified: bool,
     /// Why it could not be told, if not.

@@ -349,9 +349,20 @@ struct OrgBody {
     org: Option<String>,
 }
 
-async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnpairBody {
+    #[serde(default)]
+    org: Option<String>,
+    /// The dialog's "Also remove its directory bindings" (SPEC A3: else they stay, inert).
+    #[serde(default)]
+    forget_bindings: bool,
+}
+
+async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<UnpairBody>) -> Response {
     let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
-    answer(ctx.backend.unpair(&org, false).await)
+    let after = if b.forget_bindings { crate::binding::AfterUnpair::Forget } else { crate::binding::AfterUnpair::Suspend };
+    answer(ctx.backend.unpair(&org, after).await)
 }
 
 async fn reconnect(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
