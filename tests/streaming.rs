@@ -180,7 +180,9 @@ fn revocation_cuts_a_running_session_which_goes_on_locally() {
     assert!(text.contains("acme-line-1\r\n") && text.contains("acme-line-30\r\n"), "the local command ran to its end: {text}");
 
     wait_until("the pairing to be removed", Duration::from_secs(10), || m.pairing_count() == 1);
-    assert!(!a_dir.join(".viewport/local.yaml").exists(), "the binding and its files are gone");
+    // SPEC A3: the binding stays, inert, waiting for acme on this server.
+    assert!(a_dir.join(".viewport/local.yaml").exists(), "the binding outlives the revoked pairing");
+    assert_eq!(m.ok(&["resolve", a_dir.to_str().unwrap()])["reason"], "binding_waiting");
     let list = m.ok(&["sessions"]);
     let cut = list.as_array().unwrap().iter().find(|s| s["cwd"] == a_dir.to_str().unwrap()).unwrap().clone();
     assert_eq!(cut["state"], "cut (revoked)", "{cut}");

@@ -7,6 +7,8 @@
 
 use crate::activity::{Activity, ActivityLog, Changes};
 use crate::api::protocol::{Paired, Pong, SessionStartParams, UiLink, Unpaired};
+/// What becomes of a removed pairing's bindings (the transports name it through here).
+pub use crate::binding::AfterUnpair;
 use crate::bridge::{Ended, Event};
 use crate::bridges::Bridges;
 use crate::error::{Error, ErrorCode, Result};
@@ -264,7 +266,7 @@ impl Backend {
 
     /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
     /// platform.
-    pub async fn unpair(&self, org: &str, after: crate::binding::AfterUnpair) -> Result<Unpaired> {
+    pub async fn unpair(&self, org: &str, after: AfterUnpair) -> Result<Unpaired> {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
         if let Ok(pairing) = crate::config::read(&self.home).and_then(|c| c.select(org).cloned()) {

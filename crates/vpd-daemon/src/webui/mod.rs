@@ -361,7 +361,7 @@ struct UnpairBody {
 
 async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<UnpairBody>) -> Response {
     let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
-    let after = if b.forget_bindings { crate::binding::AfterUnpair::Forget } else { crate::binding::AfterUnpair::Suspend };
+    let after = if b.forget_bindings { crate::backend::AfterUnpair::Forget } else { crate::backend::AfterUnpair::Suspend };
     answer(ctx.backend.unpair(&org, after).await)
 }
 
