@@ -37,7 +37,12 @@ fn unpair_keeps_bindings_inert_and_pairing_again_resumes_them_only_after_a_yes()
     assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("binding_waiting")), "{r}");
     // The shell hook does not ask about it at every `cd`.
     let hint = m.command().args(["hint", "--no-prompt"]).current_dir(&api).output().unwrap();
-    assert!(String::from_utf8_lossy(&hint.stdout).trim().is_empty(), "{}", String::from_utf8_lossy(&hint.stdout));
+    assert!(
+        hint.status.success() && hint.stdout.is_empty() && hint.stderr.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&hint.stdout),
+        String::from_utf8_lossy(&hint.stderr)
+    );
 
     // Pairing again without a yes (no terminal to ask on): they stay inert.
     let again = m.pair(&server, &acme, "alice@example.com");
@@ -74,4 +79,29 @@ fn unpair_keeps_bindings_inert_and_pairing_again_resumes_them_only_after_a_yes()
     assert_eq!(un["unbound"].as_array().unwrap().len(), 2, "{un}");
     assert!(!api.join(".viewport/local.yaml").exists() && !web.join(".viewport/local.yaml").exists());
     assert!(m.ok(&["status"])["directories"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_crash_during_unpair_never_leaves_a_binding_that_streams_again_without_a_yes() {
+    let server = Server::start();
+    let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
+    for point in ["unpair:after-bindings", "unpair:after-config"] {
+        let mut m = Machine::new();
+        m.pair(&server, &acme, "alice@example.com");
+        let dir = m.mkdir("code/api");
+        m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+        m.ok(&["daemon", "stop"]);
+        m.env = vec![("VPD_FAILPOINT".into(), point.into())];
+        let _ = m.vpd(&["unpair", "--org", "acme"]);
+        m.env.clear();
+        wait_until("the daemon to be gone", Duration::from_secs(5), || m.daemon_pid().is_none_or(|pid| unsafe { libc::kill(pid as i32, 0) } != 0));
+        // Whether or not the pairing was removed before the crash, the binding is inert.
+        if m.pairing_count() == 1 {
+            assert_eq!(m.ok(&["resolve", dir.to_str().unwrap()])["reason"], "binding_waiting", "{point}");
+            m.ok(&["unpair", "--org", "acme"]);
+        }
+        m.pair(&server, &acme, "alice@example.com");
+        let r = m.ok(&["resolve", dir.to_str().unwrap()]);
+        assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("binding_waiting")), "{point}: {r}");
+    }
 }

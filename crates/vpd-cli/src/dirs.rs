@@ -96,7 +96,7 @@ fn reason_text(r: &binding::Resolved, reason: &LocalReason) -> String {
         }
         LocalReason::NotPaired { org_id } => format!("bound to org {org_id}, which this machine is not paired with"),
         LocalReason::Waiting { org_id } => format!(
-            "bound to {} by an earlier pairing that was removed; it waits: `vpd bind` resumes it (pairing with the org again asks too, or `vpd pair --org {org_id} --resume-bindings`)",
+            "bound to {} by an earlier pairing that was removed; it waits: `vpd bind` here resumes it (pairing with that org on that server again asks too)",
             r.org_name(org_id).unwrap_or(org_id)
         ),
         LocalReason::Invalid { message } => format!("the binding file cannot be used: {message}"),

@@ -134,7 +134,13 @@ fn run_pair(home: &Home, mut params: PairParams, no_browser: bool, moving: Optio
                 (Some(m), Some(old)) => Some(move_bindings(home, &p, old, m.yes, out)?),
                 _ => None,
             };
-            let (resumed, waiting) = resume_bindings(home, &p, resume, out)?;
+            // The pairing is made; a failure here is a warning, not a failed pairing.
+            let (resumed, waiting) = resume_bindings(home, &p, resume, out).unwrap_or_else(|e| {
+                if !out.json {
+                    eprintln!("warning: could not resume the waiting directory bindings: {}", e.message);
+                }
+                (Vec::new(), Vec::new())
+            });
             if out.json {
                 let mut v = serde_json::to_value(&p).expect("serializable");
                 v["event"] = json!("paired");

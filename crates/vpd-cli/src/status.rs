@@ -60,7 +60,7 @@ fn render(r: &StatusReport) -> String {
             DirectoryState::Changed => "   [file changed: grants nothing until `vpd trust`]",
             DirectoryState::Missing => "   [local.yaml missing]",
             DirectoryState::OrgNotPaired => "   [org not paired]",
-            DirectoryState::Waiting => "   [waiting: kept from a removed pairing; `vpd bind DIR` or `vpd pair --resume-bindings` resumes it]",
+            DirectoryState::Waiting => "   [waiting: kept from a removed pairing; `vpd bind DIR` resumes it]",
         };
         let on = match (&x.server, x.state) {
             (Some(server), DirectoryState::Waiting) => format!(" on {server}"),

@@ -81,6 +81,9 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
     // Everything written inside `dir` goes through this one handle (issue 10, item 4).
     let (target, warning) = UserDir::open(&dir)?;
     records::update_directories(home, |dirs| {
+        // Binding a directory whose binding waits (SPEC A3) resumes it as it was: a recursive
+        // one stays recursive.
+        let recursive = recursive || dirs.bindings.iter().any(|b| b.directory == dir && b.suspended && b.recursive);
         let mut replaced = None;
         match walk::read_local(&dir) {
             Ok(Some(bytes)) => match parse_local(&bytes) {
@@ -204,9 +207,9 @@ fn remove_binding_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes every binding made here for `pairing` (on unpair and revocation): the records, and
-/// the `local.yaml` files that are still exactly as written — never those of the same org on
-/// another server. With `keep`, nothing.
+/// On unpair and revocation, the bindings made here for that pairing — never those of the
+/// same org on another server — are suspended (kept, inert), removed (the records, and the
+/// `local.yaml` files still exactly as written), or left as they are.
 /// What becomes of a removed pairing's directory bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterUnpair {
@@ -229,7 +232,9 @@ pub fn after_unpair(home: &Home, pairing: &crate::config::Pairing, after: AfterU
         AfterUnpair::Forget => remove_bindings_where(home, of_pairing),
         AfterUnpair::Suspend => records::update_directories(home, |dirs| {
             let mut kept = Vec::new();
-            for b in dirs.bindings.iter_mut().filter(|b| of_pairing(b)) {
+            // A record naming no pairing (left by an older vpd) is inert already, and could
+            // never be resumed by pairing id: left as it is.
+            for b in dirs.bindings.iter_mut().filter(|b| b.pairing_id.as_deref() == Some(pairing.pairing_id.as_str())) {
                 b.suspended = true;
                 b.server = Some(pairing.server.clone());
                 kept.push(b.directory.clone());

@@ -393,12 +393,24 @@ pub type Removed = (Pairing, Option<Secret>, Vec<std::path::PathBuf>, Vec<String
 /// identity and keyring entry, and applies `after` to its directory bindings (SPEC A3: by
 /// default they stay, inert). Used by unpair and revocation.
 pub fn remove_local(home: &Home, org: &str, after: crate::binding::AfterUnpair) -> Result<Removed> {
+    // The bindings first (SPEC A3): suspended before the pairing leaves config.json, so no
+    // crash in between can leave live records that the next pairing of the same org on the
+    // same server (the same pairing id) would make stream without a yes.
+    let target = config::load(home)?.select(org)?.clone();
+    let mut warnings = Vec::new();
+    let unbound = match crate::binding::after_unpair(home, &target, after) {
+        Ok(u) => u,
+        Err(e) => {
+            warnings.push(format!("the org's directory bindings were not updated: {}", e.message));
+            Vec::new()
+        }
+    };
+    crate::failpoint("unpair:after-bindings");
     let removed = config::update(home, |c| {
-        let p = c.select(org)?.clone();
+        let p = c.select(&target.pairing_id)?.clone();
         c.pairings.retain(|x| x.pairing_id != p.pairing_id);
         Ok(p)
     })?;
-    let mut warnings = Vec::new();
     let cred = match credential_of(&removed) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -415,13 +427,6 @@ pub fn remove_local(home: &Home, org: &str, after: crate::binding::AfterUnpair) 
             warnings.push(e.message);
         }
     }
-    let unbound = match crate::binding::after_unpair(home, &removed, after) {
-        Ok(u) => u,
-        Err(e) => {
-            warnings.push(format!("the org's directory bindings were not updated: {}", e.message));
-            Vec::new()
-        }
-    };
     for w in &warnings {
         tracing::warn!(workspace = %removed.workspace_id, "{w}");
     }
