@@ -256,3 +256,46 @@ fn a_question_discards_what_was_typed_ahead() {
     assert_eq!(m.ok(&["resolve", repo.to_str().unwrap()])["streaming"], false);
     assert!(shown.contains("not asking again"), "the real answer (no) was taken: {shown}");
 }
+
+#[test]
+fn a_folder_of_repositories_bound_without_recursive_warns_and_resolve_says_why() {
+    let (_server, m, _acme, _oss) = paired();
+    let clients = m.mkdir("clients/acme");
+    for r in ["repo1", "repo2"] {
+        let repo = m.mkdir(&format!("clients/acme/{r}"));
+        git(&repo, &["init", "-q"]);
+    }
+    let repo1 = m.path("clients/acme/repo1");
+
+    // Bound without --recursive: it binds, and says that the repositories are not covered.
+    let out = m.ok(&["bind", clients.to_str().unwrap(), "--org", "acme"]);
+    assert_eq!(out["repositoriesBelow"], 2, "{out}");
+    let warnings = out["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].as_str().unwrap().contains("2 repositories") && warnings[0].as_str().unwrap().contains("--recursive"), "{out}");
+    let human = m.vpd(&["bind", clients.to_str().unwrap(), "--org", "acme"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&human.stdout), String::from_utf8_lossy(&human.stderr));
+    assert!(stderr.contains("vpd: warning:") && stderr.contains("--recursive"), "{stderr}");
+    assert!(stdout.contains("do not (see the warning)"), "{stdout}");
+
+    // `vpd resolve` inside a repository names the binding it walked past, and why.
+    let r = m.ok(&["resolve", repo1.to_str().unwrap()]);
+    assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("no_binding")), "{r}");
+    assert_eq!(r["passedOver"][0]["bindingDir"], clients.to_str().unwrap(), "{r}");
+    assert_eq!(r["passedOver"][0]["repository"], repo1.to_str().unwrap(), "{r}");
+    let human = String::from_utf8(m.vpd(&["resolve", repo1.to_str().unwrap()]).stdout).unwrap();
+    assert!(human.contains("does not apply here") && human.contains("--recursive"), "{human}");
+
+    // With --recursive: no warning, the repositories stream, and the count is said.
+    let out = m.ok(&["bind", clients.to_str().unwrap(), "--org", "acme", "--recursive"]);
+    assert!(out["warnings"].as_array().unwrap().is_empty(), "{out}");
+    let r = m.ok(&["resolve", repo1.to_str().unwrap()]);
+    assert_eq!(r["streaming"], true, "{r}");
+    assert!(r["passedOver"].as_array().unwrap().is_empty());
+    let human = String::from_utf8(m.vpd(&["bind", clients.to_str().unwrap(), "--org", "acme", "--recursive"]).stdout).unwrap();
+    assert!(human.contains("2 today"), "{human}");
+
+    // A repository itself, bound without --recursive, gets no such warning.
+    let out = m.ok(&["bind", repo1.to_str().unwrap(), "--org", "acme"]);
+    assert!(out["warnings"].as_array().unwrap().is_empty(), "{out}");
+}

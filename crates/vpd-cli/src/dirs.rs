@@ -22,13 +22,24 @@ pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, ou
         }
         r => r?,
     };
-    if let (Some(w), false) = (&outcome.warning, out.json) {
-        eprintln!("vpd: warning: {w}");
+    if !out.json {
+        for w in &outcome.warnings {
+            eprintln!("vpd: warning: {w}");
+        }
     }
     out.emit(&outcome, || {
-        let scope = if outcome.recursive { " (and every repository below it)" } else { "" };
+        let scope = match (outcome.recursive, outcome.repositories_below) {
+            (true, 0) => " (and every repository below it)".to_string(),
+            (true, n) => format!(" (and every repository below it: {n} today, and any cloned there later)"),
+            (false, _) => String::new(),
+        };
+        let streams = if !outcome.recursive && outcome.repositories_below > 0 {
+            "Sessions started directly in it stream to its relay; sessions in the repositories below it do not (see the warning)."
+        } else {
+            "Sessions started there stream to its relay."
+        };
         format!(
-            "Bound {}{scope} → {}. Sessions started there stream to its relay.{}",
+            "Bound {}{scope} → {}. {streams}{}",
             show(&outcome.directory),
             outcome.org_name,
             if outcome.replaced.is_some() { " The previous binding was replaced." } else { "" }
@@ -77,12 +88,29 @@ pub fn resolve(home: &Home, dir: &Path, out: &Out) -> Result<ExitCode, Error> {
             "bindingDir": binding_dir, "recursive": null, "reason": reason.code(), "message": reason_text(&r, reason),
         }),
     };
-    out.emit(&value, || match &r.resolution {
-        Resolution::Pinned { org_id, binding_dir, .. } => {
-            let to = r.pinned_pairing().map(|p| p.label()).unwrap_or_else(|| org_id.clone());
-            format!("streaming to {to} (binding {})", show(binding_dir))
+    let passed = vpd_core::resolve::passed_over(&r.facts);
+    let why = |binding: &Path, repo: &Path| {
+        format!(
+            "the binding at {} does not apply here: it is not recursive, and this directory is inside the repository {} below it (bind it again with --recursive, or bind {})",
+            show(binding),
+            show(repo),
+            show(repo)
+        )
+    };
+    let mut value = value;
+    value["passedOver"] = json!(passed.iter().map(|(b, repo)| json!({"bindingDir": b, "repository": repo, "why": why(b, repo)})).collect::<Vec<_>>());
+    out.emit(&value, || {
+        let mut s = match &r.resolution {
+            Resolution::Pinned { org_id, binding_dir, .. } => {
+                let to = r.pinned_pairing().map(|p| p.label()).unwrap_or_else(|| org_id.clone());
+                format!("streaming to {to} (binding {})", show(binding_dir))
+            }
+            Resolution::LocalOnly { reason, .. } => format!("local only: {}", reason_text(&r, reason)),
+        };
+        for (b, repo) in &passed {
+            s.push_str(&format!("\nnote: {}", why(b, repo)));
         }
-        Resolution::LocalOnly { reason, .. } => format!("local only: {}", reason_text(&r, reason)),
+        s
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,29 @@ pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[Pairin
     Resolution::LocalOnly { reason: LocalReason::NoBinding, binding_dir: None }
 }
 
+/// The bindings [`resolve`] walked past for a session started at `facts[0].dir`: a
+/// `local.yaml` without `recursive: true` above the repository the session is in (SPEC §7).
+/// Each is `(binding directory, the repository in between)`, nearest first; `vpd resolve`
+/// names them so a folder of repositories bound without `--recursive` is not a mystery.
+pub fn passed_over(facts: &[DirFacts]) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let mut repo: Option<&Path> = None;
+    for f in facts {
+        match &f.local {
+            FileRead::Missing => {}
+            FileRead::Unreadable(_) => return out,
+            FileRead::Bytes(bytes) => match (parse_local(bytes), repo) {
+                (Ok(file), Some(r)) if !file.recursive => out.push((f.dir.clone(), r.to_path_buf())),
+                _ => return out,
+            },
+        }
+        if f.is_repo_root && repo.is_none() {
+            repo = Some(&f.dir);
+        }
+    }
+    out
+}
+
 fn local(reason: LocalReason, dir: &Path) -> Resolution {
     Resolution::LocalOnly { reason, binding_dir: Some(dir.to_path_buf()) }
 }

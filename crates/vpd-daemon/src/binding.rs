@@ -69,6 +69,11 @@ pub struct BindOutcome {
     /// Something to tell the user (the directory's group may write it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// Everything to tell the user: `warning`, and that a folder of repositories bound
+    /// without `--recursive` does not cover them (issue 11 item 2).
+    pub warnings: Vec<String>,
+    /// Repositories below the directory when it is a folder of repositories (not inside one).
+    pub repositories_below: usize,
 }
 
 /// `vpd bind DIR --org ORG [--recursive]`. Replacing a binding to another org needs
@@ -117,6 +122,16 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             suspended: false,
             server: None,
         });
+        let repos = if walk::inside_repository(&dir) { Vec::new() } else { walk::repositories_below(&dir) };
+        let mut warnings: Vec<String> = warning.iter().cloned().collect();
+        if !recursive && !repos.is_empty() {
+            warnings.push(format!(
+                "{} is not a repository and holds {} repositor{} below it; without --recursive, sessions started in them stay local. Bind it again with --recursive to include them (and repositories cloned there later).",
+                dir.display(),
+                repos.len(),
+                if repos.len() == 1 { "y" } else { "ies" }
+            ));
+        }
         Ok(BindOutcome {
             directory: dir.clone(),
             org_id: pairing.workspace_id.clone(),
@@ -124,6 +139,8 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             recursive,
             replaced,
             warning: warning.clone(),
+            warnings,
+            repositories_below: repos.len(),
         })
     })
 }

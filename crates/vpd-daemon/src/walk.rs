@@ -50,6 +50,59 @@ pub fn local_file(dir: &Path) -> PathBuf {
 }
 
 /// The committed hint of `dir`: `dir/.viewport/workspace.yaml`.
+/// Directories a scan below a folder never enters (besides hidden ones).
+pub const SCAN_SKIP: &[&str] = &["node_modules", "target", "vendor", "dist", "build", "__pycache__", "venv"];
+
+/// Visits `folder` and the directories below it — not hidden, not [`SCAN_SKIP`], at most
+/// `max_depth` down and `max_dirs` in all, never through a symlink — calling `f` on each;
+/// `f` says whether to look below that one. The folder itself must be readable.
+pub fn visit_below(folder: &Path, max_depth: usize, max_dirs: usize, mut f: impl FnMut(&Path) -> bool) -> std::io::Result<()> {
+    std::fs::read_dir(folder)?;
+    let mut stack = vec![(folder.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        seen += 1;
+        if seen > max_dirs {
+            break;
+        }
+        if !f(&dir) || depth >= max_depth {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || SCAN_SKIP.contains(&name.as_ref()) {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The repositories (directories with a `.git`) below `folder`, up to four levels down; a
+/// repository's own subdirectories are not searched. Sorted.
+pub fn repositories_below(folder: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let _ = visit_below(folder, 4, 20_000, |d| {
+        if d != folder && std::fs::symlink_metadata(d.join(".git")).is_ok() {
+            found.push(d.to_path_buf());
+            return false;
+        }
+        true
+    });
+    found.sort();
+    found
+}
+
+/// Whether `dir` is inside a repository (it or an ancestor has a `.git`).
+pub fn inside_repository(dir: &Path) -> bool {
+    dir.ancestors().any(|a| std::fs::symlink_metadata(a.join(".git")).is_ok())
+}
+
 pub fn hint_file(dir: &Path) -> PathBuf {
     dir.join(".viewport").join(HINT_FILE)
 }

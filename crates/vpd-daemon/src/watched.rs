@@ -18,7 +18,6 @@ const MAX_DEPTH: usize = 3;
 const MAX_DIRS: usize = 20_000;
 /// Inotify watches per folder, at most.
 const MAX_WATCHES: usize = 2_000;
-const SKIP: &[&str] = &["node_modules", "target", "vendor", "dist", "build", "__pycache__", "venv"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -33,32 +32,12 @@ pub struct WatchedFolder {
 /// The repositories below `folder` that carry a workspace hint.
 pub fn scan(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![(folder.to_path_buf(), 0usize)];
-    let mut seen = 0usize;
-    std::fs::read_dir(folder)?; // the folder itself must be readable
-    while let Some((dir, depth)) = stack.pop() {
-        seen += 1;
-        if seen > MAX_DIRS {
-            break;
+    crate::walk::visit_below(folder, MAX_DEPTH, MAX_DIRS, |dir| {
+        if std::fs::symlink_metadata(crate::walk::hint_file(dir)).is_ok_and(|m| m.is_file()) {
+            found.push(dir.to_path_buf());
         }
-        if std::fs::symlink_metadata(crate::walk::hint_file(&dir)).is_ok_and(|m| m.is_file()) {
-            found.push(dir.clone());
-        }
-        if depth >= MAX_DEPTH {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || SKIP.contains(&name.as_ref()) {
-                continue;
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((e.path(), depth + 1));
-            }
-        }
-    }
+        true
+    })?;
     found.sort();
     Ok(found)
 }
