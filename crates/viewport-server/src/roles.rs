@@ -131,7 +131,7 @@ pub fn cap_for_revoke(own: bool) -> Cap {
 pub enum Actor {
     User { id: String, email: String },
     Cli { os_user: String },
-    Machine { name: String },
+    Machine { id: String },
 }
 
 impl Actor {
@@ -152,7 +152,7 @@ impl Actor {
         match self {
             Actor::User { email, .. } => email.clone(),
             Actor::Cli { os_user } => format!("cli:{os_user}"),
-            Actor::Machine { name } => format!("machine:{name}"),
+            Actor::Machine { id } => format!("machine:{id}"),
         }
     }
 }

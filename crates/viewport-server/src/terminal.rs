@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The size before the first resize frame (what `vpd session start` without a pty implies).
-pub const DEFAULT_COLS: u16 = 80;
-pub const DEFAULT_ROWS: u16 = 24;
+const DEFAULT_COLS: u16 = 80;
+const DEFAULT_ROWS: u16 = 24;
 /// Largest screen a resize frame may ask for; larger ones are clamped.
 const MAX_COLS: u16 = 1000;
 const MAX_ROWS: u16 = 500;
 /// Scrollback the session page keeps (lines above the screen).
-pub const PAGE_SCROLLBACK: usize = 2000;
+const PAGE_SCROLLBACK: usize = 2000;
 
 /// One styled run of text in a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,8 +39,6 @@ pub struct Screen {
     parser: vt100::Parser,
     /// The last seq fed (frames after it come next).
     next: u64,
-    /// Where feeding started (the page shows output from here on).
-    from: u64,
 }
 
 fn dim(v: u32, max: u16) -> NonZeroU16 {
@@ -57,15 +55,11 @@ pub fn parse_resize(data: &[u8]) -> Option<(u32, u32)> {
 impl Screen {
     /// A screen whose first frame is `from + 1`, keeping `scrollback` lines above it.
     pub fn new(from: u64, scrollback: usize) -> Screen {
-        Screen { parser: vt100::Parser::new(dim(DEFAULT_ROWS.into(), MAX_ROWS), dim(DEFAULT_COLS.into(), MAX_COLS), scrollback), next: from, from }
+        Screen { parser: vt100::Parser::new(dim(DEFAULT_ROWS.into(), MAX_ROWS), dim(DEFAULT_COLS.into(), MAX_COLS), scrollback), next: from }
     }
 
     pub fn next(&self) -> u64 {
         self.next
-    }
-
-    pub fn from(&self) -> u64 {
-        self.from
     }
 
     /// Whether lines scrolled out of the kept scrollback (the oldest are not shown).

@@ -85,6 +85,8 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
     let pairing = config.select(org)?.clone();
     // Everything written inside `dir` goes through this one handle (issue 10, item 4).
     let (target, warning) = UserDir::open(&dir)?;
+    // Looked at before taking the home lock: the scan reads up to thousands of directories.
+    let repos = if walk::inside_repository(&dir) { Vec::new() } else { walk::repositories_below(&dir) };
     records::update_directories(home, |dirs| {
         // Binding a directory whose binding waits (SPEC A3) resumes it as it was: a recursive
         // one stays recursive.
@@ -122,7 +124,6 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             suspended: false,
             server: None,
         });
-        let repos = if walk::inside_repository(&dir) { Vec::new() } else { walk::repositories_below(&dir) };
         let mut warnings: Vec<String> = warning.iter().cloned().collect();
         if !recursive && !repos.is_empty() {
             warnings.push(format!(
@@ -224,9 +225,6 @@ fn remove_binding_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// On unpair and revocation, the bindings made here for that pairing — never those of the
-/// same org on another server — are suspended (kept, inert), removed (the records, and the
-/// `local.yaml` files still exactly as written), or left as they are.
 /// What becomes of a removed pairing's directory bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterUnpair {
@@ -238,7 +236,10 @@ pub enum AfterUnpair {
     Leave,
 }
 
-/// Applies `after` to the bindings made for `pairing`; returns the directories affected.
+/// On unpair and revocation, the bindings made here for `pairing` — never those of the same
+/// org on another server — are suspended (kept, inert), removed (the records, and the
+/// `local.yaml` files still exactly as written), or left as they are. Returns the
+/// directories affected.
 pub fn after_unpair(home: &Home, pairing: &crate::config::Pairing, after: AfterUnpair) -> Result<Vec<PathBuf>> {
     let of_pairing = |b: &DirectoryRecord| match &b.pairing_id {
         Some(id) => *id == pairing.pairing_id,
@@ -261,14 +262,14 @@ pub fn after_unpair(home: &Home, pairing: &crate::config::Pairing, after: AfterU
     }
 }
 
+/// Whether `b` is a binding kept from the earlier pairing `pairing_id` (SPEC A3).
+fn waits_for(b: &DirectoryRecord, pairing_id: &str) -> bool {
+    b.suspended && b.pairing_id.as_deref() == Some(pairing_id)
+}
+
 /// The bindings kept from an earlier pairing `pairing_id` that wait for a yes (SPEC A3).
 pub fn waiting_bindings(home: &Home, pairing_id: &str) -> Result<Vec<PathBuf>> {
-    Ok(records::load_directories(home)?
-        .bindings
-        .into_iter()
-        .filter(|b| b.suspended && b.pairing_id.as_deref() == Some(pairing_id))
-        .map(|b| b.directory)
-        .collect())
+    Ok(records::load_directories(home)?.bindings.into_iter().filter(|b| waits_for(b, pairing_id)).map(|b| b.directory).collect())
 }
 
 /// The yes: the bindings kept for `pairing_id` stream again (new sessions only). Returns the
@@ -276,7 +277,7 @@ pub fn waiting_bindings(home: &Home, pairing_id: &str) -> Result<Vec<PathBuf>> {
 pub fn resume_bindings(home: &Home, pairing_id: &str) -> Result<Vec<PathBuf>> {
     records::update_directories(home, |dirs| {
         let mut resumed = Vec::new();
-        for b in dirs.bindings.iter_mut().filter(|b| b.suspended && b.pairing_id.as_deref() == Some(pairing_id)) {
+        for b in dirs.bindings.iter_mut().filter(|b| waits_for(b, pairing_id)) {
             b.suspended = false;
             b.server = None;
             resumed.push(b.directory.clone());

@@ -372,13 +372,14 @@ pub async fn unpair(home: &Home, org: &str, after: crate::binding::AfterUnpair) 
         },
     };
     tracing::info!(workspace = %pairing.workspace_id, server_notified, "unpaired");
+    let shown: Vec<String> = affected.iter().map(|d| d.display().to_string()).collect();
     Ok(crate::api::protocol::Unpaired {
         pairing_id: pairing.org.pairing_id,
         server: pairing.org.server,
         workspace_id: pairing.org.workspace_id,
         workspace_name: pairing.org.workspace_name,
-        unbound: if after == crate::binding::AfterUnpair::Forget { affected.iter().map(|d| d.display().to_string()).collect() } else { Vec::new() },
-        waiting: if after == crate::binding::AfterUnpair::Suspend { affected.iter().map(|d| d.display().to_string()).collect() } else { Vec::new() },
+        unbound: if after == crate::binding::AfterUnpair::Forget { shown.clone() } else { Vec::new() },
+        waiting: if after == crate::binding::AfterUnpair::Suspend { shown } else { Vec::new() },
         server_notified,
         server_error,
         warnings,

@@ -51,7 +51,7 @@ pub fn local_file(dir: &Path) -> PathBuf {
 
 /// The committed hint of `dir`: `dir/.viewport/workspace.yaml`.
 /// Directories a scan below a folder never enters (besides hidden ones).
-pub const SCAN_SKIP: &[&str] = &["node_modules", "target", "vendor", "dist", "build", "__pycache__", "venv"];
+const SCAN_SKIP: &[&str] = &["node_modules", "target", "vendor", "dist", "build", "__pycache__", "venv"];
 
 /// Visits `folder` and the directories below it — not hidden, not [`SCAN_SKIP`], at most
 /// `max_depth` down and `max_dirs` in all, never through a symlink — calling `f` on each;

@@ -56,7 +56,7 @@ pub async fn relay_token(State(state): State<AppState>, ApiJson(cred): ApiJson<R
 pub async fn unpair(State(state): State<AppState>, ApiJson(cred): ApiJson<RuntimeCredential>) -> Result<Json<serde_json::Value>, ApiErr> {
     let target = authenticate(&state, &cred).await?;
     let (ws, id) = (target.workspace_id, target.id);
-    let actor = crate::roles::Actor::Machine { name: target.machine_id };
+    let actor = crate::roles::Actor::Machine { id: target.machine_id };
     state.revoke(&ws, &id, "unpaired", &actor).await?;
     Ok(Json(serde_json::json!({ "status": "unpaired" })))
 }

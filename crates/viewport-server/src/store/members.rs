@@ -30,10 +30,15 @@ pub(super) fn audit(conn: &Connection, workspace_id: &str, now: i64, actor: &Act
     Ok(())
 }
 
+/// A role as the `memberships.role` column holds it.
+pub(super) fn stored_role(s: &str) -> Result<Role> {
+    s.parse::<Role>().map_err(|m| StoreError::Conflict(format!("a stored role is not valid: {m}")))
+}
+
 pub(super) fn member_role(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<Option<Role>> {
     let r: Option<String> =
         conn.query_row("SELECT role FROM memberships WHERE workspace_id = ?1 AND user_id = ?2", [workspace_id, user_id], |r| r.get(0)).optional()?;
-    r.map(|s| s.parse::<Role>().map_err(|m| StoreError::Conflict(format!("a stored role is not valid: {m}")))).transpose()
+    r.as_deref().map(stored_role).transpose()
 }
 
 /// `Forbidden` unless `actor` may do `cap` in this workspace. The admin CLI may do anything
@@ -55,7 +60,7 @@ fn owner_count(conn: &Connection, workspace_id: &str) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM memberships WHERE workspace_id = ?1 AND role = 'owner'", [workspace_id], |r| r.get(0))?)
 }
 
-fn email_of(conn: &Connection, user_id: &str) -> Result<String> {
+pub(super) fn email_of(conn: &Connection, user_id: &str) -> Result<String> {
     Ok(conn.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?.unwrap_or_else(|| user_id.to_string()))
 }
 
@@ -179,12 +184,7 @@ impl Store {
         let rows = st
             .query_map([workspace_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(user_id, email, joined_at, role)| {
-                let role = role.parse::<Role>().map_err(|m| StoreError::Conflict(format!("a stored role is not valid: {m}")))?;
-                Ok(Member { user_id, email, role, joined_at })
-            })
-            .collect()
+        rows.into_iter().map(|(user_id, email, joined_at, role)| Ok(Member { user_id, email, role: stored_role(&role)?, joined_at })).collect()
     }
 
     /// The role of `user_id` in the workspace; `None` for a non-member.

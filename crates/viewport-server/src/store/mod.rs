@@ -627,7 +627,7 @@ impl Store {
                 |r| Ok((ws_row(r)?, r.get::<_, String>(3)?)),
             )
             .optional()?;
-        row.map(|(w, role)| Ok((w, role.parse::<Role>().map_err(|m| StoreError::Conflict(format!("a stored role is not valid: {m}")))?))).transpose()
+        row.map(|(w, role)| Ok((w, members::stored_role(&role)?))).transpose()
     }
 
     pub fn workspaces_of_user(&self, user_id: &str) -> Result<Vec<Workspace>> {
@@ -731,7 +731,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::Conflict("code taken".into()));
         }
-        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        let email = members::email_of(&tx, user_id)?;
         audit(&tx, workspace_id, now, actor, "code.minted", &email, &format!("Add machine code, valid until {}", crate::util::rfc3339(expires_at)))?;
         tx.commit()?;
         Ok(())
@@ -760,7 +760,7 @@ impl Store {
         let machine = pc.machine.as_ref().ok_or_else(|| StoreError::NotFound("no such pairing code".into()))?;
         members::require(&tx, &ws.id, actor, crate::roles::Cap::ApproveOwnPairing)?;
         let pairing = insert_pairing(&tx, &ws, machine, user_id, None, now)?;
-        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        let email = members::email_of(&tx, user_id)?;
         audit(
             &tx,
             &ws.id,
@@ -844,7 +844,7 @@ impl Store {
                 )?;
                 if let (Some(ws), Some(m)) = (pc.workspace_id.as_deref(), pc.machine.as_ref()) {
                     let machine_id: String = tx.query_row("SELECT machine_id FROM runtime_targets WHERE id = ?1", [&rt], |r| r.get(0))?;
-                    let actor = Actor::Machine { name: machine_id.clone() };
+                    let actor = Actor::Machine { id: machine_id.clone() };
                     audit(
                         &tx,
                         ws,
@@ -887,8 +887,8 @@ impl Store {
         }
         let ws = tx.query_row("SELECT id, name, slug FROM workspaces WHERE id = ?1", [ws_id], ws_row)?;
         let pairing = insert_pairing(&tx, &ws, machine, user_id, Some(issue_token_hash), now)?;
-        let email: String = tx.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
-        let actor = Actor::Machine { name: pairing.machine_id.clone() };
+        let email = members::email_of(&tx, user_id)?;
+        let actor = Actor::Machine { id: pairing.machine_id.clone() };
         audit(
             &tx,
             &ws.id,
@@ -943,16 +943,15 @@ impl Store {
     pub fn revoke(&self, workspace_id: &str, machine_or_target_id: &str, reason: &str, actor: &Actor, now: i64) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Vec<(String, String, String)> = {
-            let mut st = tx.prepare(
+        let found: Option<(String, String, String)> = tx
+            .query_row(
                 "SELECT t.approved_by, m.id, m.name FROM runtime_targets t JOIN machines m ON m.id = t.machine_id
                  WHERE t.workspace_id = ?1 AND (t.id = ?2 OR t.machine_id = ?2)",
-            )?;
-            let rows =
-                st.query_map([workspace_id, machine_or_target_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
-            rows
-        };
-        let Some((approved_by, machine_id, machine_name)) = found.into_iter().next() else {
+                [workspace_id, machine_or_target_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((approved_by, machine_id, machine_name)) = found else {
             return Err(StoreError::NotFound(format!("no machine {machine_or_target_id} in this workspace")));
         };
         members::require(&tx, workspace_id, actor, crate::roles::cap_for_revoke(actor.user_id() == Some(approved_by.as_str())))?;
