@@ -12,7 +12,7 @@ packages=(git bash ca-certificates python3 build-essential pkg-config file
   libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev libgtk-3-dev
   libayatana-appindicator3-dev librsvg2-dev libxdo-dev libdbus-1-dev
   xvfb xauth imagemagick xdg-utils dbus gnome-keyring libsecret-tools keyutils at-spi2-core
-  haskell-status-notifier-item-utils chromium)
+  haskell-status-notifier-item-utils chromium xdotool)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -208,6 +208,7 @@ fn build_menu(m: &MenuModel) -> Menu {
         add(&sub);
     }
     add(&PredefinedMenuItem::separator());
+    add(&MenuItem::with_id("bind", "Bind a folder…", true, None));
     add(&MenuItem::with_id("open_ui", "Open Viewport", true, None));
     add(&CheckMenuItem::with_id("autostart", "Start at login", true, m.start_at_login, None));
     add(&PredefinedMenuItem::separator());
@@ -317,6 +318,8 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
     std::thread::spawn(move || match id.as_str() {
         "pair" => pair(&tray),
         "open_ui" => open_window(&tray, None),
+        // The window's Directories page, on its "Bind a folder" form.
+        "bind" => open_window(&tray, Some("/#/directories?bind=1")),
         "autostart" => {
             let r = if vpd_daemon::login_item::is_enabled() {
                 vpd_daemon::login_item::disable()
@@ -438,7 +441,8 @@ fn open_window(tray: &Tray, next: Option<&str>) {
             if let Some(out) = child.stdout.take() {
                 std::thread::spawn(move || {
                     for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                        if let Some(path) = line.strip_prefix("loaded ") {
+                        if let Some(loaded) = line.strip_prefix("loaded ") {
+                            let path = loaded.split(" (").next().unwrap_or(loaded);
                             tracing::info!(ms = t0.elapsed().as_millis() as u64, path, "window page loaded");
                         } else if let Some(url) = line.strip_prefix("open ") {
                             open_browser(url);

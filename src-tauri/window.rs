@@ -4,12 +4,49 @@
 //! when the tray goes away), so no webview process outlives the window.
 //!
 //! It prints `loaded <path>` on stdout each time a page has loaded (the tray logs it).
+//!
+//! "Bind a folder…" in the window offers a native folder picker (Tauri's dialog plugin):
+//! the page, told by the user agent that it runs here, visits `/pick-folder`; the window
+//! keeps that visit for itself, shows the picker, and brings the page back to
+//! `#/directories?bind=1&path=…`. The page gets no IPC bridge and no injected script.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 use std::io::{BufRead, Write};
 use std::time::Instant;
 use tauri::{Manager, WebviewUrl, WebviewWindowBuilder, Wry};
+use tauri_plugin_dialog::DialogExt;
+
+/// What the window's user agent carries so the page offers the native folder picker.
+const UA_MARK: &str = concat!("ViewportWindow/", env!("CARGO_PKG_VERSION"));
+
+/// The page the web UI visits to ask for the folder picker (never loaded).
+const PICK_PATH: &str = "/pick-folder";
+
+/// Where the page goes back to with the picked folder.
+fn picked_url(home_origin: &str, folder: &std::path::Path) -> Option<tauri::Url> {
+    let path = url::form_urlencoded::byte_serialize(folder.to_str()?.as_bytes()).collect::<String>();
+    tauri::Url::parse(&format!("{home_origin}/#/directories?bind=1&path={path}")).ok()
+}
+
+/// Shows the native folder picker; a picked folder fills the page's "Bind a folder" form.
+fn pick_folder(app: &tauri::AppHandle, home_origin: String) {
+    let h = app.clone();
+    let mut dialog = app.dialog().file().set_title("Bind a folder to a Viewport organization");
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        dialog = dialog.set_directory(home);
+    }
+    dialog.pick_folder(move |picked| {
+        let Some(folder) = picked.and_then(|p| p.into_path().ok()) else { return };
+        let Some(u) = picked_url(&home_origin, &folder) else { return };
+        let w = h.clone();
+        let _ = h.run_on_main_thread(move || {
+            if let Some(win) = w.get_webview_window("main") {
+                let _ = win.navigate(u);
+            }
+        });
+    });
+}
 
 /// `scheme://host:port` of a URL.
 fn origin(u: &tauri::Url) -> String {
@@ -42,17 +79,24 @@ fn main() {
     };
     let t0 = Instant::now();
     let home_origin = origin(&url);
-    let (nav_origin, new_origin, stdin_origin) = (home_origin.clone(), home_origin.clone(), home_origin);
+    let (nav_origin, new_origin, stdin_origin) = (home_origin.clone(), home_origin.clone(), home_origin.clone());
     let context: tauri::Context<Wry> = tauri::generate_context!("tauri.conf.json");
     tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
+            let picker = app.handle().clone();
             WebviewWindowBuilder::new(app, "main", WebviewUrl::External(url))
                 .title("Viewport")
+                .user_agent(&format!("Mozilla/5.0 AppleWebKit/605.1.15 (KHTML, like Gecko) {UA_MARK}"))
                 .inner_size(480.0, 720.0)
                 .min_inner_size(360.0, 420.0)
                 // The UI's own pages only; any other link (the platform's approval page) opens
                 // in the system browser instead.
                 .on_navigation(move |u| {
+                    if origin(u) == nav_origin && u.path() == PICK_PATH {
+                        pick_folder(&picker, home_origin.clone());
+                        return false;
+                    }
                     let inside = origin(u) == nav_origin;
                     if !inside {
                         open_outside(u);
@@ -68,7 +112,9 @@ fn main() {
                 .on_page_load(move |_, payload| {
                     if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
                         let mut out = std::io::stdout();
-                        let _ = writeln!(out, "loaded {} ({} ms since start)", payload.url().path(), t0.elapsed().as_millis());
+                        let u = payload.url();
+                        let fragment = u.fragment().map(|f| format!("#{f}")).unwrap_or_default();
+                        let _ = writeln!(out, "loaded {}{fragment} ({} ms since start)", u.path(), t0.elapsed().as_millis());
                         let _ = out.flush();
                     }
                 })
@@ -98,7 +144,13 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_ui;
+    use super::{loopback_ui, picked_url};
+
+    #[test]
+    fn a_picked_folder_comes_back_as_the_bind_route() {
+        let u = picked_url("http://127.0.0.1:7070", std::path::Path::new("/home/ann/clients/acme & co")).unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:7070/#/directories?bind=1&path=%2Fhome%2Fann%2Fclients%2Facme+%26+co");
+    }
 
     #[test]
     fn shows_only_the_loopback_ui() {

@@ -53,6 +53,11 @@ fn web_ui_in_headless_chromium() {
     std::fs::create_dir_all(repo.join(".viewport")).unwrap();
     std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {ws}\norg_name: Acme Engineering\n")).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
+    // A folder of repositories for "Bind a folder…", and a file beside them.
+    let folder_repo = m.mkdir("clients/acme/web");
+    std::fs::create_dir_all(folder_repo.join(".git")).unwrap();
+    std::fs::create_dir_all(m.mkdir("clients/acme/mobile").join(".git")).unwrap();
+    std::fs::write(m.path("clients/acme/notes.txt"), "not a folder").unwrap();
 
     let artifacts = artifacts("ui");
     let (vpd, server_bin, db, home) = (bin("vpd"), bin("viewport-server"), server.db(), m.dir.path().to_path_buf());
@@ -68,11 +73,21 @@ fn web_ui_in_headless_chromium() {
             ("EMAIL", "ann@example.com".as_ref()),
             ("CODE_DIR", code_dir.as_os_str()),
             ("REPO_DIR", repo.as_os_str()),
+            ("FOLDER_REPO", folder_repo.as_os_str()),
             ("ARTIFACTS", artifacts.as_os_str()),
         ],
         || format!("---- daemon log ----\n{}", m.logs()),
     );
-    for page in ["01-overview-unpaired", "03-overview-connected", "04-pairing", "05-directories-suggestion", "07-sessions", "08-activity"] {
+    for page in [
+        "01-overview-unpaired",
+        "03-overview-connected",
+        "04-pairing",
+        "05-directories-suggestion",
+        "07-sessions",
+        "07b-bind-folder",
+        "07c-bind-folder-bound",
+        "08-activity",
+    ] {
         assert!(artifacts.join(format!("{page}.png")).exists(), "screenshot {page}");
     }
 }

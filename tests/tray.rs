@@ -39,7 +39,7 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     wait_until("the first menu", Duration::from_secs(10), || bus.layout().labels().iter().any(|l| l == "Viewport: not paired"));
     let menu = bus.layout();
     let labels: Vec<String> = menu.labels().into_iter().filter(|l| !l.is_empty()).collect();
-    assert_eq!(labels, ["Viewport: not paired", "Pair with workspace…", "Open Viewport", "Start at login", "Quit"], "{menu:#?}");
+    assert_eq!(labels, ["Viewport: not paired", "Pair with workspace…", "Bind a folder…", "Open Viewport", "Start at login", "Quit"], "{menu:#?}");
     assert!(!menu.find(&|i| i.label.starts_with("Viewport:")).unwrap().enabled, "the status line is not clickable");
     assert_eq!(menu.find(&|i| i.label == "Start at login").unwrap().toggle, Some(0));
 
@@ -132,6 +132,60 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     let status = Command::new("import").args(["-window", "root"]).arg(&shot).status().expect("imagemagick's import");
     assert!(status.success() && std::fs::metadata(&shot).unwrap().len() > 1000, "screenshot at {}", shot.display());
 
+    // "Bind a folder…" (issue 11 item 1): the window goes to its Directories page, on the
+    // "Bind a folder" form (tests/browser/ui.test.mjs walks that form).
+    bus.click_label("Bind a folder…");
+    wait_until("the window on the bind form", Duration::from_secs(30), || m.logs().contains("path=\"/#/directories?bind=1\""));
+    std::thread::sleep(Duration::from_secs(1));
+    let shot = artifacts().join("tray-window-bind.png");
+    let status = Command::new("import").args(["-window", "root"]).arg(&shot).status().expect("imagemagick's import");
+    assert!(status.success(), "screenshot at {}", shot.display());
+    // Its "Choose…" opens the native folder picker (the form's path field has the focus;
+    // Choose… is the next control). A folder typed into the picker comes back in the form.
+    let picked = m.mkdir("clients/acme");
+    xdotool(&["key", "Tab", "Return"]);
+    let mut picker = String::new();
+    wait_until("the native folder picker", Duration::from_secs(20), || {
+        let out = Command::new("xdotool").args(["search", "--onlyvisible", "--name", "Bind a folder to a Viewport organization"]).output().unwrap();
+        picker = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+        !picker.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("import").args(["-window", "root"]).arg(artifacts().join("tray-folder-picker.png")).status();
+    xdotool(&["windowfocus", "--sync", &picker]);
+    xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
+    xdotool(&["type", "--delay", "20", &picked.display().to_string()]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("import").args(["-window", "root"]).arg(artifacts().join("tray-folder-picker-typed.png")).status();
+    // Alt+O is the picker's Open (pressed until the picker goes, as a person would on a
+    // slow machine).
+    let mut last = std::time::Instant::now() - Duration::from_secs(2);
+    wait_until("the picker closed", Duration::from_secs(20), || {
+        if last.elapsed() >= Duration::from_secs(1) {
+            xdotool(&["key", "alt+o"]);
+            last = std::time::Instant::now();
+        }
+        Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", "Bind a folder to a Viewport organization"])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // The form has the folder, with the focus in its field: Return binds it.
+    let window = String::from_utf8_lossy(&Command::new("xdotool").args(["search", "--onlyvisible", "--name", "^Viewport$"]).output().unwrap().stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    xdotool(&["windowfocus", "--sync", &window]);
+    xdotool(&["key", "Return"]);
+    wait_until("the picked folder bound", Duration::from_secs(20), || {
+        m.ok(&["status"])["directories"].as_array().unwrap().iter().any(|d| d["directory"] == picked.display().to_string().as_str())
+    });
+    let _ = Command::new("import").args(["-window", "root"]).arg(artifacts().join("tray-folder-picked.png")).status();
+
     // Revocation on the platform: the pairing leaves the menu and a notification says so.
     let machine = m.config()["pairings"][0]["machineId"].as_str().unwrap().to_string();
     server.admin(&["machine", "revoke", "--org", "acme", &machine]);
@@ -209,4 +263,9 @@ impl Drop for ShowOnPanic {
             eprintln!("---- {} ----\n{}", self.0.display(), std::fs::read_to_string(&self.0).unwrap_or_default());
         }
     }
+}
+
+fn xdotool(args: &[&str]) {
+    let st = Command::new("xdotool").args(args).status().expect("xdotool (apt: xdotool)");
+    assert!(st.success(), "xdotool {args:?}");
 }

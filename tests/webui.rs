@@ -225,6 +225,38 @@ fn web_ui_security_matrix() {
     let a = ui.raw("POST", "/api/unbind", &ok_post(), "{\"directory\": \"/nonexistent/x\"}");
     assert_eq!(a.status, 400, "{}", a.body);
 
+    // "Bind a folder…" completion (issue 11 items 1 and 9): the CSRF header even on GET,
+    // directories only; binding with no org paired says what to do.
+    let pick = m.mkdir("pick");
+    for d in ["pick/alpha", "pick/beta/.git", "pick/.hidden"] {
+        m.mkdir(d);
+    }
+    std::fs::write(pick.join("afile"), "a file").unwrap();
+    let q = format!("/api/folders/complete?path={}/", pick.display());
+    let no_csrf = ui.raw("GET", &q, &[("Host", &host), ("Cookie", &cookie)], "");
+    assert_eq!(no_csrf.status, 403, "completion without the CSRF header: {}", no_csrf.body);
+    let wrong = ui.raw("GET", &q, &[("Host", &host), ("Cookie", &cookie), ("X-CSRF-Token", &other_csrf)], "");
+    assert_eq!(wrong.status, 403, "completion with another session's CSRF token");
+    let a = ui.raw("GET", &q, &[("Host", &host), ("Cookie", &cookie), ("X-CSRF-Token", &csrf)], "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let listed: Value = serde_json::from_str(&a.body).unwrap();
+    let p = pick.display();
+    assert_eq!(
+        listed["completions"],
+        serde_json::json!([{"value": format!("{p}/alpha/"), "repository": false}, {"value": format!("{p}/beta/"), "repository": true}]),
+        "directories only, hidden ones left out"
+    );
+    let preview = ui.raw("POST", "/api/folders/preview", &ok_post(), &format!("{{\"directory\": \"{p}\"}}"));
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let preview: Value = serde_json::from_str(&preview.body).unwrap();
+    assert_eq!((preview["repositoriesBelow"].as_u64(), preview["recommendRecursive"].as_bool()), (Some(1), Some(true)), "{preview}");
+    let a = ui.raw("POST", "/api/bind", &ok_post(), &format!("{{\"directory\": \"{p}\", \"recursive\": true}}"));
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(a.body.contains("not paired with any org") && a.body.contains("vpd pair"), "{}", a.body);
+    assert!(!pick.join(".viewport").exists(), "a refused bind writes nothing");
+    let a = ui.raw("POST", "/api/bind", &ok_post(), "{\"directory\": \"relative/dir\"}");
+    assert_eq!(a.status, 400, "{}", a.body);
+
     // Log out: the cookie is dead.
     assert_eq!(ui.raw("POST", "/api/logout", &ok_post(), "{}").status, 200);
     assert_eq!(ui.raw("GET", "/api/state", &[("Host", &host), ("Cookie", &cookie)], "").status, 401);

@@ -10,9 +10,10 @@
   const ui = {
     state: null, json: null, route: parseRoute() || { page: 'overview' },
     drafts: {}, pending: new Set(), dismissedPairing: null, serverOpen: false,
-    lastPairBody: {}, navFocus: false, focusAfter: null, sseOk: null, poll: null, toastTimer: null,
+    lastPairBody: {}, bind: null, navFocus: false, focusAfter: null, sseOk: null, poll: null, toastTimer: null,
   };
-  ui.navFocus = Boolean(ui.route.suggest || ui.route.unpair);
+  ui.navFocus = Boolean(ui.route.suggest || ui.route.unpair || ui.route.bind);
+  if (ui.route.bind) openBind(ui.route.path);
 
   // ---- DOM helper -------------------------------------------------------------------------
   function h(tag, attrs, ...children) {
@@ -95,7 +96,7 @@
       try { id = decodeURIComponent(id); } catch (_) { /* keep raw */ }
       return { page: 'pairing', id, unpair: params.get('unpair') === '1' };
     }
-    if (parts[0] === 'directories') return { page: 'directories', suggest: params.get('suggest') };
+    if (parts[0] === 'directories') return { page: 'directories', suggest: params.get('suggest'), bind: params.get('bind') === '1', path: params.get('path') };
     if (parts[0] === 'sessions' || parts[0] === 'activity') return { page: parts[0] };
     return { page: 'notfound' };
   }
@@ -104,6 +105,7 @@
     if (!r) return;
     ui.route = r;
     ui.navFocus = true;
+    if (r.bind) openBind(r.path);
     render();
   });
   document.getElementById('skip-link').addEventListener('click', (e) => {
@@ -125,6 +127,21 @@
     clearTimeout(ui.toastTimer);
     ui.toastTimer = setTimeout(() => region.replaceChildren(), 6000);
   }
+
+  // A request whose refusal the caller shows itself: { ok, status, data }.
+  async function request(path, init) {
+    const headers = Object.assign({ Accept: 'application/json', 'X-CSRF-Token': CSRF }, init && init.body ? { 'Content-Type': 'application/json' } : {});
+    try {
+      const res = await fetch(path, Object.assign({ credentials: 'same-origin', headers }, init || {}));
+      let data = null;
+      try { data = await res.json(); } catch (_) { data = null; }
+      if (res.status === 401) showAlert(EXPIRED);
+      return { ok: res.ok, status: res.status, data };
+    } catch (e) {
+      return { ok: false, status: 0, data: { error: { code: 'unreachable', message: 'Could not reach the daemon. Is vpd running? (' + (e && e.message ? e.message : e) + ')' } } };
+    }
+  }
+  const errorOf = (r) => (r.data && r.data.error) || { code: 'http', message: `The daemon refused the request (HTTP ${r.status}).` };
 
   async function post(path, body) {
     const key = path + ' ' + JSON.stringify(body);
@@ -240,6 +257,13 @@
       history.replaceState(null, '', '#/pairing/' + encodeURIComponent(r.id));
       const p = ((ui.state.status || {}).pairings || []).find((x) => x.pairingId === r.id || x.workspaceId === r.id);
       if (p) { confirmUnpair(p, p.workspaceName || p.workspaceSlug || p.workspaceId); return; }
+    }
+    if (r.bind) {
+      r.bind = false;
+      // Opened once: a reload or Back must not open it again (the path stays in the field).
+      history.replaceState(null, '', '#/directories');
+      const field = document.getElementById('bind-path');
+      if (field) { field.focus(); return; }
     }
     if (r.suggest) {
       const item = [...main.querySelectorAll('[data-directory]')].find((el) => el.dataset.directory === r.suggest || el.dataset.display === r.suggest);
@@ -440,6 +464,121 @@
     document.getElementById('unpair-cancel').focus();
   }
 
+  // ---- Bind a folder… (docs/WEBUI.md) -------------------------------------------------------
+  // In the Viewport window a native folder picker fills the path (the window answers a visit
+  // to /pick-folder itself, and comes back to #/directories?bind=1&path=…); in a browser the
+  // path field completes from the daemon, directories only.
+  const inWindow = /\bViewportWindow\//.test(navigator.userAgent);
+  function openBind(path) {
+    if (!ui.bind) ui.bind = { completions: [], preview: null, previewError: null, recursive: null, org: null, result: null, timer: null, seq: 0 };
+    ui.bind.result = null;
+    if (path) { ui.drafts['bind-path'] = path; previewBind(); }
+  }
+  function closeBind() { ui.bind = null; ui.focusAfter = '#bind-open'; render(); }
+  function bindPathChanged(value) {
+    ui.drafts['bind-path'] = value;
+    const b = ui.bind;
+    if (!b) return;
+    b.result = null;
+    clearTimeout(b.timer);
+    b.timer = setTimeout(() => completeBind(value), 150);
+  }
+  // A folder is looked at once the path names one the completion listed (or the person
+  // leaves the field): half-typed names are not sent as bindings to preview.
+  const sameDir = (a, b) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+  async function completeBind(value) {
+    const b = ui.bind;
+    const r = await request('/api/folders/complete?path=' + enc(value));
+    if (!r.ok || ui.bind !== b || ui.drafts['bind-path'] !== value) return;
+    const known = b.completions.concat((r.data && r.data.completions) || []);
+    b.completions = (r.data && r.data.completions) || [];
+    const list = document.getElementById('bind-completions');
+    if (list) list.replaceChildren(...completionOptions(b.completions));
+    if (known.some((c) => sameDir(c.value, value))) previewBind();
+  }
+  const completionOptions = (list) => list.map((c) => h('option', { value: c.value }, c.repository ? 'repository' : null));
+  async function previewBind() {
+    const b = ui.bind;
+    const path = (ui.drafts['bind-path'] || '').trim();
+    if (!b) return;
+    const seq = ++b.seq;
+    if (!path) { b.preview = null; b.previewError = null; render(); return; }
+    const r = await request('/api/folders/preview', { method: 'POST', body: JSON.stringify({ directory: path }) });
+    if (ui.bind !== b || seq !== b.seq) return;
+    b.preview = r.ok ? r.data : null;
+    b.previewError = r.ok ? null : errorOf(r).message;
+    render();
+  }
+  async function submitBind(e, pairings) {
+    e.preventDefault();
+    const b = ui.bind;
+    const path = (ui.drafts['bind-path'] || '').trim();
+    if (!path) { showAlert('Type the folder to bind, for example ~/code.'); document.getElementById('bind-path').focus(); return; }
+    const pv = b.preview;
+    const recursive = b.recursive != null ? b.recursive : Boolean(pv && pv.recommendRecursive);
+    const org = b.org || (pairings.length === 1 ? pairings[0].pairingId : '');
+    if (!org) { showAlert('Choose the organization to bind the folder to.'); document.getElementById('bind-org').focus(); return; }
+    const send = (replace) => request('/api/bind', { method: 'POST', body: JSON.stringify({ directory: path, org, recursive, replace }) });
+    clearAlert();
+    let r = await send(false);
+    if (!r.ok && errorOf(r).code === 'binding_exists') {
+      if (!window.confirm(errorOf(r).message.replace(/ Pass --yes to bind it to (.*) instead\.$/, ' Replace it with $1?'))) return;
+      r = await send(true);
+    }
+    if (!r.ok) { showAlert(errorOf(r).message); return; }
+    if (ui.bind !== b) return;
+    b.result = r.data;
+    b.preview = null;
+    b.recursive = null;
+    b.completions = [];
+    ui.drafts['bind-path'] = '';
+    ui.focusAfter = '#bind-result';
+    announce(r.data.summary || 'Bound.');
+    render();
+  }
+  function bindPanel(s) {
+    const b = ui.bind;
+    if (!b) return null;
+    const pairings = (s.status || {}).pairings || [];
+    const pv = b.preview;
+    const recursive = b.recursive != null ? b.recursive : Boolean(pv && pv.recommendRecursive);
+    const orgField = pairings.length
+      ? h('div', { class: 'field' },
+        h('label', { for: 'bind-org' }, 'Organization'),
+        h('select', { id: 'bind-org', onchange: (e) => { b.org = e.target.value; } },
+          pairings.length > 1 && !b.org ? h('option', { value: '' }, 'Choose…') : null,
+          pairings.map((p) => {
+            const o = h('option', { value: p.pairingId }, `${p.workspaceName || p.workspaceSlug} on ${p.serverUrl || ''}`);
+            if ((b.org || (pairings.length === 1 ? p.pairingId : '')) === p.pairingId) o.selected = true;
+            return o;
+          })))
+      : h('p', { class: 'warning' }, 'This machine is not paired with any workspace: pair on the Overview first.');
+    return h('section', { id: 'bind-panel', class: 'panel', 'aria-labelledby': 'bind-panel-h' },
+      h('h3', { id: 'bind-panel-h' }, 'Bind a folder'),
+      b.result ? h('div', { id: 'bind-result', class: 'bind-result', tabindex: '-1' },
+        h('p', { class: 'ok' }, String(b.result.summary || 'Bound.')),
+        (b.result.warnings || []).map((w) => h('p', { class: 'warning' }, String(w)))) : null,
+      h('form', { id: 'bind-form', onsubmit: (e) => submitBind(e, pairings) },
+        h('div', { class: 'field' },
+          h('label', { for: 'bind-path' }, 'Folder, e.g. ~/code'),
+          h('div', { class: 'input-row' },
+            h('input', { id: 'bind-path', type: 'text', list: 'bind-completions', autocomplete: 'off', spellcheck: 'false', placeholder: '~/code',
+              value: ui.drafts['bind-path'] || '', 'aria-describedby': 'bind-explain', oninput: (e) => bindPathChanged(e.target.value), onchange: () => previewBind() }),
+            inWindow ? button('Choose…', () => { location.href = '/pick-folder'; }, { class: 'secondary', dataset: { key: 'bind-choose' } }) : null),
+          h('datalist', { id: 'bind-completions' }, completionOptions(b.completions))),
+        h('p', { id: 'bind-explain', class: pv ? '' : b.previewError ? 'warning' : 'muted' },
+          pv ? [String(pv.explanation), pv.boundTo ? ` It is bound to ${pv.boundTo} now.` : '']
+            : b.previewError ? String(b.previewError) : 'Sessions started in the folder you bind stream to the organization you choose.'),
+        orgField,
+        h('p', {}, h('label', {},
+          h('input', { type: 'checkbox', id: 'bind-recursive', checked: recursive, onchange: (e) => { b.recursive = e.target.checked; render(); } }),
+          ' Include every repository below',
+          pv && !pv.insideRepository ? h('span', { class: 'muted' }, num(pv.repositoriesBelow) === 1 ? ' (1 repository today)' : ` (${num(pv.repositoriesBelow)} repositories today)`) : null)),
+        buttons(
+          h('button', { type: 'submit', class: 'primary', disabled: !pairings.length, dataset: { key: 'bind-submit' } }, 'Bind'),
+          button(b.result ? 'Close' : 'Cancel', closeBind, { class: 'secondary', dataset: { key: 'bind-cancel' } }))));
+  }
+
   function renderDirectories(s, r) {
     const dirs = (s.status || {}).directories || [];
     const suggestions = s.suggestions || [];
@@ -453,6 +592,8 @@
     };
     return [
       title('Directories'),
+      ui.bind ? null : buttons(button('Bind a folder…', () => { openBind(); ui.focusAfter = '#bind-path'; render(); }, { id: 'bind-open', class: 'primary' })),
+      bindPanel(s),
       section('bound-h', 'Bound directories', dirs.length
         ? table('bound-h', ['Directory', 'Organization', 'State', 'Actions'], dirs.map((d, i) => [
           h('span', { id: 'dir-' + i, class: 'path', title: String(d.directory || '') }, String(d.display || d.directory), d.recursive ? h('span', { class: 'muted' }, ' (and subfolders)') : null),
@@ -461,7 +602,7 @@
           button('Unbind', async () => { if (await post('/api/unbind', { directory: d.directory })) announce('Unbound ' + (d.display || d.directory) + '.'); },
             { class: 'secondary', 'aria-describedby': 'dir-' + i, dataset: { key: 'unbind:' + d.directory } }),
         ]))
-        : h('p', { class: 'empty' }, 'No directories are bound yet. Bind one with `vpd bind` or accept a suggestion below.')),
+        : h('p', { class: 'empty' }, 'No directories are bound yet. Use Bind a folder…, or accept a suggestion below.')),
       section('suggestions-h', 'Suggestions',
         pairingPanel(s.pairing),
         suggestions.length

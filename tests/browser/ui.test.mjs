@@ -1,7 +1,7 @@
 // The web UI in real headless Chromium against the real daemon and viewport-server.
 // Run by tests/browser.rs, which starts the server, makes the user and org, and passes:
 //   VPD_BIN, SERVER_BIN, SERVER_DB, SERVER_URL, MACHINE_HOME, ORG_SLUG, EMAIL, CODE_DIR,
-//   REPO_DIR, ARTIFACTS
+//   REPO_DIR, FOLDER_REPO, ARTIFACTS
 // Screenshots of each page go to $ARTIFACTS (400 px wide: the tray window's size).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { launch, shotIn, checkLabels, checkContrast } from './common.mjs';
 
 const env = process.env;
-for (const k of ['VPD_BIN', 'SERVER_BIN', 'SERVER_DB', 'SERVER_URL', 'MACHINE_HOME', 'ORG_SLUG', 'EMAIL', 'CODE_DIR', 'REPO_DIR', 'ARTIFACTS']) {
+for (const k of ['VPD_BIN', 'SERVER_BIN', 'SERVER_DB', 'SERVER_URL', 'MACHINE_HOME', 'ORG_SLUG', 'EMAIL', 'CODE_DIR', 'REPO_DIR', 'FOLDER_REPO', 'ARTIFACTS']) {
   assert.ok(env[k], `${k} is not set: run this through tests/browser.rs (cargo nextest run -p vpd-e2e --test browser)`);
 }
 mkdirSync(env.ARTIFACTS, { recursive: true });
@@ -116,10 +116,45 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await checkContrast(page, 'sessions');
     await shot(page, '07-sessions');
 
+    // Bind a folder… (issue 11 items 1 and 2): a folder holding two repositories, typed
+    // with the daemon's completion; recursive is the default and says why; the org is
+    // preselected; a session started in a repository below it streams.
+    await page.getByRole('link', { name: 'Directories', exact: true }).click();
+    await page.getByRole('button', { name: 'Bind a folder…' }).click();
+    const field = page.locator('#bind-path');
+    await field.waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'bind-path', 'the dialog opens on its path field');
+    await field.pressSequentially('~/cli');
+    await page.locator('#bind-completions option[value="~/clients/"]').waitFor({ state: 'attached', timeout: 10000 });
+    await field.fill('~/clients/');
+    await page.locator('#bind-completions option[value="~/clients/acme/"]').waitFor({ state: 'attached', timeout: 10000 });
+    await field.fill('~/clients/acme');
+    await page.locator('#bind-explain').getByText('holds 2 repositories below it').waitFor({ timeout: 10000 });
+    assert.equal(await page.locator('#bind-recursive').isChecked(), true, 'a folder of repositories defaults to recursive');
+    await page.getByText('(2 repositories today)').waitFor();
+    assert.equal(await page.locator('#bind-org').inputValue(), st.pairings[0].pairingId, 'the only org is preselected');
+    await checkLabels(page, 'bind a folder');
+    await checkContrast(page, 'bind a folder');
+    await shot(page, '07b-bind-folder');
+    await page.locator('#bind-form').getByRole('button', { name: 'Bind', exact: true }).click();
+    await page.locator('#bind-result').getByText('every repository below it: 2 today, and any cloned there later').waitFor({ timeout: 10000 });
+    await page.locator('tr', { hasText: '~/clients/acme' }).getByText('(and subfolders)').waitFor({ timeout: 10000 });
+    await shot(page, '07c-bind-folder-bound');
+    // Completion needs the page's CSRF header, even on GET.
+    const bare = await context.request.get(new URL('/api/folders/complete?path=~/', page.url()).href);
+    assert.equal(bare.status(), 403, 'completion with the cookie but without the CSRF header');
+    const below = execFileSync(env.VPD_BIN, ['session', 'start', '--cwd', env.FOLDER_REPO, '--agent', 'browser-test', '--name', 'below-check'],
+      { env: vpdEnv, encoding: 'utf8' }).trim();
+    execFileSync(env.VPD_BIN, ['session', 'frame', below, '--data', 'hello from a repository below'], { env: vpdEnv });
+    await page.getByRole('link', { name: 'Sessions', exact: true }).click();
+    const belowRow = page.locator('tr', { hasText: 'below-check' });
+    await belowRow.getByText('streaming', { exact: true }).waitFor({ timeout: 10000 });
+    await belowRow.getByText('Acme Engineering').waitFor();
+
     // Revoked on the platform: the activity list says so, live; the session is cut.
     const machineId = st.pairings[0].machineId;
     admin('machine', 'revoke', '--org', env.ORG_SLUG, machineId);
-    await page.getByText('cut (revoked)').waitFor({ timeout: 15000 });
+    await page.getByText('cut (revoked)').first().waitFor({ timeout: 15000 });
     await page.getByRole('link', { name: 'Activity', exact: true }).click();
     await page.getByText("Acme Engineering revoked this machine's pairing").waitFor({ timeout: 15000 });
     await checkLabels(page, 'activity');
@@ -145,7 +180,7 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await checkContrast(darkPage, 'overview (dark)');
     await shot(darkPage, '09-overview-dark');
     await darkPage.getByRole('link', { name: 'Sessions', exact: true }).click();
-    await darkPage.getByText('cut (revoked)').waitFor();
+    await darkPage.getByText('cut (revoked)').first().waitFor();
     await checkContrast(darkPage, 'sessions (dark)');
 
     assert.deepEqual(errors, [], 'no script or CSP errors in the console');

@@ -27,24 +27,7 @@ pub fn bind(home: &Home, dir: &Path, org: String, recursive: bool, yes: bool, ou
             eprintln!("vpd: warning: {w}");
         }
     }
-    out.emit(&outcome, || {
-        let scope = match (outcome.recursive, outcome.repositories_below) {
-            (true, 0) => " (and every repository below it)".to_string(),
-            (true, n) => format!(" (and every repository below it: {n} today, and any cloned there later)"),
-            (false, _) => String::new(),
-        };
-        let streams = if !outcome.recursive && outcome.repositories_below > 0 {
-            "Sessions started directly in it stream to its relay; sessions in the repositories below it do not (see the warning)."
-        } else {
-            "Sessions started there stream to its relay."
-        };
-        format!(
-            "Bound {}{scope} → {}. {streams}{}",
-            show(&outcome.directory),
-            outcome.org_name,
-            if outcome.replaced.is_some() { " The previous binding was replaced." } else { "" }
-        )
-    });
+    out.emit(&outcome, || outcome.summary.clone());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -478,6 +478,27 @@ impl Backend {
         .await
     }
 
+    /// "Bind a folder…": the directories a typed path may complete to.
+    pub async fn complete_folder(&self, typed: String) -> Result<Vec<crate::folders::Completion>> {
+        tokio::task::spawn_blocking(move || crate::folders::complete(&typed)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+    }
+
+    /// "Bind a folder…": what binding it would cover, before anything is written.
+    pub async fn preview_folder(&self, directory: String) -> Result<crate::folders::Preview> {
+        let home = self.home.clone();
+        tokio::task::spawn_blocking(move || crate::folders::preview(&home, &directory))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+    }
+
+    /// "Bind a folder…": binds it (`org` left out when exactly one is paired); a suggestion
+    /// for that directory is settled by it.
+    pub async fn bind_folder(&self, directory: String, org: Option<String>, recursive: bool, replace: bool) -> Result<crate::binding::BindOutcome> {
+        let outcome = self.blocking(move |home| crate::folders::bind(home, &directory, org.as_deref(), recursive, replace)).await?;
+        self.suggestions.lock().unwrap().remove(&outcome.directory.display().to_string(), &outcome.org_id);
+        Ok(outcome)
+    }
+
     pub async fn watch_add(&self, path: String) -> Result<Vec<String>> {
         let r = self.blocking(move |home| crate::watched::add(home, &path)).await;
         self.watched.changed();

@@ -74,6 +74,31 @@ pub struct BindOutcome {
     pub warnings: Vec<String>,
     /// Repositories below the directory when it is a folder of repositories (not inside one).
     pub repositories_below: usize,
+    /// What was bound and which sessions now stream, in one sentence (the CLI prints it;
+    /// the web UI shows it).
+    pub summary: String,
+}
+
+impl BindOutcome {
+    fn summarize(&mut self, server: &str) {
+        let shown = vpd_core::resolve::display_dir(&self.directory, crate::home::user_home().as_deref());
+        let scope = match (self.recursive, self.repositories_below) {
+            (true, 0) => " (and every repository below it)".to_string(),
+            (true, 1) => " (and every repository below it: 1 today, and any cloned there later)".to_string(),
+            (true, n) => format!(" (and every repository below it: {n} today, and any cloned there later)"),
+            (false, _) => String::new(),
+        };
+        let streams = if !self.recursive && self.repositories_below > 0 {
+            "Sessions started directly in it stream; sessions in the repositories below it stay local (see the warning)."
+        } else {
+            "Sessions started there stream."
+        };
+        self.summary = format!(
+            "Bound {shown}{scope} → {} on {server}. {streams}{}",
+            self.org_name,
+            if self.replaced.is_some() { " The previous binding was replaced." } else { "" }
+        );
+    }
 }
 
 /// `vpd bind DIR --org ORG [--recursive]`. Replacing a binding to another org needs
@@ -133,7 +158,7 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
                 if repos.len() == 1 { "y" } else { "ies" }
             ));
         }
-        Ok(BindOutcome {
+        let mut outcome = BindOutcome {
             directory: dir.clone(),
             org_id: pairing.workspace_id.clone(),
             org_name: pairing.workspace_name.clone(),
@@ -142,7 +167,10 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             warning: warning.clone(),
             warnings,
             repositories_below: repos.len(),
-        })
+            summary: String::new(),
+        };
+        outcome.summarize(&pairing.server);
+        Ok(outcome)
     })
 }
 

@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod facts_cache;
+pub mod folders;
 pub mod home;
 pub mod identity;
 pub mod login_item;

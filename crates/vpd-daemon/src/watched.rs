@@ -66,20 +66,7 @@ fn watch_points(folder: &Path) -> Vec<PathBuf> {
 
 /// `~/code` → the canonical absolute directory, with an error that says what is wrong.
 pub fn normalize(input: &str) -> Result<PathBuf> {
-    let input = input.trim();
-    if input.is_empty() {
-        return Err(Error::new(ErrorCode::InvalidArgument, "give a folder to watch, for example ~/code"));
-    }
-    let path = match input.strip_prefix("~/").or(if input == "~" { Some("") } else { None }) {
-        Some(rest) => {
-            crate::home::user_home().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "cannot expand ~: no home directory"))?.join(rest)
-        }
-        None => PathBuf::from(input),
-    };
-    if !path.is_absolute() {
-        return Err(Error::new(ErrorCode::InvalidArgument, format!("{input} is not an absolute path; write it as ~/code or /home/you/code")));
-    }
-    crate::walk::canonical(&path)
+    crate::walk::canonical(&crate::folders::expand(input, "~/code")?)
 }
 
 pub fn add(home: &Home, input: &str) -> Result<Vec<String>> {

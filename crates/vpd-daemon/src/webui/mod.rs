@@ -123,6 +123,9 @@ fn router(backend: Arc<Backend>, ui: Arc<Ui>) -> Router {
         .route("/api/unpair", post(unpair))
         .route("/api/reconnect", post(reconnect))
         .route("/api/unbind", post(unbind))
+        .route("/api/folders/complete", get(folders_complete))
+        .route("/api/folders/preview", post(folders_preview))
+        .route("/api/bind", post(bind))
         .route("/api/suggestions/bind", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Bind)))
         .route("/api/suggestions/dismiss", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Dismiss)))
         .route("/api/suggestions/decline", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Decline)))
@@ -209,8 +212,16 @@ fn check(ctx: &Ctx, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     let public = matches!(path, "/" | "/login" | "/app.js" | "/style.css" | "/icon.svg");
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        if !public && session(ctx, headers).is_none() {
+        let Some(sid) = session(ctx, headers) else {
+            if public {
+                return None;
+            }
             return Some(fail(StatusCode::UNAUTHORIZED, "login_required", "log in through `vpd ui` or the tray's Open Viewport"));
+        };
+        // Folder names are the user's own data: even a GET for them needs the page's CSRF
+        // token, so no other page (not even one that got past the cookie) can list them.
+        if CSRF_GETS.contains(&path) && !auth.csrf_ok(&sid, headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("")) {
+            return Some(fail(StatusCode::FORBIDDEN, "csrf", "missing or wrong CSRF token; reload the page"));
         }
         return None;
     }
@@ -229,6 +240,9 @@ fn check(ctx: &Ctx, req: &Request) -> Option<Response> {
     }
     None
 }
+
+/// GET routes that answer with the user's data beyond the state and so need the CSRF header.
+const CSRF_GETS: &[&str] = &["/api/folders/complete"];
 
 /// `next` must stay on this site: a path, not `//host` or `/\\host`.
 fn safe_next(next: &str) -> bool {
@@ -377,6 +391,36 @@ struct DirBody {
 /// Only a directory bound here (listed in `directories.json`) can be unbound from the UI.
 async fn unbind(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response {
     answer(ctx.backend.unbind_recorded(b.directory).await)
+}
+
+#[derive(Deserialize)]
+struct CompleteQuery {
+    #[serde(default)]
+    path: String,
+}
+
+async fn folders_complete(AxState(ctx): AxState<Ctx>, Query(q): Query<CompleteQuery>) -> Response {
+    answer(ctx.backend.complete_folder(q.path).await.map(|c| serde_json::json!({"completions": c})))
+}
+
+async fn folders_preview(AxState(ctx): AxState<Ctx>, Json(b): Json<DirBody>) -> Response {
+    answer(ctx.backend.preview_folder(b.directory).await)
+}
+
+#[derive(Deserialize)]
+struct BindBody {
+    directory: String,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+    /// The person confirmed replacing a binding to another org.
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn bind(AxState(ctx): AxState<Ctx>, Json(b): Json<BindBody>) -> Response {
+    answer(ctx.backend.bind_folder(b.directory, b.org.filter(|o| !o.is_empty()), b.recursive, b.replace).await)
 }
 
 #[derive(Deserialize)]
