@@ -195,10 +195,17 @@ fn build_menu(m: &MenuModel) -> Menu {
     };
     add(&MenuItem::with_id("status", &m.status_line, false, None));
     add(&PredefinedMenuItem::separator());
-    if m.pairing_busy {
-        add(&MenuItem::with_id("pair", "Pairing… (approve in the browser)", false, None));
-    } else {
-        add(&MenuItem::with_id("pair", "Pair with workspace…", true, None));
+    match &m.pairing {
+        Some(wait) => {
+            add(&MenuItem::with_id("pair", wait.line(), false, None));
+            if wait.confirm {
+                add(&MenuItem::with_id("pair_window", "Open Viewport to confirm", true, None));
+            } else if wait.url.is_some() {
+                add(&MenuItem::with_id("pair_reopen", "Open approval page again", true, None));
+            }
+            add(&MenuItem::with_id("pair_cancel", "Cancel pairing", true, None));
+        }
+        None => add(&MenuItem::with_id("pair", "Pair with workspace…", true, None)),
     }
     for p in &m.pairings {
         let sub = Submenu::with_id(format!("org:{}", p.id), format!("{} — {}", p.name, p.state), true);
@@ -227,8 +234,8 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
         let login = vpd_daemon::login_item::is_enabled();
         let model = match tray.call(calls::GetStatus) {
             Ok(report) => {
-                let busy = tray.call(calls::GetPairJob).ok().flatten().is_some_and(|v| v.state.running());
-                menu::model(&report, login, busy)
+                let wait = tray.call(calls::GetPairJob).ok().flatten().and_then(|v| menu::PairingWait::from_view(&v));
+                menu::model(&report, login, wait)
             }
             Err(_) => {
                 // An attached daemon went away: run the core here instead.
@@ -320,6 +327,21 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
         "open_ui" => open_window(&tray, None),
         // The window's Directories page, on its "Bind a folder" form.
         "bind" => open_window(&tray, Some("/#/directories?bind=1")),
+        "pair_reopen" => {
+            let url = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairing.as_ref()).and_then(|p| p.url.clone());
+            if let Some(url) = url {
+                if !open_browser(&url) {
+                    browser_failed(&tray, &url);
+                }
+            }
+        }
+        "pair_window" => open_window(&tray, Some("/#/")),
+        "pair_cancel" => {
+            if let Err(e) = tray.call(calls::CancelPairJob) {
+                tracing::warn!(error = %e.message, "cancelling the pairing");
+            }
+            tray.refresh_soon();
+        }
         "autostart" => {
             let r = if vpd_daemon::login_item::is_enabled() {
                 vpd_daemon::login_item::disable()
@@ -351,15 +373,28 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
     });
 }
 
-fn open_browser(url: &str) {
+/// Opens a web page in the system browser; false when it could not.
+fn open_browser(url: &str) -> bool {
     // Only a web page is opened (never another scheme).
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         tracing::warn!(url, "not opening a non-web URL");
-        return;
+        return false;
     }
-    if let Err(e) = webbrowser::open(url) {
-        tracing::warn!(error = %e, "cannot open the browser");
+    match webbrowser::open(url) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the browser");
+            false
+        }
     }
+}
+
+/// The approval page could not be opened: a notification and the window give its address
+/// and the code, to open by hand (or on another device).
+fn browser_failed(tray: &Tray, url: &str) {
+    let code = tray.call(calls::GetPairJob).ok().flatten().and_then(|v| v.code).unwrap_or_default();
+    notify_error("Open this page to approve the pairing", &format!("{url}\nCode: {code}"));
+    open_window(tray, Some("/#/"));
 }
 
 /// "Pair with workspace…": the daemon runs the pairing; the tray opens the approval page.
@@ -382,7 +417,10 @@ fn pair(tray: &Tray) {
             PairJobState::Waiting if !opened => {
                 if let Some(url) = &view.url {
                     opened = true;
-                    open_browser(url);
+                    tray.refresh_soon();
+                    if !open_browser(url) {
+                        browser_failed(tray, url);
+                    }
                 }
             }
             PairJobState::ConfirmReplace => {

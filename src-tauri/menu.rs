@@ -11,7 +11,38 @@ pub struct MenuModel {
     pub health: Health,
     pub pairings: Vec<PairingEntry>,
     pub start_at_login: bool,
-    pub pairing_busy: bool,
+    /// A pairing that runs (issue 11 item 7: its code, reopen, cancel in the menu).
+    pub pairing: Option<PairingWait>,
+}
+
+/// A running pairing as the menu shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingWait {
+    /// The code to check on the approval page, once the platform gave one.
+    pub code: Option<String>,
+    /// The approval page.
+    pub url: Option<String>,
+    /// Approved for an org already paired: the window asks whether to replace it.
+    pub confirm: bool,
+}
+
+impl PairingWait {
+    pub fn from_view(v: &vpd_daemon::pair_job::PairView) -> Option<Self> {
+        v.running.then(|| PairingWait {
+            code: v.code.clone(),
+            url: v.url.clone(),
+            confirm: v.state == vpd_daemon::states::PairJobState::ConfirmReplace,
+        })
+    }
+
+    /// The menu's disabled line for it.
+    pub fn line(&self) -> String {
+        match (&self.code, self.confirm) {
+            (_, true) => "Pairing: approved — confirm in the window".to_string(),
+            (Some(code), false) => format!("Pairing: code {code} (approve in the browser)"),
+            (None, false) => "Pairing: asking the platform for a code…".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +55,7 @@ pub struct PairingEntry {
     pub url: String,
 }
 
-pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) -> MenuModel {
+pub fn model(report: &StatusReport, start_at_login: bool, pairing: Option<PairingWait>) -> MenuModel {
     let health = vpd_daemon::status::health(report);
     let n = report.pairings.len();
     let connected = report.pairings.iter().filter(|p| p.state.health() == LinkHealth::Connected).count();
@@ -48,7 +79,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing_busy: bool) ->
             ),
         })
         .collect();
-    MenuModel { status_line, health, pairings, start_at_login, pairing_busy }
+    MenuModel { status_line, health, pairings, start_at_login, pairing }
 }
 
 /// The model when the daemon cannot be reached.
@@ -58,7 +89,7 @@ pub fn unreachable(start_at_login: bool) -> MenuModel {
         health: Health::Offline,
         pairings: Vec::new(),
         start_at_login,
-        pairing_busy: false,
+        pairing: None,
     }
 }
 
@@ -95,12 +126,12 @@ mod tests {
 
     #[test]
     fn worst_state_wins() {
-        assert_eq!(model(&report(&[]), false, false).health, Health::Unpaired);
-        assert_eq!(model(&report(&["connected", "connected"]), false, false).health, Health::Connected);
-        assert_eq!(model(&report(&["connected", "reconnecting (1/5)"]), false, false).health, Health::Degraded);
-        assert_eq!(model(&report(&["offline (next try 10:00)"]), false, false).health, Health::Offline);
-        assert_eq!(model(&report(&["connecting"]), false, false).health, Health::Degraded);
-        let m = model(&report(&["connected", "offline (next try 10:00)"]), true, false);
+        assert_eq!(model(&report(&[]), false, None).health, Health::Unpaired);
+        assert_eq!(model(&report(&["connected", "connected"]), false, None).health, Health::Connected);
+        assert_eq!(model(&report(&["connected", "reconnecting (1/5)"]), false, None).health, Health::Degraded);
+        assert_eq!(model(&report(&["offline (next try 10:00)"]), false, None).health, Health::Offline);
+        assert_eq!(model(&report(&["connecting"]), false, None).health, Health::Degraded);
+        let m = model(&report(&["connected", "offline (next try 10:00)"]), true, None);
         assert_eq!(m.status_line, "Viewport: 1 of 2 connected");
         assert_eq!(m.pairings[0].url, "https://p.example/orgs/org0/sessions");
     }

@@ -43,12 +43,34 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     assert!(!menu.find(&|i| i.label.starts_with("Viewport:")).unwrap().enabled, "the status line is not clickable");
     assert_eq!(menu.find(&|i| i.label == "Start at login").unwrap().toggle, Some(0));
 
-    // Pair with workspace…: the approval page opens in the (fake) browser; approve it.
+    // Pair with workspace…: the menu shows the code, "Open approval page again" (which opens
+    // it) and "Cancel pairing" (which cancels it). Issue 11 item 7.
+    let last_url = || std::fs::read_to_string(&opened).unwrap_or_default().lines().last().unwrap_or("").trim().to_string();
+    bus.click_label("Pair with workspace…");
+    wait_until("the code in the menu", Duration::from_secs(20), || bus.layout().labels().iter().any(|l| l.starts_with("Pairing: code ")));
+    let labels: Vec<String> = bus.layout().labels().into_iter().filter(|l| !l.is_empty()).collect();
+    let line = labels.iter().find(|l| l.starts_with("Pairing: code ")).unwrap().clone();
+    let shown_code = line.trim_start_matches("Pairing: code ").split(' ').next().unwrap().to_string();
+    assert!(labels.contains(&"Open approval page again".to_string()) && labels.contains(&"Cancel pairing".to_string()), "{labels:?}");
+    assert!(!bus.layout().find(&|i| i.label == line).unwrap().enabled, "the code line is not clickable");
+    wait_until("the approval page in the browser", Duration::from_secs(20), || last_url().contains(&format!("code={shown_code}")));
+    let opened_once = std::fs::read_to_string(&opened).unwrap().lines().count();
+    bus.click_label("Open approval page again");
+    wait_until("the approval page opened again", Duration::from_secs(20), || {
+        std::fs::read_to_string(&opened).unwrap().lines().count() > opened_once && last_url().contains(&format!("code={shown_code}"))
+    });
+    bus.click_label("Cancel pairing");
+    wait_until("the pairing cancelled", Duration::from_secs(20), || bus.layout().labels().iter().any(|l| l == "Pair with workspace…"));
+    let paired = m.home().join("config.json").exists() && m.config()["pairings"].as_array().is_some_and(|p| !p.is_empty());
+    assert!(!paired, "a cancelled pairing pairs nothing");
+
+    // Pair with workspace… again: the approval page opens in the (fake) browser; approve it.
+    let before = std::fs::read_to_string(&opened).unwrap_or_default().lines().count();
     bus.click_label("Pair with workspace…");
     let mut url = String::new();
     wait_until("the approval URL in the browser", Duration::from_secs(20), || {
-        url = std::fs::read_to_string(&opened).unwrap_or_default().trim().to_string();
-        !url.is_empty()
+        url = last_url();
+        std::fs::read_to_string(&opened).unwrap_or_default().lines().count() > before
     });
     assert!(url.starts_with(&server.public_url) && url.contains("/pair?code="), "{url}");
     let code = url.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
