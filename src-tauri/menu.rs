@@ -84,13 +84,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing: Option<Pairin
 
 /// The model when the daemon cannot be reached.
 pub fn unreachable(start_at_login: bool) -> MenuModel {
-    MenuModel {
-        status_line: "Viewport: daemon not running".into(),
-        health: Health::Offline,
-        pairings: Vec::new(),
-        start_at_login,
-        pairing: None,
-    }
+    MenuModel { status_line: "Viewport: daemon not running".into(), health: Health::Offline, pairings: Vec::new(), start_at_login, pairing: None }
 }
 
 #[cfg(test)]

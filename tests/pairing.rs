@@ -227,3 +227,27 @@ fn denied_in_the_browser() {
     assert!(status == 404 || status == 409, "replayed approval: {status}");
     assert!(server.admin(&["machine", "list", "--org", &acme]).as_array().unwrap().is_empty());
 }
+
+/// Issue 11 item 7: `vpd rename` renames this machine in one org; the platform's list shows
+/// it and the other org keeps the old name; `--org` may be left out only with one org.
+#[test]
+fn rename_this_machine_in_one_org() {
+    let (server, _, _) = setup();
+    let m = Machine::new();
+    m.pair(&server, "acme", "alice@example.com");
+    let r = m.ok(&["rename", "build box 2"]);
+    assert_eq!((r["name"].as_str(), r["workspaceName"].as_str()), (Some("build box 2"), Some("Acme Engineering")), "{r}");
+    let machines = server.admin(&["machine", "list", "--org", "acme"]);
+    assert_eq!(machines[0]["name"], "build box 2");
+    assert_eq!(m.config()["pairings"][0]["machineName"], "build box 2");
+    m.pair(&server, "oss", "alice@example.com");
+    let err = m.fails(&["rename", "other"]);
+    assert!(err["message"].as_str().unwrap().contains("--org"), "{err}");
+    let err = m.fails(&["rename", "bad\u{7}name", "--org", "oss"]);
+    assert_eq!(err["code"], "invalid_argument", "{err}");
+    m.ok(&["rename", "oss box", "--org", "oss"]);
+    assert_eq!(server.admin(&["machine", "list", "--org", "oss"])[0]["name"], "oss box");
+    assert_eq!(server.admin(&["machine", "list", "--org", "acme"])[0]["name"], "build box 2", "the other org keeps its name");
+    let human = m.command().args(["rename", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("Examples:"));
+}

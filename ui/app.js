@@ -308,6 +308,8 @@
     const body = Object.assign({}, extra || {});
     const server = (ui.drafts['pair-server'] || '').trim();
     if (server) body.server = server;
+    const name = (ui.drafts['pair-name'] || '').trim();
+    if (name) body.name = name;
     ui.lastPairBody = body;
     ui.dismissedPairing = null;
     const res = await post('/api/pair', body);
@@ -317,14 +319,33 @@
     ui.focusAfter = '#pairing-panel';
     render();
   }
-  function pairControls(p) {
+  function pairControls(p, host) {
     return h('div', { class: 'pair-controls' },
       button('Pair with workspace…', () => startPair({}), { id: 'pair-button', class: 'primary', disabled: pairingRunning(p) }),
       h('details', { class: 'server-disclosure', open: ui.serverOpen, ontoggle: (e) => { ui.serverOpen = e.currentTarget.open; } },
-        h('summary', { dataset: { key: 'pair-server-summary' } }, 'Server URL'),
+        h('summary', { dataset: { key: 'pair-server-summary' } }, 'Server URL and machine name'),
         h('div', { class: 'field' },
           h('label', { for: 'pair-server' }, 'Platform URL (optional)'),
-          input({ id: 'pair-server', type: 'text', inputmode: 'url', autocomplete: 'url', spellcheck: 'false', placeholder: 'https://viewport.example.com' }))));
+          input({ id: 'pair-server', type: 'text', inputmode: 'url', autocomplete: 'url', spellcheck: 'false', placeholder: 'https://viewport.example.com' })),
+        h('div', { class: 'field' },
+          h('label', { for: 'pair-name' }, 'Machine name the org sees'),
+          input({ id: 'pair-name', type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: '100', placeholder: host || 'this machine' }))));
+  }
+  function renameForm(p, name) {
+    const id = 'rename-' + (p.pairingId || p.workspaceId);
+    const save = async (e) => {
+      e.preventDefault();
+      const value = (ui.drafts[id] != null ? ui.drafts[id] : String(p.machineName || '')).trim();
+      if (!value) { showAlert('Type the name ' + name + ' should show for this machine.'); document.getElementById(id).focus(); return; }
+      const res = await post('/api/rename', { org: p.pairingId || p.workspaceId, name: value });
+      if (res) { ui.drafts[id] = String(res.name); announce(`This machine is now "${res.name}" in ${name}.`); render(); }
+    };
+    if (ui.drafts[id] == null) ui.drafts[id] = String(p.machineName || '');
+    return h('form', { class: 'rename-form', onsubmit: save },
+      h('label', { for: id, class: 'sr-only' }, 'Machine name in ' + name),
+      h('div', { class: 'input-row' },
+        input({ id, type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: '100' }),
+        h('button', { type: 'submit', class: 'secondary', dataset: { key: 'rename-save' } }, 'Rename')));
   }
   function pairingPanel(p) {
     if (!p || ui.dismissedPairing === JSON.stringify(p)) return null;
@@ -393,7 +414,7 @@
         h('li', {}, plural(suggestions.length, 'suggestion') + ' pending — ', h('a', { href: '#/directories' }, 'review in Directories')),
         h('li', {}, plural(streaming, 'session') + ' streaming — ', h('a', { href: '#/sessions' }, 'see Sessions')))),
       section('pairings-h', 'Pairings',
-        pairControls(s.pairing),
+        pairControls(s.pairing, d.machineName),
         pairingPanel(s.pairing),
         pairings.length
           ? h('ul', { class: 'cards' }, pairings.map((p) => h('li', { class: 'card' },
@@ -422,7 +443,7 @@
         ['Connected since', time(p.connectedSince)],
         ['Next retry', time(p.nextRetryAt)],
         ['Machine id', h('code', {}, String(p.machineId || '—'))],
-        ['Machine name', String(p.machineName || '—')],
+        ['Machine name', renameForm(p, name)],
         ['Paired at', time(p.pairedAt)],
         ['Credential store', String(p.credentialStore || '—')],
         ['Frames sent / acked', `${num(p.framesSent)} / ${num(p.framesAcked)}`],

@@ -48,6 +48,9 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     // Pair through the UI: the code and the approval link show while waiting.
     await page.locator('summary', { hasText: 'Server URL' }).click();
     await page.locator('#pair-server').fill(env.SERVER_URL);
+    // The machine name the org sees: the host name unless the person types another.
+    assert.ok((await page.locator('#pair-name').getAttribute('placeholder')).length > 0, 'the host name is offered');
+    await page.getByLabel('Machine name the org sees').fill("Ann's laptop");
     await page.locator('#pair-button').click();
     const code = (await page.locator('#pairing-code').textContent({ timeout: 15000 })).trim();
     const approval = await page.locator('#pairing-link').getAttribute('href');
@@ -70,6 +73,16 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     }
     await checkLabels(page, 'pairing');
     await shot(page, '04-pairing');
+    // Named before pairing, renamed here: the platform's machine list follows (issue 11 item 7).
+    const machines = () => admin('machine', 'list', '--org', env.ORG_SLUG);
+    assert.equal(machines()[0].name, "Ann's laptop");
+    const nameField = page.getByLabel('Machine name in Acme Engineering');
+    assert.equal(await nameField.inputValue(), "Ann's laptop");
+    await nameField.fill("Ann's workstation");
+    await page.getByRole('button', { name: 'Rename', exact: true }).click();
+    await page.getByText('This machine is now "Ann\'s workstation" in Acme Engineering.').waitFor({ timeout: 10000 });
+    assert.equal(machines()[0].name, "Ann's workstation");
+    assert.equal(vpd('status').pairings[0].machineName, "Ann's workstation");
 
     // The tray's "Unpair…" opens this page with ?unpair=1: the confirmation comes up at
     // once; Cancel keeps the pairing.

@@ -210,3 +210,42 @@ async fn debug_output_never_shows_keys_tokens_or_password_hashes() {
     assert!(found.1.expose().starts_with("$argon2"));
     assert!(shown.contains(&u.id) && !shown.contains("argon2"), "password hash in Debug: {shown}");
 }
+
+/// Issue 11 item 7: a machine renames itself; the Machines page and the audit log follow.
+/// A bad name, a wrong credential and a revoked pairing change nothing.
+#[tokio::test]
+async fn a_machine_renames_itself() {
+    let s = start().await;
+    let org = s.org("Acme", "acme");
+    let u = s.user("a@example.com", &[&org]);
+    let a = s.pair(&new_key(), &org, &u).await;
+    let rename = |name: &str, credential: &str| {
+        let body = serde_json::json!({"workspaceId": a.workspace_id, "runtimeTargetId": a.runtime_target_id, "credential": credential, "name": name});
+        s.http.post(s.at("/api/runtime/rename")).json(&body).send()
+    };
+    let r = rename("  Ann's <b>laptop</b>  ", a.token.expose()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["name"], "Ann's <b>laptop</b>");
+    let m = &s.store().machines(&org.id).unwrap()[0];
+    assert_eq!(m.name, "Ann's <b>laptop</b>");
+    let cookie = sign_in(&s, "a@example.com").await;
+    let html = s.http.get(s.at("/orgs/acme/machines")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("Ann&#39;s &lt;b&gt;laptop&lt;/b&gt;") || html.contains("Ann's &lt;b&gt;laptop&lt;/b&gt;"),
+        "the Machines page shows the new name, escaped"
+    );
+    let log = s.store().audit_log(&org.id, 10).unwrap();
+    let row = log.iter().find(|e| e.action == "machine.renamed").expect("an audit row");
+    assert_eq!(row.actor, format!("machine:{}", a.machine_id));
+    assert!(row.detail.contains("was "), "{}", row.detail);
+
+    for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
+        let r = rename(bad, a.token.expose()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad:?}");
+    }
+    assert_eq!(error_code(rename("evil", "wrong-credential").await.unwrap()).await, "invalid_credential");
+    assert_eq!(s.store().machines(&org.id).unwrap()[0].name, "Ann's <b>laptop</b>", "refused renames change nothing");
+    let body = serde_json::json!({"workspaceId": a.workspace_id, "runtimeTargetId": a.runtime_target_id, "credential": a.token.expose()});
+    s.http.post(s.at("/api/runtime/unpair")).json(&body).send().await.unwrap();
+    assert_eq!(error_code(rename("after", a.token.expose()).await.unwrap()).await, "revoked");
+}

@@ -133,6 +133,17 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         #[arg(long)]
         forget_bindings: bool,
     },
+    /// Rename this machine in an org: the org's Machines page shows the new name.
+    #[command(
+        after_help = "--org may be left out when exactly one org is paired.\n\nExamples:\n  vpd rename \"Ann's laptop\"\n  vpd rename build-box-2 --org acme"
+    )]
+    Rename {
+        /// The new name (1-100 characters).
+        name: String,
+        /// Workspace ULID, slug or name (default: the only one paired).
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Let sessions started in DIR (default: here) stream to an org. Writes DIR/.viewport/local.yaml.
     #[command(
         after_help = "--org may be left out when exactly one org is paired.\n\nExamples:\n  vpd bind --org acme\n  vpd bind ~/work/api --org acme\n  vpd bind ~/code --recursive   (every repository below ~/code; one org paired)"
@@ -379,6 +390,11 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
             let home = home()?;
             let org = the_org(&home, org)?;
             pair::unpair(&home, &org, forget_bindings, out)
+        }
+        Command::Rename { name, org } => {
+            let home = home()?;
+            let org = the_org(&home, org)?;
+            pair::rename(&home, &org, name, out)
         }
         Command::Bind { dir, org, recursive, yes } => {
             let home = home()?;

@@ -248,6 +248,15 @@ fn approval_link(url: &str, server_url: &str) -> (bool, Option<String>) {
     }
 }
 
+pub fn rename(home: &Home, org: &str, name: String, out: &Out) -> Result<ExitCode, Error> {
+    config::read(home)?.select(org)?;
+    client::ensure_daemon(home, &exe()?)?;
+    let params = vpd_daemon::api::protocol::RenameParams { org: Some(org.to_string()), name };
+    let r: vpd_daemon::api::protocol::Renamed = client::ask(home, params, Duration::from_secs(30))?;
+    out.emit(&r, || format!("This machine is now \"{}\" in {} on {} (was \"{}\").", r.name, r.workspace_name, r.server, r.previous));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn unpair(home: &Home, org: &str, forget_bindings: bool, out: &Out) -> Result<ExitCode, Error> {
     // Fail fast, without starting a daemon, when nothing matches.
     config::read(home)?.select(org)?;

@@ -266,6 +266,13 @@ impl Backend {
 
     /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
     /// platform.
+    /// Renames this machine in one org (the platform first, then `config.json`).
+    pub async fn rename(&self, org: Option<String>, name: String) -> Result<crate::api::protocol::Renamed> {
+        let r = crate::pairing::rename(&self.home, org.as_deref(), &name).await;
+        self.touch();
+        r
+    }
+
     pub async fn unpair(&self, org: &str, after: AfterUnpair) -> Result<Unpaired> {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.

@@ -353,6 +353,48 @@ async fn revoke_quietly(platform: &Platform, a: &Approved) {
     }
 }
 
+/// `vpd rename NAME [--org ORG]`: the platform first (it must accept the name), then
+/// `config.json`, so what this machine shows is what the org's Machines page shows.
+pub async fn rename(home: &Home, org: Option<&str>, name: &str) -> Result<crate::api::protocol::Renamed> {
+    let name = name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(|c| !vpd_proto::limits::allowed(c)) {
+        return Err(Error::new(ErrorCode::InvalidArgument, "a machine name is 1-100 characters, without control or invisible characters"));
+    }
+    let home2 = home.clone();
+    let org = org.map(str::to_string);
+    let (pairing, credential) = tokio::task::spawn_blocking(move || -> Result<(Pairing, Secret)> {
+        let p = config::load(&home2)?.select_or_only(org.as_deref())?.clone();
+        let c = credential_of(&p)?;
+        Ok((p, c))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    let platform = Platform::new(&pairing.server_url, pairing.insecure_http, pairing.ca_pem.as_deref())?;
+    let cred = RuntimeCredential { workspace_id: pairing.workspace_id.clone(), runtime_target_id: pairing.runtime_target_id.clone(), credential };
+    platform.rename(&vpd_proto::runtime::RenameMachine { credential: cred, name: name.clone() }).await.map_err(CallError::into_error)?;
+    let (home2, id, n) = (home.clone(), pairing.pairing_id.clone(), name.clone());
+    tokio::task::spawn_blocking(move || {
+        config::update(&home2, |c| {
+            if let Some(p) = c.pairings.iter_mut().find(|p| p.pairing_id == id) {
+                p.org.machine_name = n;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+    tracing::info!(workspace = %pairing.workspace_id, "renamed this machine");
+    let o = pairing.org;
+    Ok(crate::api::protocol::Renamed {
+        pairing_id: o.pairing_id,
+        workspace_name: o.workspace_name,
+        server: o.server,
+        machine_id: o.machine_id,
+        name,
+        previous: o.machine_name,
+    })
+}
+
 /// `vpd unpair --org ORG`: removes the pairing from `config.json` (the one step that must
 /// succeed), then — best-effort, each failure reported — its identity, keyring entry and
 /// directory bindings, and always tells the platform when the credential could be read

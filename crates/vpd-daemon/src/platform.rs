@@ -222,6 +222,12 @@ impl Platform {
         Ok(())
     }
 
+    /// `POST /api/runtime/rename`.
+    pub async fn rename(&self, body: &vpd_proto::runtime::RenameMachine) -> Result<(), CallError> {
+        let _: serde_json::Value = self.post(paths::RENAME, body, Duration::from_secs(15)).await?;
+        Ok(())
+    }
+
     /// `GET /api/health`, with the server's `Date` header (for the clock-skew check).
     pub async fn health(&self) -> Result<(Health, Option<String>), CallError> {
         let url = self.url(paths::HEALTH);

@@ -55,6 +55,7 @@ pub mod paths {
     }
     pub const RELAY_TOKEN: &str = "/api/runtime/relay-token";
     pub const UNPAIR: &str = "/api/runtime/unpair";
+    pub const RENAME: &str = "/api/runtime/rename";
     pub const JWKS: &str = "/api/.well-known/jwks.json";
     pub const HEALTH: &str = "/api/health";
     pub const PAIRING_TOKEN_HEADER: &str = "X-Viewport-Pairing-Token";

@@ -18,6 +18,16 @@ pub struct RuntimeCredential {
     pub credential: Secret,
 }
 
+/// Body of `POST /api/runtime/rename`: a machine renames itself in one org (issue 11 item 7).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameMachine {
+    #[serde(flatten)]
+    pub credential: RuntimeCredential,
+    /// The new name, 1-100 characters, no control characters.
+    pub name: String,
+}
+
 /// 200 reply of `POST /api/runtime/relay-token`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/pairing-codes/{code}/cancel", post(pairing::cancel))
         .route(paths::RELAY_TOKEN, post(runtime::relay_token))
         .route(paths::UNPAIR, post(runtime::unpair))
+        .route(paths::RENAME, post(runtime::rename))
         .route(paths::JWKS, get(runtime::jwks))
         .route(paths::HEALTH, get(runtime::health))
 }

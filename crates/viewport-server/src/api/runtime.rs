@@ -1,4 +1,5 @@
-//! `POST /api/runtime/relay-token`, `POST /api/runtime/unpair`, the JWKS and health.
+//! `POST /api/runtime/relay-token`, `POST /api/runtime/unpair`, `POST /api/runtime/rename`,
+//! the JWKS and health.
 
 use super::{ApiErr, ApiJson};
 use crate::store::RuntimeTarget;
@@ -6,7 +7,7 @@ use crate::{util, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use vpd_proto::runtime::{errors, RelayClaims, RelayToken, RuntimeCredential, RELAY_AUDIENCE, RELAY_TOKEN_MAX_SECS};
+use vpd_proto::runtime::{errors, RelayClaims, RelayToken, RenameMachine, RuntimeCredential, RELAY_AUDIENCE, RELAY_TOKEN_MAX_SECS};
 use vpd_proto::{Health, Secret};
 
 /// Checks a runtime credential. Unknown workspace → 404; unknown target in that workspace or
@@ -59,6 +60,17 @@ pub async fn unpair(State(state): State<AppState>, ApiJson(cred): ApiJson<Runtim
     let actor = crate::roles::Actor::Machine { id: target.machine_id };
     state.revoke(&ws, &id, "unpaired", &actor).await?;
     Ok(Json(serde_json::json!({ "status": "unpaired" })))
+}
+
+/// A machine renames itself in this org: the Machines page shows the new name.
+pub async fn rename(State(state): State<AppState>, ApiJson(body): ApiJson<RenameMachine>) -> Result<Json<serde_json::Value>, ApiErr> {
+    let target = authenticate(&state, &body.credential).await?;
+    let name = body.name.trim().to_string();
+    util::validate_name("the machine name", &name).map_err(ApiErr::bad_request)?;
+    let (ws, id, n) = (target.workspace_id, target.machine_id.clone(), name.clone());
+    let actor = crate::roles::Actor::Machine { id: target.machine_id };
+    state.db(move |s| s.rename_machine(&ws, &id, &n, &actor, util::now())).await?;
+    Ok(Json(serde_json::json!({ "name": name })))
 }
 
 pub async fn jwks(State(state): State<AppState>) -> impl axum::response::IntoResponse {

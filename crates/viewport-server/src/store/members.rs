@@ -15,7 +15,7 @@ pub struct AuditEntry {
     /// The user's email, `cli:<os user>` or `machine:<name>`.
     pub actor: String,
     /// `org.created`, `member.added`, `member.removed`, `member.role_changed`,
-    /// `machine.paired`, `machine.revoked`, `code.minted`.
+    /// `machine.paired`, `machine.revoked`, `machine.renamed`, `code.minted`.
     pub action: String,
     /// Whom or what it was done to (an email, a machine's name and id).
     pub subject: String,

@@ -937,6 +937,19 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a machine of this workspace (the machine itself asks), with an audit row.
+    pub fn rename_machine(&self, workspace_id: &str, machine_id: &str, name: &str, actor: &Actor, now: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old: String = tx.query_row("SELECT name FROM machines WHERE id = ?1 AND workspace_id = ?2", [machine_id, workspace_id], |r| r.get(0))?;
+        if old != name {
+            tx.execute("UPDATE machines SET name = ?3 WHERE id = ?1 AND workspace_id = ?2", params![machine_id, workspace_id, name])?;
+            audit(&tx, workspace_id, now, actor, "machine.renamed", &format!("{name} ({machine_id})"), &format!("was {old}"))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Revokes the pairing named by its machine id or runtime target id, in this workspace, as
     /// `actor` (a user needs to have paired it, or the role to revoke any machine).
     /// `Ok(false)` when it was already revoked; `NotFound` when there is no such machine here.

@@ -72,6 +72,7 @@ calls! {
     CancelPairJob => Ack, |_| Request::PairJobCancel;
     StartPairJob => crate::pair_job::PairView, |StartPairJob(p)| Request::PairJobStart(p);
     UnpairParams => Unpaired, |p| Request::Unpair(p);
+    RenameParams => Renamed, |p| Request::Rename(p);
     ReconnectParams => Vec<String>, |p| Request::Reconnect(p);
     SessionStartParams => crate::sessions::SessionInfo, |p| Request::SessionStart(p);
     SessionFrameParams => Ack, |p| Request::SessionFrame(p);

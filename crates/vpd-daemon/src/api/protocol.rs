@@ -42,6 +42,29 @@ pub enum Request {
     PairJobCancel,
     /// Bind / Not now / Never for a suggestion (the tray's notification actions).
     SuggestionAnswer(SuggestionAnswerParams),
+    /// Rename this machine in one org (`vpd rename`, the window's pairing page).
+    Rename(RenameParams),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameParams {
+    /// The pairing (`--org`): may be left out when one org is paired.
+    #[serde(default)]
+    pub org: Option<String>,
+    pub name: String,
+}
+
+/// This machine's new name in one org, as the platform now shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Renamed {
+    pub pairing_id: String,
+    pub workspace_name: String,
+    pub server: String,
+    pub machine_id: String,
+    pub name: String,
+    pub previous: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

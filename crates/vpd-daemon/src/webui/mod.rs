@@ -122,6 +122,7 @@ fn router(backend: Arc<Backend>, ui: Arc<Ui>) -> Router {
         .route("/api/pair/confirm", post(pair_confirm))
         .route("/api/unpair", post(unpair))
         .route("/api/reconnect", post(reconnect))
+        .route("/api/rename", post(rename))
         .route("/api/unbind", post(unbind))
         .route("/api/folders/complete", get(folders_complete))
         .route("/api/folders/preview", post(folders_preview))
@@ -337,10 +338,14 @@ struct PairBody {
     server: Option<String>,
     #[serde(default)]
     org: Option<String>,
+    /// The machine's name in the org (default: the host name).
+    #[serde(default)]
+    name: Option<String>,
 }
 
 async fn pair(AxState(ctx): AxState<Ctx>, Json(b): Json<PairBody>) -> Response {
-    let params = crate::api::protocol::PairParams { server: b.server, org: b.org, ..Default::default() };
+    let name = b.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let params = crate::api::protocol::PairParams { server: b.server, org: b.org, name, ..Default::default() };
     answer(ctx.backend.pair_job_start(params).map(|v| serde_json::json!({"pairing": v})))
 }
 
@@ -377,6 +382,16 @@ async fn unpair(AxState(ctx): AxState<Ctx>, Json(b): Json<UnpairBody>) -> Respon
     let Some(org) = b.org else { return fail(StatusCode::BAD_REQUEST, "invalid_argument", "say which org to unpair") };
     let after = if b.forget_bindings { crate::backend::AfterUnpair::Forget } else { crate::backend::AfterUnpair::Suspend };
     answer(ctx.backend.unpair(&org, after).await)
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    org: String,
+    name: String,
+}
+
+async fn rename(AxState(ctx): AxState<Ctx>, Json(b): Json<RenameBody>) -> Response {
+    answer(ctx.backend.rename(Some(b.org), b.name).await)
 }
 
 async fn reconnect(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
