@@ -214,6 +214,9 @@ fn build_menu(m: &MenuModel) -> Menu {
         let _ = sub.append(&MenuItem::with_id(format!("unpair:{}", p.id), "Unpair…", true, None));
         add(&sub);
     }
+    for (i, line) in m.waiting.iter().enumerate() {
+        add(&MenuItem::with_id(format!("waiting:{i}"), line, false, None));
+    }
     add(&PredefinedMenuItem::separator());
     add(&MenuItem::with_id("bind", "Bind a folder…", true, None));
     add(&MenuItem::with_id("open_ui", "Open Viewport", true, None));
@@ -433,10 +436,41 @@ fn pair(tray: &Tray) {
                 notify_error("Pairing failed", view.error.as_deref().unwrap_or("unknown error"));
                 break;
             }
-            PairJobState::Done | PairJobState::Cancelled => break,
+            PairJobState::Done => {
+                if view.waiting_bindings > 0 {
+                    ask_resume(tray, &view);
+                }
+                break;
+            }
+            PairJobState::Cancelled => break,
             _ => {}
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    tray.refresh_soon();
+}
+
+/// SPEC A3: "Resume N directory bindings of …?" after a pairing made here, as a notification
+/// with Resume / Not now (its click opens the window, which asks the same); without a yes
+/// they stay inert.
+fn ask_resume(tray: &Tray, view: &vpd_daemon::pair_job::PairView) {
+    let (Some(pairing_id), n) = (view.pairing_id.clone(), view.waiting_bindings) else { return };
+    let org = view.workspace_name.clone().unwrap_or_else(|| "the org".into());
+    let note = notifications::Note {
+        summary: "Resume directory bindings?".into(),
+        body: format!("Resume {n} directory binding{} of {org}? Until you do, nothing streams from them.", if n == 1 { "" } else { "s" }),
+        actions: vec![("resume", "Resume"), ("not_now", "Not now")],
+        open: Some("/#/".into()),
+    };
+    match notifications::show(&note) {
+        Ok(Some(a)) if a == "resume" => match tray.call(protocol::ResumeBindingsParams { pairing_id }) {
+            Ok(resumed) => tracing::info!(resumed = resumed.len(), "resumed directory bindings"),
+            Err(e) => notify_error("The directory bindings were not resumed", &e.message),
+        },
+        Ok(Some(a)) if a == "default" => open_window(tray, note.open.as_deref()),
+        Ok(_) => {}
+        // No notification service: the window asks instead.
+        Err(_) => open_window(tray, Some("/#/")),
     }
     tray.refresh_soon();
 }

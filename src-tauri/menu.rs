@@ -13,6 +13,8 @@ pub struct MenuModel {
     pub start_at_login: bool,
     /// A pairing that runs (issue 11 item 7: its code, reopen, cancel in the menu).
     pub pairing: Option<PairingWait>,
+    /// Directory bindings that wait for a pairing (SPEC A3), one line per org and server.
+    pub waiting: Vec<String>,
 }
 
 /// A running pairing as the menu shows it.
@@ -79,12 +81,39 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing: Option<Pairin
             ),
         })
         .collect();
-    MenuModel { status_line, health, pairings, start_at_login, pairing }
+    MenuModel { status_line, health, pairings, start_at_login, pairing, waiting: waiting_lines(report) }
+}
+
+/// "2 folders wait for Acme Engineering on https://…" per org and server.
+fn waiting_lines(report: &StatusReport) -> Vec<String> {
+    let mut groups: Vec<(String, String, usize)> = Vec::new();
+    for d in report.directories.iter().filter(|d| d.state == vpd_daemon::states::DirectoryState::Waiting) {
+        let org = d.org_name.clone().unwrap_or_else(|| d.org_id.clone());
+        let server = d.server.clone().unwrap_or_default();
+        match groups.iter_mut().find(|g| g.0 == org && g.1 == server) {
+            Some(g) => g.2 += 1,
+            None => groups.push((org, server, 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(org, server, n)| {
+            let on = if server.is_empty() { String::new() } else { format!(" on {server}") };
+            format!("{n} folder{} wait{} for {org}{on}", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" })
+        })
+        .collect()
 }
 
 /// The model when the daemon cannot be reached.
 pub fn unreachable(start_at_login: bool) -> MenuModel {
-    MenuModel { status_line: "Viewport: daemon not running".into(), health: Health::Offline, pairings: Vec::new(), start_at_login, pairing: None }
+    MenuModel {
+        status_line: "Viewport: daemon not running".into(),
+        health: Health::Offline,
+        pairings: Vec::new(),
+        start_at_login,
+        pairing: None,
+        waiting: Vec::new(),
+    }
 }
 
 #[cfg(test)]

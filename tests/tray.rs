@@ -216,6 +216,38 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     });
     wait_until("the menu without the pairing", Duration::from_secs(10), || bus.layout().labels().iter().any(|l| l == "Viewport: not paired"));
 
+    // Pairing again from the tray (SPEC A3): the two bindings kept from the revoked pairing
+    // wait; a notification asks to resume them, and its Resume does.
+    let waiting = || m.ok(&["status"])["directories"].as_array().unwrap().iter().filter(|d| d["state"] == "waiting").count();
+    assert_eq!(waiting(), 2, "{}", m.ok(&["status"])["directories"]);
+    let server_origin = server.url.trim_end_matches('/').to_string();
+    wait_until("the waiting bindings in the menu", Duration::from_secs(10), || {
+        bus.layout().labels().iter().any(|l| l.starts_with("2 folders wait for Acme Engineering on ") && l.contains(&server_origin))
+    });
+    let before = std::fs::read_to_string(&opened).unwrap_or_default().lines().count();
+    bus.click_label("Pair with workspace…");
+    wait_until("the second approval URL", Duration::from_secs(20), || {
+        std::fs::read_to_string(&opened).unwrap_or_default().lines().count() > before && last_url().contains("/pair?code=")
+    });
+    let code = last_url().split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    server.approve(&code, "acme", "ann@example.com");
+    let mut ask = None;
+    wait_until("the resume question", Duration::from_secs(20), || {
+        ask = sent.lock().unwrap().iter().find(|n| n.body.starts_with("Resume 2 directory bindings of Acme Engineering?")).cloned();
+        ask.is_some()
+    });
+    let ask = ask.unwrap();
+    assert!(ask.actions.iter().any(|a| a == "resume") && ask.actions.iter().any(|a| a == "not_now"), "{:?}", ask.actions);
+    assert_eq!(waiting(), 2, "nothing resumes without a yes");
+    let mut last = std::time::Instant::now() - Duration::from_secs(2);
+    wait_until("the bindings resumed", Duration::from_secs(45), || {
+        if last.elapsed() >= Duration::from_secs(1) {
+            bus.invoke_action(ask.id, "resume");
+            last = std::time::Instant::now();
+        }
+        waiting() == 0
+    });
+
     // Quit: the tray and its daemon core stop cleanly.
     bus.click_label("Quit");
     let mut status = None;

@@ -373,9 +373,25 @@
           buttons(button('Replace', () => post('/api/pair/confirm', { replace: true }), { class: 'danger', dataset: { key: 'pairing-replace' } }),
             button('Keep', () => post('/api/pair/confirm', { replace: false }), { dataset: { key: 'pairing-keep' } })));
         break;
-      case 'done':
-        body.push(h('p', { class: 'ok' }, `Paired with ${p.workspaceName || 'the workspace'}.`), buttons(dismiss()));
+      case 'done': {
+        const org = p.workspaceName || 'the workspace';
+        body.push(h('p', { class: 'ok' }, `Paired with ${org}.`));
+        const n = num(p.waitingBindings);
+        if (n > 0) {
+          // SPEC A3: the bindings kept from an earlier pairing stream again only after a yes.
+          body.push(h('p', { id: 'resume-question' }, `Resume ${n} directory binding${n === 1 ? '' : 's'} of ${org}?`),
+            h('p', { class: 'muted' }, 'Until you do, nothing streams from them. Only sessions started from now on stream; earlier ones stay cut.'),
+            buttons(button('Resume', async () => {
+              const res = await post('/api/bindings/resume', { pairingId: p.pairingId });
+              if (res) announce(`Resumed ${plural((res.resumed || []).length, 'directory binding')} of ${org}.`);
+            }, { class: 'primary', 'aria-describedby': 'resume-question', dataset: { key: 'resume-bindings' } }),
+            button('Not now', () => { ui.dismissedPairing = JSON.stringify(p); render(); }, { class: 'secondary', dataset: { key: 'resume-not-now' } })));
+        } else {
+          if (p.resumedBindings != null) body.push(h('p', {}, `Resumed ${plural(num(p.resumedBindings), 'directory binding')}: new sessions there stream.`));
+          body.push(buttons(dismiss()));
+        }
         break;
+      }
       case 'failed':
         body.push(h('p', { class: 'warning' }, 'Pairing failed: ' + String(p.error || 'unknown error')),
           buttons(button('Try again', () => startPair(ui.lastPairBody), { class: 'primary', dataset: { key: 'pairing-retry' } }), dismiss()));
@@ -618,7 +634,7 @@
       section('bound-h', 'Bound directories', dirs.length
         ? table('bound-h', ['Directory', 'Organization', 'State', 'Actions'], dirs.map((d, i) => [
           h('span', { id: 'dir-' + i, class: 'path', title: String(d.directory || '') }, String(d.display || d.directory), d.recursive ? h('span', { class: 'muted' }, ' (and subfolders)') : null),
-          String(d.orgName || d.orgId || '—'),
+          [String(d.orgName || d.orgId || '—'), d.state === 'waiting' && d.server ? h('span', { class: 'muted block' }, 'waits for a pairing on ' + d.server) : null],
           badge(String(d.state || 'unknown').replace(/_/g, ' '), dirCat(d.state)),
           button('Unbind', async () => { if (await post('/api/unbind', { directory: d.directory })) announce('Unbound ' + (d.display || d.directory) + '.'); },
             { class: 'secondary', 'aria-describedby': 'dir-' + i, dataset: { key: 'unbind:' + d.directory } }),

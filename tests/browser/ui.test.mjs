@@ -178,6 +178,20 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await page.getByRole('link', { name: 'Overview', exact: true }).click();
     await page.getByText('This machine is not paired with any workspace yet.').waitFor({ timeout: 10000 });
 
+    // Pairing again (SPEC A3): the bindings kept from the revoked pairing wait, inert, for a
+    // yes; the pairing panel asks, and Resume makes them stream again.
+    const kept = vpd('status').directories;
+    assert.ok(kept.length === 2 && kept.every((d) => d.state === 'waiting'), JSON.stringify(kept));
+    await page.locator('#pair-button').click();
+    const again = (await page.locator('#pairing-code').textContent({ timeout: 15000 })).trim();
+    admin('pairing', 'approve', again, '--org', env.ORG_SLUG, '--user', env.EMAIL);
+    await page.locator('#resume-question').getByText('Resume 2 directory bindings of Acme Engineering?').waitFor({ timeout: 15000 });
+    await checkContrast(page, 'resume question');
+    await shot(page, '08b-resume-bindings');
+    await page.getByRole('button', { name: 'Resume', exact: true }).click();
+    await page.getByText('Resumed 2 directory bindings: new sessions there stream.').waitFor({ timeout: 10000 });
+    assert.ok(vpd('status').directories.every((d) => d.state === 'bound'), JSON.stringify(vpd('status').directories));
+
     // Keyboard: on a fresh load, the skip link is the first stop.
     await page.reload();
     await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();

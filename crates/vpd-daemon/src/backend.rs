@@ -378,9 +378,19 @@ impl Backend {
             match result {
                 Ok(p) => {
                     me.paired(&p);
+                    // SPEC A3: bindings kept from an earlier pairing with this org on this
+                    // server wait for the person's yes (the UI and the tray ask).
+                    let (home, id) = (me.home.clone(), p.pairing_id.clone());
+                    let waiting = tokio::task::spawn_blocking(move || crate::binding::waiting_bindings(&home, &id))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .map_or(0, |w| w.len());
                     me.pair_jobs.update(|v| {
                         v.set_state(PairJobState::Done);
                         v.workspace_name = Some(p.workspace_name.clone());
+                        v.pairing_id = Some(p.pairing_id.clone());
+                        v.waiting_bindings = waiting;
                     });
                 }
                 Err(e) => {
@@ -395,6 +405,27 @@ impl Backend {
             me.touch();
         });
         Ok(self.pair_jobs.view().unwrap_or_default())
+    }
+
+    /// "Resume N directory bindings of …?" answered yes (SPEC A3): they stream again, for new
+    /// sessions only. Returns the directories resumed.
+    pub async fn resume_bindings(&self, pairing_id: String) -> Result<Vec<String>> {
+        let id = pairing_id.clone();
+        let resumed = self
+            .blocking(move |home| {
+                crate::config::load(home)?.select(&id)?;
+                crate::binding::resume_bindings(home, &id)
+            })
+            .await?;
+        self.pair_jobs.update(|v| {
+            if v.pairing_id.as_deref() == Some(pairing_id.as_str()) {
+                v.waiting_bindings = 0;
+                v.resumed_bindings = Some(resumed.len());
+            }
+        });
+        self.touch();
+        tracing::info!(pairing = %pairing_id, resumed = resumed.len(), "resumed directory bindings");
+        Ok(resumed.iter().map(|d| d.display().to_string()).collect())
     }
 
     pub fn pair_job_view(&self) -> Option<PairView> {

@@ -148,6 +148,7 @@ pub fn bind(home: &Home, dir: &Path, org: &str, recursive: bool, replace: bool) 
             recursive,
             suspended: false,
             server: None,
+            org_name: None,
         });
         let mut warnings: Vec<String> = warning.iter().cloned().collect();
         if !recursive && !repos.is_empty() {
@@ -283,6 +284,7 @@ pub fn after_unpair(home: &Home, pairing: &crate::config::Pairing, after: AfterU
             for b in dirs.bindings.iter_mut().filter(|b| b.pairing_id.as_deref() == Some(pairing.pairing_id.as_str())) {
                 b.suspended = true;
                 b.server = Some(pairing.server.clone());
+                b.org_name = Some(pairing.workspace_name.clone());
                 kept.push(b.directory.clone());
             }
             Ok(kept)
@@ -403,6 +405,7 @@ pub fn trust(home: &Home, dir: &Path) -> Result<DirectoryRecord> {
             recursive: f.recursive,
             suspended: false,
             server: None,
+            org_name: None,
         };
         dirs.bindings.retain(|b| b.directory != binding_dir);
         dirs.bindings.push(rec.clone());

@@ -34,6 +34,20 @@ pub struct PairView {
     pub workspace_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The pairing made (`done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_id: Option<String>,
+    /// Directory bindings of that org on that server that wait for a yes to stream again
+    /// (SPEC A3): the UI and the tray ask "Resume N directory bindings of …?".
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting_bindings: usize,
+    /// How many were resumed after that yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_bindings: Option<usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl PairView {

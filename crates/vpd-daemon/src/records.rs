@@ -47,6 +47,9 @@ pub struct DirectoryRecord {
     /// The server (origin) of the pairing it waits for, recorded when it was suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The org's name then, so what waits can be named while the org is not paired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
 }
 
 impl Directories {

@@ -183,7 +183,7 @@ pub fn collect(home: &Home, runtime: Option<&Runtime>) -> StatusReport {
                 directory: b.directory.display().to_string(),
                 display: vpd_core::resolve::display_dir(&b.directory, user_home.as_deref()),
                 org_id: b.org_id.clone(),
-                org_name: pairing.map(|p| p.workspace_name.clone()),
+                org_name: pairing.map(|p| p.workspace_name.clone()).or_else(|| b.org_name.clone()),
                 pairing_id: pairing.map(|p| p.pairing_id.clone()),
                 server: pairing.map(|p| p.server.clone()).or_else(|| b.server.clone()),
                 recursive: b.recursive,

@@ -73,6 +73,7 @@ calls! {
     StartPairJob => crate::pair_job::PairView, |StartPairJob(p)| Request::PairJobStart(p);
     UnpairParams => Unpaired, |p| Request::Unpair(p);
     RenameParams => Renamed, |p| Request::Rename(p);
+    ResumeBindingsParams => Vec<String>, |p| Request::ResumeBindings(p);
     ReconnectParams => Vec<String>, |p| Request::Reconnect(p);
     SessionStartParams => crate::sessions::SessionInfo, |p| Request::SessionStart(p);
     SessionFrameParams => Ack, |p| Request::SessionFrame(p);

@@ -44,6 +44,14 @@ pub enum Request {
     SuggestionAnswer(SuggestionAnswerParams),
     /// Rename this machine in one org (`vpd rename`, the window's pairing page).
     Rename(RenameParams),
+    /// "Resume N directory bindings of …?" answered yes (the tray's notification).
+    ResumeBindings(ResumeBindingsParams),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeBindingsParams {
+    pub pairing_id: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -109,6 +109,7 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
         Request::Status => answer::<c::GetStatus>(backend.status().await),
         Request::Unpair(q) => answer::<p::UnpairParams>(backend.unpair(&q.org, q.after()).await),
         Request::Rename(q) => answer::<p::RenameParams>(backend.rename(q.org, q.name).await),
+        Request::ResumeBindings(q) => answer::<p::ResumeBindingsParams>(backend.resume_bindings(q.pairing_id).await),
         Request::UiLink(q) => answer::<p::UiLinkParams>(backend.ui_link(q.next.as_deref())),
         Request::Events(q) => return events(&backend, q.since, write).await,
         Request::HintReport(q) => answer::<p::HintReportParams>(backend.hint_report(std::path::PathBuf::from(q.dir)).map(|_| Ack::OK)),

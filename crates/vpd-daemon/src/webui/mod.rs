@@ -123,6 +123,7 @@ fn router(backend: Arc<Backend>, ui: Arc<Ui>) -> Router {
         .route("/api/unpair", post(unpair))
         .route("/api/reconnect", post(reconnect))
         .route("/api/rename", post(rename))
+        .route("/api/bindings/resume", post(resume_bindings))
         .route("/api/unbind", post(unbind))
         .route("/api/folders/complete", get(folders_complete))
         .route("/api/folders/preview", post(folders_preview))
@@ -392,6 +393,16 @@ struct RenameBody {
 
 async fn rename(AxState(ctx): AxState<Ctx>, Json(b): Json<RenameBody>) -> Response {
     answer(ctx.backend.rename(Some(b.org), b.name).await)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResumeBody {
+    pairing_id: String,
+}
+
+async fn resume_bindings(AxState(ctx): AxState<Ctx>, Json(b): Json<ResumeBody>) -> Response {
+    answer(ctx.backend.resume_bindings(b.pairing_id).await.map(|r| serde_json::json!({"resumed": r})))
 }
 
 async fn reconnect(AxState(ctx): AxState<Ctx>, Json(b): Json<OrgBody>) -> Response {
