@@ -100,6 +100,12 @@ fn main() {
         }
     };
     let started = Instant::now();
+    // The first start in this home: the common code folders become watched, and for the
+    // default home the tray starts at login (issue 11 items 4 and 8); said in a notification.
+    let default_home = explicit.is_none() && std::env::var_os("VIEWPORT_HOME").is_none_or(|v| v.is_empty());
+    let first_run = std::env::current_exe()
+        .map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
+        .and_then(|exe| vpd_daemon::first_run::set_up(&home, &exe, default_home));
     let core = match core::Core::start(home.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -111,6 +117,22 @@ fn main() {
         // Attached: the daemon logs to its own files; the tray's own lines go to stderr.
         let filter = tracing_subscriber::EnvFilter::try_from_env("VPD_LOG").unwrap_or_else(|_| "info".into());
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
+    match first_run {
+        Ok(Some(done)) => {
+            tracing::info!(watched = ?done.watched, login_item = ?done.login_item, replaced = ?done.replaced, "first start in this home");
+            let text = done.message();
+            if !text.is_empty() {
+                std::thread::spawn(move || {
+                    let note = notifications::Note { summary: "Viewport is set up".into(), body: text, actions: vec![], open: None };
+                    if let Err(e) = notifications::show(&note) {
+                        tracing::warn!(error = %e, "no notification service");
+                    }
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e.message, "setting up the first start"),
     }
     let (wake_tx, wake_rx) = mpsc::channel();
     let (ui_tx, ui_rx) = mpsc::channel();

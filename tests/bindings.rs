@@ -118,7 +118,10 @@ fn hint_for_an_unpaired_org_and_the_shell_hooks() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "vpd: This repo suggests org \"globex\", but you're not paired to it. Run `vpd pair --org 01HZZZZZZZZZZZZZZZZZZZZZZZ`."
     );
-    assert!(!m.home().join("config.json").exists(), "hint writes nothing");
+    assert!(!m.home().join("config.json").exists(), "hint writes no configuration");
+    // Said once (issue 11 item 5): the next look is quiet; `vpd hint --reset` says it again.
+    assert_eq!(String::from_utf8_lossy(&m.vpd(&["hint", repo.to_str().unwrap()]).stderr).trim(), "", "not on every cd");
+    m.ok(&["hint", "--reset", repo.to_str().unwrap()]);
 
     for shell in ["bash", "zsh", "fish"] {
         let script = String::from_utf8(m.vpd(&["hook", shell]).stdout).unwrap();
@@ -231,7 +234,8 @@ fn hint_text_from_a_repository_is_quoted_and_commands_use_the_org_id() {
     assert!(!err.contains("--org acme"), "{err}");
     let j = m.ok(&["hint", repo.to_str().unwrap()]);
     assert!(j["message"].as_str().unwrap().contains(&format!("vpd pair --org {org}`")), "{j}");
-    // A label with a control character is not used at all.
+    // A label with a control character is not used at all (`--reset`: say it again here).
+    m.ok(&["hint", "--reset", repo.to_str().unwrap()]);
     std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {org}\norg_slug: \"acme\\e[2J\"\n")).unwrap();
     let err = String::from_utf8_lossy(&m.vpd(&["hint", repo.to_str().unwrap()]).stderr).into_owned();
     assert!(!err.contains('\u{1b}') && err.contains(&format!("suggests org \"{org}\"")), "{err:?}");
@@ -276,7 +280,7 @@ fn a_folder_of_repositories_bound_without_recursive_warns_and_resolve_says_why()
     let human = m.vpd(&["bind", clients.to_str().unwrap(), "--org", "acme"]);
     let (stdout, stderr) = (String::from_utf8_lossy(&human.stdout), String::from_utf8_lossy(&human.stderr));
     assert!(stderr.contains("vpd: warning:") && stderr.contains("--recursive"), "{stderr}");
-    assert!(stdout.contains("do not (see the warning)"), "{stdout}");
+    assert!(stdout.contains("stay local (see the warning)"), "{stdout}");
 
     // `vpd resolve` inside a repository names the binding it walked past, and why.
     let r = m.ok(&["resolve", repo1.to_str().unwrap()]);
@@ -298,4 +302,25 @@ fn a_folder_of_repositories_bound_without_recursive_warns_and_resolve_says_why()
     // A repository itself, bound without --recursive, gets no such warning.
     let out = m.ok(&["bind", repo1.to_str().unwrap(), "--org", "acme"]);
     assert!(out["warnings"].as_array().unwrap().is_empty(), "{out}");
+}
+
+/// Issue 11 item 5: "not paired" is said once per repository until the pairings change,
+/// not on every `cd`.
+#[test]
+fn not_paired_is_said_once_until_the_pairings_change() {
+    let (server, _, _) = two_orgs();
+    let m = Machine::new();
+    let repo = m.mkdir("src/tool");
+    std::fs::create_dir_all(repo.join(".viewport")).unwrap();
+    std::fs::write(repo.join(".viewport/workspace.yaml"), "org_id: 01J0000000000000000000000Z\norg_slug: globex\n").unwrap();
+    let hint = || {
+        let out = m.command().current_dir(&repo).args(["hint", "--no-prompt"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(hint().contains("but you're not paired to it"), "said the first time");
+    assert!(!hint().contains("not paired"), "not on every cd");
+    m.pair(&server, "acme", "alice@example.com");
+    assert!(hint().contains("but you're not paired to it"), "said again once the pairings changed");
+    assert_eq!(hint().trim(), "", "and then quiet");
 }

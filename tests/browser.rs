@@ -53,6 +53,10 @@ fn web_ui_in_headless_chromium() {
     std::fs::create_dir_all(repo.join(".viewport")).unwrap();
     std::fs::write(repo.join(".viewport/workspace.yaml"), format!("org_id: {ws}\norg_name: Acme Engineering\n")).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
+    // A second hinted repository, for Never and Undo.
+    let web = m.mkdir("code/web");
+    std::fs::create_dir_all(web.join(".viewport")).unwrap();
+    std::fs::write(web.join(".viewport/workspace.yaml"), format!("org_id: {ws}\norg_name: Acme Engineering\n")).unwrap();
     // A folder of repositories for "Bind a folder…", and a file beside them.
     let folder_repo = m.mkdir("clients/acme/web");
     std::fs::create_dir_all(folder_repo.join(".git")).unwrap();
@@ -74,6 +78,7 @@ fn web_ui_in_headless_chromium() {
             ("CODE_DIR", code_dir.as_os_str()),
             ("REPO_DIR", repo.as_os_str()),
             ("FOLDER_REPO", folder_repo.as_os_str()),
+            ("NEVER_DIR", web.as_os_str()),
             ("ARTIFACTS", artifacts.as_os_str()),
         ],
         || format!("---- daemon log ----\n{}", m.logs()),

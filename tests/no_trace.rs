@@ -266,3 +266,43 @@ fn a_daemon_whose_home_is_removed_or_replaced_stops_itself() {
         }
     }
 }
+
+/// Issue 11 item 8: one mechanism per install. `--service systemd` writes a user unit and
+/// removes the login item; `--service autostart` brings the login item back and removes the
+/// unit; `--service none` leaves neither; each says what it replaced.
+#[test]
+fn install_service_kinds_replace_each_other() {
+    let m = Machine::new();
+    let unit = m.path(".config/systemd/user/vpd.service");
+    let a = m.ok(&["install"]);
+    assert_eq!(a["service"], "autostart");
+    assert!(autostart(&m).is_some() && !unit.exists());
+
+    let s = m.ok(&["install", "--service", "systemd"]);
+    assert_eq!(s["service"], "systemd", "{s}");
+    let text = std::fs::read_to_string(&unit).expect("the user unit");
+    let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    assert!(exec.contains("vpd") && exec.ends_with(" daemon"), "the default home needs no --home: {exec}");
+    assert!(autostart(&m).is_none(), "the login item went: {s}");
+    assert!(s["replaced"][0].as_str().unwrap().starts_with("the login item that started"), "{s}");
+    // No systemd user session in the test: it says what to run, and how to start at boot.
+    if s["systemd"]["enabled"] == false {
+        assert!(s["systemd"]["enableCommand"].as_str().unwrap().contains("systemctl --user enable --now vpd.service"), "{s}");
+    }
+    if s["systemd"]["linger"] == false {
+        assert!(s["systemd"]["lingerCommand"].as_str().unwrap().starts_with("loginctl enable-linger "), "{s}");
+    }
+    let human = String::from_utf8(m.command().args(["install", "--service", "systemd"]).output().unwrap().stdout).unwrap();
+    assert!(human.contains("Start at login: systemd user unit"), "{human}");
+
+    let b = m.ok(&["install", "--service", "autostart"]);
+    assert!(autostart(&m).is_some() && !unit.exists(), "{b}");
+    assert!(b["replaced"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("systemd user unit")), "{b}");
+
+    let n = m.ok(&["install", "--service", "none"]);
+    assert!(autostart(&m).is_none() && !unit.exists(), "{n}");
+    let bad = m.command().args(["install", "--service", "launchd"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("autostart, systemd or none"));
+    m.ok(&["daemon", "stop"]);
+}

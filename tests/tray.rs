@@ -24,6 +24,14 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
 
     let m = Machine::new();
     let opened = fake_browser(m.dir.path());
+    // Code folders where people keep them, and a repository that suggests the org before
+    // this machine is paired with it (issue 11 item 4).
+    m.mkdir("code");
+    m.mkdir("projects");
+    let early = m.mkdir("code/early");
+    std::fs::create_dir_all(early.join(".git")).unwrap();
+    std::fs::create_dir_all(early.join(".viewport")).unwrap();
+    std::fs::write(early.join(".viewport/workspace.yaml"), format!("org_id: {ws}\norg_name: Acme Engineering\n")).unwrap();
     let mut tray = tray_command(&bin("viewport-tray"), m.dir.path(), &tb);
     tray.env("VIEWPORT_SERVER_URL", &server.url)
         .env("VPD_LOG", "debug")
@@ -41,7 +49,22 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     let labels: Vec<String> = menu.labels().into_iter().filter(|l| !l.is_empty()).collect();
     assert_eq!(labels, ["Viewport: not paired", "Pair with workspace…", "Bind a folder…", "Open Viewport", "Start at login", "Quit"], "{menu:#?}");
     assert!(!menu.find(&|i| i.label.starts_with("Viewport:")).unwrap().enabled, "the status line is not clickable");
-    assert_eq!(menu.find(&|i| i.label == "Start at login").unwrap().toggle, Some(0));
+    // The first start in the default home (issue 11 items 4 and 8): the code folders are
+    // watched, the tray starts at login, and a notification says both.
+    assert_eq!(menu.find(&|i| i.label == "Start at login").unwrap().toggle, Some(1), "on by default on the first start");
+    let entry = m.dir.path().join(".config/autostart/Viewport.desktop");
+    assert!(std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("viewport-tray")), "the tray's login item");
+    let watched: Vec<String> = m.config()["daemon"]["watchedFolders"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(watched, [m.path("code").display().to_string(), m.path("projects").display().to_string()]);
+    wait_until("the first-start notification", Duration::from_secs(10), || {
+        sent.lock().unwrap().iter().any(|n| {
+            n.summary == "Viewport is set up" && n.body.contains("Watching ~/code, ~/projects") && n.body.contains("Viewport starts at login (")
+        })
+    });
+    // The repository that suggests an unpaired org: said once, as "not paired".
+    wait_until("the early not-paired notification", Duration::from_secs(20), || {
+        sent.lock().unwrap().iter().any(|n| n.body.contains("\"Acme Engineering\", but you're not paired to it"))
+    });
 
     // Pair with workspace…: the menu shows the code, "Open approval page again" (which opens
     // it) and "Cancel pairing" (which cancels it). Issue 11 item 7.
@@ -84,6 +107,18 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     assert!(menu.find(&|i| i.label.starts_with("Viewport: connected")).is_some(), "{:?}", menu.labels());
     wait_until("the pairing notification", Duration::from_secs(10), || {
         sent.lock().unwrap().iter().any(|n| n.summary == "Pairing completed" && n.body.contains("Acme Engineering"))
+    });
+    // Pairing changed: the early repository now asks "Bind" (issue 11 item 4).
+    wait_until("the early repository's bind notification", Duration::from_secs(20), || {
+        sent.lock().unwrap().iter().any(|n| n.body.starts_with("Bind ~/code/early to Acme Engineering on "))
+    });
+    // A repository cloned into a watched folder announces itself.
+    let fresh = m.path("projects/fresh");
+    std::fs::create_dir_all(fresh.join(".git")).unwrap();
+    std::fs::create_dir_all(fresh.join(".viewport")).unwrap();
+    std::fs::write(fresh.join(".viewport/workspace.yaml"), format!("org_id: {ws}\n")).unwrap();
+    wait_until("the cloned repository's notification", Duration::from_secs(20), || {
+        sent.lock().unwrap().iter().any(|n| n.body.starts_with("Bind ~/projects/fresh to Acme Engineering on "))
     });
 
     // "Open in browser" opens the org's page on its platform.
@@ -132,17 +167,16 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
             .any(|n| n.body.contains("suggests org") && n.body.contains("but you're not paired to it") && !n.actions.iter().any(|a| a == "bind"))
     });
 
-    // Start at login: writes, then removes, the autostart entry; the checkbox follows.
-    let entry = m.dir.path().join(".config/autostart/Viewport.desktop");
+    // Start at login: removes, then writes again, the autostart entry; the checkbox follows.
+    bus.click_label("Start at login");
+    wait_until("the autostart entry removed", Duration::from_secs(10), || !entry.exists());
+    wait_until("the checkbox cleared", Duration::from_secs(10), || bus.layout().find(&|i| i.label == "Start at login").unwrap().toggle == Some(0));
     bus.click_label("Start at login");
     // (auto-launch writes the file in place: wait for its content, not just the file)
     wait_until("the autostart entry starting the tray", Duration::from_secs(10), || {
         std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("Exec=") && t.contains("viewport-tray"))
     });
     wait_until("the checkbox checked", Duration::from_secs(10), || bus.layout().find(&|i| i.label == "Start at login").unwrap().toggle == Some(1));
-    bus.click_label("Start at login");
-    wait_until("the autostart entry removed", Duration::from_secs(10), || !entry.exists());
-    wait_until("the checkbox cleared", Duration::from_secs(10), || bus.layout().find(&|i| i.label == "Start at login").unwrap().toggle == Some(0));
 
     // No webview process until the window is opened.
     assert_eq!(children_named(tray_pid, "WebKit"), 0, "an idle tray carries no webview processes");

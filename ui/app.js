@@ -620,6 +620,7 @@
     const dirs = (s.status || {}).directories || [];
     const suggestions = s.suggestions || [];
     const watched = s.watched || [];
+    const declines = s.declines || [];
     const addWatched = async (e) => {
       e.preventDefault();
       const path = (ui.drafts['watch-path'] || '').trim();
@@ -645,8 +646,19 @@
         suggestions.length
           ? h('ul', { class: 'cards' }, suggestions.map((sg, i) => suggestionItem(sg, i, r, s.pairing)))
           : h('p', { class: 'empty' }, 'No suggestions right now.')),
+      section('declines-h', 'Never suggested',
+        declines.length
+          ? [h('p', { class: 'muted' }, 'You said Never to these, in a notification, here or in the terminal. Undo lets Viewport ask again.'),
+            h('ul', { class: 'cards' }, declines.map((d, i) => h('li', { class: 'card row-card' },
+              h('div', {},
+                h('p', { id: 'decline-' + i, class: 'path', title: String(d.directory || '') }, String(d.display || d.directory)),
+                h('p', { class: 'muted' }, (d.question === 'trust' ? 'Trust a binding to ' : 'Bind to ') + String(d.orgName || d.orgId), ' · ', time(d.declinedAt))),
+              button('Undo', async () => {
+                if (await post('/api/declines/undo', { directory: d.directory, orgId: d.orgId })) announce('Viewport may ask again about ' + (d.display || d.directory) + '.');
+              }, { class: 'secondary', 'aria-describedby': 'decline-' + i, dataset: { key: 'undo:' + d.directory + ':' + d.orgId } }))))]
+          : h('p', { class: 'empty' }, 'Nothing. A Never, anywhere, is listed here with Undo.')),
       section('watched-h', 'Watched folders',
-        h('p', {}, 'Viewport looks in these folders for repositories with .viewport/workspace.yaml and suggests binding them.'),
+        h('p', {}, 'Viewport looks in these folders for repositories with .viewport/workspace.yaml and suggests binding them. Nothing leaves this machine.'),
         watched.length
           ? h('ul', { class: 'cards' }, watched.map((w, i) => h('li', { class: 'card row-card' },
             h('div', {},

@@ -1,7 +1,7 @@
 // The web UI in real headless Chromium against the real daemon and viewport-server.
 // Run by tests/browser.rs, which starts the server, makes the user and org, and passes:
 //   VPD_BIN, SERVER_BIN, SERVER_DB, SERVER_URL, MACHINE_HOME, ORG_SLUG, EMAIL, CODE_DIR,
-//   REPO_DIR, FOLDER_REPO, ARTIFACTS
+//   REPO_DIR, FOLDER_REPO, NEVER_DIR, ARTIFACTS
 // Screenshots of each page go to $ARTIFACTS (400 px wide: the tray window's size).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { launch, shotIn, checkLabels, checkContrast } from './common.mjs';
 
 const env = process.env;
-for (const k of ['VPD_BIN', 'SERVER_BIN', 'SERVER_DB', 'SERVER_URL', 'MACHINE_HOME', 'ORG_SLUG', 'EMAIL', 'CODE_DIR', 'REPO_DIR', 'FOLDER_REPO', 'ARTIFACTS']) {
+for (const k of ['VPD_BIN', 'SERVER_BIN', 'SERVER_DB', 'SERVER_URL', 'MACHINE_HOME', 'ORG_SLUG', 'EMAIL', 'CODE_DIR', 'REPO_DIR', 'FOLDER_REPO', 'NEVER_DIR', 'ARTIFACTS']) {
   assert.ok(env[k], `${k} is not set: run this through tests/browser.rs (cargo nextest run -p vpd-e2e --test browser)`);
 }
 mkdirSync(env.ARTIFACTS, { recursive: true });
@@ -106,7 +106,19 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     const suggestion = page.locator(`.suggestion[data-directory="${env.REPO_DIR}"]`);
     await suggestion.waitFor({ timeout: 15000 });
     await suggestion.getByText('suggests Acme Engineering').waitFor();
-    await page.getByText('1 repository').waitFor();
+    await page.getByText('2 repositories').waitFor();
+    // Never (issue 11 item 5): the suggestion goes to the one memory of "no", listed with
+    // Undo; Undo brings it back.
+    const never = page.locator(`.suggestion[data-directory="${env.NEVER_DIR}"]`);
+    await never.waitFor({ timeout: 15000 });
+    await never.getByRole('button', { name: 'Never', exact: true }).click();
+    await never.waitFor({ state: 'detached', timeout: 10000 });
+    const declined = page.locator('.card', { hasText: '~/code/web' }).filter({ has: page.getByRole('button', { name: 'Undo' }) });
+    await declined.getByText('Bind to Acme Engineering').waitFor({ timeout: 10000 });
+    await shot(page, '05a-never-with-undo');
+    await declined.getByRole('button', { name: 'Undo' }).click();
+    await never.waitFor({ timeout: 15000 });
+    await page.getByText('Nothing. A Never, anywhere, is listed here with Undo.').waitFor();
     await checkLabels(page, 'directories');
     await checkContrast(page, 'directories');
     await shot(page, '05-directories-suggestion');

@@ -6,6 +6,7 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use vpd_daemon::api::client;
+use vpd_daemon::service::Service;
 use vpd_daemon::{config, login_item, Error, ErrorCode, Home};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -59,7 +60,7 @@ pub fn stop(home: &Home) -> Result<bool, Error> {
     Err(Error::new(ErrorCode::DaemonUnavailable, format!("the daemon (pid {pid}) did not stop within 10 s; see `vpd logs`")))
 }
 
-pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out) -> Result<ExitCode, Error> {
+pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out) -> Result<ExitCode, Error> {
     home.ensure()?;
     if let Some(s) = &server {
         let url = vpd_daemon::platform::check_url(s, false)?;
@@ -80,25 +81,61 @@ pub fn install(home: &Home, server: Option<String>, login_item: bool, out: &Out)
     let pong = client::ensure_daemon(home, &exe()?)?;
     let cfg = config::load(home)?;
     let server = cfg.daemon.default_server_url.clone();
-    let (item, replaced) = if login_item {
-        let entry = login_item::entry_for(&exe()?, home);
-        let before = login_item::current();
-        login_item::enable(&entry)?;
-        let cmd = entry.command_line();
-        // Another home's entry (or another binary's) is replaced: say which.
-        let replaced = before.filter(|b| !login_item::registers(b, &entry));
-        (Some(cmd), replaced)
-    } else {
-        (None, None)
-    };
-    let item_line = match (&item, &replaced) {
-        (Some(cmd), None) => format!("Start at login: registered ({cmd})."),
-        (Some(cmd), Some(old)) => format!("Start at login: registered ({cmd}), replacing the login item that started `{old}`."),
-        (None, _) => "Start at login: not registered (--no-login-item).".to_string(),
+    // One mechanism per install: whichever is chosen, the others go (so two daemons are
+    // never started at login).
+    let mut replaced: Vec<String> = Vec::new();
+    let entry = login_item::entry_for(&exe()?, home);
+    let ours = login_item::current().filter(|c| login_item::starts_home(c, home) || login_item::registers(c, &entry));
+    let mut item = None;
+    let mut systemd = None;
+    // The replaced login item's command line (`loginItemReplaced`, kept for scripts).
+    let mut item_replaced = None;
+    match service {
+        Service::Autostart => {
+            // Another home's entry (or another binary's) is replaced: say which.
+            if let Some(old) = login_item::current().filter(|b| !login_item::registers(b, &entry)) {
+                replaced.push(format!("the login item that started `{old}`"));
+                item_replaced = Some(old);
+            }
+            replaced.extend(vpd_daemon::service::disable_systemd_unit()?);
+            login_item::enable(&entry)?;
+            item = Some(entry.command_line());
+        }
+        Service::Systemd => {
+            if let Some(old) = ours {
+                login_item::disable()?;
+                replaced.push(format!("the login item that started `{old}`"));
+            }
+            systemd = Some(vpd_daemon::service::install_systemd_unit(&exe()?, home)?);
+        }
+        Service::None => {
+            if let Some(old) = ours {
+                login_item::disable()?;
+                replaced.push(format!("the login item that started `{old}`"));
+            }
+            replaced.extend(vpd_daemon::service::disable_systemd_unit()?);
+        }
+    }
+    let removed = if replaced.is_empty() { String::new() } else { format!(", replacing {}", replaced.join(" and ")) };
+    let item_line = match (&item, &systemd) {
+        (Some(cmd), _) => format!("Start at login: registered ({cmd}){removed}."),
+        (None, Some(s)) => {
+            let mut l = format!("Start at login: systemd user unit {}{removed}", s.unit.display());
+            match &s.enable_command {
+                None => l.push_str(", enabled."),
+                Some(cmd) => l.push_str(&format!(", not enabled yet (no systemd user session here): run `{cmd}`.")),
+            }
+            if let Some(cmd) = &s.linger_command {
+                l.push_str(&format!(" To start it at boot, before you log in (a headless machine): `{cmd}`."));
+            }
+            l
+        }
+        (None, None) => format!("Start at login: nothing registered (--service none){removed}."),
     };
     out.emit(
         &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server,
-                "loginItem": item, "loginItemReplaced": replaced, "loginItemLocation": item.as_ref().map(|_| login_item::location())}),
+                "service": format!("{service:?}").to_lowercase(), "loginItem": item, "loginItemReplaced": item_replaced, "replaced": replaced,
+                "loginItemLocation": item.as_ref().map(|_| login_item::location()), "systemd": systemd}),
         || {
             format!(
                 "vpd is installed: daemon running (pid {}), home {}.\n\

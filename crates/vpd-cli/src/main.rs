@@ -54,7 +54,12 @@ enum Command {
         /// Platform URL to pair with by default.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
-        /// Do not register the login item.
+        /// What starts the daemon at login: `autostart` (the login item: the tray app when it
+        /// is installed beside vpd, else `vpd daemon`), `systemd` (a user unit, for headless
+        /// Linux machines) or `none`. One of them: choosing one removes the other.
+        #[arg(long, value_name = "KIND", default_value = "autostart")]
+        service: vpd_daemon::service::Service,
+        /// The same as --service none.
         #[arg(long)]
         no_login_item: bool,
     },
@@ -363,7 +368,10 @@ fn cwd_or(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
 
 fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
     match command {
-        Command::Install { server, no_login_item } => install::install(&home()?, server, !no_login_item, out),
+        Command::Install { server, service, no_login_item } => {
+            let service = if no_login_item { vpd_daemon::service::Service::None } else { service };
+            install::install(&home()?, server, service, out)
+        }
         Command::Ui { no_browser } => ui::open(&home()?, no_browser, out),
         Command::Uninstall { purge, yes, remove_bindings, keep_bindings } => {
             let bindings = match (remove_bindings, keep_bindings) {

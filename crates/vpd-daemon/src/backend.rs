@@ -22,7 +22,7 @@ use crate::states::{ActivityKind, CutReason, PairJobState, SuggestionKind};
 use crate::status::{Runtime, StatusReport};
 use crate::suggestions::{Answer, Suggestion, Suggestions};
 use crate::watched::Watched;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -151,11 +151,14 @@ impl Backend {
             let suggestions = crate::suggestions::revalidate(&me.suggestions, &me.home);
             let mut sessions = me.sessions.list();
             sessions.reverse();
+            let name = |org: &str| report.pairings.iter().find(|p| p.workspace_id == org).map(|p| p.workspace_name.clone());
+            let declines = crate::suggestions::declines(&me.home, &name);
             serde_json::json!({
                 "status": report,
                 "health": health,
                 "sessions": sessions,
                 "suggestions": suggestions,
+                "declines": declines,
                 "watched": me.watched.list(),
                 "pairing": me.pair_jobs.view(),
             })
@@ -244,6 +247,8 @@ impl Backend {
     /// A pairing was stored (from `vpd pair`, the UI or the tray): connect it and say so.
     fn paired(&self, p: &Paired) {
         self.start_bridge(&p.pairing_id);
+        // Suggestions are looked at again: a "not paired" repository now asks "Bind".
+        self.watched.changed();
         self.record(Activity {
             kind: ActivityKind::Paired,
             message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
@@ -264,8 +269,6 @@ impl Backend {
         r
     }
 
-    /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
-    /// platform.
     /// Renames this machine in one org (the platform first, then `config.json`).
     pub async fn rename(&self, org: Option<String>, name: String) -> Result<crate::api::protocol::Renamed> {
         let r = crate::pairing::rename(&self.home, org.as_deref(), &name).await;
@@ -273,6 +276,8 @@ impl Backend {
         r
     }
 
+    /// `vpd unpair` (and the UI's Unpair): streaming stops first, then the files and the
+    /// platform.
     pub async fn unpair(&self, org: &str, after: AfterUnpair) -> Result<Unpaired> {
         // Stop the bridge first, so the platform's own revocation of it is not mistaken
         // for news.
@@ -281,6 +286,7 @@ impl Backend {
             self.bridges.stop(&pairing.pairing_id);
         }
         let r = crate::pairing::unpair(&self.home, org, after).await;
+        self.watched.changed();
         if let Ok(u) = &r {
             self.record(Activity {
                 kind: ActivityKind::Unpaired,
@@ -351,6 +357,7 @@ impl Backend {
             Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
             Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
         }
+        self.watched.changed();
     }
 
     // ---- the pair job (the web UI's and the tray's pairing) ---------------------------
@@ -447,7 +454,11 @@ impl Backend {
     /// Offers a hint suggestion; a new one is announced (activity, and the tray notifies).
     fn offer_suggestion(&self, s: Suggestion) {
         let fresh = self.suggestions.lock().unwrap().offer(s.clone());
-        if fresh {
+        // A "not paired" repository is announced once until the pairings change, across
+        // restarts too (issue 11 item 5); the window lists it all the same.
+        let announce = s.kind != SuggestionKind::Pair
+            || crate::binding::say_not_paired_once(&self.home, Path::new(&s.directory), &s.org_id, "notification").unwrap_or(true);
+        if fresh && announce {
             tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
             self.record(Activity {
                 kind: ActivityKind::Suggestion,
@@ -537,6 +548,17 @@ impl Backend {
         Ok(outcome)
     }
 
+    /// The window's Undo of a "Never": the directory may be suggested again, at once.
+    pub async fn undo_decline(&self, directory: String, org_id: String) -> Result<bool> {
+        let (d, o) = (directory.clone(), org_id.clone());
+        let had = self.blocking(move |home| crate::binding::undo_decline(home, Path::new(&d), &o)).await?;
+        self.suggestions.lock().unwrap().forget(&directory, &org_id);
+        let me_dir = PathBuf::from(&directory);
+        self.check_hint(me_dir, "watched").await;
+        self.watched.changed();
+        Ok(had)
+    }
+
     pub async fn watch_add(&self, path: String) -> Result<Vec<String>> {
         let r = self.blocking(move |home| crate::watched::add(home, &path)).await;
         self.watched.changed();
@@ -570,6 +592,17 @@ impl Backend {
                     self.offer_suggestion(s);
                 }
                 list.push(folder);
+            }
+            // The other suggestions (sessions, the shell hook) are looked at again too: what a
+            // directory asks changes with the pairings.
+            let (home, pending) = (self.home.clone(), self.suggestions.lock().unwrap().pending());
+            let now = tokio::task::spawn_blocking(move || {
+                pending.iter().filter_map(|s| crate::suggestions::check(&home, Path::new(&s.directory), &s.source).ok().flatten()).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for s in now {
+                self.offer_suggestion(s);
             }
             self.watched.set(list);
             self.touch();

@@ -432,6 +432,52 @@ pub fn decline(home: &Home, dir: &Path, org_id: &str, pairing_id: Option<&str>, 
     })
 }
 
+/// Most "not paired" notices kept: the oldest go first.
+const MAX_NOTICES: usize = 500;
+
+/// "This repo suggests org X, but you're not paired to it" is said once per repository, org
+/// and `surface` (`terminal`, `notification`) until the pairings change (issue 11 item 5):
+/// true (and remembered) when it should be said now. Declined ones are never said.
+pub fn say_not_paired_once(home: &Home, dir: &Path, org_id: &str, surface: &str) -> Result<bool> {
+    let mut ids: Vec<String> = config::load(home)?.pairings.into_iter().map(|p| p.org.pairing_id).collect();
+    ids.sort();
+    let pairings = ids.join(",");
+    let said =
+        |d: &records::Declines| d.notices.iter().any(|n| n.directory == dir && n.org_id == org_id && n.surface == surface && n.pairings == pairings);
+    let declined = |d: &records::Declines| d.declines.iter().any(|x| x.directory == dir && x.org_id == org_id);
+    let now = records::load_declines(home)?;
+    if said(&now) || declined(&now) {
+        return Ok(false);
+    }
+    records::update_declines(home, |d| {
+        if said(d) || declined(d) {
+            return Ok(false);
+        }
+        d.notices.retain(|n| !(n.directory == dir && n.org_id == org_id && n.surface == surface));
+        d.notices.push(records::NoticeRecord {
+            directory: dir.to_path_buf(),
+            org_id: org_id.into(),
+            pairings: pairings.clone(),
+            surface: surface.into(),
+            said_at: crate::now_rfc3339(),
+        });
+        let extra = d.notices.len().saturating_sub(MAX_NOTICES);
+        d.notices.drain(..extra);
+        Ok(true)
+    })
+}
+
+/// Forgets one "no" (the window's Undo): the question may be asked again. Returns whether
+/// there was one.
+pub fn undo_decline(home: &Home, dir: &Path, org_id: &str) -> Result<bool> {
+    records::update_declines(home, |d| {
+        let before = d.declines.len();
+        d.declines.retain(|x| !(x.directory == dir && x.org_id == org_id));
+        d.notices.retain(|n| !(n.directory == dir && n.org_id == org_id));
+        Ok(d.declines.len() != before)
+    })
+}
+
 /// `vpd hint --reset [DIR]`: forgets the declines for DIR and everything below it (all of
 /// them with `None`). Returns how many were forgotten.
 pub fn reset_declines(home: &Home, dir: Option<&Path>) -> Result<usize> {
@@ -439,8 +485,15 @@ pub fn reset_declines(home: &Home, dir: Option<&Path>) -> Result<usize> {
     records::update_declines(home, |d| {
         let before = d.declines.len();
         match &dir {
-            None => d.declines.clear(),
-            Some(dir) => d.declines.retain(|x| !(x.directory.starts_with(dir) || dir.starts_with(&x.directory))),
+            None => {
+                d.declines.clear();
+                d.notices.clear();
+            }
+            Some(dir) => {
+                d.declines.retain(|x| !(x.directory.starts_with(dir) || dir.starts_with(&x.directory)));
+                // What was said there may be said again, too.
+                d.notices.retain(|x| !(x.directory.starts_with(dir) || dir.starts_with(&x.directory)));
+            }
         }
         Ok(before - d.declines.len())
     })

@@ -53,6 +53,10 @@ pub struct DaemonSettings {
     /// started without them (at login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::proxy::ProxyEnv>,
+    /// The tray app's first start in this home was set up (common code folders watched,
+    /// start at login): never again, so what the person removes stays removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tray_set_up: bool,
 }
 
 fn default_ui_port() -> u16 {
@@ -65,7 +69,7 @@ fn is_default_ui_port(p: &u16) -> bool {
 
 impl Default for DaemonSettings {
     fn default() -> Self {
-        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT, watched_folders: Vec::new(), proxy: None }
+        Self { default_server_url: None, ui_port: DEFAULT_UI_PORT, watched_folders: Vec::new(), proxy: None, tray_set_up: false }
     }
 }
 

@@ -73,12 +73,33 @@ pub struct Declines {
     pub version: u32,
     #[serde(default)]
     pub declines: Vec<DeclineRecord>,
+    /// "This repo suggests org X, but you're not paired to it" already said, for the
+    /// pairings of the time: said again only once they change (issue 11 item 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<NoticeRecord>,
 }
 
 impl Default for Declines {
     fn default() -> Self {
-        Self { version: RECORDS_VERSION, declines: Vec::new() }
+        Self { version: RECORDS_VERSION, declines: Vec::new(), notices: Vec::new() }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NoticeRecord {
+    pub directory: PathBuf,
+    pub org_id: String,
+    /// The pairing ids of the time, sorted and joined.
+    pub pairings: String,
+    /// Where it was said: `terminal` (`vpd hint`) or `notification` (the tray).
+    #[serde(default = "terminal")]
+    pub surface: String,
+    pub said_at: String,
+}
+
+fn terminal() -> String {
+    "terminal".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

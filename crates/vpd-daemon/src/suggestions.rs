@@ -4,7 +4,10 @@
 //! folders; the web UI lists them and the tray turns each new one into a notification.
 //!
 //! A "Never" goes to `hint-declines.json`, the same cache `vpd hint` uses; a "Not now" hides
-//! the suggestion until the daemon restarts. Each suggestion is announced once per daemon run.
+//! the suggestion until the daemon restarts. Each suggestion is announced once per daemon run
+//! and kind, and they are all looked at again whenever the pairings change. A "not paired"
+//! one is announced once per repository until the pairings change, across restarts and in
+//! the terminal alike ([`crate::binding::say_not_paired_once`]).
 
 use crate::binding;
 use crate::error::{Error, ErrorCode, Result};
@@ -51,8 +54,10 @@ pub enum Answer {
 #[derive(Debug, Default)]
 pub struct Suggestions {
     pending: Vec<Suggestion>,
-    /// (directory, org) already announced or dismissed in this run.
-    seen: HashSet<(String, String)>,
+    /// (directory, org, kind) already announced or dismissed in this run: the same repo is
+    /// announced again when what it asks changes (a "not paired" repo whose org was paired
+    /// since now asks "Bind").
+    seen: HashSet<(String, String, String)>,
 }
 
 impl Suggestions {
@@ -62,11 +67,17 @@ impl Suggestions {
 
     /// Adds `s` unless it was seen in this run. True when it is new (announce it).
     pub fn offer(&mut self, s: Suggestion) -> bool {
-        if !self.seen.insert((s.directory.clone(), s.org_id.clone())) {
+        if !self.seen.insert((s.directory.clone(), s.org_id.clone(), s.kind.to_string())) {
             return false;
         }
+        self.pending.retain(|p| !(p.directory == s.directory && p.org_id == s.org_id));
         self.pending.push(s);
         true
+    }
+
+    /// Forgets that (directory, org) was seen, so it is announced again (an undone "Never").
+    pub fn forget(&mut self, directory: &str, org_id: &str) {
+        self.seen.retain(|(d, o, _)| !(d == directory && o == org_id));
     }
 
     pub fn remove(&mut self, directory: &str, org_id: &str) -> Option<Suggestion> {
@@ -125,6 +136,42 @@ pub fn check(home: &Home, dir: &Path, source: &str) -> Result<Option<Suggestion>
         source: source.into(),
         at: crate::now_rfc3339(),
     }))
+}
+
+/// A remembered "Never" as the window lists it (with Undo).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclineView {
+    pub directory: String,
+    pub display: String,
+    pub org_id: String,
+    /// The org's name when it is paired.
+    pub org_name: Option<String>,
+    /// `bind` or `trust`.
+    pub question: String,
+    pub declined_at: String,
+}
+
+/// The "Never"s of `hint-declines.json` (the terminal's, the notifications' and the window's
+/// alike), newest first.
+/// `org_name` names a paired org.
+pub fn declines(home: &Home, org_name: &dyn Fn(&str) -> Option<String>) -> Vec<DeclineView> {
+    let user_home = crate::home::user_home();
+    let mut out: Vec<DeclineView> = crate::records::load_declines(home)
+        .map(|d| d.declines)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| DeclineView {
+            display: vpd_core::resolve::display_dir(&d.directory, user_home.as_deref()),
+            directory: d.directory.display().to_string(),
+            org_name: org_name(&d.org_id),
+            org_id: d.org_id,
+            question: d.question,
+            declined_at: d.declined_at,
+        })
+        .collect();
+    out.reverse();
+    out
 }
 
 /// The notification text of a new suggestion.

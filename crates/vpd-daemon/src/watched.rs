@@ -69,6 +69,41 @@ pub fn normalize(input: &str) -> Result<PathBuf> {
     crate::walk::canonical(&crate::folders::expand(input, "~/code")?)
 }
 
+/// Where people keep their code, below their home directory: on the tray's first start the
+/// ones that exist become watched folders (issue 11 item 4).
+pub const COMMON_FOLDERS: &[&str] =
+    &["code", "Code", "src", "projects", "Projects", "dev", "work", "git", "repos", "Developer", "workspace", "source/repos", "go/src"];
+
+/// The common code folders below `user_home` that exist (real directories, not links),
+/// canonical, without duplicates (a case-insensitive file system names one folder twice).
+pub fn common_folders(user_home: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in COMMON_FOLDERS {
+        let p = user_home.join(name);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            if let Ok(c) = crate::walk::canonical(&p) {
+                let c = c.display().to_string();
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds `folders` to the watched folders unless they are there; returns the list.
+pub fn add_all(home: &Home, folders: &[String]) -> Result<Vec<String>> {
+    config::update(home, |c| {
+        for f in folders {
+            if !c.daemon.watched_folders.contains(f) {
+                c.daemon.watched_folders.push(f.clone());
+            }
+        }
+        Ok(c.daemon.watched_folders.clone())
+    })
+}
+
 pub fn add(home: &Home, input: &str) -> Result<Vec<String>> {
     let path = normalize(input)?.display().to_string();
     config::update(home, |c| {

@@ -131,6 +131,7 @@ fn router(backend: Arc<Backend>, ui: Arc<Ui>) -> Router {
         .route("/api/suggestions/bind", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Bind)))
         .route("/api/suggestions/dismiss", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Dismiss)))
         .route("/api/suggestions/decline", post(|c: AxState<Ctx>, j: Json<SuggestionBody>| suggestion(c, j, Answer::Decline)))
+        .route("/api/declines/undo", post(undo_decline))
         .route("/api/watched", post(watch_add))
         .route("/api/watched/remove", post(watch_remove))
         .route("/api/logout", post(logout))
@@ -466,6 +467,10 @@ async fn suggestion(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>, a
 #[derive(Deserialize)]
 struct PathBody {
     path: String,
+}
+
+async fn undo_decline(AxState(ctx): AxState<Ctx>, Json(b): Json<SuggestionBody>) -> Response {
+    answer(ctx.backend.undo_decline(b.directory, b.org_id).await.map(|had| serde_json::json!({"undone": had})))
 }
 
 async fn watch_add(AxState(ctx): AxState<Ctx>, Json(b): Json<PathBody>) -> Response {
