@@ -324,3 +324,32 @@ fn not_paired_is_said_once_until_the_pairings_change() {
     assert!(hint().contains("but you're not paired to it"), "said again once the pairings changed");
     assert_eq!(hint().trim(), "", "and then quiet");
 }
+
+/// SPEC A3 (issue 11 item 2): inside a folder bound --recursive to Acme, a repository whose
+/// committed workspace.yaml names OSS runs local-only with a warning, and its hint asks about
+/// OSS; binding it there makes it stream to OSS.
+#[test]
+fn a_repository_naming_another_org_inside_a_recursive_binding_stays_local() {
+    let (_server, m, acme, oss) = paired();
+    let clients = m.mkdir("clients");
+    let web = m.mkdir("clients/web");
+    m.mkdir("clients/web/.git");
+    let api = m.mkdir("clients/api");
+    m.mkdir("clients/api/.git");
+    std::fs::create_dir_all(web.join(".viewport")).unwrap();
+    std::fs::write(web.join(".viewport/workspace.yaml"), format!("org_id: {oss}\norg_name: OSS Maintainers\n")).unwrap();
+    m.ok(&["bind", clients.to_str().unwrap(), "--org", &acme, "--recursive"]);
+    assert_eq!(m.ok(&["resolve", api.to_str().unwrap()])["orgId"], acme.as_str(), "the others are covered");
+    let r = m.ok(&["resolve", web.to_str().unwrap()]);
+    assert_eq!((r["streaming"].as_bool(), r["reason"].as_str()), (Some(false), Some("hint_names_another_org")), "{r}");
+    let text = String::from_utf8_lossy(&m.vpd(&["resolve", web.to_str().unwrap()]).stdout).into_owned();
+    assert!(text.contains("names org OSS Maintainers, not Acme Engineering"), "{text}");
+    let id = String::from_utf8(m.vpd(&["session", "start", "--cwd", web.to_str().unwrap(), "--agent", "t"]).stdout).unwrap();
+    let sessions = m.ok(&["sessions"]);
+    let s = sessions.as_array().unwrap().iter().find(|s| s["sessionId"] == id.trim()).unwrap();
+    assert_eq!((s["state"].as_str(), s["localReason"].as_str()), (Some("local only"), Some("hint_names_another_org")), "{s}");
+    let hint = m.ok(&["hint", web.to_str().unwrap()]);
+    assert_eq!((hint["action"].as_str(), hint["orgId"].as_str()), (Some("ask_bind"), Some(oss.as_str())), "{hint}");
+    m.ok(&["bind", web.to_str().unwrap(), "--org", &oss]);
+    assert_eq!(m.ok(&["resolve", web.to_str().unwrap()])["orgId"], oss.as_str(), "its own binding wins");
+}

@@ -110,6 +110,11 @@ fn reason_text(r: &binding::Resolved, reason: &LocalReason) -> String {
             "bound to {} by an earlier pairing that was removed; it waits: `vpd bind` here resumes it (pairing with that org on that server again asks too)",
             r.org_name(org_id).unwrap_or(org_id)
         ),
+        LocalReason::HintNamesAnotherOrg { org_id, binding_org } => format!(
+            "its .viewport/workspace.yaml names org {}, not {} that the folder around it is bound to; sessions here stay local until you bind this repository (`vpd bind` here)",
+            r.org_name(org_id).unwrap_or(org_id),
+            r.org_name(binding_org).unwrap_or(binding_org)
+        ),
         LocalReason::Invalid { message } => format!("the binding file cannot be used: {message}"),
     }
 }

@@ -168,6 +168,9 @@ fn local_reason(code: Option<&str>) -> String {
         Some("not_paired") => "bound to an org this machine is not paired with".into(),
         Some("binding_invalid") => "the binding file cannot be used (`vpd resolve` says why)".into(),
         Some("binding_waiting") => "the binding waits for its org to be paired again and resumed (`vpd status` lists it)".into(),
+        Some("hint_names_another_org") => {
+            "warning: this repository's .viewport/workspace.yaml names another org than the folder bound around it; bind it (`vpd bind` here) to stream".into()
+        }
         Some(other) => other.into(),
     }
 }

@@ -83,7 +83,8 @@ pub fn decide(facts: &[DirFacts], resolution: &Resolution, pairings: &[PairingRe
                     }
                     _ => HintAction::NotPaired { dir, org_id: org_id.clone(), label: org_id.clone() },
                 },
-                LocalReason::NoBinding => from_workspace_hint(facts, pairings, &declined),
+                // The repository's own hint asks about its org (SPEC A3).
+                LocalReason::NoBinding | LocalReason::HintNamesAnotherOrg { .. } => from_workspace_hint(facts, pairings, &declined),
             }
         }
     }

@@ -76,6 +76,10 @@ pub enum LocalReason {
     NotPaired { org_id: String },
     /// The binding outlived its pairing (SPEC A3) and waits for a yes to resume.
     Waiting { org_id: String },
+    /// Inside a recursive binding to `binding_org`, a repository whose committed
+    /// `workspace.yaml` names another org, `org_id` (SPEC A3): it runs local-only and the
+    /// hint asks about `org_id` instead of streaming to the enclosing binding's org.
+    HintNamesAnotherOrg { org_id: String, binding_org: String },
     /// The file could not be used; the message says why.
     Invalid { message: String },
 }
@@ -89,6 +93,7 @@ impl LocalReason {
             LocalReason::Untrusted { .. } => "binding_untrusted",
             LocalReason::NotPaired { .. } => "not_paired",
             LocalReason::Waiting { .. } => "binding_waiting",
+            LocalReason::HintNamesAnotherOrg { .. } => "hint_names_another_org",
             LocalReason::Invalid { .. } => "binding_invalid",
         }
     }
@@ -97,6 +102,8 @@ impl LocalReason {
 /// Decides the binding for a session started at `facts[0].dir`.
 pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[PairingRef<'_>]) -> Resolution {
     let mut repo_root_below = false;
+    // The nearest committed `workspace.yaml` below the binding, and the org it names.
+    let mut hint_below: Option<(&Path, String)> = None;
     for f in facts {
         match &f.local {
             FileRead::Missing => {}
@@ -109,7 +116,25 @@ pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[Pairin
                     Err(message) => return local(LocalReason::Invalid { message }, &f.dir),
                 };
                 if !repo_root_below || file.recursive {
-                    return decide(&f.dir, bytes, file, records, pairings);
+                    let decided = decide(&f.dir, bytes, file, records, pairings);
+                    // SPEC A3: a recursive binding covers the repositories below it, but not
+                    // one that says (in its committed workspace.yaml) it belongs to another org.
+                    if let (Resolution::Pinned { org_id: bound, .. }, Some((hint_dir, hinted))) = (&decided, &hint_below) {
+                        if hinted != bound {
+                            return Resolution::LocalOnly {
+                                reason: LocalReason::HintNamesAnotherOrg { org_id: hinted.clone(), binding_org: bound.clone() },
+                                binding_dir: Some(hint_dir.to_path_buf()),
+                            };
+                        }
+                    }
+                    return decided;
+                }
+            }
+        }
+        if hint_below.is_none() {
+            if let FileRead::Bytes(b) = &f.hint {
+                if let Ok(h) = crate::files::parse_hint(b) {
+                    hint_below = Some((&f.dir, h.org_id));
                 }
             }
         }

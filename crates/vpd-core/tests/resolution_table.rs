@@ -502,3 +502,52 @@ fn the_same_org_on_two_servers() {
     assert_eq!(vpd_core::hint::decide(&f, &r, &two, &no(Some("p2"))), HintAction::Quiet);
     assert_eq!(vpd_core::hint::decide(&f, &r, &two, &no(None)), HintAction::Quiet, "an older decline covers the org");
 }
+
+/// SPEC A3 (issue 11 item 2): inside a recursive binding, a repository whose committed
+/// workspace.yaml names another org runs local-only, and its hint asks about its own org; a
+/// repository that names the binding's org, or none, is covered; the repository's own
+/// binding always wins.
+#[test]
+fn a_repository_naming_another_org_inside_a_recursive_binding() {
+    let folder = vpd_core::files::render_local(ACME, "2026-01-01T00:00:00Z", true);
+    let record = vec![BindingRecord {
+        directory: "/h/clients".into(),
+        org_id: ACME.into(),
+        file_hash: file_hash(folder.as_bytes()),
+        pairing_id: Some(pid(ACME)),
+        suspended: false,
+    }];
+    let facts = |hint: Option<&str>| {
+        vec![
+            DirFacts {
+                dir: "/h/clients/web".into(),
+                is_repo_root: true,
+                local: FileRead::Missing,
+                hint: hint.map_or(FileRead::Missing, |h| FileRead::Bytes(h.as_bytes().to_vec())),
+            },
+            DirFacts { dir: "/h/clients".into(), is_repo_root: false, local: FileRead::Bytes(folder.clone().into_bytes()), hint: FileRead::Missing },
+        ]
+    };
+    let p = pairings();
+    let other = format!("org_id: {OSS}\norg_name: OSS\n");
+    let r = resolve(&facts(Some(&other)), &record, &p);
+    assert_eq!(
+        r,
+        Resolution::LocalOnly {
+            reason: LocalReason::HintNamesAnotherOrg { org_id: OSS.into(), binding_org: ACME.into() },
+            binding_dir: Some("/h/clients/web".into())
+        }
+    );
+    assert_eq!(LocalReason::HintNamesAnotherOrg { org_id: OSS.into(), binding_org: ACME.into() }.code(), "hint_names_another_org");
+    // The hint asks to bind the repository to its own org.
+    match decide(&facts(Some(&other)), &r, &p, &[]) {
+        HintAction::AskBind { org_id, dir, .. } => assert_eq!((org_id.as_str(), dir.to_str().unwrap()), (OSS, "/h/clients/web")),
+        a => panic!("{a:?}"),
+    }
+    // Naming the binding's own org, or nothing: covered.
+    let same = format!("org_id: {ACME}\n");
+    assert!(matches!(resolve(&facts(Some(&same)), &record, &p), Resolution::Pinned { .. }));
+    assert!(matches!(resolve(&facts(None), &record, &p), Resolution::Pinned { .. }));
+    // A hint that cannot be read does not stop the binding (the hint warns on its own).
+    assert!(matches!(resolve(&facts(Some(": not yaml [")), &record, &p), Resolution::Pinned { .. }));
+}
