@@ -103,9 +103,7 @@ fn main() {
     // The first start in this home: the common code folders become watched, and for the
     // default home the tray starts at login (issue 11 items 4 and 8); said in a notification.
     let default_home = explicit.is_none() && std::env::var_os("VIEWPORT_HOME").is_none_or(|v| v.is_empty());
-    let first_run = std::env::current_exe()
-        .map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
-        .and_then(|exe| vpd_daemon::first_run::set_up(&home, &exe, default_home));
+    let first_run = tray_exe().and_then(|exe| vpd_daemon::first_run::set_up(&home, &exe, default_home));
     let core = match core::Core::start(home.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -120,6 +118,12 @@ fn main() {
     }
     match first_run {
         Ok(Some(done)) => {
+            // A daemon this tray attached to reads the new watched folders now.
+            if !done.watched.is_empty() {
+                if let Err(e) = vpd_daemon::api::client::ask(&home, calls::WatchedChanged, Duration::from_secs(5)) {
+                    tracing::debug!(error = %e.message, "telling the daemon about the watched folders");
+                }
+            }
             tracing::info!(watched = ?done.watched, login_item = ?done.login_item, replaced = ?done.replaced, "first start in this home");
             let text = done.message();
             if !text.is_empty() {
@@ -208,6 +212,15 @@ fn main() {
     }
     tray.core.lock().unwrap().stop();
     std::process::exit(0);
+}
+
+/// What starts this tray again at login: the AppImage itself when it runs from one (its
+/// binary lives in a mount that is gone after it quits), else this binary.
+fn tray_exe() -> vpd_daemon::Result<std::path::PathBuf> {
+    if let Some(image) = std::env::var_os("APPIMAGE").filter(|v| !v.is_empty()) {
+        return Ok(image.into());
+    }
+    std::env::current_exe().map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
 }
 
 fn build_menu(m: &MenuModel) -> Menu {
@@ -371,9 +384,7 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
             let r = if vpd_daemon::login_item::is_enabled() {
                 vpd_daemon::login_item::disable()
             } else {
-                std::env::current_exe()
-                    .map_err(|e| vpd_daemon::Error::io("finding the tray binary", e))
-                    .and_then(|exe| vpd_daemon::login_item::enable(&vpd_daemon::login_item::tray_entry(&exe, &tray.home)))
+                tray_exe().and_then(|exe| vpd_daemon::login_item::enable(&vpd_daemon::login_item::tray_entry(&exe, &tray.home)))
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e.message, "Start at login");

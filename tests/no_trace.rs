@@ -285,13 +285,19 @@ fn install_service_kinds_replace_each_other() {
     assert!(exec.contains("vpd") && exec.ends_with(" daemon"), "the default home needs no --home: {exec}");
     assert!(autostart(&m).is_none(), "the login item went: {s}");
     assert!(s["replaced"][0].as_str().unwrap().starts_with("the login item that started"), "{s}");
-    // No systemd user session in the test: it says what to run, and how to start at boot.
-    if s["systemd"]["enabled"] == false {
-        assert!(s["systemd"]["enableCommand"].as_str().unwrap().contains("systemctl --user enable --now vpd.service"), "{s}");
+    // Enabled, or (no systemd user session, as in this test) it says what to run; the same
+    // for starting at boot.
+    match s["systemd"]["enabled"].as_bool() {
+        Some(true) => assert!(s["systemd"]["enableCommand"].is_null(), "{s}"),
+        _ => assert!(s["systemd"]["enableCommand"].as_str().unwrap().contains("systemctl --user enable --now vpd.service"), "{s}"),
     }
-    if s["systemd"]["linger"] == false {
-        assert!(s["systemd"]["lingerCommand"].as_str().unwrap().starts_with("loginctl enable-linger "), "{s}");
+    match s["systemd"]["linger"].as_bool() {
+        Some(true) => assert!(s["systemd"]["lingerCommand"].is_null(), "{s}"),
+        _ => assert!(s["systemd"]["lingerCommand"].as_str().unwrap().starts_with("loginctl enable-linger "), "{s}"),
     }
+    assert!(text.contains("RestartPreventExitStatus=3"), "no restart loop beside a running daemon: {text}");
+    // The daemon runs (started by the unit, or here when systemd cannot).
+    assert_eq!(m.ok(&["status"])["daemon"]["running"], true);
     let human = String::from_utf8(m.command().args(["install", "--service", "systemd"]).output().unwrap().stdout).unwrap();
     assert!(human.contains("Start at login: systemd user unit"), "{human}");
 
@@ -301,6 +307,12 @@ fn install_service_kinds_replace_each_other() {
 
     let n = m.ok(&["install", "--service", "none"]);
     assert!(autostart(&m).is_none() && !unit.exists(), "{n}");
+    // Uninstall removes this home's unit too.
+    m.ok(&["install", "--service", "systemd"]);
+    assert!(unit.exists());
+    let u = m.ok(&["uninstall"]);
+    assert!(!unit.exists() && u["serviceRemoved"].as_str().unwrap().contains("vpd.service"), "{u}");
+    m.ok(&["install", "--service", "none"]);
     let bad = m.command().args(["install", "--service", "launchd"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("autostart, systemd or none"));

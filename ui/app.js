@@ -320,6 +320,8 @@
     render();
   }
   function pairControls(p, host) {
+    // The host name, prefilled: edit it to show the org another name.
+    if (ui.drafts['pair-name'] == null && host) ui.drafts['pair-name'] = String(host);
     return h('div', { class: 'pair-controls' },
       button('Pair with workspace…', () => startPair({}), { id: 'pair-button', class: 'primary', disabled: pairingRunning(p) }),
       h('details', { class: 'server-disclosure', open: ui.serverOpen, ontoggle: (e) => { ui.serverOpen = e.currentTarget.open; } },
@@ -637,8 +639,14 @@
           h('span', { id: 'dir-' + i, class: 'path', title: String(d.directory || '') }, String(d.display || d.directory), d.recursive ? h('span', { class: 'muted' }, ' (and subfolders)') : null),
           [String(d.orgName || d.orgId || '—'), d.state === 'waiting' && d.server ? h('span', { class: 'muted block' }, 'waits for a pairing on ' + d.server) : null],
           badge(String(d.state || 'unknown').replace(/_/g, ' '), dirCat(d.state)),
+          [d.state === 'waiting' && d.pairingId
+            // SPEC A3: its org is paired again; resuming is the person's yes.
+            ? button('Resume', async () => { if (await post('/api/bindings/resume', { pairingId: d.pairingId })) announce('Resumed the bindings of ' + (d.orgName || d.orgId) + '.'); },
+              { class: 'primary', 'aria-describedby': 'dir-' + i, dataset: { key: 'resume:' + d.directory } })
+            : null,
+          ' ',
           button('Unbind', async () => { if (await post('/api/unbind', { directory: d.directory })) announce('Unbound ' + (d.display || d.directory) + '.'); },
-            { class: 'secondary', 'aria-describedby': 'dir-' + i, dataset: { key: 'unbind:' + d.directory } }),
+            { class: 'secondary', 'aria-describedby': 'dir-' + i, dataset: { key: 'unbind:' + d.directory } })],
         ]))
         : h('p', { class: 'empty' }, 'No directories are bound yet. Use Bind a folder…, or accept a suggestion below.')),
       section('suggestions-h', 'Suggestions',

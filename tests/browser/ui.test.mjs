@@ -49,7 +49,7 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await page.locator('summary', { hasText: 'Server URL' }).click();
     await page.locator('#pair-server').fill(env.SERVER_URL);
     // The machine name the org sees: the host name unless the person types another.
-    assert.ok((await page.locator('#pair-name').getAttribute('placeholder')).length > 0, 'the host name is offered');
+    assert.ok((await page.locator('#pair-name').inputValue()).length > 0, 'the host name is prefilled');
     await page.getByLabel('Machine name the org sees').fill("Ann's laptop");
     await page.locator('#pair-button').click();
     const code = (await page.locator('#pairing-code').textContent({ timeout: 15000 })).trim();
@@ -194,6 +194,10 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     // yes; the pairing panel asks, and Resume makes them stream again.
     const kept = vpd('status').directories;
     assert.ok(kept.length === 2 && kept.every((d) => d.state === 'waiting'), JSON.stringify(kept));
+    await page.getByRole('link', { name: 'Directories', exact: true }).click();
+    await page.getByText('waits for a pairing on ' + kept[0].server).first().waitFor({ timeout: 10000 });
+    await shot(page, '08a-directories-waiting');
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
     await page.locator('#pair-button').click();
     const again = (await page.locator('#pairing-code').textContent({ timeout: 15000 })).trim();
     admin('pairing', 'approve', again, '--org', env.ORG_SLUG, '--user', env.EMAIL);

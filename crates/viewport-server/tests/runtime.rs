@@ -239,7 +239,7 @@ async fn a_machine_renames_itself() {
     assert_eq!(row.actor, format!("machine:{}", a.machine_id));
     assert!(row.detail.contains("was "), "{}", row.detail);
 
-    for bad in ["", "   ", "a\u{7}b", &"x".repeat(101)] {
+    for bad in ["", "   ", "a\u{7}b", &"x".repeat(101), "evil\u{202E}txt.exe"] {
         let r = rename(bad, a.token.expose()).await.unwrap();
         assert_eq!(r.status(), 400, "{bad:?}");
     }

@@ -78,11 +78,9 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
             Ok(())
         })?;
     }
-    let pong = client::ensure_daemon(home, &exe()?)?;
-    let cfg = config::load(home)?;
-    let server = cfg.daemon.default_server_url.clone();
     // One mechanism per install: whichever is chosen, the others go (so two daemons are
-    // never started at login).
+    // never started at login). The service is switched before the daemon is made sure of:
+    // removing the systemd unit stops its daemon, and the unit starts its own.
     let mut replaced: Vec<String> = Vec::new();
     let entry = login_item::entry_for(&exe()?, home);
     let ours = login_item::current().filter(|c| login_item::starts_home(c, home) || login_item::registers(c, &entry));
@@ -97,7 +95,7 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
                 replaced.push(format!("the login item that started `{old}`"));
                 item_replaced = Some(old);
             }
-            replaced.extend(vpd_daemon::service::disable_systemd_unit()?);
+            replaced.extend(vpd_daemon::service::disable_systemd_unit(home)?);
             login_item::enable(&entry)?;
             item = Some(entry.command_line());
         }
@@ -106,6 +104,8 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
                 login_item::disable()?;
                 replaced.push(format!("the login item that started `{old}`"));
             }
+            // The unit runs the daemon from now on: one started otherwise makes way.
+            stop(home)?;
             systemd = Some(vpd_daemon::service::install_systemd_unit(&exe()?, home)?);
         }
         Service::None => {
@@ -113,9 +113,13 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
                 login_item::disable()?;
                 replaced.push(format!("the login item that started `{old}`"));
             }
-            replaced.extend(vpd_daemon::service::disable_systemd_unit()?);
+            replaced.extend(vpd_daemon::service::disable_systemd_unit(home)?);
         }
     }
+    // Started by the unit, or (without systemd, or for the other kinds) here.
+    let pong = client::ensure_daemon(home, &exe()?)?;
+    let cfg = config::load(home)?;
+    let server = cfg.daemon.default_server_url.clone();
     let removed = if replaced.is_empty() { String::new() } else { format!(", replacing {}", replaced.join(" and ")) };
     let item_line = match (&item, &systemd) {
         (Some(cmd), _) => format!("Start at login: registered ({cmd}){removed}."),
@@ -209,7 +213,9 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
             }
         }
     }
-    let stopped = stop(home)?;
+    // The systemd unit of this home goes first (its daemon stops with it).
+    let unit_removed = vpd_daemon::service::disable_systemd_unit(home)?;
+    let stopped = stop(home)? || unit_removed.is_some();
     // Only the entry that starts this home is ours to remove.
     let registered = login_item::current();
     let (login_item_removed, login_item_kept, login_item_error) = match &registered {
@@ -225,7 +231,7 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
     out.emit(
         &json!({"stopped": stopped, "purged": how.purge, "unpaired": unpaired, "unbound": unbound,
                 "loginItemRemoved": login_item_removed, "loginItemKept": login_item_kept, "loginItemError": login_item_error,
-                "shellHookLines": hook_lines, "homeLeft": left}),
+                "serviceRemoved": unit_removed, "shellHookLines": hook_lines, "homeLeft": left}),
         || {
             let mut s = if stopped { "vpd daemon stopped.".to_string() } else { "vpd daemon was not running.".to_string() };
             match (&login_item_removed, &login_item_kept, &login_item_error) {
@@ -233,6 +239,9 @@ pub fn uninstall(home: &Home, how: Uninstall, out: &Out) -> Result<ExitCode, Err
                 (_, Some(cmd), _) => s.push_str(&format!("\nThe login item starts another home ({cmd}); left in place.")),
                 (_, _, Some(e)) => s.push_str(&format!("\nwarning: {e}; remove {} yourself", login_item::location())),
                 _ => s.push_str("\nNo login item was registered."),
+            }
+            if let Some(u) = &unit_removed {
+                s.push_str(&format!("\nRemoved {u}."));
             }
             for u in &unpaired {
                 s.push_str(&format!("\nUnpaired {}{}", u.workspace_name, if u.server_notified { "" } else { " (the platform could not be told)" }));

@@ -102,7 +102,8 @@ impl LocalReason {
 /// Decides the binding for a session started at `facts[0].dir`.
 pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[PairingRef<'_>]) -> Resolution {
     let mut repo_root_below = false;
-    // The nearest committed `workspace.yaml` below the binding, and the org it names.
+    // The committed `workspace.yaml` at the root of the repository the session is in (below
+    // the binding), and the org it names.
     let mut hint_below: Option<(&Path, String)> = None;
     for f in facts {
         match &f.local {
@@ -131,7 +132,8 @@ pub fn resolve(facts: &[DirFacts], records: &[BindingRecord], pairings: &[Pairin
                 }
             }
         }
-        if hint_below.is_none() {
+        // Only the hint at the root of the repository the session is in counts.
+        if f.is_repo_root && !repo_root_below {
             if let FileRead::Bytes(b) = &f.hint {
                 if let Ok(h) = crate::files::parse_hint(b) {
                     hint_below = Some((&f.dir, h.org_id));

@@ -550,4 +550,22 @@ fn a_repository_naming_another_org_inside_a_recursive_binding() {
     assert!(matches!(resolve(&facts(None), &record, &p), Resolution::Pinned { .. }));
     // A hint that cannot be read does not stop the binding (the hint warns on its own).
     assert!(matches!(resolve(&facts(Some(": not yaml [")), &record, &p), Resolution::Pinned { .. }));
+    // Only a repository's own hint counts: a plain folder's workspace.yaml inside the
+    // binding does not, nor one inside a repository bound directly (not recursively).
+    let mut plain = facts(Some(&other));
+    plain[0].is_repo_root = false;
+    assert!(matches!(resolve(&plain, &record, &p), Resolution::Pinned { .. }));
+    let direct = vpd_core::files::render_local(ACME, "2026-01-01T00:00:00Z", false);
+    let direct_rec = vec![BindingRecord {
+        directory: "/h/web".into(),
+        org_id: ACME.into(),
+        file_hash: file_hash(direct.as_bytes()),
+        pairing_id: Some(pid(ACME)),
+        suspended: false,
+    }];
+    let inside = vec![
+        DirFacts { dir: "/h/web/docs".into(), is_repo_root: false, local: FileRead::Missing, hint: FileRead::Bytes(other.clone().into_bytes()) },
+        DirFacts { dir: "/h/web".into(), is_repo_root: true, local: FileRead::Bytes(direct.into_bytes()), hint: FileRead::Missing },
+    ];
+    assert!(matches!(resolve(&inside, &direct_rec, &p), Resolution::Pinned { .. }));
 }

@@ -148,7 +148,13 @@ impl Backend {
         tokio::task::spawn_blocking(move || {
             let report = crate::status::collect(&me.home, Some(&me.runtime()));
             let health = crate::status::health(&report);
-            let suggestions = crate::suggestions::revalidate(&me.suggestions, &me.home);
+            let (mut suggestions, changed) = crate::suggestions::revalidate(&me.suggestions, &me.home);
+            if !changed.is_empty() {
+                for c in changed {
+                    me.offer_suggestion(c);
+                }
+                suggestions = me.suggestions.lock().unwrap().pending();
+            }
             let mut sessions = me.sessions.list();
             sessions.reverse();
             let name = |org: &str| report.pairings.iter().find(|p| p.workspace_id == org).map(|p| p.workspace_name.clone());
@@ -248,7 +254,7 @@ impl Backend {
     fn paired(&self, p: &Paired) {
         self.start_bridge(&p.pairing_id);
         // Suggestions are looked at again: a "not paired" repository now asks "Bind".
-        self.watched.changed();
+        self.pairings_changed();
         self.record(Activity {
             kind: ActivityKind::Paired,
             message: format!("Paired with {} as {}", p.workspace_name, p.machine_name),
@@ -286,7 +292,7 @@ impl Backend {
             self.bridges.stop(&pairing.pairing_id);
         }
         let r = crate::pairing::unpair(&self.home, org, after).await;
-        self.watched.changed();
+        self.pairings_changed();
         if let Ok(u) = &r {
             self.record(Activity {
                 kind: ActivityKind::Unpaired,
@@ -357,6 +363,13 @@ impl Backend {
             Ok(Err(e)) => tracing::error!(error = %e, "could not remove a revoked pairing"),
             Err(e) => tracing::error!(error = %e, "could not remove a revoked pairing"),
         }
+        self.pairings_changed();
+    }
+
+    /// The set of pairings changed: every suggestion may be announced again as it now is, and
+    /// the watched folders are scanned again.
+    fn pairings_changed(&self) {
+        self.suggestions.lock().unwrap().pairings_changed();
         self.watched.changed();
     }
 
@@ -456,9 +469,11 @@ impl Backend {
         let fresh = self.suggestions.lock().unwrap().offer(s.clone());
         // A "not paired" repository is announced once until the pairings change, across
         // restarts too (issue 11 item 5); the window lists it all the same.
-        let announce = s.kind != SuggestionKind::Pair
-            || crate::binding::say_not_paired_once(&self.home, Path::new(&s.directory), &s.org_id, "notification").unwrap_or(true);
-        if fresh && announce {
+        let announce = || {
+            s.kind != SuggestionKind::Pair
+                || crate::binding::say_not_paired_once(&self.home, Path::new(&s.directory), &s.org_id, "notification").unwrap_or(true)
+        };
+        if fresh && announce() {
             tracing::info!(directory = %s.directory, org = %s.org_id, kind = %s.kind, source = %s.source, "hint suggestion");
             self.record(Activity {
                 kind: ActivityKind::Suggestion,
@@ -499,7 +514,9 @@ impl Backend {
         let r = tokio::task::spawn_blocking(move || crate::suggestions::answer(&home, &d, &o, kind, answer))
             .await
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        if r.is_ok() || answer == Answer::Dismiss {
+        if answer == Answer::Dismiss {
+            self.suggestions.lock().unwrap().dismiss(directory, org_id);
+        } else if r.is_ok() {
             self.suggestions.lock().unwrap().remove(directory, org_id);
         }
         self.touch();
@@ -557,6 +574,11 @@ impl Backend {
         self.check_hint(me_dir, "watched").await;
         self.watched.changed();
         Ok(had)
+    }
+
+    /// `config.json`'s watched folders changed elsewhere: scan them again.
+    pub fn watched_changed(&self) {
+        self.watched.changed();
     }
 
     pub async fn watch_add(&self, path: String) -> Result<Vec<String>> {

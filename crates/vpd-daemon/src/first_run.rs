@@ -24,8 +24,16 @@ pub struct FirstRun {
 /// Sets up a home on the tray's first start there; `None` when it was set up before.
 /// `default_home`: the home is the default one (no `VIEWPORT_HOME`, no `--home`).
 pub fn set_up(home: &Home, tray_exe: &Path, default_home: bool) -> Result<Option<FirstRun>> {
-    let first = config::update(home, |c| Ok(!std::mem::replace(&mut c.daemon.tray_set_up, true)))?;
-    if !first {
+    // Only a home the tray starts fresh: a home already used (by `vpd`, or by an older tray
+    // before this flag existed) keeps what its person chose — their login item, their
+    // systemd unit, their watched folders.
+    if home.config().exists() {
+        if !config::load(home)?.daemon.tray_set_up {
+            config::update(home, |c| {
+                c.daemon.tray_set_up = true;
+                Ok(())
+            })?;
+        }
         return Ok(None);
     }
     let mut done = FirstRun::default();
@@ -41,12 +49,17 @@ pub fn set_up(home: &Home, tray_exe: &Path, default_home: bool) -> Result<Option
         if let Some(old) = login_item::current().filter(|c| !login_item::registers(c, &entry)) {
             done.replaced.push(old);
         }
-        if let Some(unit) = crate::service::disable_systemd_unit()? {
+        if let Some(unit) = crate::service::disable_systemd_unit(home)? {
             done.replaced.push(unit);
         }
         login_item::enable(&entry)?;
         done.login_item = Some(login_item::location());
     }
+    // Marked last: a start that failed half-way is tried again next time.
+    config::update(home, |c| {
+        c.daemon.tray_set_up = true;
+        Ok(())
+    })?;
     Ok(Some(done))
 }
 

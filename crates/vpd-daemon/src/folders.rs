@@ -39,8 +39,9 @@ pub struct Completion {
 }
 
 /// The directories whose path starts with `input` (`~/co` → `~/code/`, `~/config/`):
-/// directories only (never a file, never through a symlink), hidden ones only when the typed
-/// name starts with a dot; sorted, at most [`MAX_COMPLETIONS`].
+/// directories only (never a file, never a link, never the inside of a folder typed as a
+/// link), hidden ones only when the typed name starts with a dot; sorted, at most
+/// [`MAX_COMPLETIONS`].
 pub fn complete(input: &str) -> Result<Vec<Completion>> {
     let typed = if input.trim().is_empty() { "~/" } else { input.trim_start() };
     let (parent_typed, partial) = match typed.rfind('/') {
@@ -49,6 +50,10 @@ pub fn complete(input: &str) -> Result<Vec<Completion>> {
         None => return Err(Error::new(ErrorCode::InvalidArgument, format!("{typed} is not an absolute path; start with / or ~/"))),
     };
     let parent = expand(parent_typed, "~/code")?;
+    // Never the inside of a folder named by a link (its last step; `~` itself may be one).
+    if parent_typed != "~/" && !std::fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
+        return Ok(Vec::new());
+    }
     let entries = match std::fs::read_dir(&parent) {
         Ok(e) => e,
         // A folder that does not exist (yet) or cannot be read has nothing to offer.
@@ -173,6 +178,8 @@ mod tests {
         let api = complete(&format!("{base}/code/")).unwrap();
         assert_eq!(api, [Completion { value: format!("{base}/code/api/"), repository: true }]);
         assert!(complete("code/").is_err(), "a relative path is an error");
+        #[cfg(unix)]
+        assert_eq!(values(&format!("{base}/colink/")), Vec::<String>::new(), "not through a link");
     }
 
     #[test]

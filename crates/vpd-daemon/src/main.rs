@@ -70,6 +70,10 @@ fn fail(e: &vpd_daemon::Error, json: bool) -> ExitCode {
     } else {
         eprintln!("error: {}", e.message);
     }
+    // A service manager must not keep restarting a daemon whose home already has one.
+    if e.code == vpd_daemon::ErrorCode::DaemonRunning {
+        return ExitCode::from(vpd_daemon::service::EXIT_ALREADY_RUNNING);
+    }
     ExitCode::from(1)
 }
 

@@ -8,8 +8,20 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use std::path::{Path, PathBuf};
 
-/// The unit's name.
-pub const UNIT: &str = "vpd.service";
+/// The exit status of `vpd daemon` when another daemon already runs for the home: the unit
+/// does not restart on it (`RestartPreventExitStatus`).
+pub const EXIT_ALREADY_RUNNING: u8 = 3;
+
+/// The unit's name for `home`: `vpd.service` for the default home, `vpd-<8 hex>.service`
+/// (from the home's path) for another, so two homes never share one unit.
+pub fn unit_name(home: &Home) -> String {
+    if Home::default_root().is_some_and(|d| d == home.root()) {
+        return "vpd.service".into();
+    }
+    let hash = vpd_core::file_hash(home.root().display().to_string().as_bytes());
+    let hex: String = hash.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect();
+    format!("vpd-{hex}.service")
+}
 
 /// `vpd install --service …`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +46,13 @@ impl std::str::FromStr for Service {
     }
 }
 
-/// Where the user unit lives.
-pub fn unit_path() -> Option<PathBuf> {
+/// Where the user unit of `home` lives.
+pub fn unit_path(home: &Home) -> Option<PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| crate::home::user_home().map(|h| h.join(".config")))?;
-    Some(config.join("systemd/user").join(UNIT))
+    Some(config.join("systemd/user").join(unit_name(home)))
 }
 
 /// The unit's text: `vpd daemon` for `home` (named unless it is the default home).
@@ -59,7 +71,7 @@ pub fn unit_text(vpd_exe: &Path, home: &Home) -> String {
     format!(
         "# Written by `vpd install --service systemd`; `vpd install --service none` removes it.\n\
          [Unit]\nDescription=Viewport machine daemon (vpd)\nAfter=network-online.target\n\n\
-         [Service]\nExecStart={exec}\nRestart=on-failure\nRestartSec=5\n\n\
+         [Service]\nExecStart={exec}\nRestart=on-failure\nRestartSec=5\nRestartPreventExitStatus={EXIT_ALREADY_RUNNING}\n\n\
          [Install]\nWantedBy=default.target\n"
     )
 }
@@ -93,16 +105,18 @@ fn user_name() -> String {
     std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "$USER".into())
 }
 
-/// Writes and enables the user unit for `vpd_exe` and `home`.
+/// Writes and enables the user unit for `vpd_exe` and `home`. The caller stops a daemon
+/// started otherwise first: the unit starts its own (`--now`).
 pub fn install_systemd_unit(vpd_exe: &Path, home: &Home) -> Result<SystemdInstalled> {
     if !cfg!(target_os = "linux") {
         return Err(Error::new(ErrorCode::InvalidArgument, "--service systemd is for Linux; use --service autostart on this system"));
     }
-    let unit = unit_path().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "no home directory for the systemd user unit"))?;
+    let unit = unit_path(home).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "no home directory for the systemd user unit"))?;
+    let name = unit_name(home);
     let dir = unit.parent().expect("a unit path has a folder");
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     crate::store::write_atomic(&unit, unit_text(vpd_exe, home).as_bytes())?;
-    let enabled = run("systemctl", &["--user", "daemon-reload"]) && run("systemctl", &["--user", "enable", "--now", UNIT]);
+    let enabled = run("systemctl", &["--user", "daemon-reload"]) && run("systemctl", &["--user", "enable", "--now", &name]);
     let user = user_name();
     let linger = std::process::Command::new("loginctl")
         .args(["show-user", &user, "--property=Linger"])
@@ -111,17 +125,17 @@ pub fn install_systemd_unit(vpd_exe: &Path, home: &Home) -> Result<SystemdInstal
     Ok(SystemdInstalled {
         unit,
         enabled,
-        enable_command: (!enabled).then(|| format!("systemctl --user daemon-reload && systemctl --user enable --now {UNIT}")),
+        enable_command: (!enabled).then(|| format!("systemctl --user daemon-reload && systemctl --user enable --now {name}")),
         linger,
         linger_command: (!linger).then(|| format!("loginctl enable-linger {user}")),
     })
 }
 
-/// Stops, disables and removes the user unit, if `vpd install --service systemd` wrote one;
-/// says what it removed.
-pub fn disable_systemd_unit() -> Result<Option<String>> {
-    let Some(unit) = unit_path().filter(|u| u.is_file()) else { return Ok(None) };
-    let _ = run("systemctl", &["--user", "disable", "--now", UNIT]);
+/// Stops, disables and removes the user unit of `home`, if `vpd install --service systemd`
+/// wrote one; says what it removed. (Its daemon stops with it.)
+pub fn disable_systemd_unit(home: &Home) -> Result<Option<String>> {
+    let Some(unit) = unit_path(home).filter(|u| u.is_file()) else { return Ok(None) };
+    let _ = run("systemctl", &["--user", "disable", "--now", &unit_name(home)]);
     std::fs::remove_file(&unit).map_err(|e| Error::io(format!("removing {}", unit.display()), e))?;
     let _ = run("systemctl", &["--user", "daemon-reload"]);
     Ok(Some(format!("the systemd user unit {}", unit.display())))
@@ -135,7 +149,9 @@ mod tests {
     fn the_unit_starts_vpd_daemon_for_its_home() {
         let t = unit_text(Path::new("/opt/my apps/vpd"), &Home::at("/tmp/a home"));
         assert!(t.contains("ExecStart=\"/opt/my apps/vpd\" daemon --home \"/tmp/a home\"\n"), "{t}");
-        assert!(t.contains("WantedBy=default.target") && t.contains("Restart=on-failure"), "{t}");
+        assert!(t.contains("WantedBy=default.target") && t.contains("Restart=on-failure") && t.contains("RestartPreventExitStatus=3"), "{t}");
+        let (a, b) = (unit_name(&Home::at("/tmp/a home")), unit_name(&Home::at("/tmp/b home")));
+        assert!(a.starts_with("vpd-") && a.ends_with(".service") && a != b, "one unit per home: {a} {b}");
         assert_eq!("systemd".parse::<Service>(), Ok(Service::Systemd));
         assert!("launchd".parse::<Service>().unwrap_err().contains("autostart, systemd or none"));
     }

@@ -58,6 +58,8 @@ pub struct Suggestions {
     /// announced again when what it asks changes (a "not paired" repo whose org was paired
     /// since now asks "Bind").
     seen: HashSet<(String, String, String)>,
+    /// (directory, org) hidden with "Not now": until the daemon restarts.
+    dismissed: HashSet<(String, String)>,
 }
 
 impl Suggestions {
@@ -67,12 +69,29 @@ impl Suggestions {
 
     /// Adds `s` unless it was seen in this run. True when it is new (announce it).
     pub fn offer(&mut self, s: Suggestion) -> bool {
+        if self.dismissed.contains(&(s.directory.clone(), s.org_id.clone())) {
+            return false;
+        }
         if !self.seen.insert((s.directory.clone(), s.org_id.clone(), s.kind.to_string())) {
             return false;
         }
         self.pending.retain(|p| !(p.directory == s.directory && p.org_id == s.org_id));
         self.pending.push(s);
         true
+    }
+
+    /// "Not now": hidden until the daemon restarts, whatever changes meanwhile.
+    pub fn dismiss(&mut self, directory: &str, org_id: &str) {
+        self.dismissed.insert((directory.to_string(), org_id.to_string()));
+        self.remove(directory, org_id);
+    }
+
+    /// The pairings changed: what each directory asks may have changed, so anything not
+    /// pending now may be announced again (a repository that asked "Bind" before an unpair
+    /// and again after); a pending one is not announced twice.
+    pub fn pairings_changed(&mut self) {
+        let pending = &self.pending;
+        self.seen.retain(|(d, o, k)| pending.iter().any(|p| &p.directory == d && &p.org_id == o && &p.kind.to_string() == k));
     }
 
     /// Forgets that (directory, org) was seen, so it is announced again (an undone "Never").
@@ -89,17 +108,27 @@ impl Suggestions {
 /// Drops the suggestions that no longer apply (bound, declined or paired since, from any
 /// process) and returns the rest. Reads files (call from a blocking context), without
 /// holding the lock while it does.
-pub fn revalidate(list: &std::sync::Mutex<Suggestions>, home: &Home) -> Vec<Suggestion> {
+/// A suggestion whose question changed (a "not paired" one whose org was paired since) is
+/// returned in the second list, to be offered (and announced) again as it is now.
+pub fn revalidate(list: &std::sync::Mutex<Suggestions>, home: &Home) -> (Vec<Suggestion>, Vec<Suggestion>) {
     let pending = list.lock().unwrap().pending();
-    let stale: Vec<&Suggestion> = pending
-        .iter()
-        .filter(|s| !matches!(check(home, Path::new(&s.directory), &s.source), Ok(Some(now)) if now.org_id == s.org_id && now.kind == s.kind))
-        .collect();
+    let mut stale = Vec::new();
+    let mut changed = Vec::new();
+    for s in &pending {
+        match check(home, Path::new(&s.directory), &s.source) {
+            Ok(Some(now)) if now.org_id == s.org_id && now.kind == s.kind => {}
+            Ok(Some(now)) if now.org_id == s.org_id => {
+                stale.push(s);
+                changed.push(now);
+            }
+            _ => stale.push(s),
+        }
+    }
     let mut l = list.lock().unwrap();
     for s in &stale {
         l.remove(&s.directory, &s.org_id);
     }
-    l.pending()
+    (l.pending(), changed)
 }
 
 /// The suggestion for `dir`, if its hint asks something. Reads files.
@@ -226,5 +255,47 @@ pub fn answer(home: &Home, directory: &str, org_id: &str, kind: Option<Suggestio
                 format!("this machine is not paired with {}: pair with it first (Pair with workspace…)", s.org_name),
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(dir: &str, kind: SuggestionKind) -> Suggestion {
+        Suggestion {
+            directory: dir.into(),
+            display: dir.into(),
+            org_id: "ORG".into(),
+            pairing_id: None,
+            server: None,
+            org_name: "Acme".into(),
+            kind,
+            source: "watched".into(),
+            at: "t".into(),
+        }
+    }
+
+    #[test]
+    fn announced_once_per_kind_dismissed_stays_hidden_and_pairings_reopen_only_what_is_gone() {
+        let mut l = Suggestions::default();
+        assert!(l.offer(s("/a", SuggestionKind::Pair)));
+        assert!(!l.offer(s("/a", SuggestionKind::Pair)), "once");
+        // The org was paired: the same repository now asks Bind, announced, replacing it.
+        assert!(l.offer(s("/a", SuggestionKind::Bind)));
+        assert_eq!(l.pending().len(), 1);
+        assert_eq!(l.pending()[0].kind, SuggestionKind::Bind);
+        // A pairing change does not announce a pending one twice.
+        l.pairings_changed();
+        assert!(!l.offer(s("/a", SuggestionKind::Bind)));
+        // Bound (gone from pending), unpaired, paired again: announced again.
+        l.remove("/a", "ORG");
+        l.pairings_changed();
+        assert!(l.offer(s("/a", SuggestionKind::Bind)));
+        // Not now: hidden whatever changes, until the daemon restarts.
+        l.dismiss("/a", "ORG");
+        l.pairings_changed();
+        assert!(!l.offer(s("/a", SuggestionKind::Pair)) && !l.offer(s("/a", SuggestionKind::Bind)));
+        assert!(l.pending().is_empty());
     }
 }

@@ -67,6 +67,10 @@ pub async fn rename(State(state): State<AppState>, ApiJson(body): ApiJson<Rename
     let target = authenticate(&state, &body.credential).await?;
     let name = body.name.trim().to_string();
     util::validate_name("the machine name", &name).map_err(ApiErr::bad_request)?;
+    // Nothing that reorders or hides text on the Machines page either.
+    if !name.chars().all(vpd_proto::limits::allowed) {
+        return Err(ApiErr::bad_request("the machine name must not contain invisible or direction-changing characters"));
+    }
     let (ws, id, n) = (target.workspace_id, target.machine_id.clone(), name.clone());
     let actor = crate::roles::Actor::Machine { id: target.machine_id };
     state.db(move |s| s.rename_machine(&ws, &id, &n, &actor, util::now())).await?;

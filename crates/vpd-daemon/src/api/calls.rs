@@ -47,6 +47,9 @@ pub struct GetPairJob;
 /// Cancel the running pair job.
 #[derive(Debug, Clone, Copy)]
 pub struct CancelPairJob;
+/// The watched folders changed in `config.json`: scan them again.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchedChanged;
 /// Start a pair job (the tray's "Pair with workspace…").
 #[derive(Debug, Clone)]
 pub struct StartPairJob(pub PairParams);
@@ -74,6 +77,7 @@ calls! {
     UnpairParams => Unpaired, |p| Request::Unpair(p);
     RenameParams => Renamed, |p| Request::Rename(p);
     ResumeBindingsParams => Vec<String>, |p| Request::ResumeBindings(p);
+    WatchedChanged => Ack, |_| Request::WatchedChanged;
     ReconnectParams => Vec<String>, |p| Request::Reconnect(p);
     SessionStartParams => crate::sessions::SessionInfo, |p| Request::SessionStart(p);
     SessionFrameParams => Ack, |p| Request::SessionFrame(p);

@@ -46,6 +46,8 @@ pub enum Request {
     Rename(RenameParams),
     /// "Resume N directory bindings of …?" answered yes (the tray's notification).
     ResumeBindings(ResumeBindingsParams),
+    /// `config.json`'s watched folders changed (the tray's first start): scan them again.
+    WatchedChanged,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -109,6 +109,10 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
         Request::Status => answer::<c::GetStatus>(backend.status().await),
         Request::Unpair(q) => answer::<p::UnpairParams>(backend.unpair(&q.org, q.after()).await),
         Request::Rename(q) => answer::<p::RenameParams>(backend.rename(q.org, q.name).await),
+        Request::WatchedChanged => {
+            backend.watched_changed();
+            answer::<c::WatchedChanged>(Ok(c::Ack::OK))
+        }
         Request::ResumeBindings(q) => answer::<p::ResumeBindingsParams>(backend.resume_bindings(q.pairing_id).await),
         Request::UiLink(q) => answer::<p::UiLinkParams>(backend.ui_link(q.next.as_deref())),
         Request::Events(q) => return events(&backend, q.since, write).await,
