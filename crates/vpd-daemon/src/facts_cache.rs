@@ -250,9 +250,9 @@ impl Inner {
         let locals: Vec<(PathBuf, FileId)> = dir
             .ancestors()
             .map(walk::local_file)
-            .filter_map(|p| match FileId::of(&p) {
-                FileId::Missing => None,
-                id => Some((p, id)),
+            .filter_map(|p| {
+                let id = FileId::of(&p);
+                (id != FileId::Missing).then_some((p, id))
             })
             .collect();
         let facts = walk::gather(dir);

@@ -184,7 +184,7 @@ impl UserDir {
             }
         };
         let written = (|| -> Result<()> {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode as _)).map_err(io)?;
             let mut f = std::fs::File::from(fd);
             f.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             f.sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
