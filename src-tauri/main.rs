@@ -540,9 +540,16 @@ fn open_window(tray: &Tray, next: Option<&str>) {
         let _ = child.wait();
     }
     let exe = std::env::current_exe().map(|e| e.with_file_name(WINDOW_BINARY)).unwrap_or_else(|_| WINDOW_BINARY.into());
-    let spawned = Command::new(&exe).arg(&link.url).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    // The login link goes on the window's stdin: process arguments are readable by other
+    // local users (issue 12 item 2).
+    let spawned = Command::new(&exe).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
     match spawned {
         Ok(mut child) => {
+            if let Some(stdin) = child.stdin.as_mut() {
+                if let Err(e) = writeln!(stdin, "{}", link.url).and_then(|_| stdin.flush()) {
+                    tracing::warn!(error = %e, "cannot hand the login link to the window");
+                }
+            }
             if let Some(out) = child.stdout.take() {
                 std::thread::spawn(move || {
                     for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {

@@ -1,6 +1,7 @@
-//! `viewport-window URL`: the Viewport window, a Tauri app showing the daemon's web UI at a
-//! one-time login link. The tray starts it on "Open Viewport" and writes further URLs to
-//! its stdin (one per line) to show another page; it exits when its window is closed (or
+//! `viewport-window`: the Viewport window, a Tauri app showing the daemon's web UI at a
+//! one-time login link, which the tray writes on its standard input (never in its
+//! arguments, which other local users can read). The tray starts it on "Open Viewport" and
+//! writes further URLs to its stdin (one per line) to show another page; it exits when its window is closed (or
 //! when the tray goes away), so no webview process outlives the window.
 //!
 //! It prints `loaded <path>` on stdout each time a page has loaded (the tray logs it).
@@ -73,8 +74,17 @@ fn main() {
     if std::env::var_os("GDK_GL").is_none() {
         std::env::set_var("GDK_GL", "disable");
     }
-    let Some(url) = std::env::args().nth(1).as_deref().and_then(loopback_ui) else {
-        eprintln!("usage: viewport-window http://127.0.0.1:PORT/login?t=… (started by the Viewport tray)");
+    // The one-time login link arrives on standard input, never in the arguments: another
+    // local user can read a process's arguments (`ps`), and on a system without the web UI's
+    // same-user check the link alone would let them in.
+    if std::env::args_os().len() > 1 {
+        eprintln!("usage: viewport-window (started by the Viewport tray; it reads the login link on its standard input, never from its arguments)");
+        std::process::exit(2);
+    }
+    let mut first = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut first);
+    let Some(url) = loopback_ui(first.trim()) else {
+        eprintln!("viewport-window: expected the Viewport UI's login link (http://127.0.0.1:PORT/login?t=…) on standard input");
         std::process::exit(2);
     };
     let t0 = Instant::now();

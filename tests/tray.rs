@@ -183,6 +183,16 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     bus.click_label("Open Viewport");
     wait_until("the window's page loaded", Duration::from_secs(30), || m.logs().contains("window page loaded"));
     assert!(children_named(tray_pid, "WebKit") > 0, "the window runs a webview");
+    // The login link never sits in a process's arguments, where other users could read it
+    // (issue 12 item 2): the window gets it on its standard input.
+    let leaked: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("/login?t="))
+        .collect();
+    assert!(leaked.is_empty(), "a login link in a command line: {leaked:?}");
     std::thread::sleep(Duration::from_secs(2));
     let shot = artifacts().join("tray-window.png");
     let status = Command::new("import").args(["-window", "root"]).arg(&shot).status().expect("imagemagick's import");
