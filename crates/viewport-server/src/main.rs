@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
             }
         }
         Command::Admin(args) => cli::admin::run(args),
+        Command::Release(cmd) => cli::release::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -98,3 +98,41 @@ fn admin_commands_work_on_a_temp_db() {
     // Tenancy: the other org lists nothing.
     assert_eq!(ok(run(&db, &["machine", "list", "--org", "two", "--json"], None)).trim(), "[]");
 }
+
+/// Issue 13 item 5: `release keygen` and `release sign` run without a database; what they
+/// sign is what vpd verifies; a key is never replaced; bad input writes nothing.
+#[test]
+fn release_keygen_and_sign_offline() {
+    use std::os::unix::fs::PermissionsExt;
+    use vpd_core::release::{verify, Expect, Version};
+    let t = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_viewport-server")).args(args).current_dir(t.path()).output().unwrap();
+    let keys = t.path().join("keys");
+    let out = run(&["release", "keygen", "--out", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keys.join("release.key")), 0o600, "the secret key is private");
+    let public = std::fs::read_to_string(keys.join("release.pub")).unwrap();
+    let again = run(&["release", "keygen", "--out", keys.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never replaced"));
+    assert_eq!(std::fs::read_to_string(keys.join("release.pub")).unwrap(), public, "the key is unchanged");
+
+    let file = t.path().join("vpd");
+    std::fs::write(&file, b"a release build of vpd").unwrap();
+    let key = keys.join("release.key");
+    let sign = |version: &str, arch: &str| {
+        run(&["release", "sign", file.to_str().unwrap(), "--key", key.to_str().unwrap(), "--version", version, "--os", "linux", "--arch", arch])
+    };
+    for (version, arch) in [("0.2", "x86_64"), ("0.2.0", "X86 64")] {
+        let bad = sign(version, arch);
+        assert!(!bad.status.success(), "{version} {arch}");
+        assert!(!t.path().join("vpd.minisig").exists(), "nothing written for bad input");
+    }
+    let ok = sign("0.2.0", "x86_64");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let sig = std::fs::read_to_string(t.path().join("vpd.minisig")).unwrap();
+    let here = Expect { os: "linux", arch: "x86_64", installed: Version(0, 1, 0) };
+    let r = verify(b"a release build of vpd", &sig, &public, &here).unwrap();
+    assert_eq!((r.version, r.size), (Version(0, 2, 0), 22));
+    assert!(verify(b"a release build of vpd!", &sig, &public, &here).is_err());
+}

@@ -14,6 +14,7 @@ pub mod hint;
 pub mod origin;
 pub mod outbox;
 pub mod relay_policy;
+pub mod release;
 pub mod resolve;
 
 pub use files::{file_hash, LocalFile, Streaming, WorkspaceHint, MAX_BINDING_FILE};

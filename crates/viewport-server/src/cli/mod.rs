@@ -1,6 +1,7 @@
 //! The command line: `serve` and `admin …`.
 
 pub mod admin;
+pub mod release;
 pub mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -20,6 +21,41 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage users, workspaces, members, machines and pairing codes in the database.
     Admin(AdminArgs),
+    /// Sign releases offline, on the release manager's machine: no database, and the server
+    /// never holds the private key.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCommand {
+    /// Make a release signing key: DIR/release.key (secret, 0600) and DIR/release.pub (what
+    /// machines trust with `vpd update --trust-key`). Never overwrites a key.
+    #[command(after_help = "Example:\n  viewport-server release keygen --out ~/viewport-release-key")]
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Sign FILE as release VERSION for OS/ARCH: writes FILE.minisig (minisign format, the
+    /// one Tauri's updater reads), whose signed comment names the version, OS, architecture,
+    /// SHA-256 and size.
+    #[command(
+        after_help = "Example:\n  viewport-server release sign vpd --key ~/viewport-release-key/release.key --version 0.2.0 --os linux --arch x86_64"
+    )]
+    Sign {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// MAJOR.MINOR.PATCH.
+        #[arg(long)]
+        version: String,
+        /// linux, macos or windows.
+        #[arg(long)]
+        os: String,
+        /// x86_64 or aarch64.
+        #[arg(long)]
+        arch: String,
+    },
 }
 
 #[derive(Args, Debug)]
