@@ -566,8 +566,13 @@
     }
     if (!r.ok) { showAlert(errorOf(r).message); return; }
     if (ui.bind !== b) return;
+    // A preview still on its way (the field's change event as Bind was clicked) describes
+    // a folder no longer in the form: it must not land.
+    b.seq++;
+    clearTimeout(b.timer);
     b.result = r.data;
     b.preview = null;
+    b.previewError = null;
     b.recursive = null;
     b.completions = [];
     ui.drafts['bind-path'] = '';

@@ -163,6 +163,9 @@ test('log in, pair, bind from a suggestion, see a session, see a revocation', as
     await shot(page, '07b-bind-folder');
     await page.locator('#bind-form').getByRole('button', { name: 'Bind', exact: true }).click();
     await page.locator('#bind-result').getByText('every repository below it: 2 today, and any cloned there later').waitFor({ timeout: 10000 });
+    // The form is ready for the next folder: no description of the one just bound.
+    await page.locator('#bind-explain').getByText('Sessions started in the folder you bind stream to the organization you choose.').waitFor();
+    assert.equal(await page.locator('#bind-recursive').isChecked(), false);
     await page.locator('tr', { hasText: '~/clients/acme' }).getByText('(and subfolders)').waitFor({ timeout: 10000 });
     await shot(page, '07c-bind-folder-bound');
     // Completion needs the page's CSRF header, even on GET.
