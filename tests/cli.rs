@@ -164,3 +164,29 @@ fn help_has_examples_and_completions_exist() {
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("unpair"), "{shell}");
     }
 }
+
+/// Issue 13 item 4: a daemon from before the local API's protocol version (it answers `ping`
+/// without one) is named as older, with what to do, instead of being misread.
+#[test]
+fn an_older_daemon_is_named_with_what_to_do() {
+    use std::io::Write;
+    let m = Machine::new();
+    let home = m.home();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(home.join("vpd.sock")).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(5).flatten() {
+            let mut line = String::new();
+            let mut r = std::io::BufReader::new(&conn);
+            if r.read_line(&mut line).is_ok() && line.contains("\"ping\"") {
+                let mut w = &conn;
+                let _ = writeln!(w, r#"{{"type":"result","result":{{"pid":4242,"version":"0.0.9","home":"old"}}}}"#);
+            }
+        }
+    });
+    let err = m.fails(&["ui", "--no-browser"]);
+    assert_eq!(err["code"], "version_mismatch", "{err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(msg.contains("vpd 0.0.9") && msg.contains("older than this vpd") && msg.contains("vpd daemon stop"), "{msg}");
+}

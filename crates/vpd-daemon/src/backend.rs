@@ -86,6 +86,7 @@ impl Backend {
         Pong {
             pid: self.pid,
             version: crate::VERSION.into(),
+            protocol: crate::api::protocol::PROTOCOL,
             home: self.home.root().display().to_string(),
             proxy: Some(crate::proxy::Proxies::current().describe()),
         }

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     DaemonUnavailable,
     /// Another daemon holds the home.
     DaemonRunning,
+    /// The running daemon speaks another version of the local API than this vpd (one of
+    /// them was updated and the other not yet restarted).
+    VersionMismatch,
     /// The daemon runs but its web UI is still starting (try again in a moment).
     UiStarting,
     /// A pairing started from the UI or the tray is running already, or none is running

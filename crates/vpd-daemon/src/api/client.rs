@@ -113,7 +113,8 @@ pub fn daemon_exe(vpd_exe: &Path) -> Result<std::path::PathBuf> {
 /// Pings the daemon of `home`, starting it (the `vpd-daemon` beside `exe`, the `vpd` binary)
 /// in the background when none answers.
 pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
-    if let Ok(p) = call(home, &Request::Ping, Duration::from_secs(2)) {
+    if let Ok(p) = call::<super::protocol::Pong>(home, &Request::Ping, Duration::from_secs(2)) {
+        super::protocol::check_protocol(&p)?;
         return Ok(p);
     }
     home.ensure()?;

@@ -8,6 +8,41 @@ use serde::{Deserialize, Serialize};
 /// Longest line either side accepts.
 pub const MAX_LINE: usize = 1024 * 1024;
 
+/// The version of this protocol, in every `ping` answer (issue 13 item 4). A change that an
+/// older peer cannot read raises it; adding a request or a field does not. A daemon from
+/// before the field answers without it: version 1.
+pub const PROTOCOL: u32 = 2;
+
+fn protocol_one() -> u32 {
+    1
+}
+
+/// `Ok` when a daemon answering `pong` can serve this vpd; else what to do, naming which of
+/// the two to update or restart.
+pub fn check_protocol(pong: &Pong) -> crate::error::Result<()> {
+    use crate::error::{Error, ErrorCode};
+    match pong.protocol.cmp(&PROTOCOL) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(Error::new(
+            ErrorCode::VersionMismatch,
+            format!(
+                "the running daemon (vpd {}, pid {}) is older than this vpd ({}): stop it with `vpd daemon stop` and run the command again, which starts the new one",
+                pong.version,
+                pong.pid,
+                crate::VERSION
+            ),
+        )),
+        std::cmp::Ordering::Greater => Err(Error::new(
+            ErrorCode::VersionMismatch,
+            format!(
+                "the running daemon (vpd {}) is newer than this vpd ({}); use the vpd installed with it (an older copy is first on PATH?)",
+                pong.version,
+                crate::VERSION
+            ),
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 pub enum Request {
@@ -313,8 +348,29 @@ pub struct Unpaired {
 pub struct Pong {
     pub pid: u32,
     pub version: String,
+    /// [`PROTOCOL`] of the daemon (1 when absent: a daemon from before it).
+    #[serde(default = "protocol_one")]
+    pub protocol: u32,
     pub home: String,
     /// The proxies this daemon uses, described (`vpd doctor` shows it).
     #[serde(default)]
     pub proxy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protocol_mismatch_names_which_side_to_update() {
+        let pong = |protocol| Pong { pid: 7, version: "9.9.9".into(), protocol, home: "h".into(), proxy: None };
+        assert!(check_protocol(&pong(PROTOCOL)).is_ok());
+        let older = check_protocol(&pong(PROTOCOL - 1)).unwrap_err();
+        assert!(older.message.contains("older than this vpd") && older.message.contains("vpd daemon stop"), "{}", older.message);
+        let newer = check_protocol(&pong(PROTOCOL + 1)).unwrap_err();
+        assert!(newer.message.contains("newer than this vpd") && newer.code == crate::error::ErrorCode::VersionMismatch, "{}", newer.message);
+        // A daemon from before the field: version 1.
+        let old: Pong = serde_json::from_str(r#"{"pid":1,"version":"0.0.9","home":"h"}"#).unwrap();
+        assert_eq!(old.protocol, 1);
+    }
 }
