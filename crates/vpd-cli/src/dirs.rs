@@ -137,8 +137,8 @@ pub fn hint(home: &Home, dir: &Path, reset: bool, all: bool, no_prompt: bool, ou
         HintAction::Warn { dir, message } => {
             eprintln!("vpd: ignoring {}/.viewport ({message}); sessions here run local-only.", show(&dir))
         }
-        // Said once per repository until the pairings change, not on every `cd` (issue 11
-        // item 5); the tray's notification is its own once.
+        // Said once per repository until the pairings change, not on every `cd`, here or by
+        // the tray (SPEC A4).
         HintAction::NotPaired { label, dir, org_id } => {
             if binding::say_not_paired_once(home, &dir, &org_id, "terminal").unwrap_or(true) {
                 eprintln!("vpd: {}", not_paired_message(&label, &org_id));

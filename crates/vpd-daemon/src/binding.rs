@@ -435,15 +435,16 @@ pub fn decline(home: &Home, dir: &Path, org_id: &str, pairing_id: Option<&str>, 
 /// Most "not paired" notices kept: the oldest go first.
 const MAX_NOTICES: usize = 500;
 
-/// "This repo suggests org X, but you're not paired to it" is said once per repository, org
-/// and `surface` (`terminal`, `notification`) until the pairings change (issue 11 item 5):
-/// true (and remembered) when it should be said now. Declined ones are never said.
+/// "This repo suggests org X, but you're not paired to it" is said once per repository and
+/// org until the pairings change (SPEC A4), by whichever says it first — the terminal's
+/// `vpd hint` or the tray's notification (`surface`, kept for the record): true (and
+/// remembered) when it should be said now. Declined ones are never said. The window lists the
+/// suggestion either way.
 pub fn say_not_paired_once(home: &Home, dir: &Path, org_id: &str, surface: &str) -> Result<bool> {
     let mut ids: Vec<String> = config::load(home)?.pairings.into_iter().map(|p| p.org.pairing_id).collect();
     ids.sort();
     let pairings = ids.join(",");
-    let said =
-        |d: &records::Declines| d.notices.iter().any(|n| n.directory == dir && n.org_id == org_id && n.surface == surface && n.pairings == pairings);
+    let said = |d: &records::Declines| d.notices.iter().any(|n| n.directory == dir && n.org_id == org_id && n.pairings == pairings);
     let declined = |d: &records::Declines| d.declines.iter().any(|x| x.directory == dir && x.org_id == org_id);
     let now = records::load_declines(home)?;
     if said(&now) || declined(&now) {
@@ -453,7 +454,7 @@ pub fn say_not_paired_once(home: &Home, dir: &Path, org_id: &str, surface: &str)
         if said(d) || declined(d) {
             return Ok(false);
         }
-        d.notices.retain(|n| !(n.directory == dir && n.org_id == org_id && n.surface == surface));
+        d.notices.retain(|n| !(n.directory == dir && n.org_id == org_id));
         d.notices.push(records::NoticeRecord {
             directory: dir.to_path_buf(),
             org_id: org_id.into(),

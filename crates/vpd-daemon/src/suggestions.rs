@@ -6,8 +6,8 @@
 //! A "Never" goes to `hint-declines.json`, the same cache `vpd hint` uses; a "Not now" hides
 //! the suggestion until the daemon restarts. Each suggestion is announced once per daemon run
 //! and kind, and they are all looked at again whenever the pairings change. A "not paired"
-//! one is announced once per repository until the pairings change, across restarts and in
-//! the terminal alike ([`crate::binding::say_not_paired_once`]).
+//! one is said once per repository until the pairings change, across restarts, by the
+//! terminal or the tray, whichever comes first ([`crate::binding::say_not_paired_once`]).
 
 use crate::binding;
 use crate::error::{Error, ErrorCode, Result};
