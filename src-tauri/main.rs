@@ -15,7 +15,7 @@ mod core;
 mod menu;
 mod notifications;
 
-use menu::MenuModel;
+use menu::{MenuModel, PairingWait};
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -366,10 +366,10 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
         // The window's Directories page, on its "Bind a folder" form.
         "bind" => open_window(&tray, Some("/#/directories?bind=1")),
         "pair_reopen" => {
-            let url = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairing.as_ref()).and_then(|p| p.url.clone());
-            if let Some(url) = url {
+            let wait = tray.shown.lock().unwrap().as_ref().and_then(|m| m.pairing.clone());
+            if let Some(PairingWait { url: Some(url), code, .. }) = wait {
                 if !open_browser(&url) {
-                    browser_failed(&tray, &url);
+                    browser_failed(&tray, &url, code.as_deref().unwrap_or_default());
                 }
             }
         }
@@ -427,8 +427,7 @@ fn open_browser(url: &str) -> bool {
 
 /// The approval page could not be opened: a notification and the window give its address
 /// and the code, to open by hand (or on another device).
-fn browser_failed(tray: &Tray, url: &str) {
-    let code = tray.call(calls::GetPairJob).ok().flatten().and_then(|v| v.code).unwrap_or_default();
+fn browser_failed(tray: &Tray, url: &str, code: &str) {
     notify_error("Open this page to approve the pairing", &format!("{url}\nCode: {code}"));
     open_window(tray, Some("/#/"));
 }
@@ -455,7 +454,7 @@ fn pair(tray: &Tray) {
                     opened = true;
                     tray.refresh_soon();
                     if !open_browser(url) {
-                        browser_failed(tray, url);
+                        browser_failed(tray, url, view.code.as_deref().unwrap_or_default());
                     }
                 }
             }

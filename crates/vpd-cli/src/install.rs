@@ -83,7 +83,8 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
     // removing the systemd unit stops its daemon, and the unit starts its own.
     let mut replaced: Vec<String> = Vec::new();
     let entry = login_item::entry_for(&exe()?, home);
-    let ours = login_item::current().filter(|c| login_item::starts_home(c, home) || login_item::registers(c, &entry));
+    let registered = login_item::current();
+    let ours = registered.clone().filter(|c| login_item::starts_home(c, home) || login_item::registers(c, &entry));
     let mut item = None;
     let mut systemd = None;
     // The replaced login item's command line (`loginItemReplaced`, kept for scripts).
@@ -91,7 +92,7 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
     match service {
         Service::Autostart => {
             // Another home's entry (or another binary's) is replaced: say which.
-            if let Some(old) = login_item::current().filter(|b| !login_item::registers(b, &entry)) {
+            if let Some(old) = registered.filter(|b| !login_item::registers(b, &entry)) {
                 replaced.push(format!("the login item that started `{old}`"));
                 item_replaced = Some(old);
             }

@@ -6,7 +6,6 @@
 //! key and against what the machine expects (its OS and architecture, a version newer than
 //! the one installed). Pure: bytes in, a verdict out.
 
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// The trusted comment's first word.
@@ -56,7 +55,7 @@ pub struct Release {
 impl Release {
     /// Describes `file` as release `version` for `os`/`arch`.
     pub fn of(file: &[u8], version: Version, os: &str, arch: &str) -> Release {
-        Release { version, os: os.into(), arch: arch.into(), sha256: hex(&Sha256::digest(file)), size: file.len() as u64 }
+        Release { version, os: os.into(), arch: arch.into(), sha256: sha256_hex(file), size: file.len() as u64 }
     }
 
     /// The trusted comment: `viewport-release version=… os=… arch=… sha256=… size=…`.
@@ -169,14 +168,15 @@ pub fn verify(file: &[u8], signature: &str, public_key: &str, expect: &Expect<'_
     if release.size != file.len() as u64 {
         return Err(ReleaseError::WrongFile(format!("{} bytes, the signature says {}", file.len(), release.size)));
     }
-    if hex(&Sha256::digest(file)) != release.sha256 {
+    if sha256_hex(file) != release.sha256 {
         return Err(ReleaseError::WrongFile("its SHA-256 differs from the signed one".into()));
     }
     Ok(release)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 as lowercase hex: [`crate::file_hash`] without its `sha256:` prefix.
+fn sha256_hex(bytes: &[u8]) -> String {
+    crate::file_hash(bytes).trim_start_matches("sha256:").to_string()
 }
 
 #[cfg(test)]

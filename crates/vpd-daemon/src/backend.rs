@@ -524,10 +524,15 @@ impl Backend {
         r
     }
 
+    /// Runs file work off the async threads.
+    async fn off_thread<T: Send + 'static>(&self, f: impl FnOnce(&Home) -> Result<T> + Send + 'static) -> Result<T> {
+        let home = self.home.clone();
+        tokio::task::spawn_blocking(move || f(&home)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+    }
+
     /// Runs file work off the async threads and tells the UI something changed.
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Home) -> Result<T> + Send + 'static) -> Result<T> {
-        let home = self.home.clone();
-        let r = tokio::task::spawn_blocking(move || f(&home)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        let r = self.off_thread(f).await;
         self.touch();
         r
     }
@@ -547,15 +552,12 @@ impl Backend {
 
     /// "Bind a folder…": the directories a typed path may complete to.
     pub async fn complete_folder(&self, typed: String) -> Result<Vec<crate::folders::Completion>> {
-        tokio::task::spawn_blocking(move || crate::folders::complete(&typed)).await.map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+        self.off_thread(move |_| crate::folders::complete(&typed)).await
     }
 
     /// "Bind a folder…": what binding it would cover, before anything is written.
     pub async fn preview_folder(&self, directory: String) -> Result<crate::folders::Preview> {
-        let home = self.home.clone();
-        tokio::task::spawn_blocking(move || crate::folders::preview(&home, &directory))
-            .await
-            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?
+        self.off_thread(move |home| crate::folders::preview(home, &directory)).await
     }
 
     /// "Bind a folder…": binds it (`org` left out when exactly one is paired); a suggestion
@@ -571,9 +573,7 @@ impl Backend {
         let (d, o) = (directory.clone(), org_id.clone());
         let had = self.blocking(move |home| crate::binding::undo_decline(home, Path::new(&d), &o)).await?;
         self.suggestions.lock().unwrap().forget(&directory, &org_id);
-        let me_dir = PathBuf::from(&directory);
-        self.check_hint(me_dir, "watched").await;
-        self.watched.changed();
+        self.check_hint(PathBuf::from(directory), "watched").await;
         Ok(had)
     }
 
@@ -618,9 +618,14 @@ impl Backend {
             }
             // The other suggestions (sessions, the shell hook) are looked at again too: what a
             // directory asks changes with the pairings.
+            // (The watched folders' own were just checked by the scan.)
             let (home, pending) = (self.home.clone(), self.suggestions.lock().unwrap().pending());
             let now = tokio::task::spawn_blocking(move || {
-                pending.iter().filter_map(|s| crate::suggestions::check(&home, Path::new(&s.directory), &s.source).ok().flatten()).collect::<Vec<_>>()
+                pending
+                    .iter()
+                    .filter(|s| s.source != "watched")
+                    .filter_map(|s| crate::suggestions::check(&home, Path::new(&s.directory), &s.source).ok().flatten())
+                    .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_default();

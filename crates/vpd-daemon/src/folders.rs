@@ -74,16 +74,6 @@ pub fn complete(input: &str) -> Result<Vec<Completion>> {
     Ok(out)
 }
 
-/// An org the folder can be bound to.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrgChoice {
-    pub pairing_id: String,
-    pub name: String,
-    pub slug: String,
-    pub server: String,
-}
-
 /// What binding a folder would do.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,11 +88,9 @@ pub struct Preview {
     pub recommend_recursive: bool,
     /// Why, in a sentence the dialog shows.
     pub explanation: String,
-    /// The org name it is bound to now, if it is.
+    /// The org name it is bound to now, if it is. (The orgs to choose from are the state's
+    /// pairings: the form preselects the only one.)
     pub bound_to: Option<String>,
-    pub orgs: Vec<OrgChoice>,
-    /// The pairing to preselect: the only one, when exactly one is paired.
-    pub default_org: Option<String>,
 }
 
 pub fn preview(home: &Home, input: &str) -> Result<Preview> {
@@ -122,20 +110,6 @@ pub fn preview(home: &Home, input: &str) -> Result<Preview> {
         ),
     };
     let bound_to = crate::binding::bound_org(home, &dir).map(|org| config.of_org(&org).first().map(|p| p.workspace_name.clone()).unwrap_or(org));
-    let orgs: Vec<OrgChoice> = config
-        .pairings
-        .iter()
-        .map(|p| OrgChoice {
-            pairing_id: p.pairing_id.clone(),
-            name: p.workspace_name.clone(),
-            slug: p.workspace_slug.clone(),
-            server: p.server.clone(),
-        })
-        .collect();
-    let default_org = match orgs.as_slice() {
-        [only] => Some(only.pairing_id.clone()),
-        _ => None,
-    };
     Ok(Preview {
         display: vpd_core::resolve::display_dir(&dir, crate::home::user_home().as_deref()),
         directory: dir,
@@ -144,8 +118,6 @@ pub fn preview(home: &Home, input: &str) -> Result<Preview> {
         recommend_recursive: !inside && repos > 0,
         explanation,
         bound_to,
-        orgs,
-        default_org,
     })
 }
 

@@ -32,7 +32,7 @@ impl Entry {
 }
 
 /// `--home DIR` for a home other than the default one (none for the default).
-fn home_args(home: &Home) -> Vec<String> {
+pub(crate) fn home_args(home: &Home) -> Vec<String> {
     match Home::default_root() {
         Some(default) if default == home.root() => Vec::new(),
         _ => vec!["--home".to_string(), home.root().display().to_string()],
@@ -103,8 +103,9 @@ fn split_words(s: &str) -> Vec<String> {
 }
 
 /// A word as the system's command line needs it: quoted when it holds white space or quotes
-/// (auto-launch writes the words as given). Launch agents take each word as it is.
-fn quote(word: &str) -> String {
+/// (auto-launch writes the words as given; a systemd unit's ExecStart reads them the same
+/// way). Launch agents take each word as it is.
+pub(crate) fn quote(word: &str) -> String {
     if cfg!(target_os = "macos") || !word.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
         return word.to_string();
     }

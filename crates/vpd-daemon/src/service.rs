@@ -19,8 +19,8 @@ pub fn unit_name(home: &Home) -> String {
         return "vpd.service".into();
     }
     let hash = vpd_core::file_hash(home.root().display().to_string().as_bytes());
-    let hex: String = hash.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect();
-    format!("vpd-{hex}.service")
+    let hex = hash.trim_start_matches("sha256:");
+    format!("vpd-{}.service", &hex[..8])
 }
 
 /// `vpd install --service …`.
@@ -57,17 +57,9 @@ pub fn unit_path(home: &Home) -> Option<PathBuf> {
 
 /// The unit's text: `vpd daemon` for `home` (named unless it is the default home).
 pub fn unit_text(vpd_exe: &Path, home: &Home) -> String {
-    let quote = |s: &str| {
-        if s.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
-            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let mut exec = format!("{} daemon", quote(&vpd_exe.display().to_string()));
-    if Home::default_root().is_none_or(|d| d != home.root()) {
-        exec.push_str(&format!(" --home {}", quote(&home.root().display().to_string())));
-    }
+    // The same words, and quoting, as the login item of `vpd daemon` for this home.
+    let words = [vpd_exe.display().to_string(), "daemon".to_string()].into_iter().chain(crate::login_item::home_args(home));
+    let exec = words.map(|w| crate::login_item::quote(&w)).collect::<Vec<_>>().join(" ");
     format!(
         "# Written by `vpd install --service systemd`; `vpd install --service none` removes it.\n\
          [Unit]\nDescription=Viewport machine daemon (vpd)\nAfter=network-online.target\n\n\
