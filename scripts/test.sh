@@ -52,8 +52,11 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings || { echo
 ./scripts/check-platforms.sh || { echo "Platforms: a crate no longer type-checks for macOS or Windows (above)." >&2; status=1; }
 
 # The end-to-end tests run the real binaries (vpd, viewport-server, viewport-tray): build
-# them first.
+# them first. `vpd update`'s tests also install a higher version: the same vpd and
+# vpd-daemon reporting 0.99.0, built in target/next (its own target directory, so neither
+# build undoes the other).
 cargo build --workspace --bins --locked
+./scripts/build-next.sh
 # Everything but the tray: no display, no session bus (the keyring tests make their own).
 cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail \
   -E 'not (package(viewport-tray) & kind(test))' || status=1

@@ -61,6 +61,10 @@ struct Tray {
     window: Mutex<Option<Child>>,
     quitting: AtomicBool,
     started: Instant,
+    /// The newer release the update source offers, once checked (`vpd update`'s code).
+    update: Mutex<Option<vpd_daemon::update::Found>>,
+    /// An update runs: the core's stop is part of it, not a reason to exit.
+    updating: AtomicBool,
 }
 
 impl Tray {
@@ -149,6 +153,8 @@ fn main() {
         window: Mutex::new(None),
         quitting: AtomicBool::new(false),
         started,
+        update: Mutex::new(None),
+        updating: AtomicBool::new(false),
     });
 
     let t = tray.clone();
@@ -157,6 +163,8 @@ fn main() {
     std::thread::Builder::new().name("tray-refresh".into()).spawn(move || refresher(t, wake_rx)).expect("a thread");
     let t = tray.clone();
     std::thread::Builder::new().name("tray-events".into()).spawn(move || listen(t)).expect("a thread");
+    let t = tray.clone();
+    std::thread::Builder::new().name("tray-update".into()).spawn(move || check_updates(t)).expect("a thread");
 
     // The main thread owns the tray icon: it applies menu models until Quit. Without a
     // panel that shows StatusNotifierItems (a "host") the icon cannot be shown yet: the
@@ -253,6 +261,11 @@ fn build_menu(m: &MenuModel) -> Menu {
         add(&MenuItem::with_id(format!("waiting:{i}"), line, false, None));
     }
     add(&PredefinedMenuItem::separator());
+    if m.updating {
+        add(&MenuItem::with_id("update", "Updating…", false, None));
+    } else if let Some(v) = &m.update {
+        add(&MenuItem::with_id("update", format!("Update available: install vpd {v}"), true, None));
+    }
     add(&MenuItem::with_id("bind", "Bind a folder…", true, None));
     add(&MenuItem::with_id("open_ui", "Open Viewport", true, None));
     add(&CheckMenuItem::with_id("autostart", "Start at login", true, m.start_at_login, None));
@@ -265,6 +278,15 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
     let mut first = true;
     loop {
         if !tray.core.lock().unwrap().alive() {
+            if tray.updating.load(Ordering::SeqCst) {
+                // Stopped by the update, which restarts this tray into the new version.
+                let _ = wake.recv_timeout(Duration::from_millis(200));
+                continue;
+            }
+            if let Some(newer) = updated_tray() {
+                // `vpd update` in a terminal stopped this tray's core: the new version takes over.
+                restart_into(&tray, &newer);
+            }
             tracing::info!("the daemon core stopped: the tray exits");
             tray.quit();
             return;
@@ -288,6 +310,12 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
                 menu::unreachable(login)
             }
         };
+        let mut model = model;
+        model.update = tray.update.lock().unwrap().as_ref().and_then(|f| match &f.offer {
+            vpd_core::release::Offer::Newer(r) => Some(r.version.to_string()),
+            _ => None,
+        });
+        model.updating = tray.updating.load(Ordering::SeqCst);
         let changed = tray.shown.lock().unwrap().as_ref() != Some(&model);
         if changed {
             let _ = tray.ui.lock().unwrap().send(Ui::Show(model.clone()));
@@ -393,6 +421,7 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
             *tray.shown.lock().unwrap() = None;
             tray.refresh_soon();
         }
+        "update" => install_update(&tray),
         "quit" => tray.quit(),
         other => {
             if let Some(ws) = other.strip_prefix("open:") {
@@ -568,3 +597,89 @@ fn open_window(tray: &Tray, next: Option<&str>) {
 }
 
 const WINDOW_BINARY: &str = if cfg!(windows) { "viewport-window.exe" } else { "viewport-window" };
+
+/// The installation this tray runs from, when `vpd update` manages it: its root and the
+/// version running.
+fn installation() -> Option<(std::path::PathBuf, vpd_core::release::Version)> {
+    match vpd_daemon::update::find_install(&std::env::current_exe().ok()?) {
+        vpd_daemon::update::Install::Versioned { root, running, .. } => Some((root, running)),
+        _ => None,
+    }
+}
+
+/// The tray of a newer version `current` points at now (an update happened), if any.
+fn updated_tray() -> Option<std::path::PathBuf> {
+    let (root, running) = installation()?;
+    let current = vpd_daemon::update::current_version(&root)?;
+    let bin = vpd_daemon::update::current_bin(&root, "viewport-tray");
+    (current != running && bin.is_file()).then_some(bin)
+}
+
+/// Looks for a newer release at the trusted source: soon after start, then every six hours.
+/// Only an installation `vpd update` manages looks, and only with a source its user trusts.
+fn check_updates(tray: Arc<Tray>) {
+    let Some((_, running)) = installation() else { return };
+    std::thread::sleep(Duration::from_secs(10));
+    loop {
+        match vpd_daemon::update::trust(&tray.home).and_then(|t| vpd_daemon::update::find(&t, running)) {
+            Ok(found) => {
+                if let vpd_core::release::Offer::Newer(r) = &found.offer {
+                    tracing::info!(version = %r.version, "an update is available");
+                }
+                *tray.update.lock().unwrap() = Some(found);
+                tray.refresh_soon();
+            }
+            Err(e) => tracing::debug!(error = %e.message, "no update check"),
+        }
+        std::thread::sleep(Duration::from_secs(6 * 3600));
+    }
+}
+
+/// "Update available": the same code as `vpd update`; then this tray restarts into the new
+/// version, whose core takes over the sessions the old one kept.
+fn install_update(tray: &Arc<Tray>) {
+    let Some(found) = tray.update.lock().unwrap().clone() else { return };
+    let Some((root, running)) = installation() else { return };
+    if tray.updating.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tray.refresh_soon();
+    let result = vpd_daemon::update::trust(&tray.home)
+        .and_then(|trust| vpd_daemon::update::install(&tray.home, &trust, &root, &found, running, vpd_daemon::update::Restart::Caller, &mut |_| {}));
+    match result {
+        Ok(u) => {
+            tracing::info!(from = %u.from, to = %u.to, "updated; restarting the tray into the new version");
+            let bin = vpd_daemon::update::current_bin(&root, "viewport-tray");
+            restart_into(tray, &bin);
+            // Only if the new tray could not be started: run the daemon from the installation.
+            let _ = vpd_daemon::update::start_daemon(&tray.home, &root, u.to);
+            notify_error("Viewport was updated", &format!("vpd {} is installed; the tray could not restart: start it again", u.to));
+            tray.quit();
+        }
+        Err(e) => {
+            tray.updating.store(false, Ordering::SeqCst);
+            // An update that failed after the core stopped: start it again here.
+            if !tray.core.lock().unwrap().alive() {
+                if let Ok(core) = core::Core::start(tray.home.clone()) {
+                    *tray.core.lock().unwrap() = core;
+                }
+            }
+            notify_error("The update was not installed", &e.message);
+            tray.refresh_soon();
+        }
+    }
+}
+
+/// Replaces this process with `bin` (the tray of the new version), with the same arguments,
+/// after closing the window. Returns only if that failed.
+fn restart_into(tray: &Tray, bin: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    if let Some(mut w) = tray.window.lock().unwrap().take() {
+        drop(w.stdin.take());
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    tray.core.lock().unwrap().stop();
+    let e = Command::new(bin).args(std::env::args_os().skip(1)).exec();
+    tracing::error!(error = %e, bin = %bin.display(), "cannot start the updated tray");
+}

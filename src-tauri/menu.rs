@@ -15,6 +15,10 @@ pub struct MenuModel {
     pub pairing: Option<PairingWait>,
     /// Directory bindings that wait for a pairing (SPEC A3), one line per org and server.
     pub waiting: Vec<String>,
+    /// A newer release the trusted update source offers (issue 13): "Update to vpd X".
+    pub update: Option<String>,
+    /// An update is being installed.
+    pub updating: bool,
 }
 
 /// A running pairing as the menu shows it.
@@ -81,7 +85,7 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing: Option<Pairin
             ),
         })
         .collect();
-    MenuModel { status_line, health, pairings, start_at_login, pairing, waiting: waiting_lines(report) }
+    MenuModel { status_line, health, pairings, start_at_login, pairing, waiting: waiting_lines(report), update: None, updating: false }
 }
 
 /// "2 folders wait for Acme Engineering on https://…" per org and server.
@@ -113,6 +117,8 @@ pub fn unreachable(start_at_login: bool) -> MenuModel {
         start_at_login,
         pairing: None,
         waiting: Vec::new(),
+        update: None,
+        updating: false,
     }
 }
 

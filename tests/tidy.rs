@@ -239,7 +239,12 @@ fn vpd_core_does_no_io() {
         // url: parsing only (server origins, SPEC A1). minisign-verify: release.rs verifies
         // bytes it is given (the crate's `from_file` readers are never called: the scan above
         // refuses `std::fs` and `File::` here, and release.rs is checked for `from_file`).
-        assert!(["serde", "serde_yaml", "sha2", "base64", "url", "vpd-proto", "minisign-verify"].contains(n), "vpd-core depends on {n}: is it pure?");
+        // ed25519-dalek: release::describe checks a signature's description; serde_json:
+        // the release manifest's shape.
+        assert!(
+            ["serde", "serde_yaml", "sha2", "base64", "url", "vpd-proto", "minisign-verify", "ed25519-dalek", "serde_json"].contains(n),
+            "vpd-core depends on {n}: is it pure?"
+        );
     }
 }
 
@@ -341,4 +346,29 @@ fn states_are_never_compared_with_strings() {
             }
         }
     }
+}
+
+/// ARCHITECTURE.md (SPEC A10): "the update source and its key are set only by `vpd update
+/// --source --trust-key` on the command line": `update::save_trust` is called from the CLI's
+/// `update.rs` and nowhere else (no transport, no tray), `update.json` is named only by
+/// `update.rs`, and the trust is never read from an environment variable at run time.
+#[test]
+fn only_the_command_line_sets_the_update_source() {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["crates/vpd-daemon/src", "crates/vpd-cli/src", "src-tauri"] {
+        files.extend(modules(&root().join(dir)).into_values());
+    }
+    let setter = root().join("crates/vpd-cli/src/update.rs");
+    let module = daemon_src().join("update.rs");
+    for p in &files {
+        let src = code(p);
+        if *p != setter && *p != module {
+            assert!(!src.contains("save_trust"), "{} sets the update source; only `vpd update --source` may", p.display());
+            assert!(!src.contains("TRUST_FILE") && !src.contains("\"update.json\""), "{} touches update.json", p.display());
+        }
+    }
+    let src = code(&module);
+    let trust = &src[src.find("pub fn trust(").unwrap()..src.find("pub fn save_trust(").unwrap()];
+    assert!(!trust.contains("env::var"), "update::trust reads the environment");
+    assert!(src.contains("pub const TRUST_FILE: &str = \"update.json\""));
 }

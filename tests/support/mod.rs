@@ -289,11 +289,13 @@ pub struct Machine {
     pub env: Vec<(String, String)>,
     /// `VPD_KEYRING=off` unless a test wants the keyring probed.
     pub keyring: bool,
+    /// The `vpd` this machine runs (an installed one), instead of the build's.
+    pub vpd: Option<PathBuf>,
 }
 
 impl Machine {
     pub fn new() -> Machine {
-        Machine { dir: tempfile::tempdir().unwrap(), env: Vec::new(), keyring: false }
+        Machine { dir: tempfile::tempdir().unwrap(), env: Vec::new(), keyring: false, vpd: None }
     }
     pub fn home(&self) -> PathBuf {
         self.dir.path().join(".viewport")
@@ -308,7 +310,7 @@ impl Machine {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(bin("vpd"));
+        let mut c = Command::new(self.vpd.clone().unwrap_or_else(|| bin("vpd")));
         c.env_clear()
             .env("HOME", self.dir.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -485,7 +487,7 @@ impl Term {
             writer.write_all(typed.as_bytes()).unwrap();
             writer.flush().unwrap();
         }
-        let mut cmd = CommandBuilder::new(bin("vpd"));
+        let mut cmd = CommandBuilder::new(m.vpd.clone().unwrap_or_else(|| bin("vpd")));
         cmd.args(args);
         cmd.env_clear();
         cmd.env("HOME", m.dir.path());

@@ -4,7 +4,7 @@ use crate::output::Out;
 use crate::prompt;
 use serde_json::json;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vpd_daemon::api::client;
 use vpd_daemon::service::Service;
 use vpd_daemon::{config, login_item, Error, ErrorCode, Home};
@@ -17,8 +17,12 @@ pub enum DaemonAction {
     Stop,
 }
 
+/// The `vpd` binary as the login item, the service and a started daemon should name it:
+/// through the installation's `current` link when it has one, so they follow updates (a
+/// `vpd` still running from the previous version starts the new daemon).
 pub fn exe() -> Result<std::path::PathBuf, Error> {
-    std::env::current_exe().map_err(|e| Error::io("finding the vpd binary", e))
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding the vpd binary", e))?;
+    Ok(vpd_daemon::update::stable_exe(&exe))
 }
 
 pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, Error> {
@@ -45,23 +49,17 @@ pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, E
 
 /// Asks the daemon to stop and waits until it has released the home. `false` if none ran.
 pub fn stop(home: &Home) -> Result<bool, Error> {
-    let Some(pid) = vpd_daemon::daemon::running_pid(home) else { return Ok(false) };
-    let asked = client::ask(home, vpd_daemon::api::calls::Shutdown, Duration::from_secs(5)).is_ok();
-    if !asked {
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if vpd_daemon::daemon::running_pid(home).is_none() {
-            return Ok(true);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(Error::new(ErrorCode::DaemonUnavailable, format!("the daemon (pid {pid}) did not stop within 10 s; see `vpd logs`")))
+    client::stop_daemon(home)
 }
 
 pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out) -> Result<ExitCode, Error> {
     home.ensure()?;
+    // Run from an unpacked release: it is copied into the user's installation first, and
+    // everything below names that copy (so `vpd update` can replace it later).
+    let (vpd, installed) = match from_release()? {
+        Some((root, version, linked)) => (root.join("current").join(format!("vpd{}", std::env::consts::EXE_SUFFIX)), Some((root, version, linked))),
+        None => (exe()?, None),
+    };
     if let Some(s) = &server {
         let url = vpd_daemon::platform::check_url(s, false)?;
         config::update(home, |c| {
@@ -82,7 +80,7 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
     // never started at login). The service is switched before the daemon is made sure of:
     // removing the systemd unit stops its daemon, and the unit starts its own.
     let mut replaced: Vec<String> = Vec::new();
-    let entry = login_item::entry_for(&exe()?, home);
+    let entry = login_item::entry_for(&vpd, home);
     let registered = login_item::current();
     let ours = registered.clone().filter(|c| login_item::starts_home(c, home) || login_item::registers(c, &entry));
     let mut item = None;
@@ -107,7 +105,7 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
             }
             // The unit runs the daemon from now on: one started otherwise makes way.
             stop(home)?;
-            systemd = Some(vpd_daemon::service::install_systemd_unit(&exe()?, home)?);
+            systemd = Some(vpd_daemon::service::install_systemd_unit(&vpd, home)?);
         }
         Service::None => {
             if let Some(old) = ours {
@@ -118,7 +116,7 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
         }
     }
     // Started by the unit, or (without systemd, or for the other kinds) here.
-    let pong = client::ensure_daemon(home, &exe()?)?;
+    let pong = client::ensure_daemon(home, &vpd)?;
     let cfg = config::load(home)?;
     let server = cfg.daemon.default_server_url.clone();
     let removed = if replaced.is_empty() { String::new() } else { format!(", replacing {}", replaced.join(" and ")) };
@@ -137,13 +135,24 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
         }
         (None, None) => format!("Start at login: nothing registered (--service none){removed}."),
     };
+    let installed_line = match &installed {
+        Some((root, v, Some(link))) => {
+            format!("Installed vpd {v} in {} (`{}` runs it; `vpd update` keeps it current).\n", root.display(), link.display())
+        }
+        Some((root, v, None)) => {
+            format!("Installed vpd {v} in {} (`vpd update` keeps it current); add {}/current to your PATH.\n", root.display(), root.display())
+        }
+        None => String::new(),
+    };
     out.emit(
         &json!({"home": home.root(), "daemon": {"pid": pong.pid, "version": pong.version}, "defaultServerUrl": server,
                 "service": format!("{service:?}").to_lowercase(), "loginItem": item, "loginItemReplaced": item_replaced, "replaced": replaced,
-                "loginItemLocation": item.as_ref().map(|_| login_item::location()), "systemd": systemd}),
+                "loginItemLocation": item.as_ref().map(|_| login_item::location()), "systemd": systemd,
+                "installedTo": installed.as_ref().map(|(r, _, _)| r), "installedVersion": installed.as_ref().map(|(_, v, _)| v.to_string()),
+                "command": installed.as_ref().and_then(|(_, _, l)| l.clone())}),
         || {
             format!(
-                "vpd is installed: daemon running (pid {}), home {}.\n\
+                "{installed_line}vpd is installed: daemon running (pid {}), home {}.\n\
                  Nothing leaves this machine until you pair (`vpd pair{}`) and bind a directory (`vpd bind`).\n\
                  Shell hints: add `eval \"$(vpd hook bash)\"` (or zsh/fish) to your shell's rc file.\n\
                  {item_line}",
@@ -154,6 +163,26 @@ pub fn install(home: &Home, server: Option<String>, service: Service, out: &Out)
         },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// When this `vpd` runs from an unpacked release archive (its `viewport-release.json` beside
+/// it, outside any installation): installs it for this user and links `~/.local/bin/vpd`.
+/// Returns the installation's root, the version and the link (when it could be made).
+fn from_release() -> Result<Option<(std::path::PathBuf, vpd_core::release::Version, Option<std::path::PathBuf>)>, Error> {
+    use vpd_daemon::update;
+    let running = std::env::current_exe().map_err(|e| Error::io("finding the vpd binary", e))?;
+    let Some(dir) = running.parent() else { return Ok(None) };
+    if !dir.join(update::RELEASE_MARKER).is_file() || !matches!(update::find_install(&running), update::Install::Plain { .. }) {
+        return Ok(None);
+    }
+    let root = update::default_root().ok_or_else(|| Error::new(ErrorCode::Io, "cannot tell where to install: set HOME"))?;
+    let version = update::install_release(dir, &root)?;
+    let link = vpd_daemon::home::user_home().map(|h| h.join(".local/bin").join(format!("vpd{}", std::env::consts::EXE_SUFFIX)));
+    let linked = match link {
+        Some(l) if update::link_command(&root, &l)? => Some(l),
+        _ => None,
+    };
+    Ok(Some((root, version, linked)))
 }
 
 /// What `vpd uninstall` was asked to do.

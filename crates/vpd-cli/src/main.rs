@@ -13,6 +13,7 @@ mod prompt;
 mod run;
 mod status;
 mod ui;
+mod update;
 
 use clap::{Parser, Subcommand};
 use output::Out;
@@ -32,7 +33,7 @@ Examples:
 Files live in $VIEWPORT_HOME (else $VPD_HOME, else ~/.viewport); logs in its logs/ folder.";
 
 #[derive(Parser)]
-#[command(name = "vpd", version, about = "Viewport machine daemon: pair with orgs, bind directories, stream agent sessions", after_help = EXAMPLES)]
+#[command(name = "vpd", version = vpd_daemon::VERSION, about = "Viewport machine daemon: pair with orgs, bind directories, stream agent sessions", after_help = EXAMPLES)]
 struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -261,6 +262,29 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         #[arg(long)]
         no_browser: bool,
     },
+    /// Install the newest release from the update source this machine trusts (or --check).
+    #[command(after_help = "Releases must be signed by the key that goes with the source: the one built into vpd, or the one you \
+trusted with --source/--trust-key (its fingerprint is shown and asked about; no org, server or setting elsewhere can change it). \
+The whole set of binaries is swapped at once; pairings, bindings and running sessions carry on. An installation made by a \
+package manager is never overwritten: vpd names its command.\n\n\
+Examples:\n  vpd update --check\n  vpd update\n  vpd update --source https://viewport.example.com/api/releases --trust-key release.pub\n  vpd update --rollback   (back to the previous version and its configuration)")]
+    Update {
+        /// Only say whether a newer release is available.
+        #[arg(long, conflicts_with = "rollback")]
+        check: bool,
+        /// Go back to the version before the last update, with the configuration from then.
+        #[arg(long)]
+        rollback: bool,
+        /// Take updates from this source from now on (https; http only on loopback).
+        #[arg(long, value_name = "URL", requires = "trust_key")]
+        source: Option<String>,
+        /// The source's release key (`release.pub`): only releases it signed are installed.
+        #[arg(long, value_name = "FILE", requires = "source")]
+        trust_key: Option<PathBuf>,
+        /// Do not ask (trusting a key: only after comparing its fingerprint yourself).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print shell completions.
     #[command(
         after_help = "Examples:\n  vpd completions bash > ~/.local/share/bash-completion/completions/vpd\n  vpd completions zsh > ~/.zfunc/_vpd"
@@ -422,6 +446,9 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
         Command::Session(SessionCmd::End { id, exit_code, reason }) => run::session_end(&home()?, id, exit_code, reason, out),
         Command::Reconnect { org } => run::reconnect(&home()?, org, out),
         Command::Doctor => status::doctor(&home()?, out),
+        Command::Update { check, rollback, source, trust_key, yes } => {
+            update::update(&home()?, update::Args { check, rollback, source, trust_key, yes }, out)
+        }
         Command::Logs { follow, since } => logs::logs(&home()?, follow, since, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "vpd", &mut std::io::stdout());

@@ -175,22 +175,131 @@ fn local_reason(code: Option<&str>) -> String {
     }
 }
 
-/// Sends the session's items to the daemon, in order, over one connection.
+/// Sends the session's items to the daemon, in order, over one connection. When the daemon
+/// goes away on purpose (a planned restart: `vpd update`), the next one has kept the session:
+/// this reattaches, learns how many items it has, and resends the rest, so the stream goes
+/// on without a lost or doubled frame.
 fn stream(home: &Home, id: &str, rx: mpsc::Receiver<StreamItem>) {
+    let mut kept = Kept::default();
     let Ok(mut conn) = client::Connection::open(home) else { return };
     if conn.send(&Request::SessionStream(SessionRef { session_id: id.to_string() })).is_err() {
         return;
     }
-    for item in rx {
+    loop {
+        let item = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(item) => item,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: notice a daemon that went away now, not at the next output.
+                if conn.peer_closed() {
+                    match reattach(home, id, &kept) {
+                        Some(c) => conn = c,
+                        None => return,
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let end = matches!(item, StreamItem::End { .. });
+        kept.push(item.clone());
         if conn.send(&item).is_err() {
-            return;
+            match reattach(home, id, &kept) {
+                Some(c) => conn = c,
+                None => return,
+            }
         }
         if end {
-            let _ = conn.read_reply();
-            return;
+            // The end's answer; a daemon that stopped before taking it gets it again.
+            loop {
+                match conn.read_reply() {
+                    Ok(vpd_daemon::api::protocol::Reply::Error { code: ErrorCode::DaemonUnavailable, .. }) | Err(_) => {
+                        match reattach(home, id, &kept) {
+                            Some(c) => conn = c,
+                            None => return,
+                        }
+                    }
+                    Ok(_) => return,
+                }
+            }
         }
     }
+}
+
+/// The items sent on the current stream, newest last, bounded: what a reattach may resend.
+#[derive(Default)]
+struct Kept {
+    items: std::collections::VecDeque<StreamItem>,
+    /// Items sent in all (the last one in `items` is number `total`).
+    total: u64,
+    bytes: usize,
+}
+
+const KEPT_BYTES: usize = 16 * 1024 * 1024;
+
+impl Kept {
+    fn push(&mut self, item: StreamItem) {
+        self.bytes += item_size(&item);
+        self.items.push_back(item);
+        self.total += 1;
+        while self.bytes > KEPT_BYTES && self.items.len() > 1 {
+            if let Some(old) = self.items.pop_front() {
+                self.bytes -= item_size(&old);
+            }
+        }
+    }
+
+    /// The items after the daemon's `received`, and how many are no longer kept.
+    fn after(&self, received: u64) -> (Vec<&StreamItem>, u64) {
+        let first = self.total - self.items.len() as u64; // items before the kept ones
+        let lost = first.saturating_sub(received);
+        let skip = received.saturating_sub(first) as usize;
+        (self.items.iter().skip(skip).collect(), lost)
+    }
+}
+
+fn item_size(item: &StreamItem) -> usize {
+    match item {
+        StreamItem::Frame { data, .. } => data.len() + 32,
+        StreamItem::End { .. } => 64,
+    }
+}
+
+/// Waits (at most a minute) for a daemon that has the session, and resends what it lacks.
+fn reattach(home: &Home, id: &str, kept: &Kept) -> Option<client::Connection> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(mut conn) = client::Connection::open(home) else { continue };
+        if conn.send(&Request::SessionReattach(SessionRef { session_id: id.to_string() })).is_err() {
+            continue;
+        }
+        conn.set_timeout(Some(Duration::from_secs(10)));
+        let received = match conn.read_reply() {
+            Ok(vpd_daemon::api::protocol::Reply::Result { result }) => {
+                match serde_json::from_value::<vpd_daemon::api::protocol::Reattached>(result) {
+                    Ok(r) => r.received,
+                    Err(_) => return None,
+                }
+            }
+            // Still the old daemon on its way out, or the new one starting.
+            Ok(vpd_daemon::api::protocol::Reply::Error { code: ErrorCode::DaemonUnavailable, .. }) | Err(_) => continue,
+            Ok(vpd_daemon::api::protocol::Reply::Error { message, .. }) => {
+                eprintln!("\r\nvpd: the session no longer streams: {message}\r");
+                return None;
+            }
+            Ok(_) => return None,
+        };
+        conn.set_timeout(None);
+        let (rest, lost) = kept.after(received);
+        if lost > 0 {
+            eprintln!("\r\nvpd: {lost} item(s) of this session were lost while the daemon restarted\r");
+        }
+        if rest.iter().all(|item| conn.send(item).is_ok()) {
+            return Some(conn);
+        }
+    }
+    eprintln!("\r\nvpd: the daemon did not come back within a minute; this session goes on locally only\r");
+    None
 }
 
 pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {

@@ -75,6 +75,13 @@ impl Outbox {
         self.queue.is_empty()
     }
 
+    /// Takes every queued message, oldest first, leaving the outbox empty (a planned restart
+    /// keeps them in the home, and the next daemon queues them again).
+    pub fn drain(&mut self) -> Vec<DaemonMsg> {
+        self.bytes = 0;
+        self.queue.drain(..).map(|e| e.msg).collect()
+    }
+
     /// Queues a message; makes room by turning the oldest frames into gap frames.
     pub fn push(&mut self, msg: DaemonMsg) {
         let size = size_of(&msg);

@@ -128,6 +128,8 @@ pub enum ReleaseError {
     },
     /// The file is not the one the signature describes (cut short, or another file).
     WrongFile(String),
+    /// The source's manifest is not one this vpd reads.
+    BadManifest(String),
 }
 
 impl fmt::Display for ReleaseError {
@@ -142,6 +144,7 @@ impl fmt::Display for ReleaseError {
                 write!(f, "the release is version {offered}, not newer than the installed {installed} (a downgrade or a replayed release)")
             }
             ReleaseError::WrongFile(w) => write!(f, "the downloaded file is not the signed release: {w}"),
+            ReleaseError::BadManifest(w) => write!(f, "the update source's answer cannot be used: {w}"),
         }
     }
 }
@@ -172,6 +175,128 @@ pub fn verify(file: &[u8], signature: &str, public_key: &str, expect: &Expect<'_
         return Err(ReleaseError::WrongFile("its SHA-256 differs from the signed one".into()));
     }
     Ok(release)
+}
+
+/// The minisign public key in a `.pub` file's text: its key id and Ed25519 key.
+struct Key {
+    id: [u8; 8],
+    key: ed25519_dalek::VerifyingKey,
+}
+
+fn b64(line: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(line.trim()).ok()
+}
+
+fn parse_key(public_key: &str) -> Result<Key, ReleaseError> {
+    let bad = |w: &str| ReleaseError::BadKey(w.to_string());
+    let mut lines = public_key.trim().lines();
+    let first = lines.next().ok_or_else(|| bad("it is empty"))?;
+    // A `.pub` file is a comment line and the key; the key alone is accepted too.
+    let line = if first.starts_with("untrusted comment:") { lines.next().ok_or_else(|| bad("no key after the comment line"))? } else { first };
+    let bin = b64(line).filter(|b| b.len() == 42 && &b[..2] == b"Ed").ok_or_else(|| bad("not a minisign Ed25519 public key"))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bin[10..42].try_into().unwrap()).map_err(|_| bad("not an Ed25519 key"))?;
+    Ok(Key { id: bin[2..10].try_into().unwrap(), key })
+}
+
+/// The key's fingerprint, as a person compares it before trusting it: minisign's key id
+/// (what `minisign -V` and the `.pub` file's comment print) and the SHA-256 of the key.
+pub fn key_fingerprint(public_key: &str) -> Result<String, ReleaseError> {
+    let k = parse_key(public_key)?;
+    let id: String = k.id.iter().rev().map(|b| format!("{b:02X}")).collect();
+    let digest = sha256_hex(k.key.as_bytes());
+    let groups: Vec<&str> = (0..digest.len()).step_by(4).map(|i| &digest[i..i + 4]).collect();
+    Ok(format!("key ID {id}, SHA-256 {}", groups.join(" ")))
+}
+
+/// What a signature says about its file, checked before the file is fetched: the trusted
+/// comment is covered by minisign's global signature (over the file's signature and the
+/// comment), which needs only the key. [`verify`] checks the file itself afterwards.
+pub fn describe(signature: &str, public_key: &str) -> Result<Release, ReleaseError> {
+    let key = parse_key(public_key)?;
+    let bad = |w: &str| ReleaseError::BadSignature(w.to_string());
+    let mut lines = signature.trim().lines();
+    let _untrusted = lines.next().ok_or_else(|| bad("it is empty"))?;
+    let sig = lines.next().and_then(b64).filter(|b| b.len() == 74).ok_or_else(|| bad("no minisign signature line"))?;
+    let comment = lines.next().and_then(|l| l.strip_prefix("trusted comment: ")).ok_or_else(|| bad("no trusted comment"))?;
+    let global = lines.next().and_then(b64).filter(|b| b.len() == 64).ok_or_else(|| bad("no global signature"))?;
+    if &sig[..2] != b"ED" {
+        return Err(bad("not a prehashed Ed25519 minisign signature"));
+    }
+    if sig[2..10] != key.id {
+        return Err(ReleaseError::NotSigned("signed by another key".into()));
+    }
+    let mut signed = sig[10..74].to_vec();
+    signed.extend_from_slice(comment.as_bytes());
+    let global = ed25519_dalek::Signature::from_bytes(global[..].try_into().unwrap());
+    key.key.verify_strict(&signed, &global).map_err(|_| ReleaseError::NotSigned("the signed description does not match its signature".into()))?;
+    Release::parse(comment)
+}
+
+/// What a signature *claims* about its file, not checked against any key: for the server,
+/// which publishes releases without holding a key (machines check with theirs).
+pub fn claimed(signature: &str) -> Result<Release, ReleaseError> {
+    let sig = minisign_verify::Signature::decode(signature.trim()).map_err(|e| ReleaseError::BadSignature(e.to_string()))?;
+    Release::parse(sig.trusted_comment())
+}
+
+/// The update source's answer to `latest?os=&arch=` (docs/RELEASES.md): the newest release
+/// for one platform. Only `signature` is believed; the other fields must repeat what it
+/// signs, and `url` (relative to the manifest's address, or absolute) is where the file is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: String,
+    pub os: String,
+    pub arch: String,
+    pub url: String,
+    /// The release file's `.minisig` text.
+    pub signature: String,
+}
+
+/// The manifest format this build reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// What a manifest offers this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// A newer release for this machine, its signed description checked.
+    Newer(Release),
+    /// The installed version is the newest.
+    UpToDate(Release),
+}
+
+/// Checks a manifest's bytes: JSON of this format, its signature by the trusted key, its
+/// unsigned fields equal to the signed ones, for this OS and architecture, and not older
+/// than the installed version (an older one is a downgrade or a replay: refused).
+pub fn check_manifest(body: &[u8], public_key: &str, expect: &Expect<'_>) -> Result<(Manifest, Offer), ReleaseError> {
+    let m: Manifest = serde_json::from_slice(body).map_err(|e| {
+        let start = String::from_utf8_lossy(&body[..body.len().min(64)]).trim_start().to_ascii_lowercase();
+        if start.starts_with('<') {
+            ReleaseError::BadManifest("the source answered with a web page, not a release manifest: is the URL right?".into())
+        } else {
+            ReleaseError::BadManifest(format!("not a release manifest: {e}"))
+        }
+    })?;
+    if m.format != MANIFEST_FORMAT {
+        return Err(ReleaseError::BadManifest(format!("manifest format {} (this vpd reads {MANIFEST_FORMAT}): update vpd by hand", m.format)));
+    }
+    let r = describe(&m.signature, public_key)?;
+    if m.version != r.version.to_string() || m.os != r.os || m.arch != r.arch {
+        return Err(ReleaseError::BadManifest(format!(
+            "the manifest says {} {} {} but its signature says {} {} {}",
+            m.version, m.os, m.arch, r.version, r.os, r.arch
+        )));
+    }
+    if r.os != expect.os || r.arch != expect.arch {
+        return Err(ReleaseError::WrongPlatform { offered: format!("{} {}", r.os, r.arch), here: format!("{} {}", expect.os, expect.arch) });
+    }
+    if r.version < expect.installed {
+        return Err(ReleaseError::NotNewer { offered: r.version, installed: expect.installed });
+    }
+    let offer = if r.version == expect.installed { Offer::UpToDate(r) } else { Offer::Newer(r) };
+    Ok((m, offer))
 }
 
 /// SHA-256 as lowercase hex: [`crate::file_hash`] without its `sha256:` prefix.

@@ -76,3 +76,73 @@ fn every_refusal() {
     assert!(matches!(verify(&file, "<html>Not found</html>", &k.public, &HERE), Err(ReleaseError::BadSignature(_))));
     assert!(matches!(verify(&file, &sig, "untrusted comment: x\nnot a key", &HERE), Err(ReleaseError::BadKey(_))));
 }
+
+mod manifest {
+    use super::*;
+    use vpd_core::release::{check_manifest, describe, key_fingerprint, Manifest, Offer, MANIFEST_FORMAT};
+
+    fn manifest(k: &Key, v: Version, os: &str, arch: &str) -> (Vec<u8>, Release) {
+        let file = format!("vpd {v}").into_bytes();
+        let r = Release::of(&file, v, os, arch);
+        let m = Manifest {
+            format: MANIFEST_FORMAT,
+            version: v.to_string(),
+            os: os.into(),
+            arch: arch.into(),
+            url: format!("{v}/file"),
+            signature: sign(k, &file, &r.trusted_comment()),
+        };
+        (serde_json::to_vec(&m).unwrap(), r)
+    }
+
+    #[test]
+    fn a_signature_describes_its_file_with_the_key_alone() {
+        let (k, other) = (key(), key());
+        let file = b"x".to_vec();
+        let r = Release::of(&file, Version(1, 0, 0), "linux", "x86_64");
+        let sig = sign(&k, &file, &r.trusted_comment());
+        assert_eq!(describe(&sig, &k.public), Ok(r));
+        assert!(matches!(describe(&sig, &other.public), Err(ReleaseError::NotSigned(_))));
+        assert!(matches!(describe(&sig.replace("version=1.0.0", "version=2.0.0"), &k.public), Err(ReleaseError::NotSigned(_))));
+        assert!(matches!(describe("garbage", &k.public), Err(ReleaseError::BadSignature(_))));
+        assert!(matches!(describe(&sig, "not a key"), Err(ReleaseError::BadKey(_))));
+        let fp = key_fingerprint(&k.public).unwrap();
+        assert!(fp.starts_with("key ID ") && fp.contains("SHA-256 "), "{fp}");
+        assert_ne!(fp, key_fingerprint(&other.public).unwrap());
+        // The key id is the one minisign prints in the .pub file's comment.
+        let comment_id = k.public.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+        assert!(fp.contains(&comment_id), "{fp} vs {}", k.public);
+    }
+
+    #[test]
+    fn a_manifest_offers_a_newer_release_or_says_up_to_date() {
+        let k = key();
+        let (m, r) = manifest(&k, Version(0, 2, 0), "linux", "x86_64");
+        assert!(matches!(check_manifest(&m, &k.public, &HERE), Ok((_, Offer::Newer(x))) if x == r));
+        let (m, _) = manifest(&k, Version(0, 1, 0), "linux", "x86_64");
+        assert!(matches!(check_manifest(&m, &k.public, &HERE), Ok((_, Offer::UpToDate(_)))));
+    }
+
+    #[test]
+    fn every_manifest_refusal() {
+        let (k, other) = (key(), key());
+        let (m, _) = manifest(&k, Version(0, 0, 9), "linux", "x86_64");
+        assert!(matches!(check_manifest(&m, &k.public, &HERE), Err(ReleaseError::NotNewer { .. })));
+        let (m, _) = manifest(&k, Version(0, 2, 0), "linux", "aarch64");
+        assert!(matches!(check_manifest(&m, &k.public, &HERE), Err(ReleaseError::WrongPlatform { .. })));
+        let (m, _) = manifest(&other, Version(0, 2, 0), "linux", "x86_64");
+        assert!(matches!(check_manifest(&m, &k.public, &HERE), Err(ReleaseError::NotSigned(_))));
+        // An unsigned field that disagrees with the signed description.
+        let (m, _) = manifest(&k, Version(0, 2, 0), "linux", "x86_64");
+        let lied = String::from_utf8(m.clone()).unwrap().replace("\"version\":\"0.2.0\"", "\"version\":\"0.3.0\"");
+        assert!(matches!(check_manifest(lied.as_bytes(), &k.public, &HERE), Err(ReleaseError::BadManifest(_))));
+        // A web page, another format, extra fields, truncated JSON.
+        let e = check_manifest(b"<!doctype html><html>", &k.public, &HERE).unwrap_err();
+        assert!(e.to_string().contains("web page"), "{e}");
+        let other_format = String::from_utf8(m.clone()).unwrap().replace("\"format\":1", "\"format\":2");
+        assert!(check_manifest(other_format.as_bytes(), &k.public, &HERE).unwrap_err().to_string().contains("format 2"));
+        let extra = String::from_utf8(m.clone()).unwrap().replacen('{', "{\"key\":\"x\",", 1);
+        assert!(matches!(check_manifest(extra.as_bytes(), &k.public, &HERE), Err(ReleaseError::BadManifest(_))));
+        assert!(matches!(check_manifest(&m[..m.len() / 2], &k.public, &HERE), Err(ReleaseError::BadManifest(_))));
+    }
+}

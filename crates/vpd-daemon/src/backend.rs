@@ -22,6 +22,7 @@ use crate::states::{ActivityKind, CutReason, PairJobState, SuggestionKind};
 use crate::status::{Runtime, StatusReport};
 use crate::suggestions::{Answer, Suggestion, Suggestions};
 use crate::watched::Watched;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +56,18 @@ pub struct Backend {
     watched: Watched,
     /// What session starts resolve from (see [`FactsCache`]).
     facts: Arc<FactsCache>,
+    /// A planned stop is keeping sessions and unacked messages (`spool.json`): no new
+    /// message is taken.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Unacked messages a previous daemon kept, by pairing id, until its bridge starts.
+    kept: Mutex<HashMap<String, Vec<vpd_proto::relay::DaemonMsg>>>,
+    /// Sessions a previous daemon kept whose client has not reattached yet.
+    unclaimed: Mutex<std::collections::HashSet<String>>,
 }
+
+/// How long a kept session waits for its `vpd run` to reattach before it ends as
+/// disconnected (the client went away with the old daemon).
+const REATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Backend {
     /// `events` hears what the bridges report (see [`Backend::on_bridge_event`]).
@@ -75,6 +87,9 @@ impl Backend {
             ui: Mutex::new(UiState::Starting),
             watched: Watched::default(),
             facts: Arc::new(FactsCache::new()),
+            stopping: Default::default(),
+            kept: Mutex::default(),
+            unclaimed: Mutex::default(),
         }
     }
 
@@ -215,9 +230,10 @@ impl Backend {
     /// Starts the bridge of `pairing`, replacing a running one of the same org.
     fn start_bridge_for(&self, pairing: crate::config::Pairing) {
         let (workspace_id, pairing_id) = (pairing.workspace_id.clone(), pairing.pairing_id.clone());
+        let queued = self.kept.lock().unwrap().remove(&pairing_id).unwrap_or_default();
         match crate::identity::load(&self.home, &pairing_id) {
             Ok(Some(id)) => {
-                if let Some(replaced) = self.bridges.start(pairing, id) {
+                if let Some(replaced) = self.bridges.start(pairing, id, queued) {
                     // Sessions pinned to the replaced pairing never move to the new one.
                     self.sessions.cut_runtime_target(&pairing_id, &replaced, CutReason::RePaired);
                 }
@@ -230,6 +246,84 @@ impl Backend {
     /// Stops every bridge (the daemon is stopping).
     pub fn stop_bridges(&self) {
         self.bridges.stop_all();
+    }
+
+    /// A planned stop (`vpd update`, `vpd daemon stop`, SIGTERM): takes no new message, keeps
+    /// the running sessions and every pairing's unacked messages in `spool.json`, and stops
+    /// the bridges. The next daemon picks them up ([`Backend::restore_kept`]).
+    pub async fn stop_keeping(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A message being numbered and handed to its bridge right now finishes first.
+        for id in self.sessions.running() {
+            if let Some(order) = self.sessions.order(&id) {
+                let _turn = order.lock().await;
+            }
+        }
+        let sessions = self.sessions.keep_running();
+        let unacked = self.bridges.stop_all_and_keep(std::time::Duration::from_secs(3)).await;
+        let spool = crate::spool::Spool::new(sessions, unacked.into_iter().collect());
+        if spool.is_empty() {
+            return;
+        }
+        let queued: usize = spool.unacked.values().map(Vec::len).sum();
+        match crate::spool::save(&self.home, &spool) {
+            Ok(()) => tracing::info!(sessions = spool.sessions.len(), queued, "kept the running sessions and unacked messages for the next daemon"),
+            Err(e) => tracing::error!(error = %e, sessions = spool.sessions.len(), queued, "could not keep the running sessions for the next daemon"),
+        }
+    }
+
+    /// At start, before the bridges: the sessions and unacked messages a previous daemon
+    /// kept. A kept session whose `vpd run` does not reattach within a minute ends as
+    /// disconnected.
+    pub fn restore_kept(self: &Arc<Self>) {
+        let Some(spool) = crate::spool::take(&self.home) else { return };
+        let ids: Vec<String> = spool.sessions.iter().map(|k| k.info.session_id.clone()).collect();
+        for k in spool.sessions {
+            self.sessions.insert(sessions::Session::from_kept(k));
+        }
+        let queued: usize = spool.unacked.values().map(Vec::len).sum();
+        tracing::info!(sessions = ids.len(), queued, "took the sessions and unacked messages the previous daemon kept");
+        *self.kept.lock().unwrap() = spool.unacked.into_iter().collect();
+        self.unclaimed.lock().unwrap().extend(ids);
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REATTACH_WAIT).await;
+            let left: Vec<String> = me.unclaimed.lock().unwrap().drain().collect();
+            for id in left {
+                let _ = me.session_end(&id, None, Some("disconnected")).await;
+            }
+        });
+    }
+
+    /// Unacked messages kept for pairings that are gone (no bridge took them).
+    pub fn drop_unclaimed_queues(&self) {
+        for (pairing, msgs) in self.kept.lock().unwrap().drain() {
+            tracing::warn!(pairing = %pairing, dropped = msgs.len(), "messages kept for a pairing that no longer exists were dropped");
+        }
+    }
+
+    fn restarting() -> Error {
+        Error::new(ErrorCode::DaemonUnavailable, "the daemon is restarting; try again in a moment")
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A client reattaching to a session after a restart: how many of its items (frames and
+    /// the end) this daemon has, so it resends the rest.
+    pub fn reattach(&self, id: &str) -> Result<u64> {
+        sessions::check_id(id)?;
+        if self.is_stopping() {
+            return Err(Self::restarting());
+        }
+        self.unclaimed.lock().unwrap().remove(id);
+        self.sessions.with(id, |s| {
+            if s.info.ended_at.is_some() {
+                return Err(Error::new(ErrorCode::InvalidArgument, format!("session {id} has ended")));
+            }
+            Ok(s.received)
+        })
     }
 
     /// Every bridge retries now (a wall-clock jump, a network change).
@@ -680,6 +774,9 @@ impl Backend {
 
     /// Starts a session: its binding is resolved now, once.
     pub async fn session_start(self: &Arc<Self>, p: SessionStartParams) -> Result<SessionInfo> {
+        if self.is_stopping() {
+            return Err(Self::restarting());
+        }
         let (home, facts) = (self.home.clone(), self.facts.clone());
         let resolved = tokio::task::spawn_blocking(move || facts.resolve(&home, std::path::Path::new(&p.cwd)))
             .await
@@ -712,8 +809,12 @@ impl Backend {
         sessions::check_id(id)?;
         let order = self.sessions.order(id).ok_or_else(|| Error::new(ErrorCode::InvalidArgument, format!("no session {id}")))?;
         let _turn = order.lock().await;
+        if self.is_stopping() {
+            return Err(Self::restarting());
+        }
         let (msg, org, rt, info) = self.sessions.with(id, |s| {
             let msg = make(s)?;
+            s.received += 1;
             Ok((msg, s.info.pairing_id.clone(), s.runtime_target_id.clone(), s.info.clone()))
         })?;
         if let (Some(msg), Some(org), Some(rt)) = (msg, org, rt) {

@@ -111,6 +111,8 @@ pub struct Bridge {
     pub runtime_target_id: String,
     pub status: Arc<Mutex<BridgeStatus>>,
     latencies: Arc<Mutex<VecDeque<u32>>>,
+    /// Once stopped: the messages the relay has not acked (see [`Bridge::stop_and_keep`]).
+    left: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<Vec<DaemonMsg>>>>>,
 }
 
 const LATENCY_SAMPLES: usize = 4096;
@@ -122,17 +124,24 @@ fn outbox_limit() -> usize {
 
 impl Bridge {
     /// Starts the bridge of `pairing`; `events` hears refusals, and when it stops for good.
-    pub fn spawn(pairing: Pairing, identity: Identity, events: mpsc::Sender<Event>) -> Bridge {
+    /// `queued` are messages a previous daemon left unacked (a planned restart): they go
+    /// first, resent from the relay's resume point like any others.
+    pub fn spawn(pairing: Pairing, identity: Identity, events: mpsc::Sender<Event>, queued: Vec<DaemonMsg>) -> Bridge {
         let (tx, rx) = mpsc::channel(128);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let runtime_target_id = pairing.runtime_target_id.clone();
         let status = Arc::new(Mutex::new(BridgeStatus { state: crate::states::BridgeState::Connecting, ..Default::default() }));
         let latencies = Arc::new(Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)));
-        let task = Task {
+        let mut outbox = Outbox::new(outbox_limit());
+        for m in queued {
+            outbox.push(m);
+        }
+        let (left_tx, left_rx) = tokio::sync::oneshot::channel();
+        let mut task = Task {
             pairing,
             identity,
             status: status.clone(),
-            outbox: Outbox::new(outbox_limit()),
+            outbox,
             rx,
             ctl: ctl_rx,
             healthy: false,
@@ -148,9 +157,23 @@ impl Bridge {
         };
         tokio::spawn(async move {
             let why = task.run().await;
+            if why == Ended::Stopped {
+                let _ = left_tx.send(task.left_over());
+            }
             let _ = events.send(Event::Ended(why)).await;
         });
-        Bridge { tx, ctl, runtime_target_id, status, latencies }
+        Bridge { tx, ctl, runtime_target_id, status, latencies, left: Arc::new(Mutex::new(Some(left_rx))) }
+    }
+
+    /// Stops the bridge and returns what the relay has not acked, in order (waiting at most
+    /// `wait` for the task to let go of them).
+    pub async fn stop_and_keep(&self, wait: Duration) -> Vec<DaemonMsg> {
+        let _ = self.ctl.send(Control::Stop);
+        let rx = self.left.lock().unwrap().take();
+        match rx {
+            Some(rx) => tokio::time::timeout(wait, rx).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     pub fn status(&self) -> BridgeStatus {
@@ -202,6 +225,18 @@ enum Outcome {
 }
 
 impl Task {
+    /// Everything not acked: the outbox, then what still waits in the channel.
+    fn left_over(&mut self) -> Vec<DaemonMsg> {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Send(m) if !self.is_refused(&m) => self.outbox.push(m),
+                Command::Send(_) => {}
+                Command::DropSession(s) => self.outbox.drop_session(&s),
+            }
+        }
+        self.outbox.drain()
+    }
+
     /// A message of a session the relay refused for good (quota).
     fn is_refused(&self, m: &DaemonMsg) -> bool {
         m.position().is_some_and(|(session, _)| self.refused_sessions.contains(session))
@@ -214,7 +249,7 @@ impl Task {
         s.frames_dropped = self.outbox.dropped;
     }
 
-    async fn run(mut self) -> Ended {
+    async fn run(&mut self) -> Ended {
         loop {
             self.last_code = None;
             let outcome = self.connect_once().await;

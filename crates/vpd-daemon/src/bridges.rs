@@ -23,9 +23,9 @@ impl Bridges {
     /// Starts the bridge of `pairing`, replacing a running one of the same pairing (org and server). Returns the
     /// runtime target of the replaced bridge when it served another pairing (whose sessions
     /// must be cut: they never move to the new one).
-    pub fn start(&self, pairing: Pairing, identity: Identity) -> Option<String> {
+    pub fn start(&self, pairing: Pairing, identity: Identity, queued: Vec<vpd_proto::relay::DaemonMsg>) -> Option<String> {
         let key = pairing.pairing_id.clone();
-        let b = Bridge::spawn(pairing, identity, self.events.clone());
+        let b = Bridge::spawn(pairing, identity, self.events.clone(), queued);
         let new_rt = b.runtime_target_id.clone();
         let old = self.map.lock().unwrap().insert(key, b)?;
         let _ = old.ctl.send(Control::Stop);
@@ -49,6 +49,20 @@ impl Bridges {
         for b in self.map.lock().unwrap().values() {
             let _ = b.ctl.send(Control::Stop);
         }
+    }
+
+    /// Stops every bridge and returns, by pairing id, what the relay has not acked (a
+    /// planned restart keeps it in the home).
+    pub async fn stop_all_and_keep(&self, wait: std::time::Duration) -> HashMap<String, Vec<vpd_proto::relay::DaemonMsg>> {
+        let all: Vec<(String, Bridge)> = self.map.lock().unwrap().drain().collect();
+        let mut kept = HashMap::new();
+        for (id, b) in all {
+            let left = b.stop_and_keep(wait).await;
+            if !left.is_empty() {
+                kept.insert(id, left);
+            }
+        }
+        kept
     }
 
     /// Asks the bridge of `pairing_id` to retry now; false when it has none.

@@ -122,8 +122,11 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
             }
             let _ = store_tx.send(Some(s));
         });
-        // Bridges first, so the first session routed through the API finds its bridge.
+        // What a previous daemon kept at a planned stop, then the bridges (which send its
+        // unacked messages first), so the first session routed through the API finds its bridge.
+        backend.restore_kept();
         backend.start_bridges();
+        backend.drop_unclaimed_queues();
         let mut parts = Supervisor::new();
         parts.spawn("local API", server::serve(listener, backend.clone()));
         if let Some(ui) = crate::webui::start(backend.clone()).await {
@@ -145,7 +148,7 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
                 tracing::warn!("{why}; stopping");
             }
         }
-        backend.stop_bridges();
+        backend.stop_keeping().await;
         parts.stop(std::time::Duration::from_secs(1)).await;
         let _ = std::fs::remove_file(home.socket());
         tracing::info!("daemon stopped");

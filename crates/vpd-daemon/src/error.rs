@@ -52,6 +52,12 @@ pub enum ErrorCode {
     NotBound,
     /// The keyring failed for a credential that lives there.
     Keyring,
+    /// `vpd update` refused a release: not signed by the trusted key, not newer, for another
+    /// machine, or not the file its signature describes. Nothing was changed.
+    UpdateRefused,
+    /// `vpd update` cannot update this installation: a package manager's (it names the
+    /// command), another user's, a build directory, or no update source is set.
+    NotUpdatable,
     Internal,
 }
 

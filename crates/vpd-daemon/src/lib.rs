@@ -24,6 +24,8 @@
 //!   watched folders they also come from.
 //! - [`pair_job`]: the pairing the web UI and the tray start (one at a time).
 //! - [`webui`]: the loopback web UI: security checks, JSON state, live events, actions.
+//! - [`spool`]: `spool.json`, what a planned stop keeps for the next daemon.
+//! - [`update`]: `vpd update`: the trusted source, the installation's versions, the swap.
 
 pub mod activity;
 pub mod api;
@@ -50,11 +52,13 @@ pub mod records;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
+pub mod spool;
 pub mod states;
 pub mod status;
 pub mod store;
 pub mod suggestions;
 pub mod tls;
+pub mod update;
 pub mod userdir;
 pub mod walk;
 pub mod watched;
@@ -63,8 +67,13 @@ pub mod webui;
 pub use error::{Error, ErrorCode, Result};
 pub use home::Home;
 
-/// This build's version, shown by `vpd status` and sent when pairing.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This build's version, shown by `vpd status`, sent when pairing and compared by `vpd
+/// update`. `VPD_BUILD_VERSION` at build time overrides the crate's (a release build's
+/// version; the update tests build a higher one), and only the crates that read it rebuild.
+pub const VERSION: &str = match option_env!("VPD_BUILD_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// A crash point for tests: when `VPD_FAILPOINT` names this point, the process aborts here,
 /// as a power cut or `kill -9` would. Used to prove that every write sequence survives a

@@ -63,6 +63,71 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
     }
 }
 
+/// The one HTTP client configuration: the TLS of `crate::tls` (system roots, plus `ca_pem`),
+/// the one proxy rule set of `crate::proxy` (not reqwest's own reading of the variables), no
+/// redirects. The platform API and `vpd update` both use it.
+fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client> {
+    let tls = crate::tls::client_config(ca_pem)?;
+    let proxies = crate::proxy::Proxies::current();
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .no_proxy()
+        .proxy(reqwest::Proxy::custom(move |u| proxies.for_url(u)))
+        .user_agent(format!("vpd/{}", crate::VERSION))
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("HTTP client: {e}")))
+}
+
+/// GETs `url` with the one client configuration, reading at most `max` bytes (more is refused:
+/// a source cannot fill the memory or the disk) and reporting `progress(bytes, max)`.
+/// `Ok(None)` for a 404. `vpd update` fetches its manifest and its release with it.
+pub async fn get_bounded(url: &Url, max: u64, timeout: Option<Duration>, progress: &mut dyn FnMut(u64, u64)) -> Result<Option<Vec<u8>>> {
+    let http = http_client(None)?;
+    let mut req = http.get(url.clone());
+    if let Some(t) = timeout {
+        req = req.timeout(t);
+    }
+    let mut resp = req.send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            "timed out".to_string()
+        } else if let Some(tls) = tls_failure(&e) {
+            format!("its certificate is not trusted ({tls})")
+        } else if e.is_connect() {
+            "could not connect (is it up, and is the URL right?)".to_string()
+        } else {
+            e.to_string()
+        };
+        Error::new(ErrorCode::ServerUnreachable, format!("{url}: {why}"))
+    })?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(Error::new(ErrorCode::ServerRefused, format!("{url} answered {}", resp.status())));
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                body.extend_from_slice(&c);
+                if body.len() as u64 > max {
+                    return Err(Error::new(ErrorCode::UpdateRefused, format!("{url} sent more than the {max} bytes expected; nothing was changed")));
+                }
+                progress(body.len() as u64, max);
+            }
+            Ok(None) => return Ok(Some(body)),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::ServerUnreachable,
+                    format!("{url}: the download broke off after {} bytes ({e}); nothing was changed", body.len()),
+                ))
+            }
+        }
+    }
+}
+
 /// The TLS certificate problem under a request error, if that is what it was.
 fn tls_failure(e: &reqwest::Error) -> Option<String> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -95,19 +160,7 @@ impl Platform {
     /// `ca_pem` (a pairing's `--ca-file`), as the relay connection does (`crate::tls`).
     pub fn new(server_url: &str, insecure_http: bool, ca_pem: Option<&str>) -> Result<Self> {
         let base = check_url(server_url, insecure_http)?;
-        let tls = crate::tls::client_config(ca_pem)?;
-        // The one proxy rule set (crate::proxy), not reqwest's own reading of the variables.
-        let proxies = crate::proxy::Proxies::current();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .no_proxy()
-            .proxy(reqwest::Proxy::custom(move |u| proxies.for_url(u)))
-            .user_agent(concat!("vpd/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::new(ErrorCode::Internal, format!("HTTP client: {e}")))?;
-        Ok(Self { http, base })
+        Ok(Self { http: http_client(ca_pem)?, base })
     }
 
     pub fn base(&self) -> &Url {

@@ -56,6 +56,9 @@ impl SessionInfo {
 pub struct Session {
     pub info: SessionInfo,
     next_seq: u64,
+    /// Frames and the end taken for this session: a client that reattaches after a planned
+    /// restart resends what comes after them.
+    pub received: u64,
     /// The exact pairing it is pinned to (a re-pairing of the same org is another one).
     pub runtime_target_id: Option<String>,
     /// Held while a message of this session is numbered and handed to the bridge, so
@@ -113,7 +116,7 @@ pub fn start(r: Resolved, agent: &str, name: Option<String>) -> (Session, Option
         frames: 0,
     };
     let runtime_target_id = info.pairing_id.as_ref().and(pinned).map(|p| p.runtime_target_id.clone());
-    (Session { info, next_seq: 1, runtime_target_id, order: Default::default() }, start)
+    (Session { info, next_seq: 1, received: 0, runtime_target_id, order: Default::default() }, start)
 }
 
 /// `api/src` for a session in `~/work/api/src` bound at `~/work/api`: never a full path.
@@ -128,7 +131,27 @@ pub fn relay_directory(binding_dir: &Path, cwd: &Path) -> String {
     limits::clean(&dir, limits::DIRECTORY)
 }
 
+/// A running session as a planned restart keeps it (`spool.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    pub info: SessionInfo,
+    pub next_seq: u64,
+    pub received: u64,
+    pub runtime_target_id: Option<String>,
+}
+
 impl Session {
+    /// What a planned restart keeps of it.
+    pub fn keep(&self) -> Kept {
+        Kept { info: self.info.clone(), next_seq: self.next_seq, received: self.received, runtime_target_id: self.runtime_target_id.clone() }
+    }
+
+    /// The session again, after a planned restart.
+    pub fn from_kept(k: Kept) -> Session {
+        Session { info: k.info, next_seq: k.next_seq, received: k.received, runtime_target_id: k.runtime_target_id, order: Default::default() }
+    }
+
     /// The next frame of this session, if it streams.
     pub fn frame(&mut self, kind: FrameKind, data: String) -> Option<DaemonMsg> {
         self.info.frames += 1;
@@ -197,6 +220,16 @@ impl Sessions {
             }
         }
         all.insert(session.info.session_id.clone(), session);
+    }
+
+    /// Every running session, as a planned restart keeps them.
+    pub fn keep_running(&self) -> Vec<Kept> {
+        self.map.lock().unwrap().values().filter(|s| s.info.ended_at.is_none()).map(Session::keep).collect()
+    }
+
+    /// The ids of the running sessions.
+    pub fn running(&self) -> Vec<String> {
+        self.map.lock().unwrap().values().filter(|s| s.info.ended_at.is_none()).map(|s| s.info.session_id.clone()).collect()
     }
 
     /// Every session, oldest first.

@@ -1,6 +1,7 @@
 //! The JSON API (SPEC sections 4 and 5). Every answer, errors included, is JSON.
 
 pub mod pairing;
+pub mod releases;
 pub mod runtime;
 
 use crate::AppState;
@@ -24,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route(paths::RENAME, post(runtime::rename))
         .route(paths::JWKS, get(runtime::jwks))
         .route(paths::HEALTH, get(runtime::health))
+        .route("/api/releases/latest", get(releases::latest))
+        .route("/api/releases/{version}/{os}/{arch}/{file}", get(releases::file))
 }
 
 /// An API error: status + `ApiError` body.

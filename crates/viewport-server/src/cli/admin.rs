@@ -15,6 +15,23 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::User(UserCommand::Create { email, password_stdin }) => user_create(&store, &out, &email, password_stdin),
         AdminCommand::Org(OrgCommand::Create { name, slug, owner }) => org_create(&store, &out, &name, &slug, owner.as_deref()),
+        AdminCommand::Release(AdminReleaseCommand::Publish { file, signature }) => release_publish(&store, &out, &file, &signature),
+        AdminCommand::Release(AdminReleaseCommand::List) => {
+            let all = store.releases()?;
+            let human = if all.is_empty() {
+                "No release is published (`viewport-server admin release publish FILE --signature FILE.minisig`).".to_string()
+            } else {
+                all.iter()
+                    .map(|r| format!("{:<10} {:<8} {:<8} {:>10} bytes  {}", r.version, r.os, r.arch, r.size, r.file_name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let j: Vec<_> = all
+                .iter()
+                .map(|r| json!({"version": r.version, "os": r.os, "arch": r.arch, "file": r.file_name, "size": r.size, "published_at": util::rfc3339(r.published_at)}))
+                .collect();
+            out.print(&human, json!(j))
+        }
         AdminCommand::Org(OrgCommand::List) => {
             let all = store.all_workspaces()?;
             let human = all.iter().map(|w| format!("{}  {:<20} {}", w.id, w.slug, util::printable(&w.name))).collect::<Vec<_>>().join("\n");
@@ -391,4 +408,31 @@ fn session_show(store: &Store, out: &Out, id: &str, raw: bool) -> anyhow::Result
         stdout.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// `admin release publish`: the signature's description must match the file (its size and
+/// SHA-256) — the server cannot check who signed it (it holds no key; machines do that).
+fn release_publish(store: &Store, out: &Out, file: &std::path::Path, signature: &std::path::Path) -> anyhow::Result<()> {
+    use vpd_core::release::Release;
+    let sig = std::fs::read_to_string(signature).with_context(|| format!("reading the signature {}", signature.display()))?;
+    let release =
+        vpd_core::release::claimed(&sig).map_err(|e| anyhow!("{}: {e}; make it with `viewport-server release sign`", signature.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let actual = Release::of(&bytes, release.version, &release.os, &release.arch);
+    if actual != release {
+        bail!("{} does not match its signature {} (size or SHA-256 differ): sign this file again", file.display(), signature.display());
+    }
+    let name = file.file_name().and_then(|n| n.to_str()).filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+    let name = name.ok_or_else(|| anyhow!("{}: a release file's name holds only letters, digits, '.', '_' and '-'", file.display()))?;
+    store.publish_release(&release, name, &sig, &bytes, util::now())?;
+    out.print(
+        &format!(
+            "published {} {} {} ({} bytes): `vpd update` on those machines now offers it",
+            release.version,
+            release.os,
+            release.arch,
+            bytes.len()
+        ),
+        json!({"version": release.version.to_string(), "os": release.os, "arch": release.arch, "file": name, "size": bytes.len()}),
+    )
 }

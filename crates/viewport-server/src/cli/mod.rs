@@ -172,6 +172,26 @@ pub enum AdminCommand {
     /// The audit log: who did what and when in a workspace.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Releases `vpd update` finds here (signed offline with `viewport-server release sign`).
+    #[command(subcommand)]
+    Release(AdminReleaseCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminReleaseCommand {
+    /// Store a signed release; `GET /api/releases/latest?os=&arch=` offers the newest.
+    #[command(
+        after_help = "Example:\n  viewport-server release sign viewport-0.2.0-linux-x86_64.tar.gz --key keys/release.key --version 0.2.0 --os linux --arch x86_64\n  viewport-server admin release publish viewport-0.2.0-linux-x86_64.tar.gz --signature viewport-0.2.0-linux-x86_64.tar.gz.minisig\n\nMachines use it with `vpd update --source https://HOST/api/releases --trust-key release.pub`."
+    )]
+    Publish {
+        /// The release archive.
+        file: PathBuf,
+        /// Its signature (`FILE.minisig`, from `viewport-server release sign`).
+        #[arg(long)]
+        signature: PathBuf,
+    },
+    /// List the published releases, newest first.
+    List,
 }
 
 #[derive(Subcommand, Debug)]

@@ -479,7 +479,37 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     "#,
+    // 2: signed releases for `vpd update` (issue 13 item 5). The signature is stored as the
+    // release manager made it; the server never holds a release key.
+    r#"
+    CREATE TABLE releases (
+        os TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        version TEXT NOT NULL,
+        major INTEGER NOT NULL,
+        minor INTEGER NOT NULL,
+        patch INTEGER NOT NULL,
+        file_name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        signature TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        published_at INTEGER NOT NULL,
+        PRIMARY KEY (os, arch, version)
+    );
+    "#,
 ];
+
+/// A published release (its bytes apart).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseRow {
+    pub os: String,
+    pub arch: String,
+    pub version: String,
+    pub file_name: String,
+    pub size: i64,
+    pub signature: String,
+    pub published_at: i64,
+}
 
 /// The one handle on the database. Cheap to clone; calls are blocking (run them off the async
 /// executor, see `AppState::db`).
@@ -528,6 +558,70 @@ impl Store {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- releases ---------------------------------------------------------------------
+
+    /// Stores a signed release; publishing the same version for the same platform again is
+    /// refused (a published release never changes under the machines that checked it).
+    pub fn publish_release(&self, r: &vpd_core::release::Release, file_name: &str, signature: &str, bytes: &[u8], now: i64) -> Result<()> {
+        let v = r.version;
+        let n = self.conn().execute(
+            "INSERT INTO releases (os, arch, version, major, minor, patch, file_name, size, signature, bytes, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+            params![r.os, r.arch, v.to_string(), v.0 as i64, v.1 as i64, v.2 as i64, file_name, bytes.len() as i64, signature, bytes, now],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("{} {} {v} is already published; publish a new version instead", r.os, r.arch)));
+        }
+        Ok(())
+    }
+
+    fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
+        Ok(ReleaseRow {
+            os: r.get(0)?,
+            arch: r.get(1)?,
+            version: r.get(2)?,
+            file_name: r.get(3)?,
+            size: r.get(4)?,
+            signature: r.get(5)?,
+            published_at: r.get(6)?,
+        })
+    }
+
+    /// The newest release for a platform.
+    pub fn latest_release(&self, os: &str, arch: &str) -> Result<Option<ReleaseRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT os, arch, version, file_name, size, signature, published_at FROM releases WHERE os = ?1 AND arch = ?2
+                 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+                params![os, arch],
+                Self::release_row,
+            )
+            .optional()?)
+    }
+
+    /// Every release, newest first.
+    pub fn releases(&self) -> Result<Vec<ReleaseRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT os, arch, version, file_name, size, signature, published_at FROM releases ORDER BY major DESC, minor DESC, patch DESC, os, arch",
+        )?;
+        let rows = st.query_map([], Self::release_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// A release's file, by platform, version and file name.
+    pub fn release_file(&self, os: &str, arch: &str, version: &str, file_name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT bytes FROM releases WHERE os = ?1 AND arch = ?2 AND version = ?3 AND file_name = ?4",
+                params![os, arch, version, file_name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     // ---- users ------------------------------------------------------------------------

@@ -48,6 +48,18 @@ impl Connection {
     pub fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.writer.set_read_timeout(t);
     }
+
+    /// Whether the daemon closed its end, or wrote something on a connection that expects
+    /// nothing yet (an error it sends before closing). Does not wait.
+    pub fn peer_closed(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: a peek of one byte into a local buffer on a socket we own; it never blocks.
+        let n = unsafe { libc::recv(std::os::fd::AsRawFd::as_raw_fd(&self.writer), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+    }
 }
 
 fn result<T: DeserializeOwned>(reply: Reply) -> Result<T> {
@@ -98,6 +110,25 @@ pub fn pair(home: &Home, params: PairParams, mut on_event: impl FnMut(&PairEvent
             other => return result(other),
         }
     }
+}
+
+/// Asks the daemon of `home` to stop (a planned stop: it keeps running sessions and unacked
+/// messages for the next one) and waits until it has released the home. `false` if none ran.
+pub fn stop_daemon(home: &Home) -> Result<bool> {
+    let Some(pid) = crate::daemon::running_pid(home) else { return Ok(false) };
+    let asked = ask(home, super::calls::Shutdown, Duration::from_secs(5)).is_ok();
+    if !asked {
+        // SAFETY: a signal to the process that holds this home's daemon lock.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if crate::daemon::running_pid(home).is_none() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(Error::new(ErrorCode::DaemonUnavailable, format!("the daemon (pid {pid}) did not stop within 10 s; see `vpd logs`")))
 }
 
 /// The daemon binary that ships beside the `vpd` binary `vpd_exe` (`vpd-daemon`).

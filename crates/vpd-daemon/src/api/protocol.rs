@@ -61,6 +61,10 @@ pub enum Request {
     /// Turn this connection into a stream of [`StreamItem`] lines for one session (what
     /// `vpd run` uses); the daemon answers once, after the `end` item or the connection's end.
     SessionStream(SessionRef),
+    /// After a planned restart of the daemon: continue a session's stream on this
+    /// connection. The daemon answers [`Reattached`] (how many items it has), then reads
+    /// [`StreamItem`] lines as for [`Request::SessionStream`].
+    SessionReattach(SessionRef),
     Sessions,
     /// A one-time login link of the web UI (`vpd ui`, the tray's "Open Viewport").
     UiLink(UiLinkParams),
@@ -174,6 +178,14 @@ pub struct SessionStartParams {
 #[serde(rename_all = "camelCase")]
 pub struct SessionRef {
     pub session_id: String,
+}
+
+/// The answer to [`Request::SessionReattach`]: the session's items (frames and its end) this
+/// daemon has; the client resends the ones after them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reattached {
+    pub received: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -129,6 +129,13 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
         Request::SessionEnd(q) => answer::<p::SessionEndParams>(backend.session_end(&q.session_id, q.exit_code, q.reason.as_deref()).await),
         Request::Sessions => answer::<c::ListSessions>(Ok(backend.sessions())),
         Request::SessionStream(r) => return session_stream(&backend, r.session_id, read, write).await,
+        Request::SessionReattach(r) => {
+            match backend.reattach(&r.session_id) {
+                Ok(received) => write_reply(&mut write, &to_reply(Ok(super::protocol::Reattached { received }))).await?,
+                Err(e) => return write_reply(&mut write, &to_reply::<()>(Err(e))).await,
+            }
+            return session_stream(&backend, r.session_id, read, write).await;
+        }
         Request::Shutdown => {
             write_reply(&mut write, &answer::<c::Shutdown>(Ok(c::Stopping { stopping: true }))).await?;
             backend.request_shutdown();
@@ -244,7 +251,10 @@ async fn session_stream(
                 }
             },
             _ => {
-                let _ = backend.session_end(&id, None, Some("disconnected")).await;
+                // At a planned stop the session is kept for its client to reattach.
+                if !backend.is_stopping() {
+                    let _ = backend.session_end(&id, None, Some("disconnected")).await;
+                }
                 return Ok(());
             }
         };
