@@ -615,11 +615,10 @@ fn updated_tray() -> Option<std::path::PathBuf> {
     (current != running && bin.is_file()).then_some(bin)
 }
 
-/// Looks for a newer release at the trusted source: soon after start, then every six hours.
-/// Only an installation `vpd update` manages looks, and only with a source its user trusts.
+/// Looks for a newer release at the trusted source: at start, then every six hours. Only an
+/// installation `vpd update` manages looks, and only with a source its user trusts.
 fn check_updates(tray: Arc<Tray>) {
     let Some((_, running)) = installation() else { return };
-    std::thread::sleep(Duration::from_secs(10));
     loop {
         match vpd_daemon::update::trust(&tray.home).and_then(|t| vpd_daemon::update::find(&t, running)) {
             Ok(found) => {

@@ -367,3 +367,72 @@ fn xdotool(args: &[&str]) {
     let st = Command::new("xdotool").args(args).status().expect("xdotool (apt: xdotool)");
     assert!(st.success(), "xdotool {args:?}");
 }
+
+/// Issue 13: a tray installed from a release, whose user trusts an update source, shows
+/// "Update available: install vpd V" when the source has a newer release; clicking it runs
+/// `vpd update`'s code, and the tray restarts into the new version (the same process, its
+/// binary now `versions/V/viewport-tray`), with the pairing connected again. (The release's
+/// tray and window are this build's: only `vpd` and `vpd-daemon` are built at the higher
+/// version, scripts/build-next.sh.)
+#[test]
+fn tray_offers_an_update_installs_it_and_restarts_into_it() {
+    use support::release::*;
+    let (next_dir, next) = next_build();
+    let tb = bus(true);
+    let conn = tb.conn.clone();
+    let server = Server::start();
+    server.org_with_member("Acme Engineering", "acme", "ann@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let all = ["vpd", "vpd-daemon", "viewport-tray", "viewport-window"];
+    let (m, installed) = installed_machine(work.path(), &all);
+    m.pair(&server, "acme", "ann@example.com");
+    m.ok(&["daemon", "stop"]);
+    // The release manager publishes the higher version; the user trusts its key.
+    let keys = keygen(&work.path().join("keys"));
+    let staging = work.path().join("next");
+    std::fs::create_dir_all(&staging).unwrap();
+    for b in all {
+        let from = if b.starts_with("vpd") { next_dir.join(b) } else { bin(b) };
+        std::fs::copy(from, staging.join(b)).unwrap();
+    }
+    let archive = work.path().join(format!("viewport-{next}-linux-{ARCH}.tar.gz"));
+    package(&next, &staging, &archive, ARCH, &all);
+    sign(&archive, &keys, &next, ARCH);
+    server.admin(&["release", "publish", archive.to_str().unwrap(), "--signature", &format!("{}.minisig", archive.display())]);
+    let source = format!("{}/api/releases", server.url);
+    let check = m.ok(&["update", "--check", "--source", &source, "--trust-key", keys.join("release.pub").to_str().unwrap(), "--yes"]);
+    assert_eq!(check["available"], next, "{check}");
+    m.ok(&["daemon", "stop"]);
+
+    let root = m.path(".local/share/viewport");
+    let mut tray = Kill(
+        tray_command(&root.join("current/viewport-tray"), m.dir.path(), &tb)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(m.dir.path().join("tray.err")).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let pid = tray.0.id();
+    let _log = ShowOnPanic(m.dir.path().join("tray.err"));
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(), root.join(format!("versions/{installed}/viewport-tray")));
+    let mut bus = Bus { conn: conn.clone(), menu: None };
+    wait_until("the tray's item on the bus", Duration::from_secs(30), || bus.find_menu());
+    let item = format!("Update available: install vpd {next}");
+    wait_until("the update in the menu", Duration::from_secs(30), || bus.layout().labels().contains(&item));
+    bus.click_label(&item);
+
+    // The same process, now the new version's tray, with the pairing connected again.
+    wait_until("the tray to restart into the new version", Duration::from_secs(60), || {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == root.join(format!("versions/{next}/viewport-tray")))
+    });
+    assert!(tray.0.try_wait().unwrap().is_none(), "the tray runs");
+    assert_eq!(version_of(&m.path(".local/bin/vpd")), next);
+    let mut bus = Bus { conn, menu: None };
+    wait_until("the new tray's item on the bus", Duration::from_secs(30), || bus.find_menu() && bus.try_layout().is_ok());
+    wait_until("the pairing connected in the new tray's menu", Duration::from_secs(30), || {
+        bus.try_layout().is_ok_and(|l| l.labels().iter().any(|l| l == "Acme Engineering — connected"))
+    });
+    assert!(!bus.layout().labels().iter().any(|l| l.starts_with("Update available")), "nothing newer now");
+    bus.click_label("Quit");
+    wait_until("the tray to exit", Duration::from_secs(15), || tray.0.try_wait().unwrap().is_some());
+}

@@ -9,87 +9,11 @@
 
 mod support;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
+use support::release::*;
 use support::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-const ARCH: &str = std::env::consts::ARCH;
-
-/// The build's `vpd` and `vpd-daemon` reporting a higher version, and that version.
-fn next_build() -> (PathBuf, String) {
-    let dir = repo().join("target/next/debug");
-    assert!(
-        dir.join("vpd").is_file() && dir.join("vpd-daemon").is_file(),
-        "{} has no higher-version build: run scripts/build-next.sh (scripts/test.sh does)",
-        dir.display()
-    );
-    let v = version_of(&dir.join("vpd"));
-    (dir, v)
-}
-
-fn version_of(bin: &Path) -> String {
-    let out = Command::new(bin).arg("--version").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("").to_string()
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The release manager's key, made with `viewport-server release keygen`.
-fn keygen(dir: &Path) -> PathBuf {
-    run_ok(Command::new(bin("viewport-server")).args(["release", "keygen", "--out"]).arg(dir));
-    dir.to_path_buf()
-}
-
-/// `scripts/package-release.sh`: an archive of `vpd` and `vpd-daemon` from `bindir`.
-fn package(version: &str, bindir: &Path, out: &Path, arch: &str) {
-    run_ok(Command::new(repo().join("scripts/package-release.sh")).arg(version).arg(bindir).arg(out).args(["linux", arch, "vpd", "vpd-daemon"]));
-}
-
-fn sign(file: &Path, keys: &Path, version: &str, arch: &str) -> String {
-    run_ok(Command::new(bin("viewport-server")).args(["release", "sign"]).arg(file).arg("--key").arg(keys.join("release.key")).args([
-        "--version",
-        version,
-        "--os",
-        "linux",
-        "--arch",
-        arch,
-    ]));
-    std::fs::read_to_string(format!("{}.minisig", file.display())).unwrap()
-}
-
-/// A machine whose `vpd` is installed from a release of this build, as a person does it:
-/// unpack the archive, run its `./vpd install`. Returns it and the installed version.
-fn installed_machine(work: &Path) -> (Machine, String) {
-    let version = version_of(&bin("vpd"));
-    let archive = work.join(format!("viewport-{version}-linux-{ARCH}.tar.gz"));
-    package(&version, bin("vpd").parent().unwrap(), &archive, ARCH);
-    let unpacked = work.join("unpacked");
-    std::fs::create_dir_all(&unpacked).unwrap();
-    run_ok(Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&unpacked));
-    let mut m = Machine::new();
-    m.vpd = Some(unpacked.join("vpd"));
-    let done = m.ok(&["install", "--service", "none"]);
-    let root = m.path(".local/share/viewport");
-    assert_eq!(done["installedTo"], root.to_str().unwrap(), "{done}");
-    assert_eq!(done["installedVersion"], version);
-    let link = m.path(".local/bin/vpd");
-    assert_eq!(std::fs::read_link(&link).unwrap(), root.join("current/vpd"));
-    assert_eq!(std::fs::read_link(root.join("current")).unwrap(), Path::new("versions").join(&version));
-    m.vpd = Some(link);
-    // The daemon runs from the installation, not from where the archive was unpacked.
-    let pid = m.daemon_pid().expect("a daemon");
-    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(), root.join("versions").join(&version).join("vpd-daemon"));
-    (m, version)
-}
 
 fn wait_connected(m: &Machine) {
     wait_until("the pairing to be connected", Duration::from_secs(30), || {
@@ -163,7 +87,7 @@ fn a_signed_release_installs_pairings_reconnect_and_a_running_session_arrives_wh
     let work = tempfile::tempdir().unwrap();
     let server = Server::start();
     let acme = server.org_with_member("Acme Engineering", "acme", "alice@example.com");
-    let (m, installed) = installed_machine(work.path());
+    let (m, installed) = installed_machine(work.path(), &["vpd", "vpd-daemon"]);
     assert_ne!(installed, next);
     m.pair(&server, &acme, "alice@example.com");
     let api = m.mkdir("work/api");
@@ -173,7 +97,7 @@ fn a_signed_release_installs_pairings_reconnect_and_a_running_session_arrives_wh
     // The release manager signs the higher version offline and publishes it.
     let keys = keygen(&work.path().join("keys"));
     let archive = work.path().join(format!("viewport-{next}-linux-{ARCH}.tar.gz"));
-    package(&next, &next_dir, &archive, ARCH);
+    package(&next, &next_dir, &archive, ARCH, &["vpd", "vpd-daemon"]);
     sign(&archive, &keys, &next, ARCH);
     let published = server.admin(&["release", "publish", archive.to_str().unwrap(), "--signature", &format!("{}.minisig", archive.display())]);
     assert_eq!(published["version"], next);
@@ -278,12 +202,12 @@ fn manifest(version: &str, arch: &str, signature: &str) -> String {
 fn every_refusal_leaves_the_installation_untouched() {
     let (next_dir, next) = next_build();
     let work = tempfile::tempdir().unwrap();
-    let (m, installed) = installed_machine(work.path());
+    let (m, installed) = installed_machine(work.path(), &["vpd", "vpd-daemon"]);
     let keys = keygen(&work.path().join("keys"));
     let other = keygen(&work.path().join("other"));
     let key = keys.join("release.pub");
     let archive = work.path().join("next.tar.gz");
-    package(&next, &next_dir, &archive, ARCH);
+    package(&next, &next_dir, &archive, ARCH, &["vpd", "vpd-daemon"]);
     let bytes = std::fs::read(&archive).unwrap();
     let before = versions(&m);
     let untouched = |m: &Machine, what: &str| {

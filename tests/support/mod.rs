@@ -3,6 +3,8 @@
 //! prints the home's listing, the server's log and the daemon's log.
 #![allow(dead_code)]
 
+pub mod release;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -15,7 +15,8 @@ fn signed(dir: &std::path::Path, name: &str, body: &[u8], version: &str, arch: &
     let file = dir.join(name);
     std::fs::write(&file, body).unwrap();
     let key = dir.join("keys/release.key");
-    let o = cli(&["release", "sign", file.to_str().unwrap(), "--key", key.to_str().unwrap(), "--version", version, "--os", "linux", "--arch", arch], dir);
+    let o =
+        cli(&["release", "sign", file.to_str().unwrap(), "--key", key.to_str().unwrap(), "--version", version, "--os", "linux", "--arch", arch], dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (file.display().to_string(), format!("{}.minisig", file.display()))
 }

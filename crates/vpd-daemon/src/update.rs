@@ -291,7 +291,9 @@ pub async fn find_async(trust: &Trust, installed: Version) -> Result<Found> {
         }
     };
     let (manifest, offer) = release::check_manifest(&body, &trust.key, &expect(installed)).map_err(refused)?;
-    let file_url = url.join(&manifest.url).map_err(|e| Error::new(ErrorCode::BadServerResponse, format!("{url}: the manifest's url {:?}: {e}", manifest.url)))?;
+    let file_url = url
+        .join(&manifest.url)
+        .map_err(|e| Error::new(ErrorCode::BadServerResponse, format!("{url}: the manifest's url {:?}: {e}", manifest.url)))?;
     let file_url = crate::platform::check_url(file_url.as_str(), false)?;
     Ok(Found { installed, offer, manifest, file_url })
 }
