@@ -567,7 +567,8 @@ fn open_window(tray: &Tray, next: Option<&str>) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let exe = std::env::current_exe().map(|e| e.with_file_name(WINDOW_BINARY)).unwrap_or_else(|_| WINDOW_BINARY.into());
+    let window_binary = format!("viewport-window{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().map(|e| e.with_file_name(&window_binary)).unwrap_or_else(|_| window_binary.into());
     // The login link goes on the window's stdin: process arguments are readable by other
     // local users (issue 12 item 2).
     let spawned = Command::new(&exe).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
@@ -595,8 +596,6 @@ fn open_window(tray: &Tray, next: Option<&str>) {
         Err(e) => notify_error("The Viewport window cannot open", &format!("starting {}: {e}", exe.display())),
     }
 }
-
-const WINDOW_BINARY: &str = if cfg!(windows) { "viewport-window.exe" } else { "viewport-window" };
 
 /// The installation this tray runs from, when `vpd update` manages it: its root and the
 /// version running.
@@ -672,13 +671,14 @@ fn install_update(tray: &Arc<Tray>) {
 /// Replaces this process with `bin` (the tray of the new version), with the same arguments,
 /// after closing the window. Returns only if that failed.
 fn restart_into(tray: &Tray, bin: &std::path::Path) {
-    use std::os::unix::process::CommandExt;
     if let Some(mut w) = tray.window.lock().unwrap().take() {
         drop(w.stdin.take());
         let _ = w.kill();
         let _ = w.wait();
     }
     tray.core.lock().unwrap().stop();
-    let e = Command::new(bin).args(std::env::args_os().skip(1)).exec();
+    let mut cmd = Command::new(bin);
+    cmd.args(std::env::args_os().skip(1));
+    let e = vpd_daemon::os::process::replace_with(cmd);
     tracing::error!(error = %e, bin = %bin.display(), "cannot start the updated tray");
 }

@@ -372,3 +372,32 @@ fn only_the_command_line_sets_the_update_source() {
     assert!(!trust.contains("env::var"), "update::trust reads the environment");
     assert!(src.contains("pub const TRUST_FILE: &str = \"update.json\""));
 }
+
+/// ARCHITECTURE.md (issue 12 item 3): "platform differences live in one module per concern":
+/// outside the platform layer (`vpd-daemon/src/os/`) only the modules of the concerns that
+/// are one OS's own — the login item (`login_item.rs`), the systemd unit (`service.rs`), the
+/// inotify-backed facts cache (`facts_cache.rs`) and the tray's notifications — choose code
+/// by OS or call the OS directly.
+#[test]
+fn platform_code_lives_in_the_platform_layer() {
+    let allowed = [
+        "crates/vpd-daemon/src/login_item.rs",
+        "crates/vpd-daemon/src/service.rs",
+        "crates/vpd-daemon/src/facts_cache.rs",
+        "src-tauri/notifications.rs",
+    ];
+    let needles =
+        ["cfg(unix", "cfg(windows", "cfg(target_os", "cfg(all(", "cfg(not(", "cfg!(", "std::os::unix", "std::os::windows", "libc::", "windows_sys::"];
+    for dir in ["crates/vpd-daemon/src", "crates/vpd-cli/src", "src-tauri"] {
+        for p in modules(&root().join(dir)).into_values() {
+            let rel = p.strip_prefix(root()).unwrap().to_string_lossy().to_string();
+            if rel.starts_with("crates/vpd-daemon/src/os/") || allowed.contains(&rel.as_str()) {
+                continue;
+            }
+            let src = code(&p);
+            for n in needles {
+                assert!(!src.contains(n), "{rel} uses {n}: platform code goes in vpd-daemon's os/ layer (docs/ARCHITECTURE.md)");
+            }
+        }
+    }
+}

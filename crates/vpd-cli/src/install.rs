@@ -29,14 +29,13 @@ pub fn daemon(home: Home, action: DaemonAction, out: &Out) -> Result<ExitCode, E
     match action {
         DaemonAction::Run => {
             // `vpd` carries no daemon: become the `vpd-daemon` that ships beside it.
-            use std::os::unix::process::CommandExt;
             let daemon = client::daemon_exe(&exe()?)?;
             let mut cmd = std::process::Command::new(&daemon);
             cmd.arg("--home").arg(home.root());
             if out.json {
                 cmd.arg("--json");
             }
-            let e = cmd.exec();
+            let e = vpd_daemon::os::process::replace_with(cmd);
             Err(Error::io(format!("starting {}", daemon.display()), e))
         }
         DaemonAction::Stop => {

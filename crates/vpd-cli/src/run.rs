@@ -23,47 +23,12 @@ use vpd_proto::relay::FrameKind;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn term_size() -> Option<PtySize> {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    (unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0).then_some(PtySize {
-        rows: ws.ws_row,
-        cols: ws.ws_col,
-        pixel_width: 0,
-        pixel_height: 0,
-    })
-}
-
-/// Puts the terminal in raw mode until dropped.
-struct RawMode(Option<libc::termios>);
-
-impl RawMode {
-    fn enter() -> RawMode {
-        if !std::io::stdin().is_terminal() {
-            return RawMode(None);
-        }
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
-            return RawMode(None);
-        }
-        let saved = t;
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
-        }
-        RawMode(Some(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
-        }
-    }
+    vpd_daemon::os::terminal::size().map(|(cols, rows)| PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
 }
 
 pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, out: &Out) -> Result<ExitCode, Error> {
     let program = command.first().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "nothing to run: vpd run -- COMMAND [ARGS…]"))?;
-    let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
+    let cwd = dunce::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
     let agent = Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| program.clone());
 
     // The session (and its binding, resolved once, now). Without a daemon the command still
@@ -93,7 +58,7 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     drop(pty.slave);
     let mut reader = pty.master.try_clone_reader().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let mut writer = pty.master.take_writer().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    let raw = RawMode::enter();
+    let raw = vpd_daemon::os::terminal::RawMode::enter();
 
     // Frames go to the daemon over one connection, in order, from one thread.
     let (tx, rx) = mpsc::sync_channel::<StreamItem>(1024);
@@ -118,17 +83,12 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     let master = pty.master;
     let resize_tx = tx.clone();
     if std::io::stdout().is_terminal() {
-        if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGWINCH]) {
-            std::thread::spawn(move || {
-                for _ in signals.forever() {
-                    if let Some(size) = term_size() {
-                        let _ = master.resize(size);
-                        let _ = resize_tx
-                            .try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
-                    }
-                }
-            });
-        }
+        vpd_daemon::os::terminal::on_resize(move || {
+            if let Some(size) = term_size() {
+                let _ = master.resize(size);
+                let _ = resize_tx.try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
+            }
+        });
     }
 
     // Command → terminal (and the session).
@@ -324,7 +284,7 @@ pub fn sessions(home: &Home, out: &Out) -> Result<ExitCode, Error> {
 
 /// `vpd session start|frame|end`: the same API for scripts and integrations.
 pub fn session_start(home: &Home, cwd: &Path, agent: String, name: Option<String>, out: &Out) -> Result<ExitCode, Error> {
-    let cwd = std::fs::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
+    let cwd = dunce::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
     client::ensure_daemon(home, &exe()?)?;
     let s: SessionInfo = client::ask(home, SessionStartParams { cwd: cwd.display().to_string(), agent, name }, Duration::from_secs(10))?;
     out.emit(&s, || s.session_id.clone());

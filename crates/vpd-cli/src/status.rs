@@ -91,13 +91,12 @@ fn render(r: &StatusReport) -> String {
 /// `vpd doctor`: the checks need the HTTP client and the keyring, which `vpd` does not carry;
 /// the `vpd-daemon` binary beside it runs them (and prints the same text or JSON).
 pub fn doctor(home: &Home, out: &Out) -> Result<ExitCode, Error> {
-    use std::os::unix::process::CommandExt;
     let daemon = client::daemon_exe(&crate::install::exe()?)?;
     let mut cmd = std::process::Command::new(&daemon);
     cmd.arg("doctor").arg("--home").arg(home.root());
     if out.json {
         cmd.arg("--json");
     }
-    let e = cmd.exec();
+    let e = vpd_daemon::os::process::replace_with(cmd);
     Err(Error::io(format!("starting {}", daemon.display()), e))
 }

@@ -6,8 +6,8 @@
 use crate::config::{self, Config};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
+use crate::os::userdir::UserDir;
 use crate::records::{self, DeclineRecord, Directories, DirectoryRecord};
-use crate::userdir::UserDir;
 use crate::walk;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -51,7 +51,7 @@ impl Supervisor {
 /// only to files.
 pub fn run(home: Home, detached: bool) -> Result<()> {
     // Everything the daemon creates is private.
-    unsafe { libc::umask(0o077) };
+    crate::os::process::private_by_default();
     home.ensure()?;
     ensure_private_dir(&home.logs())?;
     // Another process may hold the lock for a moment to ask whether a daemon runs: retry
@@ -150,7 +150,7 @@ pub fn run(home: Home, detached: bool) -> Result<()> {
         }
         backend.stop_keeping().await;
         parts.stop(std::time::Duration::from_secs(1)).await;
-        let _ = std::fs::remove_file(home.socket());
+        crate::os::ipc::remove(&home);
         tracing::info!("daemon stopped");
         Ok::<_, Error>(())
     });
@@ -203,43 +203,12 @@ async fn watch_clock(backend: Arc<Backend>) {
 
 /// The sorted addresses of the interfaces that are up: changes when a network comes or goes.
 fn network_fingerprint() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a list we only read and then free.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let ifa = &*p;
-            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0 && ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) == 0;
-            if up && !ifa.ifa_addr.is_null() {
-                let family = (*ifa.ifa_addr).sa_family as i32;
-                let bytes = match family {
-                    libc::AF_INET => (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr.to_ne_bytes().to_vec(),
-                    libc::AF_INET6 => (*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr.to_vec(),
-                    _ => Vec::new(),
-                };
-                if !bytes.is_empty() {
-                    out.push((std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned(), bytes));
-                }
-            }
-            p = ifa.ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out.sort();
-    out
+    crate::os::net::addresses()
 }
 
 async fn wait_for_stop(backend: &Backend) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+        why = crate::os::signals::stop_requested() => tracing::info!("{why}"),
         _ = backend.shutdown_requested() => tracing::info!("shutdown requested"),
     }
 }

@@ -9,7 +9,6 @@ use crate::records;
 use crate::secrets;
 use crate::states::{CheckLevel, StoreKind};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,21 +33,26 @@ fn check(name: impl Into<String>, level: CheckLevel, detail: impl Into<String>, 
     Check { name: name.into(), level, detail: detail.into(), fix }
 }
 
-fn mode_check(path: &Path, want: u32, what: &str, out: &mut Vec<Check>) {
+/// A private file or directory: this user's, nobody else let in, not a link.
+fn mode_check(path: &Path, what: &str, out: &mut Vec<Check>) {
+    use crate::os::{files, user};
     let Ok(m) = std::fs::symlink_metadata(path) else { return };
-    let uid = unsafe { libc::geteuid() };
     let name = format!("{what} {}", path.display());
-    if m.uid() != uid {
-        out.push(check(name, CheckLevel::Error, format!("owned by uid {}, not you", m.uid()), Some(format!("chown {uid} {}", path.display()))));
-    } else if m.file_type().is_symlink() {
-        out.push(check(name, CheckLevel::Error, "is a symlink", Some(format!("replace {} with a regular file", path.display()))));
-    } else if m.mode() & 0o777 != want {
+    if files::is_link_meta(&m) {
+        out.push(check(name, CheckLevel::Error, "is a link", Some(format!("replace {} with a regular file", path.display()))));
+        return;
+    }
+    let Ok(a) = files::access(path) else { return };
+    let me = user::current();
+    if a.owner != me {
         out.push(check(
             name,
-            CheckLevel::Warning,
-            format!("mode {:o}, expected {want:o}", m.mode() & 0o777),
-            Some(format!("chmod {want:o} {}", path.display())),
+            CheckLevel::Error,
+            format!("owned by {}, not you ({me})", a.owner),
+            Some(format!("give {} back to {me}", path.display())),
         ));
+    } else if a.others {
+        out.push(check(name, CheckLevel::Warning, format!("{}, expected only you", a.shown), Some(a.fix)));
     }
 }
 
@@ -66,18 +70,18 @@ pub async fn run(home: &Home, daemon_running: Option<u32>, store: Option<secrets
         )),
         Ok(_) => {
             let before = checks.len();
-            mode_check(root, 0o700, "home", &mut checks);
+            mode_check(root, "home", &mut checks);
             for f in [home.config(), home.directories(), home.hint_declines()] {
-                mode_check(&f, 0o600, "file", &mut checks);
+                mode_check(&f, "file", &mut checks);
             }
-            mode_check(&home.identities(), 0o700, "directory", &mut checks);
+            mode_check(&home.identities(), "directory", &mut checks);
             if let Ok(entries) = std::fs::read_dir(home.identities()) {
                 for e in entries.flatten() {
-                    mode_check(&e.path(), 0o600, "identity", &mut checks);
+                    mode_check(&e.path(), "identity", &mut checks);
                 }
             }
             if checks.len() == before {
-                checks.push(check("permissions", CheckLevel::Ok, format!("{} is 0700 and its files 0600", root.display()), None));
+                checks.push(check("permissions", CheckLevel::Ok, format!("{} and its files are yours alone", root.display()), None));
             }
         }
     }

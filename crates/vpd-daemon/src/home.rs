@@ -1,7 +1,6 @@
 //! The vpd home: `$VIEWPORT_HOME`, else `$VPD_HOME`, else `~/.viewport` (SPEC section 2).
 
 use crate::error::{Error, Result};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +82,7 @@ impl Home {
     /// What identifies the home on disk while a daemon runs in it: the (device, inode) of
     /// its directory and of its daemon lock.
     pub fn identity(&self) -> Result<HomeIdentity> {
-        let id = |p: &Path| std::fs::symlink_metadata(p).map(|m| (m.dev(), m.ino())).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+        let id = |p: &Path| crate::os::files::identity(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
         Ok(HomeIdentity { root: id(&self.root)?, lock: id(&self.daemon_lock())? })
     }
 
@@ -92,8 +91,8 @@ impl Home {
     /// on any other error (a passing I/O error is no reason to stop).
     pub fn gone(&self, then: &HomeIdentity) -> Option<String> {
         for (path, was) in [(self.root.clone(), then.root), (self.daemon_lock(), then.lock)] {
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if (m.dev(), m.ino()) == was => {}
+            match crate::os::files::identity(&path) {
+                Ok(id) if id == was => {}
                 Ok(_) => return Some(format!("{} was replaced by another file", path.display())),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
                     return Some(format!("{} was removed", path.display()))
@@ -119,51 +118,40 @@ pub struct HomeIdentity {
     lock: (u64, u64),
 }
 
-/// Creates `dir` with mode 0700 (parents as needed), or tightens an existing one.
+/// Creates `dir` private to this user (0700; an owner-only DACL), parents as needed, or
+/// tightens an existing one. Another user's directory, or something else than a directory,
+/// is refused.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use crate::os::{files, user};
     match std::fs::symlink_metadata(dir) {
         Ok(m) => {
-            if !m.is_dir() {
+            if !m.is_dir() || files::is_link_meta(&m) {
                 return Err(Error::file(dir, "exists but is not a directory; move it away"));
             }
-            let uid = unsafe { libc::geteuid() };
-            if m.uid() != uid {
-                return Err(Error::file(dir, format!("is owned by uid {}, not by you (uid {uid}); fix with chown", m.uid())));
+            let access = files::access(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            let me = user::current();
+            if access.owner != me {
+                return Err(Error::file(dir, format!("is owned by {}, not by you ({me}); fix its owner", access.owner)));
             }
-            if m.mode() & 0o077 != 0 {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| Error::io(format!("tightening {} to 0700", dir.display()), e))?;
-                tracing::warn!(dir = %dir.display(), "tightened permissions to 0700");
+            if access.others {
+                files::private_dir(dir, true).map_err(|e| Error::io(format!("making {} private", dir.display()), e))?;
+                tracing::warn!(dir = %dir.display(), was = %access.shown, "made the directory private");
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            // DirBuilder applies the umask; make sure.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io(format!("setting {} to 0700", dir.display()), e))
+            files::private_dir(dir, false).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
         }
         Err(e) => Err(Error::io(format!("reading {}", dir.display()), e)),
     }
 }
 
-/// The user's home directory (`$HOME`, else the passwd entry).
+/// The user's home directory (`$HOME`, else the system's record of it).
 pub fn user_home() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return Some(PathBuf::from(h));
     }
-    // SAFETY: getpwuid returns a pointer into static storage or null; read it at once.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_dir.is_null() {
-            return None;
-        }
-        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
-        Some(PathBuf::from(std::ffi::OsStr::from_encoded_bytes_unchecked(dir.to_bytes())))
-    }
+    dirs::home_dir()
 }
 
 /// This machine's host name (the default machine name and the status line).

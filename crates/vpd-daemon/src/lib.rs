@@ -12,7 +12,8 @@
 //! - [`walk`]: gathers the directory facts that `vpd_core::resolve` decides on.
 //! - [`facts_cache`]: the daemon's cache of those facts, kept true by change notification.
 //! - [`binding`]: `vpd bind` / `unbind` / `trust` / hint declines, on the files.
-//! - [`userdir`]: writing inside a user's directory through one handle, never a link.
+//! - [`os`]: the platform layer, one module per concern (files, the local API's transport,
+//!   processes, signals, the terminal, …): the only code chosen by operating system.
 //! - [`platform`]: the HTTP client of the platform API (the only code that speaks it).
 //! - [`proxy`]: the one proxy rule set (HTTP(S)/SOCKS5, NO_PROXY) for HTTP and the relay.
 //! - [`tls`]: the one TLS configuration (system roots plus a pairing's CA) for HTTP and the relay.
@@ -44,6 +45,7 @@ pub mod home;
 pub mod identity;
 pub mod login_item;
 pub mod migrate;
+pub mod os;
 pub mod pair_job;
 pub mod pairing;
 pub mod platform;
@@ -59,7 +61,6 @@ pub mod store;
 pub mod suggestions;
 pub mod tls;
 pub mod update;
-pub mod userdir;
 pub mod walk;
 pub mod watched;
 pub mod webui;

@@ -5,22 +5,17 @@
 use crate::error::{Error, ErrorCode, Result};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `bytes` to `path` so that readers see the old content or the new, never a torn
 /// file: a 0600 temporary file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::file(path, "has no parent directory"))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    let mut tmp = crate::os::files::temp_in(dir).map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
     tmp.persist(path).map_err(|e| Error::io(format!("replacing {}", path.display()), e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+    crate::os::files::sync_dir(dir).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Reads a regular file of at most `max` bytes. `Ok(None)` when it does not exist. Symlinks,
@@ -28,18 +23,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// is opened without following a symlink and without blocking, and checked on the open
 /// descriptor, so a hostile directory cannot swap in a FIFO that hangs the reader.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::OpenOptionsExt;
     let not_regular = || Error::file(path, "is not a regular file (a symlink, directory, FIFO or device); move it away");
-    let mut f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
+    let mut f = match crate::os::files::open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(e) if crate::os::files::is_link(&e) => return Err(not_regular()),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
     let meta = f.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if !meta.file_type().is_file() {
-        return Err(not_regular());
-    }
     if meta.len() > max {
         return Err(Error::file(
             path,
@@ -62,14 +53,17 @@ pub fn check_private_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let uid = unsafe { libc::geteuid() };
-    if meta.uid() != uid {
-        return Err(Error::file(path, format!("is owned by uid {}, not by you (uid {uid}); fix with chown", meta.uid())));
+    if crate::os::files::is_link_meta(&meta) {
+        return Err(Error::file(path, "is not a regular file (a symlink, directory, FIFO or device); move it away"));
     }
-    if meta.mode() & 0o077 != 0 && meta.file_type().is_file() {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("tightening {} to 0600", path.display()), e))?;
-        tracing::warn!(file = %path.display(), "tightened permissions to 0600");
+    let access = crate::os::files::access(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let me = crate::os::user::current();
+    if access.owner != me {
+        return Err(Error::file(path, format!("is owned by {}, not by you ({me}); fix its owner", access.owner)));
+    }
+    if access.others && meta.file_type().is_file() {
+        crate::os::files::private_file(path).map_err(|e| Error::io(format!("making {} private", path.display()), e))?;
+        tracing::warn!(file = %path.display(), was = %access.shown, "made the file private");
     }
     Ok(())
 }
@@ -103,14 +97,11 @@ impl Lock {
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    crate::os::files::private_options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))
 }

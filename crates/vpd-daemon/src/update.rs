@@ -160,17 +160,13 @@ pub enum Install {
     /// Binaries somewhere else (a build directory, a copy): not updated in place.
     Plain { dir: PathBuf },
     /// An installation that belongs to another user (or the system).
-    Foreign { root: PathBuf, owner: u32 },
-}
-
-fn owner_of(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| m.uid())
+    Foreign { root: PathBuf, owner: String },
 }
 
 /// Reads `root/current`: the version it points at.
 pub fn current_version(root: &Path) -> Option<Version> {
-    let target = std::fs::read_link(root.join("current")).ok()?;
+    crate::os::pointer::recover(root, "current");
+    let target = crate::os::pointer::target(&root.join("current"))?;
     let mut parts = target.components().rev();
     let v = parts.next()?.as_os_str().to_str()?.parse().ok()?;
     (parts.next()?.as_os_str() == "versions").then_some(v)
@@ -178,7 +174,7 @@ pub fn current_version(root: &Path) -> Option<Version> {
 
 /// What kind of installation the binary `exe` runs from.
 pub fn find_install(exe: &Path) -> Install {
-    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let exe = dunce::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
     let dir = exe.parent().unwrap_or(Path::new("/")).to_path_buf();
     if let Ok(bytes) = std::fs::read(dir.join(PACKAGE_MARKER)) {
         let m: Option<PackageMarker> = serde_json::from_slice(&bytes).ok();
@@ -191,15 +187,16 @@ pub fn find_install(exe: &Path) -> Install {
         let versions = dir.parent()?;
         (versions.file_name()? == "versions").then_some(())?;
         let root = versions.parent()?.to_path_buf();
-        std::fs::symlink_metadata(root.join("current")).ok()?.file_type().is_symlink().then_some(())?;
+        crate::os::pointer::is_pointer(&root.join("current")).then_some(())?;
         Some((root, version))
     })();
     match versioned {
         Some((root, running)) => {
-            let me = unsafe { libc::geteuid() };
-            let foreign = [root.clone(), root.join("versions"), dir.clone()].iter().find_map(|p| owner_of(p).filter(|o| *o != me));
+            let me = crate::os::user::current();
+            let foreign =
+                [root.clone(), root.join("versions"), dir.clone()].iter().find_map(|p| crate::os::user::owner_of(p).ok().filter(|o| *o != me));
             match foreign {
-                Some(owner) => Install::Foreign { root, owner },
+                Some(owner) => Install::Foreign { root, owner: owner.to_string() },
                 None => Install::Versioned { current: current_version(&root), root, running },
             }
         }
@@ -228,10 +225,9 @@ pub fn updatable(install: &Install) -> Result<(PathBuf, Version)> {
             ErrorCode::NotUpdatable,
             format!("vpd was installed by {manager}; update it with `{command}` (vpd never overwrites a package's files)"),
         )),
-        Install::Foreign { root, owner } => Err(Error::new(
-            ErrorCode::NotUpdatable,
-            format!("{} belongs to another user (uid {owner}); only its owner can update it", root.display()),
-        )),
+        Install::Foreign { root, owner } => {
+            Err(Error::new(ErrorCode::NotUpdatable, format!("{} belongs to another user ({owner}); only its owner can update it", root.display())))
+        }
         Install::Plain { dir } => Err(Error::new(
             ErrorCode::NotUpdatable,
             format!(
@@ -326,7 +322,7 @@ pub fn download(trust: &Trust, found: &Found, progress: &mut dyn FnMut(u64, u64)
 // ---- unpacking and swapping -----------------------------------------------------------------
 
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+    if crate::os::files::is_disk_full(&e) {
         return Error::new(ErrorCode::Io, format!("{what}: the disk is full; free some space and run `vpd update` again (nothing was changed)"));
     }
     Error::io(what, e)
@@ -460,12 +456,14 @@ pub fn link_command(root: &Path, link: &Path) -> Result<bool> {
     if let Some(dir) = link.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
     }
-    std::os::unix::fs::symlink(&target, link).map_err(|e| io(format!("creating {}", link.display()), e))?;
-    Ok(true)
+    match crate::os::pointer::link_file(&target, link) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(false),
+        Err(e) => Err(io(format!("creating {}", link.display()), e)),
+    }
 }
 
 fn unpack(archive: &[u8], into: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let bad = |w: String| refused(ReleaseError::WrongFile(w));
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     let entries = tar.entries().map_err(|e| bad(format!("not a .tar.gz archive: {e}")))?;
@@ -481,13 +479,10 @@ fn unpack(archive: &[u8], into: &Path) -> Result<()> {
         if !entry.header().entry_type().is_file() || !allowed.contains(&name) || !seen.insert(name.clone()) {
             return Err(bad(format!("the archive holds {path:?}, which is not one of the files a release ships")));
         }
-        let mode = if name == RELEASE_MARKER { 0o644 } else { 0o755 };
         let target = into.join(&name);
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::os::files::executable_options()
             .write(true)
             .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
             .open(&target)
             .map_err(|e| io(format!("creating {}", target.display()), e))?;
         std::io::copy(&mut entry, &mut f).map_err(|e| io(format!("writing {}", target.display()), e))?;
@@ -514,12 +509,7 @@ pub fn switch(root: &Path, to: Version) -> Result<()> {
     if !root.join(&target).join(exe_name("vpd")).is_file() {
         return Err(Error::new(ErrorCode::FileInvalid, format!("{} has no vpd", root.join(&target).display())));
     }
-    let tmp = root.join(format!(".current-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| io(format!("creating {}", tmp.display()), e))?;
-    crate::failpoint("update-before-switch");
-    std::fs::rename(&tmp, root.join("current")).map_err(|e| io(format!("replacing {}", root.join("current").display()), e))?;
-    std::fs::File::open(root).and_then(|d| d.sync_all()).map_err(|e| io(format!("syncing {}", root.display()), e))
+    crate::os::pointer::switch(root, "current", &target).map_err(|e| io(format!("replacing {}", root.join("current").display()), e))
 }
 
 /// Keeps `keep` (the current and the previous version) and removes every other version.

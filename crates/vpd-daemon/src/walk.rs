@@ -11,8 +11,8 @@ use vpd_core::{DirFacts, FileRead, MAX_BINDING_FILE};
 
 /// The canonical form of `dir` (symlinks resolved), with errors that say what went wrong.
 pub fn canonical(dir: &Path) -> Result<PathBuf> {
-    let c = std::fs::canonicalize(dir).map_err(|e| {
-        let why = if e.raw_os_error() == Some(libc::ELOOP) { "a symlink loop".to_string() } else { e.to_string() };
+    let c = dunce::canonicalize(dir).map_err(|e| {
+        let why = if crate::os::files::is_link(&e) { "a symlink loop".to_string() } else { e.to_string() };
         Error::new(ErrorCode::InvalidArgument, format!("cannot resolve {}: {why}", dir.display()))
     })?;
     if !c.is_dir() {

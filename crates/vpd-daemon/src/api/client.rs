@@ -4,9 +4,9 @@
 use super::protocol::{Confirm, PairEvent, PairParams, Paired, Reply, Request, MAX_LINE};
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
+use crate::os::ipc::Client;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,13 +19,13 @@ fn unavailable(home: &Home, e: std::io::Error) -> Error {
 
 /// An open connection carrying one request.
 pub struct Connection {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    reader: BufReader<Client>,
+    writer: Client,
 }
 
 impl Connection {
     pub fn open(home: &Home) -> Result<Connection> {
-        let s = UnixStream::connect(home.socket()).map_err(|e| unavailable(home, e))?;
+        let s = Client::connect(home).map_err(|e| unavailable(home, e))?;
         let writer = s.try_clone().map_err(|e| Error::io("local API", e))?;
         Ok(Connection { reader: BufReader::new(s), writer })
     }
@@ -45,20 +45,14 @@ impl Connection {
         serde_json::from_slice(&buf).map_err(|e| Error::new(ErrorCode::Internal, format!("the daemon answered something unexpected: {e}")))
     }
 
-    pub fn set_timeout(&self, t: Option<Duration>) {
-        let _ = self.writer.set_read_timeout(t);
+    pub fn set_timeout(&mut self, t: Option<Duration>) {
+        self.reader.get_mut().set_read_timeout(t);
     }
 
     /// Whether the daemon closed its end, or wrote something on a connection that expects
     /// nothing yet (an error it sends before closing). Does not wait.
     pub fn peer_closed(&mut self) -> bool {
-        if !self.reader.buffer().is_empty() {
-            return true;
-        }
-        let mut b = [0u8; 1];
-        // SAFETY: a peek of one byte into a local buffer on a socket we own; it never blocks.
-        let n = unsafe { libc::recv(std::os::fd::AsRawFd::as_raw_fd(&self.writer), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock
+        !self.reader.buffer().is_empty() || self.writer.peer_closed()
     }
 }
 
@@ -118,8 +112,7 @@ pub fn stop_daemon(home: &Home) -> Result<bool> {
     let Some(pid) = crate::daemon::running_pid(home) else { return Ok(false) };
     let asked = ask(home, super::calls::Shutdown, Duration::from_secs(5)).is_ok();
     if !asked {
-        // SAFETY: a signal to the process that holds this home's daemon lock.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        crate::os::process::terminate(pid);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -151,29 +144,19 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
     home.ensure()?;
     crate::home::ensure_private_dir(&home.logs())?;
     let stderr_path = home.logs().join("daemon-stderr.log");
-    let stderr = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&stderr_path)
-    }
-    .map_err(|e| Error::io(stderr_path.display(), e))?;
+    let stderr = crate::os::files::private_options().create(true).append(true).open(&stderr_path).map_err(|e| Error::io(stderr_path.display(), e))?;
     let daemon = daemon_exe(exe)?;
     let mut cmd = std::process::Command::new(&daemon);
     cmd.arg("--home")
         .arg(home.root())
         .env("VPD_DAEMON_DETACHED", "1")
         .env("VIEWPORT_HOME", home.root())
-        .current_dir("/")
+        .current_dir(home.root())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
-    // A session of its own: the daemon outlives the terminal and ignores its Ctrl-C.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // Detached: the daemon outlives the terminal and ignores its Ctrl-C.
+    crate::os::process::detach(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {}", daemon.display()), e))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut exited = false;

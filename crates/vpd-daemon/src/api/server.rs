@@ -1,6 +1,6 @@
 //! The daemon side of the local API: a transport over [`Backend`], nothing more. Every
-//! connection is checked first: the peer's uid must be ours (SO_PEERCRED), otherwise it is
-//! closed without reading a byte. Each request is decoded, handed to the backend, and its
+//! connection is checked first: the peer must be this user (`os::ipc`: the socket's
+//! credentials, the pipe client's token), otherwise it is closed without reading a byte. Each request is decoded, handed to the backend, and its
 //! answer written back.
 
 use super::protocol::{Confirm, PairEvent, Reply, Request, StreamItem, MAX_LINE};
@@ -8,45 +8,36 @@ use crate::backend::Backend;
 use crate::error::{Error, ErrorCode, Result};
 use crate::home::Home;
 use crate::pairing::PairUi;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
-/// Binds `vpd.sock` (0600). Call only while holding the daemon lock: a leftover socket of a
-/// dead daemon is removed first.
-pub fn bind(home: &Home) -> Result<UnixListener> {
-    let path = home.socket();
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path.display(), e))?;
-    Ok(listener)
+type Conn = crate::os::ipc::Conn;
+type Read = BufReader<ReadHalf<Conn>>;
+type Write = WriteHalf<Conn>;
+
+/// Listens for the local API (`vpd.sock`, 0600; a named pipe only this user can open). Call
+/// only while holding the daemon lock.
+pub fn bind(home: &Home) -> Result<crate::os::ipc::Listener> {
+    crate::os::ipc::Listener::bind(home).map_err(|e| Error::io(format!("listening on {}", crate::os::ipc::address(home)), e))
 }
 
-pub async fn serve(listener: UnixListener, backend: Arc<Backend>) {
-    let uid = unsafe { libc::geteuid() };
+pub async fn serve(mut listener: crate::os::ipc::Listener, backend: Arc<Backend>) {
     loop {
         let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+            Ok((s, Ok(()))) => s,
+            Ok((_, Err(who))) => {
+                tracing::warn!(peer = %who, "refused a local API connection from another user");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == uid => {}
-            Ok(cred) => {
-                tracing::warn!(peer_uid = cred.uid(), "refused a local API connection from another user");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "refused a local API connection without peer credentials");
-                continue;
-            }
-        }
         let backend = backend.clone();
         tokio::spawn(async move {
             if let Err(e) = handle(stream, backend).await {
@@ -88,8 +79,8 @@ fn to_reply<T: serde::Serialize>(r: Result<T>) -> Reply {
     }
 }
 
-async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn handle(stream: Conn, backend: Arc<Backend>) -> std::io::Result<()> {
+    let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let line = match tokio::time::timeout(Duration::from_secs(10), read_line(&mut read)).await {
         Ok(Ok(Some(l))) => l,
@@ -148,12 +139,7 @@ async fn handle(stream: UnixStream, backend: Arc<Backend>) -> std::io::Result<()
 
 /// Runs a pairing for this connection: events go out as they happen, a `confirm` line comes
 /// back after `confirm_replace`, and the client closing the connection (Ctrl-C) cancels it.
-async fn pair(
-    params: super::protocol::PairParams,
-    mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
-    mut write: tokio::net::unix::OwnedWriteHalf,
-    backend: Arc<Backend>,
-) -> std::io::Result<()> {
+async fn pair(params: super::protocol::PairParams, mut read: Read, mut write: Write, backend: Arc<Backend>) -> std::io::Result<()> {
     let (ev_tx, mut ev_rx) = mpsc::channel::<PairEvent>(8);
     let (cf_tx, cf_rx) = mpsc::channel::<bool>(1);
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
@@ -200,7 +186,7 @@ async fn pair(
 }
 
 /// Writes each new activity entry as a JSON line until the client goes away.
-async fn events(backend: &Backend, since: Option<u64>, mut write: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+async fn events(backend: &Backend, since: Option<u64>, mut write: Write) -> std::io::Result<()> {
     // Subscribe before reading the backlog, so nothing falls between the two; an entry in
     // both is sent once (ids only grow).
     let mut rx = backend.subscribe_activity();
@@ -232,12 +218,7 @@ async fn events(backend: &Backend, since: Option<u64>, mut write: tokio::net::un
 
 /// `vpd run`'s connection: frame lines until an `end` line (or the connection's end, which
 /// ends the session as `disconnected`).
-async fn session_stream(
-    backend: &Backend,
-    id: String,
-    mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
-    mut write: tokio::net::unix::OwnedWriteHalf,
-) -> std::io::Result<()> {
+async fn session_stream(backend: &Backend, id: String, mut read: Read, mut write: Write) -> std::io::Result<()> {
     if let Err(e) = crate::sessions::check_id(&id) {
         return write_reply(&mut write, &to_reply::<()>(Err(e))).await;
     }

@@ -93,7 +93,7 @@ pub async fn start(backend: Arc<Backend>) -> Option<Serving> {
     backend.ui_ready(port, Arc::new(move |next| links.login_link(next)));
     tracing::info!(port, "web UI on http://127.0.0.1:{port}/ (open it with `vpd ui`)");
     let app = router(backend, ui);
-    let listener = peer::SameUser { inner: listener, uid: unsafe { libc::geteuid() } };
+    let listener = peer::SameUser { inner: listener, user: crate::os::user::current() };
     Some(Box::pin(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the web UI stopped");
