@@ -50,6 +50,8 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings || { echo
 # macOS and Windows: the code compiled for them must type-check on every change (issue 12
 # item 4; which crates, and what is not checked yet, in the script).
 ./scripts/check-platforms.sh || { echo "Platforms: a crate no longer type-checks for macOS or Windows (above)." >&2; status=1; }
+# The Windows build of vpd and vpd-daemon, which tests/wine.rs runs under Wine (issue 12 item 5).
+./scripts/build-windows.sh || { echo "Windows: vpd.exe does not build (above)." >&2; status=1; }
 
 # The end-to-end tests run the real binaries (vpd, viewport-server, viewport-tray): build
 # them first. `vpd update`'s tests also install a higher version: the same vpd and

@@ -225,7 +225,7 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
     },
     /// Run a command as a session: under a pseudo-terminal, streamed if its directory is bound.
     #[command(
-        after_help = "One line on stderr says where the session streams. The exit code is the command's.\n\nExamples:\n  vpd run -- claude\n  vpd run --cwd ~/work/api --name fix-tests -- aider --yes\n  vpd run -- sh -c 'make test'"
+        after_help = "One line on stderr says where the session streams. The exit code is the command's.\n\nExamples:\n  vpd run -- claude\n  vpd run --cwd ~/work/api --name fix-tests -- aider --yes\n  vpd run -- sh -c 'make test'\n  vpd run --no-pty -- make test   (no terminal: the output streamed byte for byte)"
     )]
     Run {
         /// Directory to run in (default: here). The binding is resolved here, once.
@@ -234,6 +234,11 @@ Examples:\n  vpd uninstall\n  vpd uninstall --purge\n  vpd uninstall --purge --y
         /// A name for the session.
         #[arg(long)]
         name: Option<String>,
+        /// Run without a pseudo-terminal: the output goes through plain pipes and is streamed
+        /// byte for byte (scripts, CI logs; on Windows the console re-renders what a
+        /// pseudo-console shows).
+        #[arg(long)]
+        no_pty: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -439,7 +444,7 @@ fn run(command: Command, out: &Out) -> Result<ExitCode, Error> {
         Command::Resolve { dir } => dirs::resolve(&home()?, &cwd_or(dir)?, out),
         Command::Hook { shell } => hook::print(shell),
         Command::Status => status::status(&home()?, out),
-        Command::Run { cwd, name, command } => run::run(&home()?, &cwd_or(cwd)?, name, command, out),
+        Command::Run { cwd, name, no_pty, command } => run::run(&home()?, &cwd_or(cwd)?, name, command, no_pty, out),
         Command::Sessions => run::sessions(&home()?, out),
         Command::Session(SessionCmd::Start { cwd, agent, name }) => run::session_start(&home()?, &cwd_or(cwd)?, agent, name, out),
         Command::Session(SessionCmd::Frame { id, kind, data }) => run::session_frame(&home()?, id, kind.into(), data, out),

@@ -26,7 +26,7 @@ fn term_size() -> Option<PtySize> {
     vpd_daemon::os::terminal::size().map(|(cols, rows)| PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
 }
 
-pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, out: &Out) -> Result<ExitCode, Error> {
+pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, no_pty: bool, out: &Out) -> Result<ExitCode, Error> {
     let program = command.first().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "nothing to run: vpd run -- COMMAND [ARGS…]"))?;
     let cwd = dunce::canonicalize(cwd).map_err(|e| Error::io(cwd.display(), e))?;
     let agent = Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| program.clone());
@@ -46,6 +46,10 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         out.json(&json!({"event": "session", "session": session}));
     } else {
         eprintln!("{line}");
+    }
+
+    if no_pty {
+        return run_piped(home, &cwd, &command, session.as_ref());
     }
 
     let pty = native_pty_system()
@@ -112,6 +116,49 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     let _ = pump.join();
     drop(raw);
     let code = status.exit_code() as i32;
+    let _ = tx.send(StreamItem::End { end: SessionEndItem { exit_code: Some(code), reason: Some("exited".into()) } });
+    drop(tx);
+    if let Some(s) = streamer {
+        let _ = s.join();
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `vpd run --no-pty`: the command's output through plain pipes, streamed byte for byte (what
+/// a terminal would show is then exactly what the org sees; no pseudo-terminal re-renders
+/// it). Standard error is streamed too, and both are passed through; stdin is the command's.
+fn run_piped(home: &Home, cwd: &Path, command: &[String], session: Option<&SessionInfo>) -> Result<ExitCode, Error> {
+    let program = &command[0];
+    let mut child = std::process::Command::new(program)
+        .args(&command[1..])
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")))?;
+    let (tx, rx) = mpsc::sync_channel::<StreamItem>(1024);
+    let streamer = session.map(|s| {
+        let (home, id) = (home.clone(), s.session_id.clone());
+        std::thread::spawn(move || stream(&home, &id, rx))
+    });
+    let pump = |mut from: Box<dyn Read + Send>, mut to: Box<dyn Write + Send>, tx: mpsc::SyncSender<StreamItem>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = to.write_all(&buf[..n]);
+                let _ = to.flush();
+                let _ = tx.send(StreamItem::Frame { kind: FrameKind::Output, data: B64.encode(&buf[..n]) });
+            }
+        })
+    };
+    let out_pump = pump(Box::new(child.stdout.take().expect("piped")), Box::new(std::io::stdout()), tx.clone());
+    let err_pump = pump(Box::new(child.stderr.take().expect("piped")), Box::new(std::io::stderr()), tx.clone());
+    let status = child.wait().map_err(|e| Error::io("waiting for the command", e))?;
+    let _ = (out_pump.join(), err_pump.join());
+    let code = status.code().unwrap_or(1);
     let _ = tx.send(StreamItem::End { end: SessionEndItem { exit_code: Some(code), reason: Some("exited".into()) } });
     drop(tx);
     if let Some(s) = streamer {

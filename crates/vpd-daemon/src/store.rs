@@ -97,13 +97,9 @@ impl Lock {
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {
-    crate::os::files::private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))
+    let mut o = crate::os::files::private_options();
+    o.read(true).write(true).create(true).truncate(false);
+    crate::os::files::open_private(&o, path).map_err(|e| Error::io(format!("opening lock {}", path.display()), e))
 }
 
 impl Drop for Lock {

@@ -144,7 +144,9 @@ pub fn ensure_daemon(home: &Home, exe: &Path) -> Result<super::protocol::Pong> {
     home.ensure()?;
     crate::home::ensure_private_dir(&home.logs())?;
     let stderr_path = home.logs().join("daemon-stderr.log");
-    let stderr = crate::os::files::private_options().create(true).append(true).open(&stderr_path).map_err(|e| Error::io(stderr_path.display(), e))?;
+    let mut o = crate::os::files::private_options();
+    o.create(true).append(true);
+    let stderr = crate::os::files::open_private(&o, &stderr_path).map_err(|e| Error::io(stderr_path.display(), e))?;
     let daemon = daemon_exe(exe)?;
     let mut cmd = std::process::Command::new(&daemon);
     cmd.arg("--home")

@@ -34,9 +34,20 @@ pub fn private_file(path: &Path) -> io::Result<()> {
     imp::private_file(path)
 }
 
-/// Options that create a file private to this user and never open one through a link.
+/// Options that create a file private to this user and never open one through a link. (On
+/// Windows the file gets its owner-only DACL from the home; [`open_private`] also sets it.)
 pub fn private_options() -> OpenOptions {
     imp::private_options(0o600)
+}
+
+/// Opens (creating) `path` with `options` from [`private_options`], and makes sure it is
+/// private to this user whatever the directory passes on.
+pub fn open_private(options: &OpenOptions, path: &Path) -> io::Result<File> {
+    let f = options.open(path)?;
+    if access(path)?.others {
+        private_file(path)?;
+    }
+    Ok(f)
 }
 
 /// Options that create an executable (a release's binary, 0755) without following a link.
@@ -195,9 +206,12 @@ mod imp {
         Ok((info.dwVolumeSerialNumber as u64, ((info.nFileIndexHigh as u64) << 32) | info.nFileIndexLow as u64))
     }
 
-    /// Inherits the home's owner-only DACL.
+    /// Given the owner-only DACL itself before anything is written to it (what the home
+    /// passes on to new files is not relied on: not every system applies it).
     pub fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-        tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)
+        let t = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        private_file(t.path())?;
+        Ok(t)
     }
 
     pub fn sync_dir(_dir: &Path) -> io::Result<()> {

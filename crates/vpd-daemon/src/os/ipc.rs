@@ -16,6 +16,15 @@ pub fn address(home: &Home) -> String {
     imp::address(home)
 }
 
+/// The named pipe of the home at `root` on Windows:
+/// `\\.\pipe\viewport-vpd-<16 hex digits of SHA-256 of the path, lowercased>`, one per home
+/// (Windows paths are case-insensitive). Pure: tested on every OS.
+pub fn pipe_name(root: &std::path::Path) -> String {
+    let key = root.to_string_lossy().to_lowercase();
+    let h = vpd_core::file_hash(key.as_bytes());
+    format!(r"\\.\pipe\viewport-vpd-{}", &h.trim_start_matches("sha256:")[..16])
+}
+
 /// The server's listener.
 pub struct Listener(imp::Listener);
 
@@ -156,11 +165,8 @@ mod imp {
 
     pub type Conn = NamedPipeServer;
 
-    /// `\\.\pipe\viewport-vpd-<16 hex digits of the home's path>`: one pipe per home.
     pub fn address(home: &Home) -> String {
-        let key = home.root().to_string_lossy().to_lowercase();
-        let h = vpd_core::file_hash(key.as_bytes());
-        format!(r"\\.\pipe\viewport-vpd-{}", &h.trim_start_matches("sha256:")[..16])
+        super::pipe_name(home.root())
     }
 
     pub struct Listener {
@@ -287,5 +293,16 @@ mod imp {
         fn flush(&mut self) -> io::Result<()> {
             self.file.flush()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_pipe_per_home_whatever_the_case_of_its_path() {
+        let a = super::pipe_name(std::path::Path::new(r"C:\Users\Ann\.viewport"));
+        assert!(a.starts_with(r"\\.\pipe\viewport-vpd-") && a.len() == r"\\.\pipe\viewport-vpd-".len() + 16, "{a}");
+        assert_eq!(a, super::pipe_name(std::path::Path::new(r"c:\users\ann\.viewport")));
+        assert_ne!(a, super::pipe_name(std::path::Path::new(r"C:\Users\Bob\.viewport")));
     }
 }

@@ -20,6 +20,7 @@ pub mod ipc;
 pub mod net;
 pub mod pointer;
 pub mod process;
+pub mod sddl;
 pub mod signals;
 pub mod tcp;
 pub mod terminal;

@@ -32,6 +32,32 @@ pub fn uid_in(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     })
 }
 
+/// One row of Windows' TCP table as `GetExtendedTcpTable` gives it: addresses in network
+/// order as read from memory, ports in network order in the low 16 bits, and the owner's pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub local_addr: u32,
+    pub local_port: u32,
+    pub remote_addr: u32,
+    pub remote_port: u32,
+    pub pid: u32,
+}
+
+/// The pid owning the client side of the connection from `peer` to `local`: the row whose
+/// local end is `peer` and remote end is `local` (IPv4).
+pub fn owning_pid(rows: &[Row], peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    let (std::net::IpAddr::V4(p), std::net::IpAddr::V4(l)) = (peer.ip(), local.ip()) else { return None };
+    let port = |n: u16| u32::from(n.to_be());
+    rows.iter()
+        .find(|r| {
+            r.local_addr == u32::from_ne_bytes(p.octets())
+                && r.local_port == port(peer.port())
+                && r.remote_addr == u32::from_ne_bytes(l.octets())
+                && r.remote_port == port(local.port())
+        })
+        .map(|r| r.pid)
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
@@ -58,10 +84,8 @@ mod imp {
 
     pub const CHECKED: bool = true;
 
-    /// The process that owns the connection from `peer` to `local` (IPv4; the UI listens on
-    /// 127.0.0.1).
-    fn owning_pid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-        let (std::net::IpAddr::V4(p), std::net::IpAddr::V4(l)) = (peer.ip(), local.ip()) else { return None };
+    /// The TCP table (IPv4) with the owning process of each connection.
+    fn rows() -> Option<Vec<Row>> {
         let mut size = 0u32;
         // SAFETY: the first call asks for the size; the second fills a buffer of that size.
         unsafe {
@@ -72,24 +96,26 @@ mod imp {
                 return None;
             }
             let n = u32::from_ne_bytes(buf[..4].try_into().ok()?) as usize;
-            let rows = buf.as_ptr().add(4) as *const MIB_TCPROW_OWNER_PID;
-            let port = |p: u16| u32::from(p.to_be());
-            for i in 0..n {
-                let r = &*rows.add(i);
-                if r.dwLocalAddr == u32::from_ne_bytes(p.octets())
-                    && r.dwLocalPort == port(peer.port())
-                    && r.dwRemoteAddr == u32::from_ne_bytes(l.octets())
-                    && r.dwRemotePort == port(local.port())
-                {
-                    return Some(r.dwOwningPid);
-                }
-            }
+            let first = buf.as_ptr().add(4) as *const MIB_TCPROW_OWNER_PID;
+            Some(
+                (0..n)
+                    .map(|i| {
+                        let r = &*first.add(i);
+                        Row {
+                            local_addr: r.dwLocalAddr,
+                            local_port: r.dwLocalPort,
+                            remote_addr: r.dwRemoteAddr,
+                            remote_port: r.dwRemotePort,
+                            pid: r.dwOwningPid,
+                        }
+                    })
+                    .collect(),
+            )
         }
-        None
     }
 
     pub fn owner(peer: SocketAddr, local: SocketAddr) -> Option<UserId> {
-        let pid = owning_pid(peer, local)?;
+        let pid = owning_pid(&rows()?, peer, local)?;
         crate::os::win::process_user(pid).ok().map(crate::os::user::from_raw)
     }
 }
@@ -109,6 +135,22 @@ mod tests {
         assert_eq!(uid_in(table, client, server), Some(1000));
         assert_eq!(uid_in(table, "127.0.0.1:1".parse().unwrap(), server), None);
         assert_eq!(uid_in(table, "[::1]:54321".parse().unwrap(), server), None);
+    }
+
+    #[test]
+    fn finds_the_owning_process_in_a_windows_table() {
+        let server: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let client: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        let port = |n: u16| u32::from(n.to_be());
+        let rows = [
+            Row { local_addr: lo, local_port: port(7070), remote_addr: 0, remote_port: 0, pid: 4 },
+            Row { local_addr: lo, local_port: port(7070), remote_addr: lo, remote_port: port(54321), pid: 100 },
+            Row { local_addr: lo, local_port: port(54321), remote_addr: lo, remote_port: port(7070), pid: 4242 },
+        ];
+        assert_eq!(owning_pid(&rows, client, server), Some(4242), "the client's side, not the server's");
+        assert_eq!(owning_pid(&rows, "127.0.0.1:1".parse().unwrap(), server), None);
+        assert_eq!(owning_pid(&rows, "[::1]:54321".parse().unwrap(), server), None);
     }
 
     #[cfg(target_os = "linux")]

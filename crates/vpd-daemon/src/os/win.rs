@@ -79,43 +79,10 @@ pub struct FileSecurity {
 
 impl FileSecurity {
     /// The trustees of the DACL's allow entries other than `me` and the system's own
-    /// accounts (SYSTEM, Administrators, the owner's rights), by name; no DACL at all lets
-    /// everyone in.
+    /// accounts, by name.
     pub fn others(&self, me: &str) -> Vec<String> {
-        let Some(dacl) = self.sddl.split("D:").nth(1) else { return vec!["Everyone (no DACL)".into()] };
-        let mut out: Vec<String> = dacl
-            .split('(')
-            .skip(1)
-            .filter_map(|ace| ace.split(')').next())
-            .filter_map(|ace| {
-                let f: Vec<&str> = ace.split(';').collect();
-                // Allow entries only; a deny entry lets nobody in.
-                (f.len() == 6 && f[0].starts_with('A')).then(|| f[5])
-            })
-            .filter(|t| *t != me && !SYSTEM_ACCOUNTS.contains(t))
-            .map(trustee_name)
-            .collect();
-        out.dedup();
-        out
+        super::sddl::others(&self.sddl, me)
     }
-}
-
-/// SDDL's names for SYSTEM, the Administrators group, the owner's rights and the creator
-/// owner, and their SIDs: the system's own, which may reach every file anyway.
-const SYSTEM_ACCOUNTS: &[&str] = &["SY", "BA", "OW", "CO", "S-1-5-18", "S-1-5-32-544", "S-1-3-4", "S-1-3-0"];
-
-/// A trustee as a person reads it: `Everyone`, `Users`, or the SID.
-fn trustee_name(t: &str) -> String {
-    match t {
-        "WD" | "S-1-1-0" => "Everyone",
-        "AU" | "S-1-5-11" => "Authenticated Users",
-        "BU" | "S-1-5-32-545" => "Users",
-        "BG" | "S-1-5-32-546" => "Guests",
-        "IU" | "S-1-5-4" => "Interactive users",
-        "AN" | "S-1-5-7" => "Anonymous",
-        other => other,
-    }
-    .to_string()
 }
 
 pub fn file_security(path: &Path) -> io::Result<FileSecurity> {
@@ -166,8 +133,7 @@ pub struct OwnerOnly {
 
 impl OwnerOnly {
     pub fn new(me: &str, inherit: bool) -> io::Result<OwnerOnly> {
-        let flags = if inherit { "OICI" } else { "" };
-        let sddl = wide(format!("D:P(A;{flags};FA;;;{me})"));
+        let sddl = wide(super::sddl::owner_only(me, inherit));
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: the descriptor is allocated by the call and freed on drop.
         if unsafe { ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.as_ptr(), SDDL_REVISION_1, &mut sd, std::ptr::null_mut()) } == 0 {
