@@ -9,9 +9,11 @@
 //! D-Bus connection.
 //!
 //! Layout: `core.rs` starts or attaches to the daemon; `menu.rs` is the pure menu model;
-//! `notifications.rs` turns activity into notifications; this file is the glue.
+//! `notifications.rs` turns activity into notifications; `event_loop.rs` is the main thread's
+//! loop on each OS; this file is the glue.
 
 mod core;
+mod event_loop;
 mod menu;
 mod notifications;
 
@@ -170,9 +172,10 @@ fn main() {
     // panel that shows StatusNotifierItems (a "host") the icon cannot be shown yet: the
     // core runs on (`vpd ui` works) and the icon is tried again every few seconds.
     let mut model = menu::unreachable(vpd_daemon::login_item::is_enabled());
-    let mut icon_handle = None;
+    let mut icon_handle: Option<tray_icon::TrayIcon> = None;
     let mut warned = false;
-    loop {
+    let t = tray.clone();
+    let mut show = move |m: Option<MenuModel>| {
         if icon_handle.is_none() {
             let built = TrayIconBuilder::new()
                 .with_id("viewport")
@@ -183,7 +186,7 @@ fn main() {
                 .build();
             match built {
                 Ok(i) => {
-                    tracing::info!(ms = tray.started.elapsed().as_millis() as u64, "tray icon shown");
+                    tracing::info!(ms = t.started.elapsed().as_millis() as u64, "tray icon shown");
                     icon_handle = Some(i);
                 }
                 Err(e) if !warned => {
@@ -193,33 +196,46 @@ fn main() {
                 Err(_) => {}
             }
         }
-        let next =
-            if icon_handle.is_some() { ui_rx.recv().ok() } else { ui_rx.recv_timeout(Duration::from_secs(3)).ok().or(Some(Ui::Show(model.clone()))) };
-        match next {
-            Some(Ui::Show(m)) => {
-                if let Some(i) = &icon_handle {
-                    i.set_menu(Some(Box::new(build_menu(&m))));
-                    let _ = i.set_icon(Some(icon(m.health)));
-                    let _ = i.set_tooltip(Some(&m.status_line));
-                }
-                model = m;
+        if let Some(m) = m {
+            if let Some(i) = &icon_handle {
+                i.set_menu(Some(Box::new(build_menu(&m))));
+                let _ = i.set_icon(Some(icon(m.health)));
+                let _ = i.set_tooltip(Some(&m.status_line));
             }
-            Some(Ui::Quit) | None => break,
+            model = m;
         }
-    }
-    drop(icon_handle);
-    if let Some(mut w) = tray.window.lock().unwrap().take() {
-        // Closing its stdin ends the window cleanly; kill it only if it does not go.
-        drop(w.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while w.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = w.kill();
-        let _ = w.wait();
-    }
-    tray.core.lock().unwrap().stop();
-    std::process::exit(0);
+    };
+    show(None);
+    let t = tray.clone();
+    event_loop::run(
+        ui_rx,
+        Duration::from_secs(3),
+        move |next| match next {
+            Some(Ui::Show(m)) => {
+                show(Some(m));
+                true
+            }
+            Some(Ui::Quit) => false,
+            // A look again for a panel that hosts the icon.
+            None => {
+                show(None);
+                true
+            }
+        },
+        move || {
+            if let Some(mut w) = t.window.lock().unwrap().take() {
+                // Closing its stdin ends the window cleanly; kill it only if it does not go.
+                drop(w.stdin.take());
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while w.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = w.kill();
+                let _ = w.wait();
+            }
+            t.core.lock().unwrap().stop();
+        },
+    )
 }
 
 /// What starts this tray again at login: the AppImage itself when it runs from one (its

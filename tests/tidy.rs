@@ -376,8 +376,8 @@ fn only_the_command_line_sets_the_update_source() {
 /// ARCHITECTURE.md (issue 12 item 3): "platform differences live in one module per concern":
 /// outside the platform layer (`vpd-daemon/src/os/`) only the modules of the concerns that
 /// are one OS's own — the login item (`login_item.rs`), the systemd unit (`service.rs`), the
-/// inotify-backed facts cache (`facts_cache.rs`) and the tray's notifications — choose code
-/// by OS or call the OS directly.
+/// inotify-backed facts cache (`facts_cache.rs`), the tray's notifications and its event
+/// loop — choose code by OS or call the OS directly.
 #[test]
 fn platform_code_lives_in_the_platform_layer() {
     let allowed = [
