@@ -35,3 +35,6 @@ __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) { return R
 C
 x86_64-w64-mingw32-gcc -shared -o target/cross/wine/bcryptprimitives.dll "$shim" -ladvapi32
 echo "Windows build: target/cross/x86_64-pc-windows-gnu/debug/vpd.exe, vpd-daemon.exe; Wine's stand-in DLL: target/cross/wine/bcryptprimitives.dll"
+
+# The installer around them (tests/wine.rs installs and uninstalls it).
+./scripts/package-windows.sh

@@ -202,3 +202,53 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     let machines = server.admin(&["machine", "list", "--org", "acme"]);
     assert!(machines.as_array().unwrap().iter().all(|m| m["state"] != "active"), "{machines}");
 }
+
+/// Issue 12 item 6: the installer (scripts/package-windows.sh, NSIS from Debian) installs for
+/// this user without an administrator, puts `vpd` on the user's PATH (a new terminal finds
+/// it), marks the files as the installer's (so `vpd update` names the installer instead of
+/// overwriting them), and its uninstaller removes the files and the PATH entry.
+#[test]
+fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
+    let w = Win::new();
+    let setup = std::fs::read_dir(repo().join("target/cross"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-setup.exe")))
+        .expect("target/cross/viewport-VERSION-setup.exe: run scripts/build-windows.sh");
+    let wine = |args: &[&str]| {
+        let mut c = Command::new(WINE);
+        c.args(args).env("WINEPREFIX", w.dir.path().join("prefix")).env("WINEDEBUG", "-all").stdin(Stdio::null());
+        w.run_cmd(c)
+    };
+    let installed = wine(&[setup.to_str().unwrap(), "/S"]);
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    let users = w.dir.path().join("prefix/drive_c/users");
+    let user = std::fs::read_dir(&users).unwrap().flatten().map(|e| e.path()).find(|p| p.join("AppData/Local/Programs/Viewport").is_dir());
+    let dir = user.expect("installed under the user's AppData\\Local\\Programs\\Viewport").join("AppData/Local/Programs/Viewport");
+    for f in ["vpd.exe", "vpd-daemon.exe", "uninstall.exe", "viewport-package.json"] {
+        assert!(dir.join(f).is_file(), "{f} installed");
+    }
+    // Wine 8 needs its stand-in DLL beside any Rust program (the build's, not the installer's).
+    std::fs::copy(w.bin.join("bcryptprimitives.dll"), dir.join("bcryptprimitives.dll")).unwrap();
+
+    // A new terminal finds `vpd` on PATH.
+    let path = String::from_utf8_lossy(&wine(&["reg", "query", r"HKCU\Environment", "/v", "Path"]).stdout).to_string();
+    assert!(path.contains(r"AppData\Local\Programs\Viewport"), "{path}");
+    let version = wine(&["cmd", "/c", "vpd --version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains("vpd "), "{}", String::from_utf8_lossy(&version.stderr));
+    // The installer owns these files: `vpd update` names it and changes nothing.
+    let update = wine(&["cmd", "/c", "vpd update --json"]);
+    assert!(!update.status.success());
+    let e: Value = serde_json::from_slice(update.stdout.trim_ascii()).unwrap_or(Value::Null);
+    assert_eq!(e["error"]["code"], "not_updatable", "{}", String::from_utf8_lossy(&update.stdout));
+    assert!(e["error"]["message"].as_str().unwrap_or("").contains("viewport-setup.exe"), "{e}");
+
+    // The uninstaller removes the files and the PATH entry.
+    std::fs::remove_file(dir.join("bcryptprimitives.dll")).unwrap();
+    let removed = wine(&[dir.join("uninstall.exe").to_str().unwrap(), "/S"]);
+    assert!(removed.status.success());
+    wait_until("the uninstaller to finish", Duration::from_secs(60), || !dir.join("vpd.exe").exists());
+    let path = String::from_utf8_lossy(&wine(&["reg", "query", r"HKCU\Environment", "/v", "Path"]).stdout).to_string();
+    assert!(!path.contains(r"Programs\Viewport"), "{path}");
+}
