@@ -283,6 +283,9 @@ fn build_menu(m: &MenuModel) -> Menu {
         add(&MenuItem::with_id("update", format!("Update available: install vpd {v}"), true, None));
     }
     add(&MenuItem::with_id("bind", "Bind a folder…", true, None));
+    if m.install_cli {
+        add(&MenuItem::with_id("install_cli", "Install command line tool", true, None));
+    }
     add(&MenuItem::with_id("open_ui", "Open Viewport", true, None));
     add(&CheckMenuItem::with_id("autostart", "Start at login", true, m.start_at_login, None));
     add(&PredefinedMenuItem::separator());
@@ -332,6 +335,7 @@ fn refresher(tray: Arc<Tray>, wake: mpsc::Receiver<()>) {
             _ => None,
         });
         model.updating = tray.updating.load(Ordering::SeqCst);
+        model.install_cli = bundled_vpd().is_some_and(|v| !vpd_daemon::update::command_line_tool_installed(&v));
         let changed = tray.shown.lock().unwrap().as_ref() != Some(&model);
         if changed {
             let _ = tray.ui.lock().unwrap().send(Ui::Show(model.clone()));
@@ -438,6 +442,26 @@ fn on_menu(tray: &Arc<Tray>, id: &str) {
             tray.refresh_soon();
         }
         "update" => install_update(&tray),
+        "install_cli" => {
+            match bundled_vpd()
+                .ok_or_else(|| "no vpd beside the tray".to_string())
+                .and_then(|v| vpd_daemon::update::install_command_line_tool(&v).map_err(|e| e.message))
+            {
+                Ok(link) => {
+                    tracing::info!(link = %link.display(), "installed the command line tool");
+                    let note = notifications::Note {
+                        summary: "Command line tool installed".into(),
+                        body: format!("`vpd` is now {} (open a new terminal if it is not found yet)", link.display()),
+                        actions: vec![],
+                        open: None,
+                    };
+                    let _ = notifications::show(&note);
+                }
+                Err(e) => notify_error("The command line tool was not installed", &e),
+            }
+            *tray.shown.lock().unwrap() = None;
+            tray.refresh_soon();
+        }
         "quit" => tray.quit(),
         other => {
             if let Some(ws) = other.strip_prefix("open:") {
@@ -697,4 +721,11 @@ fn restart_into(tray: &Tray, bin: &std::path::Path) {
     cmd.args(std::env::args_os().skip(1));
     let e = vpd_daemon::os::process::replace_with(cmd);
     tracing::error!(error = %e, bin = %bin.display(), "cannot start the updated tray");
+}
+
+/// The `vpd` that ships beside this tray (in the app bundle, the AppImage, the package).
+fn bundled_vpd() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let vpd = exe.with_file_name(format!("vpd{}", std::env::consts::EXE_SUFFIX));
+    vpd.is_file().then_some(vpd)
 }

@@ -19,6 +19,8 @@ pub struct MenuModel {
     pub update: Option<String>,
     /// An update is being installed.
     pub updating: bool,
+    /// `vpd` ships beside the tray but the shell does not find it: offer to link it.
+    pub install_cli: bool,
 }
 
 /// A running pairing as the menu shows it.
@@ -85,7 +87,17 @@ pub fn model(report: &StatusReport, start_at_login: bool, pairing: Option<Pairin
             ),
         })
         .collect();
-    MenuModel { status_line, health, pairings, start_at_login, pairing, waiting: waiting_lines(report), update: None, updating: false }
+    MenuModel {
+        status_line,
+        health,
+        pairings,
+        start_at_login,
+        pairing,
+        waiting: waiting_lines(report),
+        update: None,
+        updating: false,
+        install_cli: false,
+    }
 }
 
 /// "2 folders wait for Acme Engineering on https://…" per org and server.
@@ -119,6 +131,7 @@ pub fn unreachable(start_at_login: bool) -> MenuModel {
         waiting: Vec::new(),
         update: None,
         updating: false,
+        install_cli: false,
     }
 }
 

@@ -47,7 +47,11 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     wait_until("the first menu", Duration::from_secs(10), || bus.layout().labels().iter().any(|l| l == "Viewport: not paired"));
     let menu = bus.layout();
     let labels: Vec<String> = menu.labels().into_iter().filter(|l| !l.is_empty()).collect();
-    assert_eq!(labels, ["Viewport: not paired", "Pair with workspace…", "Bind a folder…", "Open Viewport", "Start at login", "Quit"], "{menu:#?}");
+    assert_eq!(
+        labels,
+        ["Viewport: not paired", "Pair with workspace…", "Bind a folder…", "Install command line tool", "Open Viewport", "Start at login", "Quit"],
+        "{menu:#?}"
+    );
     assert!(!menu.find(&|i| i.label.starts_with("Viewport:")).unwrap().enabled, "the status line is not clickable");
     // The first start in the default home (issue 11 items 4 and 8): the code folders are
     // watched, the tray starts at login, and a notification says both.
@@ -65,6 +69,15 @@ fn tray_menu_pairing_notifications_login_item_window_and_quit() {
     wait_until("the early not-paired notification", Duration::from_secs(20), || {
         sent.lock().unwrap().iter().any(|n| n.body.contains("\"Acme Engineering\", but you're not paired to it"))
     });
+
+    // `vpd` ships beside the tray but no shell finds it: "Install command line tool" links it
+    // into ~/.local/bin (issue 12 item 2), says so, and goes from the menu.
+    bus.click_label("Install command line tool");
+    wait_until("the command line tool notification", Duration::from_secs(10), || {
+        sent.lock().unwrap().iter().any(|n| n.summary == "Command line tool installed" && n.body.contains(".local/bin/vpd"))
+    });
+    assert_eq!(std::fs::read_link(m.path(".local/bin/vpd")).unwrap(), bin("vpd"));
+    wait_until("the item gone", Duration::from_secs(10), || !bus.layout().labels().iter().any(|l| l == "Install command line tool"));
 
     // Pair with workspace…: the menu shows the code, "Open approval page again" (which opens
     // it) and "Cancel pairing" (which cancels it). Issue 11 item 7.

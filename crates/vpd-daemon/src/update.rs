@@ -463,6 +463,46 @@ pub fn link_command(root: &Path, link: &Path) -> Result<bool> {
     }
 }
 
+/// `vpd` as the shell finds it on `PATH`, if it does.
+pub fn command_on_path() -> Option<PathBuf> {
+    let name = exe_name("vpd");
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(&name)).find(|p| p.is_file())
+}
+
+/// Whether the shell finds `vpd`, or "Install command line tool" already linked `vpd`.
+pub fn command_line_tool_installed(vpd: &Path) -> bool {
+    command_on_path().is_some()
+        || crate::os::pointer::command_dirs().iter().any(|d| std::fs::read_link(d.join(exe_name("vpd"))).is_ok_and(|t| t == vpd))
+}
+
+/// The app's "Install command line tool" (issue 12 item 2, as Tailscale's app has): links
+/// `vpd` (the one in the app, beside the tray) into a folder on the user's PATH. Returns the
+/// link; refuses to replace a file that is not a link of ours.
+pub fn install_command_line_tool(vpd: &Path) -> Result<PathBuf> {
+    let name = exe_name("vpd");
+    for dir in crate::os::pointer::command_dirs() {
+        let link = dir.join(&name);
+        match std::fs::read_link(&link) {
+            Ok(t) if t == vpd => return Ok(link),
+            Ok(_) => {
+                let _ = std::fs::remove_file(&link);
+            }
+            Err(_) if std::fs::symlink_metadata(&link).is_ok() => continue,
+            Err(_) => {}
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
+        match crate::os::pointer::link_file(vpd, &link) {
+            Ok(()) => return Ok(link),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => break,
+            Err(_) => continue,
+        }
+    }
+    Err(Error::new(
+        ErrorCode::Io,
+        "no folder on PATH could take the `vpd` command (the Windows installer puts it on PATH; elsewhere link it by hand)",
+    ))
+}
+
 fn unpack(archive: &[u8], into: &Path) -> Result<()> {
     let bad = |w: String| refused(ReleaseError::WrongFile(w));
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));

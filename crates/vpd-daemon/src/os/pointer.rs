@@ -33,9 +33,27 @@ pub fn link_file(target: &Path, link: &Path) -> io::Result<()> {
     imp::link_file(target, link)
 }
 
+/// Where a person's shell finds commands they installed themselves, in the order the app's
+/// "Install command line tool" tries them: `/usr/local/bin` on macOS when this user may
+/// write it (as Tailscale's app does), then `~/.local/bin` (Linux, macOS); none on Windows,
+/// where the installer puts its folder on PATH.
+pub fn command_dirs() -> Vec<PathBuf> {
+    imp::command_dirs()
+}
+
 #[cfg(unix)]
 mod imp {
     use super::*;
+
+    pub fn command_dirs() -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        let local = Path::new("/usr/local/bin");
+        if cfg!(target_os = "macos") && local.is_dir() && tempfile::tempfile_in(local).is_ok() {
+            dirs.push(local.to_path_buf());
+        }
+        dirs.extend(crate::home::user_home().map(|h| h.join(".local/bin")));
+        dirs
+    }
 
     pub fn target(link: &Path) -> Option<PathBuf> {
         std::fs::read_link(link).ok()
@@ -64,6 +82,10 @@ mod imp {
 #[cfg(windows)]
 mod imp {
     use super::*;
+
+    pub fn command_dirs() -> Vec<PathBuf> {
+        Vec::new()
+    }
 
     pub fn target(link: &Path) -> Option<PathBuf> {
         junction::get_target(link).ok()
