@@ -266,9 +266,15 @@ fn every_refusal_leaves_the_installation_untouched() {
     let e = m.fails(&["update", "--source", "http://releases.example.com/", "--trust-key", key.to_str().unwrap(), "--yes"]);
     assert_eq!(e["code"], "insecure_url", "{e}");
 
+    // A source that is refused is not trusted: the one trusted before stays.
+    m.ok(&["update", "--source", &same, "--trust-key", key.to_str().unwrap(), "--yes", "--check"]);
+    let trusted = std::fs::read(m.home().join("update.json")).unwrap();
+    m.fails(&["update", "--source", &html, "--trust-key", key.to_str().unwrap(), "--yes"]);
+    m.fails(&["update", "--source", &same, "--trust-key", other.join("release.pub").to_str().unwrap(), "--yes"]);
+    assert_eq!(std::fs::read(m.home().join("update.json")).unwrap(), trusted, "a refused source or key replaces nothing");
+
     // The source and key are set only by the command line: no local-API request sets them,
     // and no environment variable is read at run time.
-    m.ok(&["update", "--source", &same, "--trust-key", key.to_str().unwrap(), "--yes", "--check"]);
     let good = fake_source(manifest(&next, ARCH, &sig), bytes.clone(), None);
     let before_trust = std::fs::read(m.home().join("update.json")).unwrap();
     for method in ["update_trust", "set_update_source", "update"] {
@@ -291,6 +297,17 @@ fn every_refusal_leaves_the_installation_untouched() {
 
     // Trusting a key needs a yes: without a terminal and without --yes, nothing is written.
     let fresh = Machine { dir: tempfile::tempdir().unwrap(), env: vec![], keyring: false, vpd: m.vpd.clone() };
+    // A home that trusts nothing yet: the environment does not make it trust anything.
+    let e = fresh
+        .command()
+        .args(["update", "--check", "--json"])
+        .env("VPD_UPDATE_SOURCE", &good)
+        .env("VPD_BUILD_UPDATE_SOURCE", &good)
+        .env("VPD_BUILD_UPDATE_KEY", std::fs::read_to_string(&key).unwrap())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "not_updatable", "no source from the environment: {v}");
     let e = fresh.fails(&["update", "--source", &good, "--trust-key", key.to_str().unwrap()]);
     assert!(e["message"].as_str().unwrap().contains("--yes"), "{e}");
     assert!(!fresh.home().join("update.json").exists());

@@ -31,26 +31,26 @@ fn running_exe() -> Result<std::path::PathBuf, Error> {
 }
 
 pub fn update(home: &Home, a: Args, out: &Out) -> Result<ExitCode, Error> {
+    let install = update::find_install(&running_exe()?);
+    let installed = match &install {
+        Install::Versioned { current: Some(v), .. } => *v,
+        _ => this_version(),
+    };
     if let Some(source) = &a.source {
         let key_file = a
             .trust_key
             .as_ref()
             .ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "--source needs --trust-key FILE (the source's release.pub)"))?;
-        set_trust(home, source, key_file, a.yes, out)?;
+        set_trust(home, source, key_file, a.yes, installed, out)?;
     }
     if a.rollback {
         return rollback(home, a.yes, out);
     }
-    let install = update::find_install(&running_exe()?);
     if !a.check {
         // A package's files, another user's, a build directory: said before anything is fetched.
         update::updatable(&install)?;
     }
     let trust = update::trust(home)?;
-    let installed = match &install {
-        Install::Versioned { current: Some(v), .. } => *v,
-        _ => this_version(),
-    };
     if !out.json {
         eprintln!("Checking {} for a release newer than {installed}…", trust.source);
     }
@@ -81,8 +81,10 @@ pub fn update(home: &Home, a: Args, out: &Out) -> Result<ExitCode, Error> {
     apply(home, &trust, &root, &found, installed, out)
 }
 
-/// Shows the key's fingerprint and the source, and records them once the person says yes.
-fn set_trust(home: &Home, source: &str, key_file: &std::path::Path, yes: bool, out: &Out) -> Result<(), Error> {
+/// Shows the key's fingerprint and the source, and records them once the person says yes and
+/// the source answered with a release signed by that key (a mistyped URL or the wrong key
+/// replaces nothing).
+fn set_trust(home: &Home, source: &str, key_file: &std::path::Path, yes: bool, installed: Version, out: &Out) -> Result<(), Error> {
     let url = update::check_source(source)?;
     let key = std::fs::read_to_string(key_file)
         .map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot read the key {}: {e}", key_file.display())))?;
@@ -107,6 +109,9 @@ fn set_trust(home: &Home, source: &str, key_file: &std::path::Path, yes: bool, o
             }
         }
     }
+    let candidate = Trust { source: url.clone(), key: key.clone(), custom: true };
+    update::find(&candidate, installed)
+        .map_err(|e| Error::new(e.code, format!("{}; the source was not trusted (the one trusted before stays)", e.message)))?;
     update::save_trust(home, &url, &key)?;
     if !out.json {
         eprintln!("This machine now takes updates from {url}, signed by {fp}.");

@@ -260,7 +260,12 @@ impl Backend {
             }
         }
         let sessions = self.sessions.keep_running();
-        let unacked = self.bridges.stop_all_and_keep(std::time::Duration::from_secs(3)).await;
+        let mut unacked = self.bridges.stop_all_and_keep(std::time::Duration::from_secs(3)).await;
+        // Kept for a pairing whose bridge never started this time (config.json unreadable):
+        // kept again, not dropped.
+        for (pairing, msgs) in self.kept.lock().unwrap().drain() {
+            unacked.entry(pairing).or_default().extend(msgs);
+        }
         let spool = crate::spool::Spool::new(sessions, unacked.into_iter().collect());
         if spool.is_empty() {
             return;
@@ -295,8 +300,12 @@ impl Backend {
         });
     }
 
-    /// Unacked messages kept for pairings that are gone (no bridge took them).
+    /// Unacked messages kept for pairings that are gone (no bridge took them). Only when
+    /// `config.json` was read: otherwise they are kept for the next stop to keep again.
     pub fn drop_unclaimed_queues(&self) {
+        if crate::config::load(&self.home).is_err() {
+            return;
+        }
         for (pairing, msgs) in self.kept.lock().unwrap().drain() {
             tracing::warn!(pairing = %pairing, dropped = msgs.len(), "messages kept for a pairing that no longer exists were dropped");
         }

@@ -113,6 +113,9 @@ pub struct Bridge {
     latencies: Arc<Mutex<VecDeque<u32>>>,
     /// Once stopped: the messages the relay has not acked (see [`Bridge::stop_and_keep`]).
     left: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<Vec<DaemonMsg>>>>>,
+    /// Set to stop the task even while it connects (a token request, a TCP or TLS
+    /// handshake), so a planned stop never waits out a slow relay and loses the outbox.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 const LATENCY_SAMPLES: usize = 4096;
@@ -137,7 +140,9 @@ impl Bridge {
             outbox.push(m);
         }
         let (left_tx, left_rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut task = Task {
+            stopped,
             pairing,
             identity,
             status: status.clone(),
@@ -162,12 +167,13 @@ impl Bridge {
             }
             let _ = events.send(Event::Ended(why)).await;
         });
-        Bridge { tx, ctl, runtime_target_id, status, latencies, left: Arc::new(Mutex::new(Some(left_rx))) }
+        Bridge { tx, ctl, runtime_target_id, status, latencies, left: Arc::new(Mutex::new(Some(left_rx))), stop: Arc::new(stop) }
     }
 
     /// Stops the bridge and returns what the relay has not acked, in order (waiting at most
     /// `wait` for the task to let go of them).
     pub async fn stop_and_keep(&self, wait: Duration) -> Vec<DaemonMsg> {
+        let _ = self.stop.send(true);
         let _ = self.ctl.send(Control::Stop);
         let rx = self.left.lock().unwrap().take();
         match rx {
@@ -190,6 +196,8 @@ impl Bridge {
 }
 
 struct Task {
+    /// True once the bridge is stopped (see [`Bridge::stop_and_keep`]).
+    stopped: tokio::sync::watch::Receiver<bool>,
     events: mpsc::Sender<Event>,
     pairing: Pairing,
     identity: Identity,
@@ -252,7 +260,11 @@ impl Task {
     async fn run(&mut self) -> Ended {
         loop {
             self.last_code = None;
-            let outcome = self.connect_once().await;
+            let mut stopped = self.stopped.clone();
+            let outcome = tokio::select! {
+                o = self.connect_once() => o,
+                _ = stopped.wait_for(|s| *s) => Outcome::Stopped,
+            };
             // Whatever the relay said about pacing ended with the connection.
             self.set(|s| s.throttled = false);
             let mut code = self.last_code.take().unwrap_or_else(|| "connection_failed".to_string());

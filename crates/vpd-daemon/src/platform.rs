@@ -109,7 +109,14 @@ pub async fn get_bounded(url: &Url, max: u64, timeout: Option<Duration>, progres
     }
     let mut body = Vec::new();
     loop {
-        match resp.chunk().await {
+        // A source that stops sending is given up on, not waited for forever.
+        let Ok(chunk) = tokio::time::timeout(Duration::from_secs(60), resp.chunk()).await else {
+            return Err(Error::new(
+                ErrorCode::ServerUnreachable,
+                format!("{url}: nothing arrived for a minute after {} bytes; nothing was changed", body.len()),
+            ));
+        };
+        match chunk {
             Ok(Some(c)) => {
                 body.extend_from_slice(&c);
                 if body.len() as u64 > max {
