@@ -123,6 +123,13 @@ pub fn install_systemd_unit(vpd_exe: &Path, home: &Home) -> Result<SystemdInstal
     })
 }
 
+/// Starts the daemon of `home` through its systemd user unit, when `vpd install --service
+/// systemd` wrote one and systemd takes the request (so `vpd update`'s new daemon stays under
+/// the unit). False otherwise: the caller starts the daemon itself.
+pub fn start_unit(home: &Home) -> bool {
+    unit_path(home).is_some_and(|u| u.is_file()) && run("systemctl", &["--user", "restart", &unit_name(home)])
+}
+
 /// Stops, disables and removes the user unit of `home`, if `vpd install --service systemd`
 /// wrote one; says what it removed. (Its daemon stops with it.)
 pub fn disable_systemd_unit(home: &Home) -> Result<Option<String>> {

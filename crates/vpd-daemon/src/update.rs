@@ -678,6 +678,13 @@ pub fn current_bin(root: &Path, name: &str) -> PathBuf {
 
 /// Starts the daemon from the installation's `current` and checks it says `version`.
 pub fn start_daemon(home: &Home, root: &Path, version: Version) -> Result<crate::api::protocol::Pong> {
+    // Under its systemd unit when it has one (the unit names `current/vpd`).
+    if crate::service::start_unit(home) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline && crate::api::client::ask(home, crate::api::calls::Ping, Duration::from_secs(1)).is_err() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let pong = crate::api::client::ensure_daemon(home, &current_bin(root, "vpd"))?;
     if pong.version != version.to_string() {
         return Err(Error::new(ErrorCode::UpdateRefused, format!("the daemon that started says it is {}, not {version}", pong.version)));
