@@ -281,15 +281,7 @@ fn every_refusal_leaves_the_installation_untouched() {
         let reply = raw_api(&m, &format!("{{\"method\":\"{method}\",\"params\":{{\"source\":\"{good}\",\"key\":\"x\"}}}}"));
         assert!(reply.contains("\"error\""), "{method}: {reply}");
     }
-    let with_env = m
-        .command()
-        .args(["update", "--check", "--json"])
-        .env("VPD_UPDATE_SOURCE", &good)
-        .env("VPD_BUILD_UPDATE_SOURCE", &good)
-        .env("VPD_BUILD_UPDATE_KEY", std::fs::read_to_string(&key).unwrap())
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&with_env.stdout).unwrap();
+    let v = check_with_source_in_env(&m, &good, &key);
     assert_eq!(v["source"], format!("{same}/"), "the trusted source, not one from the environment: {v}");
     assert_eq!(v["updateAvailable"], false, "{v}");
     assert_eq!(std::fs::read(m.home().join("update.json")).unwrap(), before_trust, "update.json is unchanged");
@@ -298,19 +290,25 @@ fn every_refusal_leaves_the_installation_untouched() {
     // Trusting a key needs a yes: without a terminal and without --yes, nothing is written.
     let fresh = Machine { dir: tempfile::tempdir().unwrap(), env: vec![], keyring: false, vpd: m.vpd.clone() };
     // A home that trusts nothing yet: the environment does not make it trust anything.
-    let e = fresh
-        .command()
-        .args(["update", "--check", "--json"])
-        .env("VPD_UPDATE_SOURCE", &good)
-        .env("VPD_BUILD_UPDATE_SOURCE", &good)
-        .env("VPD_BUILD_UPDATE_KEY", std::fs::read_to_string(&key).unwrap())
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&e.stdout).unwrap();
+    let v = check_with_source_in_env(&fresh, &good, &key);
     assert_eq!(v["error"]["code"], "not_updatable", "no source from the environment: {v}");
     let e = fresh.fails(&["update", "--source", &good, "--trust-key", key.to_str().unwrap()]);
     assert!(e["message"].as_str().unwrap().contains("--yes"), "{e}");
     assert!(!fresh.home().join("update.json").exists());
+}
+
+/// `vpd update --check --json` with `source` and `key` in every environment variable one
+/// might try (the run-time one and the build-time ones): its answer.
+fn check_with_source_in_env(m: &Machine, source: &str, key: &Path) -> Value {
+    let out = m
+        .command()
+        .args(["update", "--check", "--json"])
+        .env("VPD_UPDATE_SOURCE", source)
+        .env("VPD_BUILD_UPDATE_SOURCE", source)
+        .env("VPD_BUILD_UPDATE_KEY", std::fs::read_to_string(key).unwrap())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// One request on the daemon's local API, as any local program could send it.
