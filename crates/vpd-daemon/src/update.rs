@@ -745,15 +745,17 @@ pub fn wait_connected(home: &Home, wait: Duration) -> Vec<(String, bool)> {
     let deadline = std::time::Instant::now() + wait;
     loop {
         let report = crate::api::client::ask(home, crate::api::calls::GetStatus, Duration::from_secs(5)).ok();
-        let list: Vec<(String, bool)> = report
-            .map(|r| {
-                r.pairings
-                    .iter()
-                    .map(|p| (format!("{} on {}", p.org.workspace_name, p.org.server), p.health == crate::states::LinkHealth::Connected))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if list.iter().all(|(_, c)| *c) || std::time::Instant::now() >= deadline {
+        let answered = report.is_some();
+        // No answer yet: every pairing in the files counts as not connected.
+        let list: Vec<(String, bool)> = match report {
+            Some(r) => r
+                .pairings
+                .iter()
+                .map(|p| (format!("{} on {}", p.org.workspace_name, p.org.server), p.health == crate::states::LinkHealth::Connected))
+                .collect(),
+            None => crate::config::read(home).map(|c| c.pairings.iter().map(|p| (name_of(p), false)).collect()).unwrap_or_default(),
+        };
+        if (answered && list.iter().all(|(_, c)| *c)) || std::time::Instant::now() >= deadline {
             return list;
         }
         std::thread::sleep(Duration::from_millis(200));
