@@ -115,13 +115,18 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     let status = child.wait().map_err(|e| Error::io("waiting for the command", e))?;
     let _ = pump.join();
     drop(raw);
-    let code = status.exit_code() as i32;
+    Ok(finish(status.exit_code() as i32, tx, streamer))
+}
+
+/// The session's end, once its command exited with `code`: the end item sent, the stream
+/// drained; `code` as ours.
+fn finish(code: i32, tx: mpsc::SyncSender<StreamItem>, streamer: Option<std::thread::JoinHandle<()>>) -> ExitCode {
     let _ = tx.send(StreamItem::End { end: SessionEndItem { exit_code: Some(code), reason: Some("exited".into()) } });
     drop(tx);
     if let Some(s) = streamer {
         let _ = s.join();
     }
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// `vpd run --no-pty`: the command's output through plain pipes, streamed byte for byte (what
@@ -158,13 +163,7 @@ fn run_piped(home: &Home, cwd: &Path, command: &[String], session: Option<&Sessi
     let err_pump = pump(Box::new(child.stderr.take().expect("piped")), Box::new(std::io::stderr()), tx.clone());
     let status = child.wait().map_err(|e| Error::io("waiting for the command", e))?;
     let _ = (out_pump.join(), err_pump.join());
-    let code = status.code().unwrap_or(1);
-    let _ = tx.send(StreamItem::End { end: SessionEndItem { exit_code: Some(code), reason: Some("exited".into()) } });
-    drop(tx);
-    if let Some(s) = streamer {
-        let _ = s.join();
-    }
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(finish(status.code().unwrap_or(1), tx, streamer))
 }
 
 fn local_reason(code: Option<&str>) -> String {

@@ -443,10 +443,15 @@ pub fn install_release(src: &Path, root: &Path) -> Result<Version> {
 /// Makes `link` (`~/.local/bin/vpd`) point at `root/current/vpd`, unless something else is
 /// there. Returns whether it points there now.
 pub fn link_command(root: &Path, link: &Path) -> Result<bool> {
-    let target = root.join("current").join(exe_name("vpd"));
+    link_to(&root.join("current").join(exe_name("vpd")), link, |old| old.starts_with(root))
+}
+
+/// Makes `link` a link to `target`: `Ok(true)` when it is one now, `Ok(false)` when a file,
+/// or a link that `replaceable` refuses, stands there, or this OS gives users no such links.
+fn link_to(target: &Path, link: &Path, replaceable: impl Fn(&Path) -> bool) -> Result<bool> {
     match std::fs::read_link(link) {
         Ok(t) if t == target => return Ok(true),
-        Ok(t) if t.starts_with(root) => {
+        Ok(t) if replaceable(&t) => {
             let _ = std::fs::remove_file(link);
         }
         Ok(_) => return Ok(false),
@@ -456,7 +461,7 @@ pub fn link_command(root: &Path, link: &Path) -> Result<bool> {
     if let Some(dir) = link.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
     }
-    match crate::os::pointer::link_file(&target, link) {
+    match crate::os::pointer::link_file(target, link) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(false),
         Err(e) => Err(io(format!("creating {}", link.display()), e)),
@@ -477,24 +482,12 @@ pub fn command_line_tool_installed(vpd: &Path) -> bool {
 
 /// The app's "Install command line tool" (issue 12 item 2, as Tailscale's app has): links
 /// `vpd` (the one in the app, beside the tray) into a folder on the user's PATH. Returns the
-/// link; refuses to replace a file that is not a link of ours.
+/// link; a link already there is replaced, a file is never.
 pub fn install_command_line_tool(vpd: &Path) -> Result<PathBuf> {
-    let name = exe_name("vpd");
     for dir in crate::os::pointer::command_dirs() {
-        let link = dir.join(&name);
-        match std::fs::read_link(&link) {
-            Ok(t) if t == vpd => return Ok(link),
-            Ok(_) => {
-                let _ = std::fs::remove_file(&link);
-            }
-            Err(_) if std::fs::symlink_metadata(&link).is_ok() => continue,
-            Err(_) => {}
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
-        match crate::os::pointer::link_file(vpd, &link) {
-            Ok(()) => return Ok(link),
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => break,
-            Err(_) => continue,
+        let link = dir.join(exe_name("vpd"));
+        if let Ok(true) = link_to(vpd, &link, |_| true) {
+            return Ok(link);
         }
     }
     Err(Error::new(
