@@ -102,6 +102,14 @@ pub struct Inner {
     pub screens: terminal::Screens,
     /// Write budgets of machines and orgs (in this process).
     pub budgets: quota::Budgets,
+    /// This process's name among the instances on one database (relay connections are
+    /// `{instance}/{n}`).
+    pub instance: String,
+    /// Instances seen alive on the database, this one included (1 on SQLite): an org's
+    /// write budget is divided between them.
+    pub instances_alive: std::sync::atomic::AtomicU64,
+    /// When the keys were last reloaded for a token with an unknown `kid` (Unix seconds).
+    keys_reloaded_at: std::sync::atomic::AtomicI64,
     setup_token: Mutex<Option<String>>,
     public_origin: String,
 }
@@ -129,6 +137,9 @@ impl AppState {
             relay: relay::Registry::default(),
             screens: terminal::Screens::default(),
             budgets: quota::Budgets::default(),
+            instance: ulid::Ulid::new().to_string(),
+            instances_alive: std::sync::atomic::AtomicU64::new(1),
+            keys_reloaded_at: std::sync::atomic::AtomicI64::new(0),
             setup_token: Mutex::new(setup_token),
             public_origin,
         })))
@@ -228,10 +239,137 @@ impl AppState {
         }
     }
 
-    /// Starts the relay's background tasks (revocation poller, retention); they stop when the
-    /// returned guard is dropped.
+    /// Starts the background tasks; they stop when the returned guard is dropped: retention,
+    /// the consumer of the store's events, and either (SQLite) the poller for what the admin
+    /// CLI changes from another process, or (PostgreSQL) the listener for every instance's
+    /// changes and this instance's heartbeat.
     pub fn spawn_background(&self) -> Background {
-        Background(vec![relay::spawn_revocation_poller(self.clone()), relay::spawn_retention(self.clone())])
+        let mut tasks = vec![relay::spawn_retention(self.clone()), spawn_events(self.clone())];
+        match self.store.listen() {
+            Some(listener) => {
+                tasks.push(listener);
+                tasks.push(spawn_heartbeat(self.clone()));
+            }
+            None => tasks.push(relay::spawn_revocation_poller(self.clone())),
+        }
+        Background(tasks)
+    }
+
+    /// The runtime targets among `ids` with a live relay connection: here, or on any other
+    /// live instance on the same database.
+    pub async fn online(&self, ids: Vec<String>) -> std::collections::HashSet<String> {
+        let mut out: std::collections::HashSet<String> = ids.iter().filter(|id| self.relay.is_online(id)).cloned().collect();
+        if self.store.shared() {
+            let rest: Vec<String> = ids.into_iter().filter(|id| !out.contains(id)).collect();
+            if !rest.is_empty() {
+                match self.db(move |s| s.online_among(&rest, util::now() - INSTANCE_DEAD_SECS)).await {
+                    Ok(v) => out.extend(v),
+                    Err(e) => tracing::warn!("reading which machines are online on other instances: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    /// The write budget this instance applies: an org's is divided between the live
+    /// instances (a machine has one live connection, so its own budget is whole).
+    pub fn write_budget(&self) -> quota::WriteBudget {
+        let n = self.instances_alive.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let b = self.config.write_budget;
+        quota::WriteBudget { machine_per_min: b.machine_per_min, org_per_min: (b.org_per_min / n).max(1) }
+    }
+
+    /// Verifies a relay token; a token signed by a key this instance has not loaded yet (a
+    /// rotation on another instance) makes it read the keys again, at most once a second.
+    pub async fn verify_relay_token(&self, token: &str) -> Result<vpd_proto::runtime::RelayClaims, keys::TokenError> {
+        let first = self.keys.verify_relay_token(token);
+        let unknown = keys::token_kid(token).is_some_and(|k| !self.keys.knows(&k));
+        if first.is_ok() || !unknown {
+            return first;
+        }
+        let now = util::now();
+        let last = self.keys_reloaded_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now > last
+            && self.keys_reloaded_at.compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed).is_ok()
+        {
+            self.reload_keys().await;
+            return self.keys.verify_relay_token(token);
+        }
+        first
+    }
+
+    /// Reads the signing keys again (a rotation).
+    pub async fn reload_keys(&self) {
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || s.keys.reload(&s.store)).await {
+            Ok(Ok(())) => tracing::debug!("signing keys reloaded"),
+            Ok(Err(e)) => tracing::warn!("reloading the signing keys: {e:#}"),
+            Err(e) => tracing::warn!("reloading the signing keys: {e}"),
+        }
+    }
+
+    // ---- limits: in this process on SQLite, in the database with several instances ----
+
+    /// A hit on a per-minute limit counted in the database: `false` when over `max`.
+    async fn shared_hit(&self, key: String, max: u32) -> bool {
+        let (now, key) = (util::now(), limit_key(&key));
+        let window = now / 60 * 60;
+        match self.db(move |s| s.count_add(&key, window, 1, window - 120)).await {
+            Ok(n) => n <= i64::from(max),
+            Err(e) => {
+                tracing::warn!("counting a rate limit in the database: {e}; refusing");
+                false
+            }
+        }
+    }
+
+    async fn shared_count(&self, key: &str) -> i64 {
+        let (now, key) = (util::now(), limit_key(key));
+        let window = now / 60 * 60;
+        self.db(move |s| s.count_of(&key, window)).await.unwrap_or(i64::MAX)
+    }
+
+    /// Pairing codes created or claimed by this client, per minute.
+    pub async fn allow_pairing(&self, client: std::net::IpAddr) -> bool {
+        if !self.store.shared() {
+            return self.limits.allow_pairing(client);
+        }
+        self.shared_hit(format!("pairing {client}"), self.config.pairing_per_minute).await
+    }
+
+    /// Views and submissions of `/pair` by this user, per minute.
+    pub async fn allow_pair_page(&self, user_id: &str) -> bool {
+        if !self.store.shared() {
+            return self.limits.allow_pair_page(user_id);
+        }
+        self.shared_hit(format!("pair-page {user_id}"), self.config.pair_page_per_minute).await
+    }
+
+    /// Whether sign-in is blocked for this account and client (see [`limits::Limits`]).
+    pub async fn login_blocked(&self, email: &str, client: std::net::IpAddr, known_device: bool) -> Option<limits::LoginBlock> {
+        if !self.store.shared() {
+            return self.limits.login_blocked(email, client, known_device);
+        }
+        let max = i64::from(self.config.login_per_minute.max(1));
+        if self.shared_count(&format!("login-pair {email} {client}")).await >= max {
+            Some(limits::LoginBlock::ClientAndAccount)
+        } else if self.shared_count(&format!("login-client {client}")).await >= max * 3 {
+            Some(limits::LoginBlock::Client)
+        } else if !known_device && self.shared_count(&format!("login-account {email}")).await >= max * 5 {
+            Some(limits::LoginBlock::Account)
+        } else {
+            None
+        }
+    }
+
+    /// Counts a failed sign-in.
+    pub async fn login_failed(&self, email: &str, client: std::net::IpAddr) {
+        if !self.store.shared() {
+            return self.limits.login_failed(email, client);
+        }
+        for key in [format!("login-pair {email} {client}"), format!("login-client {client}"), format!("login-account {email}")] {
+            self.shared_hit(key, u32::MAX).await;
+        }
     }
 
     /// Mints an "Add machine" code for `workspace_id` as `user_id`; returns the canonical
@@ -240,6 +378,68 @@ impl AppState {
         let (w, u, a) = (workspace_id.to_string(), user_id.to_string(), actor.clone());
         self.db(move |s| mint_code(s, &w, &u, &a)).await
     }
+}
+
+/// An instance not heard from for this long is taken for dead: its relay connections no
+/// longer count as online, and the write budget is divided between fewer instances.
+pub const INSTANCE_DEAD_SECS: i64 = 30;
+/// How often an instance says it is alive.
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A rate-limit counter's name as stored: hashed, so the database holds no email addresses
+/// or client addresses for it.
+fn limit_key(key: &str) -> String {
+    util::b64url(&util::sha256(key.as_bytes()))
+}
+
+/// Acts on the store's events (this process's, and with PostgreSQL every instance's).
+fn spawn_events(state: AppState) -> tokio::task::JoinHandle<()> {
+    use store::sql::Event;
+    let mut rx = state.store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = match rx.recv().await {
+                Ok(e) => e,
+                // Events were dropped (a burst): look at everything again.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::Resync,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            match event {
+                Event::Pairing => state.changes.notify_waiters(),
+                Event::Revoked { ids } => {
+                    for id in ids {
+                        if state.relay.close(&id, vpd_proto::relay::close::INVALID_TOKEN, vpd_proto::relay::close::REASON_REVOKED) {
+                            tracing::info!(runtime_target = %id, "closing the relay connection of a revoked pairing");
+                        }
+                    }
+                }
+                Event::Live { runtime_target_id, conn } => relay::another_is_live(&state, &runtime_target_id, &conn).await,
+                Event::Keys => state.reload_keys().await,
+                Event::Resync => {
+                    state.changes.notify_waiters();
+                    relay::close_revoked(&state).await;
+                    relay::check_live(&state).await;
+                    state.reload_keys().await;
+                }
+            }
+        }
+    })
+}
+
+/// Says every few seconds that this instance is alive, and counts the live instances.
+fn spawn_heartbeat(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (id, now) = (state.instance.clone(), util::now());
+            match state.db(move |s| s.instance_heartbeat(&id, now, now - INSTANCE_DEAD_SECS)).await {
+                Ok(alive) => state.instances_alive.store(alive.max(1), std::sync::atomic::Ordering::Relaxed),
+                Err(e) => tracing::warn!("instance heartbeat: {e}"),
+            }
+        }
+    })
 }
 
 /// Background tasks; aborted on drop.

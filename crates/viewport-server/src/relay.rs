@@ -57,6 +57,9 @@ struct Live {
     conn_id: u64,
     workspace_id: String,
     tx: mpsc::UnboundedSender<CloseCmd>,
+    /// The database names it as the live connection (see [`crate::store::Store::claim_live`]);
+    /// until then, other instances' claims are older than this one's and are not acted on.
+    claimed: bool,
 }
 
 /// The live, authenticated connections: runtime target id → connection.
@@ -75,7 +78,7 @@ impl Registry {
     /// with 4409. Returns the connection's id (for [`Registry::unregister`]).
     fn register(&self, runtime_target_id: &str, workspace_id: &str, tx: mpsc::UnboundedSender<CloseCmd>) -> u64 {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let old = self.lock().insert(runtime_target_id.to_string(), Live { conn_id, workspace_id: workspace_id.to_string(), tx });
+        let old = self.lock().insert(runtime_target_id.to_string(), Live { conn_id, workspace_id: workspace_id.to_string(), tx, claimed: false });
         if let Some(old) = old {
             let _ = old.tx.send(CloseCmd { code: close::REPLACED, reason: "replaced" });
         }
@@ -87,6 +90,26 @@ impl Registry {
         let mut conns = self.lock();
         if conns.get(runtime_target_id).is_some_and(|l| l.conn_id == conn_id) {
             conns.remove(runtime_target_id);
+        }
+    }
+
+    /// Marks the connection as the one the database names live.
+    fn set_claimed(&self, runtime_target_id: &str, conn_id: u64) {
+        if let Some(l) = self.lock().get_mut(runtime_target_id).filter(|l| l.conn_id == conn_id) {
+            l.claimed = true;
+        }
+    }
+
+    /// `(runtime target, connection id)` of the claimed live connections.
+    fn claimed(&self) -> Vec<(String, u64)> {
+        self.lock().iter().filter(|(_, l)| l.claimed).map(|(k, l)| (k.clone(), l.conn_id)).collect()
+    }
+
+    /// Closes this connection (if it is still the one of its runtime target).
+    fn close_conn(&self, runtime_target_id: &str, conn_id: u64, code: u16, reason: &'static str) -> bool {
+        match self.lock().get(runtime_target_id).filter(|l| l.conn_id == conn_id) {
+            Some(l) => l.tx.send(CloseCmd { code, reason }).is_ok(),
+            None => false,
         }
     }
 
@@ -146,6 +169,52 @@ pub async fn close_revoked(state: &AppState) -> usize {
         Err(e) => {
             tracing::warn!("checking live relay connections for revocations: {e}");
             0
+        }
+    }
+}
+
+/// The name of connection `conn_id` of this instance among every instance's.
+fn conn_key(state: &AppState, conn_id: u64) -> String {
+    format!("{}/{conn_id}", state.instance)
+}
+
+/// Another connection claimed this runtime target (on this or another instance): the one
+/// here closes with 4409 unless the database still names it (its claim came later).
+pub async fn another_is_live(state: &AppState, runtime_target_id: &str, conn: &str) {
+    let Some((_, conn_id)) = state.relay.claimed().into_iter().find(|(t, _)| t == runtime_target_id) else { return };
+    let mine = conn_key(state, conn_id);
+    if mine == conn {
+        return;
+    }
+    let rt = runtime_target_id.to_string();
+    match state.db(move |s| s.live_conn(&rt)).await {
+        Ok(Some(live)) if live != mine => {
+            tracing::info!(runtime_target = %runtime_target_id, "a newer connection of this pairing is live elsewhere: closing this one");
+            state.relay.close_conn(runtime_target_id, conn_id, close::REPLACED, "replaced");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("checking which connection is live: {e}"),
+    }
+}
+
+/// After notifications may have been missed: every claimed connection here that the
+/// database no longer names live closes with 4409; one it names nobody for is claimed again.
+pub async fn check_live(state: &AppState) {
+    for (rt, conn_id) in state.relay.claimed() {
+        let mine = conn_key(state, conn_id);
+        let (r, m, instance) = (rt.clone(), mine.clone(), state.instance.clone());
+        let live = state
+            .db(move |s| match s.live_conn(&r)? {
+                None => s.claim_live(&r, &m, &instance, util::now()).map(|()| Some(m)),
+                other => Ok(other),
+            })
+            .await;
+        match live {
+            Ok(Some(live)) if live != mine => {
+                state.relay.close_conn(&rt, conn_id, close::REPLACED, "replaced");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("checking which connection is live: {e}"),
         }
     }
 }
@@ -254,9 +323,29 @@ async fn connection(state: &AppState, conn: &mut Conn, q: HashMap<String, String
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn_id = state.relay.register(&authed.runtime_target_id, &authed.workspace_id, tx);
     let rt = authed.runtime_target_id.clone();
+    // The database names this connection live for every instance; a revocation committed
+    // while the handshake ran (its event heard before this connection was registered) is
+    // caught by looking once more.
+    let (r, key, instance) = (rt.clone(), conn_key(state, conn_id), state.instance.clone());
+    match state.db(move |s| Ok((s.claim_live(&r, &key, &instance, util::now())?, s.revoked_among(std::slice::from_ref(&r))?))).await {
+        Ok(((), revoked)) => {
+            state.relay.set_claimed(&rt, conn_id);
+            if !revoked.is_empty() {
+                state.relay.close_conn(&rt, conn_id, close::INVALID_TOKEN, close::REASON_REVOKED);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(runtime_target = %rt, "recording the live connection: {e}");
+            state.relay.unregister(&rt, conn_id);
+            conn.close(CLOSE_INTERNAL, "database unavailable").await;
+            return;
+        }
+    }
     tracing::info!(workspace = %authed.workspace_id, runtime_target = %rt, "relay connection ready");
     stream(state, conn, &authed, &mut rx).await;
     state.relay.unregister(&rt, conn_id);
+    let (r, key) = (rt.clone(), conn_key(state, conn_id));
+    let _ = state.db(move |s| s.release_live(&r, &key)).await;
     let (ws, m) = (authed.workspace_id.clone(), authed.machine_id.clone());
     let _ = state.db(move |s| s.touch_machine(&ws, &m, util::now())).await;
     tracing::info!(workspace = %authed.workspace_id, runtime_target = %rt, "relay connection ended");
@@ -277,7 +366,7 @@ async fn handshake(state: &AppState, conn: &mut Conn, q: HashMap<String, String>
         conn.close(close::INVALID_TOKEN, invalid).await;
         return None;
     };
-    let claims = match state.keys.verify_relay_token(&token) {
+    let claims = match state.verify_relay_token(&token).await {
         Ok(c) => c,
         Err(crate::keys::TokenError::Expired) => {
             conn.close(close::INVALID_TOKEN, close::REASON_EXPIRED).await;
@@ -599,7 +688,7 @@ async fn stream(state: &AppState, conn: &mut Conn, a: &Authed, rx: &mut mpsc::Un
     ping.reset();
     let mut last_rx = Instant::now();
     let mut held = Held::default();
-    let budget = state.config.write_budget;
+    let budget = state.write_budget();
     // While in debt: the acks held back, and when to say `throttle` next.
     let mut debt: Option<(Vec<(String, u64)>, tokio::time::Instant)> = None;
     let acks = |list: Vec<(String, u64)>| list.into_iter().map(|(session_id, seq)| RelayMsg::Ack { session_id, seq }).collect::<Vec<_>>();

@@ -55,7 +55,7 @@ pub async fn create(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<CreatePairingCode>,
 ) -> Result<impl IntoResponse, ApiErr> {
-    if !state.limits.allow_pairing(state.client(peer.ip(), &headers)) {
+    if !state.allow_pairing(state.client(peer.ip(), &headers)).await {
         return Err(ApiErr::rate_limited());
     }
     let machine = validate_machine(&body).map_err(ApiErr::bad_request)?;
@@ -190,7 +190,7 @@ pub async fn claim(
     Path(code): Path<String>,
     ApiJson(body): ApiJson<CreatePairingCode>,
 ) -> Result<Json<PairingStatus>, ApiErr> {
-    if !state.limits.allow_pairing(state.client(peer.ip(), &headers)) {
+    if !state.allow_pairing(state.client(peer.ip(), &headers)).await {
         return Err(ApiErr::rate_limited());
     }
     let code = vpd_proto::normalize_code(&code).ok_or_else(ApiErr::not_found)?;

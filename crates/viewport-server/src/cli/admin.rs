@@ -10,7 +10,8 @@ use serde_json::json;
 use std::io::{Read, Write};
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
+    let db_name = crate::store::DbSpec::parse(&args.db).map(|d| d.display()).unwrap_or_else(|_| args.db.clone());
+    let store = Store::connect(&args.db).with_context(|| format!("opening the database {db_name}"))?;
     let out = Out { json: args.json };
     match args.command {
         AdminCommand::User(UserCommand::Create { email, password_stdin }) => user_create(&store, &out, &email, password_stdin),

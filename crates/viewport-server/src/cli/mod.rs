@@ -63,9 +63,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// SQLite database file (created with mode 0600 when missing).
-    #[arg(long, default_value = "viewport.db", env = "VIEWPORT_DB")]
-    pub db: PathBuf,
+    /// The database: a SQLite file (created with mode 0600 when missing), or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for several instances on one database
+    /// (docs/SELF-HOSTING.md). The password can come from PGPASSWORD instead.
+    #[arg(long, default_value = "viewport.db", env = "VIEWPORT_DB", value_name = "FILE|URL")]
+    pub db: String,
     /// The URL users and daemons reach this server at (default: http://{listen}).
     #[arg(long, env = "VIEWPORT_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -139,9 +141,9 @@ fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
-    /// SQLite database file of the server.
-    #[arg(long, global = true, default_value = "viewport.db", env = "VIEWPORT_DB")]
-    pub db: PathBuf,
+    /// The server's database: its SQLite file, or its postgres:// URL.
+    #[arg(long, global = true, default_value = "viewport.db", env = "VIEWPORT_DB", value_name = "FILE|URL")]
+    pub db: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,

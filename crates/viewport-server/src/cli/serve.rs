@@ -17,7 +17,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let store = Store::open(&args.db).with_context(|| format!("opening the database {}", args.db.display()))?;
+    let db_name = crate::store::DbSpec::parse(&args.db).map(|d| d.display()).unwrap_or_else(|_| args.db.clone());
+    let db = args.db.clone();
+    // The PostgreSQL client blocks: connect (and migrate) off the async executor.
+    let store = tokio::task::spawn_blocking(move || Store::connect(&db))
+        .await?
+        .with_context(|| format!("opening the database {db_name}"))?;
     let mut config = Config::new(public_url.clone());
     config.retention_days = args.retention_days;
     config.relay_token_ttl_secs = args.relay_token_ttl;
@@ -25,7 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.trusted_proxies = args.trusted_proxies.clone();
     config.write_budget = crate::quota::WriteBudget { machine_per_min: args.write_budget_machine, org_per_min: args.write_budget_org };
     config.stored_quota = crate::store::StoredQuota { machine_bytes: args.stored_quota_machine, org_bytes: args.stored_quota_org };
-    let state = AppState::new(store, config)?;
+    let state = tokio::task::spawn_blocking(move || AppState::new(store, config)).await??;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? pick another with --listen)", args.listen))?;
@@ -38,7 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => Ok(Listening::Plain(l)),
     };
     let listener = tls(listener)?;
-    tracing::info!("listening on {scheme}://{addr} (db: {})", args.db.display());
+    tracing::info!("listening on {scheme}://{addr} (db: {db_name})");
     if public_url != format!("{scheme}://{addr}") {
         tracing::info!("public URL: {public_url}");
     }

@@ -16,6 +16,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let rows = state.db(move |st| st.machines(&wid)).await?;
+    let online = state.online(rows.iter().map(|m| m.runtime_target_id.clone()).collect()).await;
     Ok(page(&format!("Machines · {}", ws.name), Some(&s), html! {
         h1 { (ws.name) }
         (org_tabs(&ws.slug, "machines", role))
@@ -31,7 +32,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                             td.mono data-label="Machine id" { (m.machine_id) }
                             td data-label="Paired by" { (m.paired_by) }
                             td data-label="Paired at" { (util::human_time(m.paired_at)) }
-                            td data-label="Connection" { @if state.relay.is_online(&m.runtime_target_id) { span.online { "online" } } @else { span.offline { "offline" } } }
+                            td data-label="Connection" { @if online.contains(&m.runtime_target_id) { span.online { "online" } } @else { span.offline { "offline" } } }
                             td data-label="Last seen" { @if let Some(t) = m.last_seen_at { (util::human_time(t)) } @else { "never" } }
                             @if m.revoked_at.is_some() {
                                 td.state-revoked data-label="State" { "revoked" @if let Some(r) = &m.revoked_reason { br; span.muted { (r.replace('_', " ")) } } }

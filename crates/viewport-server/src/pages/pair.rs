@@ -43,7 +43,7 @@ fn preselected<'a>(orgs: &'a [Workspace], requested: Option<&str>) -> Option<&'a
 
 pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri, Query(q): Query<CodeQuery>) -> PageResult {
     let s = require_session(session, &uri)?;
-    if !state.limits.allow_pair_page(&s.user.id) {
+    if !state.allow_pair_page(&s.user.id).await {
         return Err(too_many());
     }
     let Some(raw) = q.code.filter(|c| !c.trim().is_empty()) else {
@@ -129,7 +129,7 @@ pub struct DecideForm {
 
 pub async fn decide(State(state): State<AppState>, session: MaybeSession, uri: Uri, Form(f): Form<DecideForm>) -> PageResult {
     let s = require_session(session, &uri)?;
-    if !state.limits.allow_pair_page(&s.user.id) {
+    if !state.allow_pair_page(&s.user.id).await {
         return Err(too_many());
     }
     if !s.csrf_ok(&f.csrf) {

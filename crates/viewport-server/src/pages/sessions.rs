@@ -95,6 +95,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
     let (ws, role) = member_org_role(&state, &s, &slug).await?;
     let wid = ws.id.clone();
     let rows = state.db(move |st| st.sessions(&wid)).await?;
+    let online = state.online(rows.iter().filter(|r| r.ended_at.is_none()).map(|r| r.runtime_target_id.clone()).collect()).await;
     Ok(page(&format!("Sessions · {}", ws.name), Some(&s), html! {
         h1 { (ws.name) }
         (org_tabs(&ws.slug, "sessions", role))
@@ -115,7 +116,7 @@ pub async fn list(State(state): State<AppState>, session: MaybeSession, uri: Uri
                             td data-label="Frames" { (r.frame_count) }
                             td data-label="Gaps" { (r.gap_count) }
                             @if r.ended_at.is_none() {
-                                td.state-active data-label="State" { "live" @if !state.relay.is_online(&r.runtime_target_id) { br; span.muted { "machine offline" } } }
+                                td.state-active data-label="State" { "live" @if !online.contains(&r.runtime_target_id) { br; span.muted { "machine offline" } } }
                             } @else {
                                 td data-label="State" { (state_label(r)) }
                             }
@@ -181,7 +182,7 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
     // Rounded, so that every viewer of a long session shares one screen.
     let from = r.last_seq.saturating_sub(PAGE_FRAMES) / 1000 * 1000;
     let shown = render(&state, &r, from, None, 4 << 20).await?;
-    let online = state.relay.is_online(&r.runtime_target_id);
+    let online = !state.online(vec![r.runtime_target_id.clone()]).await.is_empty();
     Ok(page(&format!("Session {} · {}", r.id, ws.name), Some(&s), html! {
         h1 { (ws.name) }
         (org_tabs(&ws.slug, "sessions", role))

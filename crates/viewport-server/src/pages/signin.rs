@@ -79,7 +79,7 @@ pub async fn signin_submit(
     let e = email.clone();
     let found = state.db(move |s| s.user_by_email(&e)).await?;
     let known = found.as_ref().is_some_and(|(u, _)| auth::known_device(&state, &headers, &u.id));
-    if let Some(why) = state.limits.login_blocked(&email, client, known) {
+    if let Some(why) = state.login_blocked(&email, client, known).await {
         tracing::info!(?why, "sign-in slowed down");
         let body = signin_page(&f.csrf, &next, &email, Some("Too many failed sign-ins. Wait a minute and try again."));
         return Ok((StatusCode::TOO_MANY_REQUESTS, body).into_response());
@@ -100,7 +100,7 @@ pub async fn signin_submit(
             Ok(res)
         }
         _ => {
-            state.limits.login_failed(&email, client);
+            state.login_failed(&email, client).await;
             let body = signin_page(&f.csrf, &next, &email, Some("Wrong email or password."));
             Ok((StatusCode::UNAUTHORIZED, body).into_response())
         }
