@@ -20,9 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db_name = crate::store::DbSpec::parse(&args.db).map(|d| d.display()).unwrap_or_else(|_| args.db.clone());
     let db = args.db.clone();
     // The PostgreSQL client blocks: connect (and migrate) off the async executor.
-    let store = tokio::task::spawn_blocking(move || Store::connect(&db))
-        .await?
-        .with_context(|| format!("opening the database {db_name}"))?;
+    let store = tokio::task::spawn_blocking(move || Store::connect(&db)).await?.with_context(|| format!("opening the database {db_name}"))?;
     let mut config = Config::new(public_url.clone());
     config.retention_days = args.retention_days;
     config.relay_token_ttl_secs = args.relay_token_ttl;

@@ -1223,36 +1223,6 @@ fn load_pairing(tx: &Tx, runtime_target_id: &str) -> Result<Pairing> {
 mod tests {
     use super::*;
 
-    fn machine() -> MachineInfo {
-        MachineInfo { name: "box".into(), public_key: "k".into(), daemon_version: "0.1.0".into(), os: "linux".into(), arch: "x86_64".into() }
-    }
-
-    #[test]
-    fn approval_is_delivered_once_and_remove_member_is_scoped() {
-        let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@example.com", "h", 0).unwrap();
-        let w1 = s.create_workspace("One", "one", 0).unwrap();
-        let w2 = s.create_workspace("Two", "two", 0).unwrap();
-        // w1's owner, so that `u` (a member there) can be removed.
-        let owner = s.create_user("o@example.com", "h", 0).unwrap();
-        s.add_member(&w1.id, &owner.id, 0).unwrap();
-        s.add_member(&w1.id, &u.id, 0).unwrap();
-        s.add_member(&w2.id, &u.id, 0).unwrap();
-        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        s.insert_device_code("BCDFGHJL", b"h", &machine(), None, 0, 900).unwrap();
-        let p1 = s.approve_code("BCDFGHJK", &w1.id, &u.id, &Actor::cli(), 1).unwrap();
-        let p2 = s.approve_code("BCDFGHJL", &w2.id, &u.id, &Actor::cli(), 1).unwrap();
-        assert_ne!(p1.machine_id, p2.machine_id);
-        assert!(matches!(s.approve_code("BCDFGHJK", &w1.id, &u.id, &Actor::cli(), 2), Err(StoreError::Gone(_))));
-        assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_some());
-        assert!(s.deliver_approval("BCDFGHJK", b"t").unwrap().is_none());
-        assert_eq!(s.remove_member(&w1.id, &u.id, 3).unwrap(), 1);
-        assert!(s.runtime_target(&w1.id, &p1.runtime_target_id).unwrap().unwrap().revoked_at.is_some());
-        assert!(s.runtime_target(&w2.id, &p2.runtime_target_id).unwrap().unwrap().revoked_at.is_none());
-        // Tenancy: a target is invisible from another workspace.
-        assert!(s.runtime_target(&w2.id, &p1.runtime_target_id).unwrap().is_none());
-    }
-
     #[test]
     fn a_database_from_before_roles_makes_each_orgs_earliest_member_its_owner() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
@@ -1277,92 +1247,5 @@ mod tests {
         assert_eq!(s.role_of("w3", "u1").unwrap(), Some(Role::Owner));
         s.add_member("w3", "u2", 90).unwrap();
         assert_eq!(s.role_of("w3", "u2").unwrap(), Some(Role::Member));
-    }
-
-    /// A store with one org, one member and one approved pairing.
-    fn paired_store() -> (Store, Workspace, Pairing) {
-        let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@example.com", "h", 0).unwrap();
-        let w = s.create_workspace("One", "one", 0).unwrap();
-        s.add_member(&w.id, &u.id, 0).unwrap();
-        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        let p = s.approve_code("BCDFGHJK", &w.id, &u.id, &Actor::cli(), 1).unwrap();
-        (s, w, p)
-    }
-
-    fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
-        RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
-    }
-
-    #[test]
-    fn gap_frames_and_byte_capped_reads() {
-        let (s, w, p) = paired_store();
-        let rt = &p.runtime_target_id;
-        let a = new_id();
-        let start = RelayOp::Start { session_id: a.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 };
-        let gap = |seq: u64, data: &[u8]| RelayOp::Frame { session_id: a.clone(), seq, ts: "t".into(), kind: "gap", data: data.to_vec() };
-        // A gap must start right after what is stored and end at its own seq.
-        let out =
-            s.relay_store_batch(&w.id, rt, &p.machine_id, &[start, frame(&a, 1, &[b'x'; 1000]), gap(5, b"3-5")], StoredQuota::UNLIMITED, 10).unwrap();
-        assert!(out.violation.unwrap().contains("out of order"));
-        let out = s
-            .relay_store_batch(
-                &w.id,
-                rt,
-                &p.machine_id,
-                &[gap(5, b"2-5"), frame(&a, 6, &[b'y'; 1000]), frame(&a, 7, &[b'z'; 1000])],
-                StoredQuota::UNLIMITED,
-                10,
-            )
-            .unwrap();
-        assert!(out.violation.is_none(), "{:?}", out.violation);
-        assert_eq!(out.acks, vec![(a.clone(), 7)]);
-        assert_eq!(s.session(Some(&w.id), &a).unwrap().unwrap().gap_count, 1);
-        // Reads stop at the byte budget (but always return one frame).
-        assert_eq!(s.session_frames_capped(&a, 0, Some("output"), 100, 1500).unwrap().len(), 2);
-        assert_eq!(s.session_frames_capped(&a, 0, Some("output"), 100, 1).unwrap().len(), 1);
-        assert_eq!(s.session_frames(&a, 0, None, 100).unwrap().len(), 4);
-    }
-
-    #[test]
-    fn relay_batches_store_in_order_ack_duplicates_and_retention_deletes() {
-        let (s, w, p) = paired_store();
-        let rt = &p.runtime_target_id;
-        let (a, b) = (new_id(), new_id());
-        let start = |id: &str| RelayOp::Start { session_id: id.into(), agent: "x".into(), directory: "d".into(), started_at: 5 };
-        let ops = vec![start(&a), frame(&a, 1, b"1"), frame(&a, 2, b"2"), start(&b), frame(&a, 1, b"dup")];
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, StoredQuota::UNLIMITED, 10).unwrap();
-        assert_eq!(out.acks, vec![(a.clone(), 2), (b.clone(), 0)]);
-        assert!(out.violation.is_none());
-        // Out of order stops the batch; what came before is kept.
-        let ops = vec![frame(&b, 1, b"b1"), frame(&a, 4, b"gap")];
-        let out = s.relay_store_batch(&w.id, rt, &p.machine_id, &ops, StoredQuota::UNLIMITED, 10).unwrap();
-        assert_eq!(out.acks, vec![(b.clone(), 1)]);
-        assert!(out.violation.unwrap().contains("out of order"));
-        // Another runtime target cannot touch these sessions.
-        let out = s.relay_store_batch(&w.id, "OTHER", &p.machine_id, &[start(&a)], StoredQuota::UNLIMITED, 10).unwrap();
-        assert!(out.violation.unwrap().contains("another runtime target"));
-        // End, then resume and retention.
-        let end = RelayOp::End { session_id: a.clone(), seq: 3, reason: "exited".into(), exit_code: Some(0) };
-        s.relay_store_batch(&w.id, rt, &p.machine_id, &[end], StoredQuota::UNLIMITED, 100).unwrap();
-        assert_eq!(s.relay_resume(rt, 50).unwrap().len(), 2);
-        assert_eq!(s.relay_resume(rt, 100).unwrap().len(), 1, "ended before the window");
-        assert_eq!(s.delete_sessions_ended_before(100).unwrap(), 0);
-        assert_eq!(s.delete_sessions_ended_before(101).unwrap(), 1);
-        assert!(s.session(None, &a).unwrap().is_none());
-        assert!(s.session_frames(&a, 0, None, 10).unwrap().is_empty(), "frames go with the session");
-        assert_eq!(s.session(Some(&w.id), &b).unwrap().unwrap().frame_count, 1, "running sessions stay");
-    }
-
-    #[test]
-    fn expired_codes_cannot_be_approved() {
-        let s = Store::open_in_memory().unwrap();
-        let u = s.create_user("a@example.com", "h", 0).unwrap();
-        let w = s.create_workspace("One", "one", 0).unwrap();
-        s.add_member(&w.id, &u.id, 0).unwrap();
-        s.insert_device_code("BCDFGHJK", b"h", &machine(), None, 0, 900).unwrap();
-        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &u.id, &Actor::cli(), 900), Err(StoreError::Gone(_))));
-        let stranger = s.create_user("b@example.com", "h", 0).unwrap();
-        assert!(matches!(s.approve_code("BCDFGHJK", &w.id, &stranger.id, &Actor::cli(), 1), Err(StoreError::Forbidden(_))));
     }
 }
