@@ -12,7 +12,7 @@ packages=(git bash ca-certificates python3 build-essential pkg-config file
   libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev libgtk-3-dev
   libayatana-appindicator3-dev librsvg2-dev libxdo-dev libdbus-1-dev
   xvfb xauth imagemagick xdg-utils dbus gnome-keyring libsecret-tools keyutils at-spi2-core
-  haskell-status-notifier-item-utils chromium xdotool)
+  haskell-status-notifier-item-utils chromium xdotool postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -59,6 +59,17 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings || { echo
 # build undoes the other).
 cargo build --workspace --bins --locked
 ./scripts/build-next.sh
+# PostgreSQL for the store suite and the several-instances tests (issue 14): one private
+# cluster (initdb into a temporary directory, as nobody when root, a free loopback port),
+# stopped and removed when this script ends; each test makes databases of its own in it.
+pg_dir="$(mktemp -d /tmp/vpd-test-pg.XXXXXX)"
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+pg_as=(); [ "$(id -u)" -eq 0 ] && { chown nobody:nogroup "$pg_dir"; pg_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups --); }
+pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"${pg_as[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
+"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null
+trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pg_dir"' EXIT
+export VIEWPORT_TEST_PG="postgres://postgres@127.0.0.1:$pg_port/postgres"
 # Everything but the tray: no display, no session bus (the keyring tests make their own).
 cargo nextest run --workspace --locked --no-fail-fast --final-status-level fail \
   -E 'not (package(viewport-tray) & kind(test))' || status=1

@@ -136,3 +136,19 @@ fn release_keygen_and_sign_offline() {
     assert_eq!((r.version, r.size), (Version(0, 2, 0), 22));
     assert!(verify(b"a release build of vpd!", &sig, &public, &here).is_err());
 }
+
+/// `--db` with a URL scheme this build does not support is refused clearly, and nothing is
+/// created (it once made a SQLite file under a directory named `postgres:`).
+#[test]
+fn an_unsupported_database_url_is_refused_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in ["mysql://u@h/viewport", "sqlite:viewport.db", "redis://h"] {
+        for args in [vec!["admin", "--db", db, "doctor"], vec!["serve", "--listen", "127.0.0.1:0", "--db", db]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_viewport-server")).args(&args).current_dir(dir.path()).output().unwrap();
+            assert!(!out.status.success(), "{args:?} succeeded");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("postgres://") && err.contains("SQLite file path"), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was created");
+}

@@ -17,6 +17,47 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::User(UserCommand::Create { email, password_stdin }) => user_create(&store, &out, &email, password_stdin),
         AdminCommand::Org(OrgCommand::Create { name, slug, owner }) => org_create(&store, &out, &name, &slug, owner.as_deref()),
         AdminCommand::Release(AdminReleaseCommand::Publish { file, signature }) => release_publish(&store, &out, &file, &signature),
+        AdminCommand::Keys(KeysCommand::Rotate) => {
+            let kid = crate::keys::rotate(&store)?;
+            out.print(
+                &format!(
+                    "New signing key {kid}; the previous key verifies for {} s more. Every instance on this database uses it now.",
+                    crate::keys::RETIRED_KEY_VALID_SECS
+                ),
+                json!({"kid": kid}),
+            )
+        }
+        AdminCommand::Keys(KeysCommand::List) => {
+            let keys = store.signing_keys(util::now(), crate::keys::RETIRED_KEY_VALID_SECS)?;
+            let human = keys
+                .iter()
+                .map(|k| match k.retired_at {
+                    None => format!("{}  signs (since {})", k.kid, util::rfc3339(k.created_at)),
+                    Some(r) => {
+                        format!("{}  verifies until {} (retired {})", k.kid, util::rfc3339(r + crate::keys::RETIRED_KEY_VALID_SECS), util::rfc3339(r))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let j: Vec<_> = keys
+                .iter()
+                .map(|k| json!({"kid": k.kid, "created_at": util::rfc3339(k.created_at), "retired_at": k.retired_at.map(util::rfc3339)}))
+                .collect();
+            out.print(&human, json!(j))
+        }
+        AdminCommand::Doctor => {
+            let mut facts = store.describe()?;
+            let keys = store.signing_keys(util::now(), crate::keys::RETIRED_KEY_VALID_SECS)?;
+            facts.push((
+                "signing keys".into(),
+                match keys.iter().find(|k| k.retired_at.is_none()) {
+                    Some(k) => format!("{} valid, {} signs", keys.len(), k.kid),
+                    None => "none yet (the first `serve` makes one)".into(),
+                },
+            ));
+            let human = facts.iter().map(|(k, v)| format!("{k:<14} {v}")).collect::<Vec<_>>().join("\n");
+            out.print(&human, json!(facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()))
+        }
         AdminCommand::Release(AdminReleaseCommand::List) => {
             let all = store.releases()?;
             let human = if all.is_empty() {

@@ -177,6 +177,22 @@ pub enum AdminCommand {
     /// Releases `vpd update` finds here (signed offline with `viewport-server release sign`).
     #[command(subcommand)]
     Release(AdminReleaseCommand),
+    /// The relay-token signing keys every instance on this database shares.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check the database: reachable, schema version, what it says about itself, the keys.
+    #[command(after_help = "Example:\n  viewport-server admin doctor --db postgres://viewport@db.internal/viewport")]
+    Doctor,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the keys that verify relay tokens (the newest signs).
+    List,
+    /// Make a new signing key for every instance; the previous one keeps verifying for a
+    /// relay token's lifetime (11 minutes), so no machine is cut off.
+    #[command(after_help = "Example:\n  viewport-server admin keys rotate --db postgres://viewport@db.internal/viewport")]
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]

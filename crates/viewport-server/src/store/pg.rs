@@ -325,8 +325,20 @@ impl<C: GenericClient> Conn for On<'_, C> {
 }
 
 pub struct Postgres {
-    pool: r2d2::Pool<Manager>,
+    /// Taken on drop (see below).
+    pool: std::mem::ManuallyDrop<r2d2::Pool<Manager>>,
     url: String,
+}
+
+impl Drop for Postgres {
+    /// A client's drop blocks (it says goodbye to the server), which the async executor
+    /// forbids; the last handle may go away on it (at shutdown), so the pool is dropped on
+    /// a thread of its own.
+    fn drop(&mut self) {
+        // SAFETY: `pool` is not used after this.
+        let pool = unsafe { std::mem::ManuallyDrop::take(&mut self.pool) };
+        let _ = std::thread::spawn(move || drop(pool)).join();
+    }
 }
 
 /// The URL with its password replaced by `***`, for messages and logs.
@@ -374,7 +386,7 @@ impl Postgres {
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(Manager { config: config.clone() })
             .map_err(|e| StoreError::Db(format!("cannot connect to {}: {e}", redact(url))))?;
-        let pg = Postgres { pool, url: url.to_string() };
+        let pg = Postgres { pool: std::mem::ManuallyDrop::new(pool), url: url.to_string() };
         pg.migrate()?;
         Ok(pg)
     }
@@ -481,6 +493,7 @@ impl Backend for Postgres {
 
     fn listen(&self, events: tokio::sync::broadcast::Sender<Event>) -> Option<tokio::task::JoinHandle<()>> {
         let mut config: tokio_postgres::Config = self.url.parse().ok()?;
+        config.application_name("viewport-server listen");
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));

@@ -27,6 +27,28 @@ pub async fn start() -> Server {
     start_with(|_| {}).await
 }
 
+/// An instance on the database `db` (a postgres:// URL: several instances share it). Its
+/// store is reached only off the async executor (`state.db`), as the server does.
+pub async fn start_on(db: &str, tweak: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url_db = db.to_string();
+    let store = tokio::task::spawn_blocking(move || Store::connect(&url_db)).await.unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = Config::new(url.clone());
+    config.pairing_per_minute = 10_000;
+    config.login_per_minute = 10_000;
+    config.pair_page_per_minute = 10_000;
+    tweak(&mut config);
+    let state = tokio::task::spawn_blocking(move || AppState::new(store, config)).await.unwrap().unwrap();
+    let s = state.clone();
+    let task = tokio::spawn(async move {
+        viewport_server::serve(listener, s).await.unwrap();
+    });
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Server { url, state, db_path: PathBuf::from(db), http, _dir: dir, task }
+}
+
 pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("viewport.db");
