@@ -30,9 +30,19 @@ pub async fn start() -> Server {
 /// An instance on the database `db` (a postgres:// URL: several instances share it). Its
 /// store is reached only off the async executor (`state.db`), as the server does.
 pub async fn start_on(db: &str, tweak: impl FnOnce(&mut Config)) -> Server {
+    start_db(Some(db), tweak).await
+}
+
+/// An instance on a SQLite file of its own.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+    start_db(None, tweak).await
+}
+
+async fn start_db(db: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let url_db = db.to_string();
-    let store = tokio::task::spawn_blocking(move || Store::connect(&url_db)).await.unwrap().unwrap();
+    let db_path = db.map_or_else(|| dir.path().join("viewport.db"), PathBuf::from);
+    let spec = db_path.display().to_string();
+    let store = tokio::task::spawn_blocking(move || Store::connect(&spec)).await.unwrap().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut config = Config::new(url.clone());
@@ -41,26 +51,6 @@ pub async fn start_on(db: &str, tweak: impl FnOnce(&mut Config)) -> Server {
     config.pair_page_per_minute = 10_000;
     tweak(&mut config);
     let state = tokio::task::spawn_blocking(move || AppState::new(store, config)).await.unwrap().unwrap();
-    let s = state.clone();
-    let task = tokio::spawn(async move {
-        viewport_server::serve(listener, s).await.unwrap();
-    });
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Server { url, state, db_path: PathBuf::from(db), http, _dir: dir, task }
-}
-
-pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("viewport.db");
-    let store = Store::open(&db_path).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = Config::new(url.clone());
-    config.pairing_per_minute = 10_000;
-    config.login_per_minute = 10_000;
-    config.pair_page_per_minute = 10_000;
-    tweak(&mut config);
-    let state = AppState::new(store, config).unwrap();
     let s = state.clone();
     let task = tokio::spawn(async move {
         viewport_server::serve(listener, s).await.unwrap();
