@@ -241,14 +241,7 @@ impl Store {
 
     /// Which of these runtime target ids are revoked.
     pub fn revoked_among(&self, ids: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(500) {
-            let list = (1..=chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-            let params: Vec<Value> = chunk.iter().map(|id| id.to_value()).collect();
-            let sql = format!("SELECT id FROM runtime_targets WHERE revoked_at IS NOT NULL AND id IN ({list})");
-            out.extend(self.read(|tx| tx.query_map(&sql, &params, |r| r.get::<String>(0)))?);
-        }
-        Ok(out)
+        self.ids_among(ids, &[], |list| format!("SELECT id FROM runtime_targets WHERE revoked_at IS NOT NULL AND id IN ({list})"))
     }
 
     /// The sessions of a workspace, newest first.
@@ -353,15 +346,23 @@ impl Store {
     /// The runtime targets among `ids` with a live connection on an instance seen since
     /// `alive_since` (any instance: the Machines and Sessions pages of every instance agree).
     pub fn online_among(&self, ids: &[String], alive_since: i64) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(500) {
-            let list = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-            let mut params: Vec<Value> = vec![Value::Int(alive_since)];
-            params.extend(chunk.iter().map(|id| id.to_value()));
-            let sql = format!(
+        self.ids_among(ids, &[Value::Int(alive_since)], |list| {
+            format!(
                 "SELECT l.runtime_target_id FROM relay_live l JOIN instances i ON i.id = l.instance
                  WHERE i.seen_at >= ?1 AND l.runtime_target_id IN ({list})"
-            );
+            )
+        })
+    }
+
+    /// The ids among `ids` that a query selects: `sql` gets the `IN` list (parameters after
+    /// `lead`'s), run 500 ids at a time; its first column is the id.
+    fn ids_among(&self, ids: &[String], lead: &[Value], sql: impl Fn(&str) -> String) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let first = lead.len() + 1;
+            let list = (first..first + chunk.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let params: Vec<Value> = lead.iter().cloned().chain(chunk.iter().map(|id| id.to_value())).collect();
+            let sql = sql(&list);
             out.extend(self.read(|tx| tx.query_map(&sql, &params, |r| r.get::<String>(0)))?);
         }
         Ok(out)
