@@ -3,6 +3,8 @@
 //! prints the home's listing, the server's log and the daemon's log.
 #![allow(dead_code)]
 
+pub mod balancer;
+pub mod pg;
 pub mod release;
 
 use serde_json::Value;
@@ -57,6 +59,8 @@ pub struct Server {
     child: Option<Child>,
     /// The CA of its TLS certificate, when it serves TLS.
     tls_ca: Option<Vec<u8>>,
+    /// `--db`: a PostgreSQL URL, when not the SQLite file in `dir`.
+    db_url: Option<String>,
 }
 
 impl Server {
@@ -75,7 +79,7 @@ impl Server {
     pub fn start_with(port: u16, public_url: String, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra, tls_ca: None };
+        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra, tls_ca: None, db_url: None };
         s.restart();
         s
     }
@@ -98,13 +102,28 @@ impl Server {
             public_url: format!("http://127.0.0.1:{port}"),
             extra: vec![],
             tls_ca: None,
+            db_url: None,
         };
+        s.restart();
+        s
+    }
+
+    /// One of several instances on the PostgreSQL database `db_url`, on `port`, whose public
+    /// URL is `public_url` (a [`balancer::Balancer`] in front of them all).
+    pub fn start_pg(port: u16, public_url: String, db_url: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut s = Server { url, dir, port, child: None, public_url, extra: vec![], tls_ca: None, db_url: Some(db_url.to_string()) };
         s.restart();
         s
     }
 
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("viewport.db")
+    }
+    /// What `--db` says: the PostgreSQL URL, or the SQLite file.
+    fn db_arg(&self) -> std::ffi::OsString {
+        self.db_url.clone().map(Into::into).unwrap_or_else(|| self.db().into())
     }
     pub fn log(&self) -> PathBuf {
         self.dir.path().join("server.log")
@@ -116,7 +135,7 @@ impl Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
         let child = Command::new(bin("viewport-server"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--public-url", &self.public_url, "--db"])
-            .arg(self.db())
+            .arg(self.db_arg())
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -144,9 +163,18 @@ impl Server {
         let url = format!("https://127.0.0.1:{port}");
         let extra = vec!["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server { url: url.clone(), dir, port, child: None, public_url: url, extra, tls_ca: Some(ca_pem.as_bytes().to_vec()) };
+        let mut s =
+            Server { url: url.clone(), dir, port, child: None, public_url: url, extra, tls_ca: Some(ca_pem.as_bytes().to_vec()), db_url: None };
         s.restart();
         s
+    }
+
+    /// Kills the process at once (SIGKILL): no goodbye to anyone connected.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn stop(&mut self) {
@@ -173,7 +201,7 @@ impl Server {
 
     pub fn admin_raw(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut c = Command::new(bin("viewport-server"));
-        c.arg("admin").arg("--db").arg(self.db()).arg("--json").args(args);
+        c.arg("admin").arg("--db").arg(self.db_arg()).arg("--json").args(args);
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         let mut input = child.stdin.take().unwrap();
@@ -231,12 +259,12 @@ impl Server {
         let csrf = csrf_of(&page);
         let r = client
             .post(format!("{}/signin", self.url))
-            .header("Origin", &self.url)
+            .header("Origin", origin(&self.public_url))
             .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD), ("next", "/")])
             .send()
             .unwrap();
         assert!(r.status().is_redirection(), "sign-in failed: {} {}", r.status(), r.text().unwrap_or_default());
-        Web { client, base: self.url.clone() }
+        Web { client, base: self.url.clone(), origin: origin(&self.public_url) }
     }
 }
 
@@ -247,6 +275,12 @@ impl Drop for Server {
             eprintln!("---- viewport-server log ({}) ----\n{}", self.log().display(), std::fs::read_to_string(self.log()).unwrap_or_default());
         }
     }
+}
+
+/// `scheme://host:port` of a URL: what a browser sends as `Origin`.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
 }
 
 pub fn csrf_of(html: &str) -> String {
@@ -260,6 +294,9 @@ pub fn csrf_of(html: &str) -> String {
 pub struct Web {
     pub client: reqwest::blocking::Client,
     pub base: String,
+    /// The server's public origin, which a browser on its pages sends (`--public-url`: not
+    /// `base` when the pages are reached past a proxy or balancer).
+    pub origin: String,
 }
 
 impl Web {
@@ -274,7 +311,7 @@ impl Web {
         let csrf = csrf_of(&page);
         let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
         form.extend_from_slice(fields);
-        let r = self.client.post(format!("{}{action}", self.base)).header("Origin", &self.base).form(&form).send().unwrap();
+        let r = self.client.post(format!("{}{action}", self.base)).header("Origin", &self.origin).form(&form).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
     }
 

@@ -1,0 +1,196 @@
+//! Several `viewport-server` instances on one real PostgreSQL, behind a round-robin load
+//! balancer (issue 14), with the real `vpd` pairing, binding and streaming through it:
+//! - an instance killed (SIGKILL) while it holds a machine's relay connection: the daemon
+//!   reconnects through the balancer to another instance and resumes; the org's record of
+//!   the session is what the terminal showed, every frame once;
+//! - an instance whose host vanishes without a reset: the daemon notices within its ping
+//!   timeout and moves on the same way;
+//! - what any instance does is seen by the others: an approval on one answers the long poll
+//!   held by another, a Sessions page on one shows the frames arriving on another, a revocation
+//!   on one closes the connection another holds, and the daemon loses that pairing.
+//!
+//! Deadlines are generous (the machine may be busy); the 1 s and 2 s figures of the issue are
+//! measured by scripts/bench-instances.sh (docs/BENCHMARKS.md).
+
+mod support;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use support::balancer::Balancer;
+use support::pg::Pg;
+use support::*;
+
+/// Instances on one database behind a balancer. Fields drop in order: the instances stop
+/// before the database does.
+struct Cluster {
+    servers: Vec<Server>,
+    lb: Balancer,
+    _pg: Pg,
+}
+
+fn cluster(n: usize) -> Cluster {
+    let pg = Pg::start();
+    let db = pg.database();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let lb = Balancer::start(&ports);
+    let servers = ports.iter().map(|&port| Server::start_pg(port, lb.url(), &db)).collect();
+    Cluster { servers, lb, _pg: pg }
+}
+
+impl Cluster {
+    /// Any instance: the admin CLI talks to the database, not to a process.
+    fn admin(&self) -> &Server {
+        &self.servers[0]
+    }
+
+    fn sessions(&self) -> Vec<Value> {
+        self.admin().admin(&["session", "list", "--org", "acme"]).as_array().cloned().unwrap_or_default()
+    }
+
+    /// The raw record of session `id`, as stored.
+    fn record(&self, id: &str) -> Vec<u8> {
+        let out = self.admin().admin_raw(&["session", "show", id, "--raw"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// The instance holding the machine's relay WebSocket, once there is one.
+    fn holder(&self) -> usize {
+        let mut at = None;
+        wait_until("a relay connection through the balancer", Duration::from_secs(30), || {
+            at = self.lb.relay_backend();
+            at.is_some()
+        });
+        at.unwrap()
+    }
+}
+
+fn state(m: &Machine) -> String {
+    m.ok(&["status"])["pairings"][0]["state"].as_str().unwrap_or("").to_string()
+}
+
+fn wait_connected(m: &Machine) {
+    wait_until("the pairing to be connected", Duration::from_secs(30), || state(m) == "connected");
+}
+
+/// A machine paired with Acme through the balancer (approved by the admin CLI), with `api`
+/// bound and the relay connected.
+fn paired_machine(c: &Cluster) -> (Machine, std::path::PathBuf) {
+    let mut m = Machine::new();
+    m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
+    let (p, code) = m.start_pair(&["--server", &c.lb.url(), "--org", "acme"]);
+    c.admin().approve(code["code"].as_str().unwrap(), "acme", "alice@example.com");
+    assert_eq!(p.finish()["event"], "paired");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+    (m, dir)
+}
+
+/// Runs a 60-line session over about 6 s through `vpd run`, applies `fault` to the instance
+/// holding the relay connection after 1.5 s, and checks that the record is complete: byte for
+/// byte what the terminal showed, no gap, every frame once. Returns the cluster and the
+/// instance the fault hit.
+fn survives(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, Machine) {
+    let mut c = cluster(2);
+    c.admin().org_with_member("Acme Engineering", "acme", "alice@example.com");
+    let (m, dir) = paired_machine(&c);
+    let script = "i=1; while [ $i -le 60 ]; do echo frame-$i; i=$((i+1)); sleep 0.1; done";
+    let run = m
+        .command()
+        .args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let hit = c.holder();
+    fault(&mut c, hit);
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("frame-60"));
+    assert_eq!(m.pairing_count(), 1, "losing an instance never revokes");
+    wait_until("the relay connection on another instance", Duration::from_secs(30), || c.lb.relay_backend().is_some_and(|i| i != hit));
+    wait_connected(&m);
+    wait_until("the record to be complete", Duration::from_secs(30), || c.sessions().first().is_some_and(|s| s["ended_at"].is_string()));
+    let s = c.sessions()[0].clone();
+    let rec = c.record(s["id"].as_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&rec), String::from_utf8_lossy(&out.stdout), "complete, in order, every frame once");
+    assert_eq!(s["gap_count"], 0, "{s}");
+    (c, hit, m)
+}
+
+#[test]
+fn an_instance_killed_mid_session_loses_nothing() {
+    let (c, hit, _m) = survives(|c, hit| c.servers[hit].kill());
+    // The survivor answers everything through the balancer on its own.
+    for _ in 0..4 {
+        let r = reqwest::blocking::Client::new().get(format!("{}/api/health", c.lb.url())).header("Connection", "close").send().unwrap();
+        assert!(r.status().is_success());
+    }
+    let since_kill = c.lb.connections().into_iter().rev().take(4).collect::<Vec<_>>();
+    assert!(since_kill.iter().all(|conn| conn.backend != hit), "the dead instance gets no new connection: {since_kill:?}");
+}
+
+#[test]
+fn an_instance_whose_host_vanishes_is_left_within_the_ping_timeout() {
+    // No reset, no close: only the daemon's pings (every 2 s here) can tell.
+    survives(|c, hit| c.lb.vanish(hit));
+}
+
+/// What one instance does, the others see at once: approval, frames, revocation.
+#[test]
+fn every_instance_sees_what_another_does() {
+    let c = cluster(2);
+    let acme = c.admin().org_with_member("Acme Engineering", "acme", "alice@example.com");
+
+    // 1. `vpd pair` waits on whichever instance the balancer picked; alice approves on the
+    // other one, on its own page.
+    let mut m = Machine::new();
+    m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
+    let (p, code) = m.start_pair(&["--server", &c.lb.url(), "--org", "acme"]);
+    let code = code["code"].as_str().unwrap().to_string();
+    let polling = c.lb.connections().iter().rev().find(|conn| conn.open && conn.request.contains("/api/pairing-codes")).map(|conn| conn.backend);
+    let polling = polling.expect("the pairing long poll goes through the balancer");
+    let other = 1 - polling;
+    let web = c.servers[other].web_login("alice@example.com");
+    let (status, _) = web.approve(&code, &acme);
+    assert!(status == 200 || status == 303, "approve answered {status}");
+    assert_eq!(p.finish()["event"], "paired", "the approval on one instance answered the long poll on the other");
+    let dir = m.mkdir("api");
+    m.ok(&["bind", dir.to_str().unwrap(), "--org", "acme"]);
+    wait_connected(&m);
+
+    // 2. A session streamed to the instance holding the connection is on the other's
+    // Sessions page, and new output reaches that page's live view.
+    let holder = c.holder();
+    let elsewhere = 1 - holder;
+    let id = String::from_utf8(m.vpd(&["session", "start", "--cwd", dir.to_str().unwrap(), "--agent", "claude", "--name", "balanced"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!id.is_empty(), "vpd session start printed no id");
+    m.vpd(&["session", "frame", &id, "--data", "first line via one instance\r\n"]);
+    let web = c.servers[elsewhere].web_login("alice@example.com");
+    wait_until("the session on the other instance's Sessions page", Duration::from_secs(30), || web.get("/orgs/acme/sessions").1.contains(&id));
+    let page = format!("/orgs/acme/sessions/{id}");
+    wait_until("the first line on the other instance's session page", Duration::from_secs(30), || {
+        web.get(&page).1.contains("first line via one instance")
+    });
+    m.vpd(&["session", "frame", &id, "--data", "second line, live\r\n"]);
+    wait_until("the live view on the other instance", Duration::from_secs(30), || {
+        let r = web.client.get(format!("{}{page}/frames?from=0&after=0", web.base)).header("Accept", "application/json").send().unwrap();
+        r.text().unwrap().contains("second line, live")
+    });
+    m.vpd(&["session", "end", &id, "--exit-code", "0"]);
+
+    // 3. Machines → Revoke on the instance that does not hold the connection: the holder
+    // closes it, and the daemon drops the pairing.
+    let machine_id = m.config()["pairings"][0]["machineId"].as_str().unwrap().to_string();
+    let (status, _) = web.post("/orgs/acme/machines", "/orgs/acme/machines/revoke", &[("machine_id", &machine_id)]);
+    assert!(status == 200 || status == 303, "revoke answered {status}");
+    wait_until("the daemon to drop the revoked pairing", Duration::from_secs(40), || m.pairing_count() == 0);
+    wait_until("the holder to close the relay connection", Duration::from_secs(20), || c.lb.relay_backend().is_none());
+    let st = m.ok(&["status"]);
+    assert!(st["activity"].as_array().unwrap().iter().any(|a| a["message"] == "Acme Engineering revoked this machine's pairing"), "{st}");
+}

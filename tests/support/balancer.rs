@@ -1,0 +1,129 @@
+//! A round-robin TCP load balancer for the several-instances tests (issue 14), as HAProxy in
+//! `mode tcp` with `option redispatch` would run in front of `viewport-server` instances:
+//! each new client connection goes to the next backend, skipping one that is marked down
+//! (a failed health check) or that refuses the connection (a dead process), so a client that
+//! reconnects lands on a live instance. It logs each connection's backend and request line,
+//! so a test can tell which instance holds the relay WebSocket.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One backend's flags.
+#[derive(Default)]
+struct Backend {
+    port: u16,
+    /// Out of rotation: new connections go elsewhere.
+    down: AtomicBool,
+    /// Its existing connections forward nothing, either way, and never close (a host that
+    /// vanished without a reset).
+    blackholed: AtomicBool,
+}
+
+/// A connection the balancer passed on.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// Index of the backend it went to.
+    pub backend: usize,
+    /// The first line the client sent (`GET /ws HTTP/1.1` for the relay).
+    pub request: String,
+    pub open: bool,
+}
+
+pub struct Balancer {
+    pub port: u16,
+    backends: Arc<Vec<Backend>>,
+    log: Arc<Mutex<Vec<Conn>>>,
+}
+
+impl Balancer {
+    /// Balances over the loopback ports `backends`, which need not be listening yet.
+    pub fn start(backends: &[u16]) -> Balancer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let backends: Arc<Vec<Backend>> = Arc::new(backends.iter().map(|&port| Backend { port, ..Default::default() }).collect());
+        let log: Arc<Mutex<Vec<Conn>>> = Default::default();
+        let (bs, lg) = (backends.clone(), log.clone());
+        std::thread::spawn(move || {
+            let next = AtomicUsize::new(0);
+            for client in listener.incoming().flatten() {
+                let start = next.fetch_add(1, Ordering::SeqCst);
+                // Round robin from `start`, redispatching past backends that are down or dead.
+                let picked = (0..bs.len()).map(|k| (start + k) % bs.len()).filter(|&i| !bs[i].down.load(Ordering::SeqCst)).find_map(|i| {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], bs[i].port));
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok().map(|up| (i, up))
+                });
+                let Some((i, upstream)) = picked else {
+                    drop(client);
+                    continue;
+                };
+                let id = {
+                    let mut l = lg.lock().unwrap();
+                    l.push(Conn { backend: i, request: String::new(), open: true });
+                    l.len() - 1
+                };
+                let open = Arc::new(AtomicUsize::new(2));
+                for (up, mut from, mut to) in [(true, client.try_clone().unwrap(), upstream.try_clone().unwrap()), (false, upstream, client)] {
+                    let (bs, lg, open) = (bs.clone(), lg.clone(), open.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        let mut first = up;
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if first {
+                                let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
+                                lg.lock().unwrap()[id].request = line;
+                                first = false;
+                            }
+                            while bs[i].blackholed.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        while bs[i].blackholed.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                        if open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            lg.lock().unwrap()[id].open = false;
+                        }
+                    });
+                }
+            }
+        });
+        Balancer { port, backends, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every connection so far, oldest first.
+    pub fn connections(&self) -> Vec<Conn> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The backend holding the newest open relay WebSocket (`GET /ws…`), if one is open.
+    pub fn relay_backend(&self) -> Option<usize> {
+        self.connections().iter().rev().find(|c| c.open && c.request.starts_with("GET /ws")).map(|c| c.backend)
+    }
+
+    /// Takes backend `i` out of rotation (as a failed health check does) or puts it back.
+    pub fn set_down(&self, i: usize, down: bool) {
+        self.backends[i].down.store(down, Ordering::SeqCst);
+    }
+
+    /// Backend `i`'s host vanishes: out of rotation, and its open connections go silent
+    /// without a reset or a close.
+    pub fn vanish(&self, i: usize) {
+        self.set_down(i, true);
+        self.backends[i].blackholed.store(true, Ordering::SeqCst);
+    }
+}
