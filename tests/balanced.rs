@@ -74,10 +74,12 @@ fn wait_connected(m: &Machine) {
 }
 
 /// A machine paired with Acme through the balancer (approved by the admin CLI), with `api`
-/// bound and the relay connected.
-fn paired_machine(c: &Cluster) -> (Machine, std::path::PathBuf) {
+/// bound and the relay connected; its relay ping every `ping_secs` (or SPEC's 20 s).
+fn paired_machine(c: &Cluster, ping_secs: Option<&str>) -> (Machine, std::path::PathBuf) {
     let mut m = Machine::new();
-    m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
+    if let Some(secs) = ping_secs {
+        m.env.push(("VPD_RELAY_PING_SECS".into(), secs.into()));
+    }
     let (p, code) = m.start_pair(&["--server", &c.lb.url(), "--org", "acme"]);
     c.admin().approve(code["code"].as_str().unwrap(), "acme", "alice@example.com");
     assert_eq!(p.finish()["event"], "paired");
@@ -94,7 +96,7 @@ fn paired_machine(c: &Cluster) -> (Machine, std::path::PathBuf) {
 fn survives(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, Machine) {
     let mut c = cluster(2);
     c.admin().org_with_member("Acme Engineering", "acme", "alice@example.com");
-    let (m, dir) = paired_machine(&c);
+    let (m, dir) = paired_machine(&c, Some("2"));
     let script = "i=1; while [ $i -le 60 ]; do echo frame-$i; i=$((i+1)); sleep 0.1; done";
     let run = m
         .command()
@@ -193,4 +195,36 @@ fn every_instance_sees_what_another_does() {
     wait_until("the holder to close the relay connection", Duration::from_secs(20), || c.lb.relay_backend().is_none());
     let st = m.ok(&["status"]);
     assert!(st["activity"].as_array().unwrap().iter().any(|a| a["message"] == "Acme Engineering revoked this machine's pairing"), "{st}");
+}
+
+/// The failover figures for docs/BENCHMARKS.md (`scripts/bench-instances.sh`, release): how
+/// long the real `vpd` takes to be connected again, through the balancer, to another
+/// instance after the one holding its relay connection is killed (5 runs), and after that
+/// instance's host vanishes with the daemon's default ping (20 s, pong within 10 s; 2 runs).
+#[test]
+#[ignore = "a benchmark: scripts/bench-instances.sh"]
+fn bench_failover() {
+    let run = |vanish: bool| -> Duration {
+        let mut c = cluster(2);
+        c.admin().org_with_member("Acme Engineering", "acme", "alice@example.com");
+        let (m, _dir) = paired_machine(&c, None);
+        let hit = c.holder();
+        let t0 = std::time::Instant::now();
+        if vanish {
+            c.lb.vanish(hit);
+        } else {
+            c.servers[hit].kill();
+        }
+        wait_until("the relay connection on the other instance", Duration::from_secs(90), || {
+            c.lb.relay_backend().is_some_and(|i| i != hit) && state(&m) == "connected"
+        });
+        t0.elapsed()
+    };
+    let kills: Vec<f64> = (0..5).map(|_| run(false).as_secs_f64()).collect();
+    let vanished: Vec<f64> = (0..2).map(|_| run(true).as_secs_f64()).collect();
+    let fmt = |v: &[f64]| v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", ");
+    println!("| instance holding the connection | runs | seconds until connected to another instance |");
+    println!("|---|---|---|");
+    println!("| killed (SIGKILL: the balancer resets the connection) | {} | {} |", kills.len(), fmt(&kills));
+    println!("| host vanished (no reset; default ping 20 s, pong timeout 10 s) | {} | {} |", vanished.len(), fmt(&vanished));
 }

@@ -250,3 +250,252 @@ fn pairing_limits_are_counted_once_across_instances() {
         assert_eq!(statuses, [201, 201, 201, 201, 429, 429], "the limit is shared, never doubled");
     });
 }
+
+/// The several-instances benchmark (docs/BENCHMARKS.md; `scripts/bench-instances.sh` runs it
+/// in release): 100 simulated daemons × 3 sessions on SQLite, on PostgreSQL with one instance,
+/// and with two (daemons split between them); ack latency at a steady rate and flat out;
+/// database transactions per second with the 100 connections idle; an approval answering a
+/// long poll, single revocations, and a member removal closing 90 connections at once.
+mod bench {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::time::Instant;
+    use viewport_server::quota::WriteBudget;
+    use viewport_server::store::StoredQuota;
+
+    const MACHINES: usize = 100;
+    const SESSIONS: usize = 3;
+
+    fn quantile(v: &mut [Duration], q: f64) -> f64 {
+        v.sort();
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Streams 3 sessions on `ws` for `dur`: a frame per session every `period`, or (with
+    /// `window`) as many as keep `window` frames per session unacked. Returns the socket, the
+    /// frames acked and each frame's send-to-ack time.
+    async fn drive(mut ws: Ws, window: Option<usize>, period: Duration, dur: Duration) -> (Ws, u64, Vec<Duration>) {
+        let sids: Vec<String> = (0..SESSIONS).map(|_| ulid::Ulid::new().to_string()).collect();
+        for sid in &sids {
+            let start = DaemonMsg::SessionStart {
+                session_id: sid.clone(),
+                agent: "claude".into(),
+                directory: "proj".into(),
+                started_at: "2026-12-02T10:00:00.000Z".into(),
+            };
+            send(&mut ws, &start).await;
+        }
+        let data = base64::engine::general_purpose::STANDARD.encode(format!("{:<118}\r\n", "cargo test: running 312 tests ... ok"));
+        let mut inflight: Vec<VecDeque<(u64, Instant)>> = vec![VecDeque::new(); SESSIONS];
+        let mut seq = [0u64; SESSIONS];
+        let (mut acked, mut lat) = (0u64, Vec::new());
+        let end = Instant::now() + dur;
+        let mut tick = tokio::time::interval(period);
+        loop {
+            let sending = Instant::now() < end;
+            if !sending && inflight.iter().all(|q| q.is_empty()) {
+                return (ws, acked, lat);
+            }
+            let mut due: Vec<usize> = Vec::new();
+            if let (Some(w), true) = (window, sending) {
+                for (k, q) in inflight.iter().enumerate() {
+                    due.extend(std::iter::repeat_n(k, w.saturating_sub(q.len())));
+                }
+            }
+            for k in due.drain(..) {
+                seq[k] += 1;
+                let f = DaemonMsg::Frame {
+                    session_id: sids[k].clone(),
+                    seq: seq[k],
+                    ts: "2026-12-02T10:00:01.000Z".into(),
+                    kind: vpd_proto::relay::FrameKind::Output,
+                    data: data.clone(),
+                };
+                send(&mut ws, &f).await;
+                inflight[k].push_back((seq[k], Instant::now()));
+            }
+            tokio::select! {
+                _ = tick.tick(), if window.is_none() && sending => {
+                    for k in 0..SESSIONS {
+                        seq[k] += 1;
+                        let f = DaemonMsg::Frame {
+                            session_id: sids[k].clone(),
+                            seq: seq[k],
+                            ts: "2026-12-02T10:00:01.000Z".into(),
+                            kind: vpd_proto::relay::FrameKind::Output,
+                            data: data.clone(),
+                        };
+                        send(&mut ws, &f).await;
+                        inflight[k].push_back((seq[k], Instant::now()));
+                    }
+                }
+                m = ws.next() => match m {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Ok(RelayMsg::Ack { session_id, seq: upto }) = serde_json::from_str(t.as_str()) {
+                            let now = Instant::now();
+                            if let Some(k) = sids.iter().position(|s| *s == session_id) {
+                                while inflight[k].front().is_some_and(|(s, _)| *s <= upto) {
+                                    let (_, at) = inflight[k].pop_front().unwrap();
+                                    lat.push(now - at);
+                                    acked += 1;
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Close(c))) => panic!("the relay closed the connection: {c:?}"),
+                    Some(Ok(_)) => {}
+                    other => panic!("the relay connection ended: {other:?}"),
+                },
+                _ = tokio::time::sleep_until((end + Duration::from_secs(30)).into()) => panic!("acks stopped coming"),
+            }
+        }
+    }
+
+    /// All connections at once; (sockets, frames acked per second, p50 ms, p99 ms).
+    async fn load(wss: Vec<Ws>, window: Option<usize>, period: Duration, dur: Duration) -> (Vec<Ws>, f64, f64, f64) {
+        let started = Instant::now();
+        let tasks: Vec<_> = wss.into_iter().map(|ws| tokio::spawn(drive(ws, window, period, dur))).collect();
+        let (mut socks, mut frames, mut lat) = (Vec::new(), 0, Vec::new());
+        for t in tasks {
+            let (ws, n, l) = t.await.unwrap();
+            socks.push(ws);
+            frames += n;
+            lat.extend(l);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        (socks, frames as f64 / secs, quantile(&mut lat, 0.5), quantile(&mut lat, 0.99))
+    }
+
+    /// Resolves when `ws` is closed by the relay: the time it happened.
+    fn watch_close(mut ws: Ws) -> tokio::task::JoinHandle<Instant> {
+        tokio::spawn(async move {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Instant::now(),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+    }
+
+    /// Transactions committed or rolled back in database `db` so far.
+    fn xacts(pg: &pg::Pg, db: &str) -> u64 {
+        let name = db.rsplit('/').next().unwrap();
+        let q = format!("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{name}'");
+        pg.psql(db, &q).unwrap().parse().unwrap()
+    }
+
+    async fn variant(pg: &pg::Pg, label: &str, on_pg: bool, n: usize) {
+        let tweak = |c: &mut viewport_server::Config| {
+            c.write_budget = WriteBudget { machine_per_min: u64::MAX >> 4, org_per_min: u64::MAX >> 4 };
+            c.stored_quota = StoredQuota::UNLIMITED;
+        };
+        let db = if on_pg { Some(tokio::task::block_in_place(|| pg.database())) } else { None };
+        let first = match &db {
+            Some(db) => start_on(db, tweak).await,
+            None => start_with(tweak).await,
+        };
+        // Behind one balancer, every instance has the same public URL.
+        let public = first.url.clone();
+        let mut servers = vec![first];
+        for _ in 1..n {
+            let p = public.clone();
+            let more = start_on(db.as_deref().unwrap(), move |c| {
+                tweak(c);
+                c.public_url = p;
+            });
+            servers.push(more.await);
+        }
+        let a = &servers[0];
+        let last = &servers[n - 1];
+        let (org, fleet) = tokio::task::block_in_place(|| {
+            let org = a.org("Acme", "acme");
+            a.user("owner@example.com", &[&org]);
+            (org.clone(), a.user("fleet@example.com", &[&org]))
+        });
+        let mut wss = Vec::new();
+        let mut approved = Vec::new();
+        for i in 0..MACHINES {
+            let key = new_key();
+            let ap = a.pair(&key, &org, &fleet).await;
+            wss.push(connect(&servers[i % n], &key, &ap).await);
+            approved.push(ap);
+        }
+        // 100 open, idle connections (before any traffic, so no autovacuum either): what they
+        // cost the database.
+        let idle = match &db {
+            Some(db) => {
+                // Backends report their counts when idle, up to 10 s late: let the pairing
+                // traffic's arrive first.
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                let (x0, t0) = (tokio::task::block_in_place(|| xacts(pg, db)), Instant::now());
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let x1 = tokio::task::block_in_place(|| xacts(pg, db));
+                format!("{:.2}", (x1 - x0 - 1) as f64 / t0.elapsed().as_secs_f64())
+            }
+            None => "—".into(),
+        };
+
+        let (wss, _, steady50, steady99) = load(wss, None, Duration::from_millis(200), Duration::from_secs(8)).await;
+        let (wss, flat, flat50, flat99) = load(wss, Some(16), Duration::from_secs(1), Duration::from_secs(8)).await;
+
+        // An approval on the last instance answers a long poll held by the first.
+        let mut answer = Vec::new();
+        for _ in 0..10 {
+            let created = a.create_code(&body_for(&new_key(), "box")).await;
+            let code = vpd_proto::normalize_code(&created.code).unwrap();
+            let (http, url, token) =
+                (a.http.clone(), a.at(&format!("/api/pairing-codes/{}/status?wait=25", created.code)), created.status_token.expose().to_string());
+            let poll = tokio::spawn(async move {
+                http.get(url).header("X-Viewport-Pairing-Token", token).send().await.unwrap();
+                Instant::now()
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let t0 = Instant::now();
+            last.state.approve_code(&code, &org.id, &fleet.id, &as_user(&fleet)).await.unwrap();
+            answer.push(poll.await.unwrap() - t0);
+        }
+
+        // Revocations on the last instance, of connections held by every instance: ten one by
+        // one, then the other 90 at once by removing their member.
+        let mut watchers: Vec<_> = wss.into_iter().map(watch_close).collect();
+        let mut single = Vec::new();
+        for (ap, w) in approved.iter().zip(watchers.drain(..10)) {
+            let t0 = Instant::now();
+            last.state.revoke(&org.id, &ap.runtime_target_id, "revoked", &viewport_server::roles::Actor::cli()).await.unwrap();
+            single.push(w.await.unwrap() - t0);
+        }
+        let t0 = Instant::now();
+        let removed = last.state.remove_member(&org.id, &fleet.id, &viewport_server::roles::Actor::cli()).await.unwrap();
+        assert!(removed >= MACHINES - 10, "the member's other pairings were revoked: {removed}");
+        let mut fan = Vec::new();
+        for w in watchers {
+            fan.push(w.await.unwrap() - t0);
+        }
+        println!(
+            "| {label} | {:.0} | {steady50:.1} | {steady99:.1} | {flat:.0} | {flat50:.1} | {flat99:.1} | {idle} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} |",
+            (MACHINES * SESSIONS) as f64 * 5.0,
+            quantile(&mut answer, 0.5),
+            quantile(&mut answer, 1.0),
+            quantile(&mut single, 0.5),
+            quantile(&mut single, 1.0),
+            quantile(&mut fan, 1.0),
+        );
+    }
+
+    #[test]
+    #[ignore = "a benchmark: scripts/bench-instances.sh"]
+    fn bench_several_instances() {
+        // The relay's errors, if any, on stderr.
+        let _ = tracing_subscriber::fmt().with_max_level(tracing_subscriber::filter::LevelFilter::ERROR).with_writer(std::io::stderr).try_init();
+        println!(
+            "| store | offered frames/s | steady p50 ms | steady p99 ms | flat-out frames/s | flat-out p50 ms | flat-out p99 ms | idle DB xacts/s | approval → long poll p50 / max ms | revoke → close p50 / max ms | 90 closed by a member removal, ms |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        on_pg(|pg| async move {
+            variant(&pg, "SQLite, 1 instance", false, 1).await;
+            variant(&pg, "PostgreSQL, 1 instance", true, 1).await;
+            variant(&pg, "PostgreSQL, 2 instances", true, 2).await;
+        });
+    }
+}

@@ -29,7 +29,7 @@ use crate::roles::{Actor, Role};
 use members::audit;
 pub use members::AuditEntry;
 pub use relay::gap_range;
-use sql::{p, Backend, Event, Row, Tx};
+use sql::{p, Backend, Event, Isolation, Row, Tx};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -484,9 +484,18 @@ impl Store {
 
     /// Runs `f` in one write transaction (see [`Backend::write`]: it may run again after a
     /// lost race, so `f` has no effect outside the transaction), then publishes its events.
-    fn write<T>(&self, mut f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+        self.write_as(Isolation::Serializable, f)
+    }
+
+    /// A write ordered only by the rows it locks and the unique keys ([`Isolation::RowLocks`]).
+    fn write_row_locked<T>(&self, f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
+        self.write_as(Isolation::RowLocks, f)
+    }
+
+    fn write_as<T>(&self, isolation: Isolation, mut f: impl FnMut(&Tx) -> Result<T>) -> Result<T> {
         let mut out = None;
-        let events = self.db.write(&mut |tx| {
+        let events = self.db.write(isolation, &mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;

@@ -16,7 +16,7 @@
 //! The connection is plain TCP or a Unix socket (`host=/run/postgresql`); TLS to the
 //! database is not built in (docs/SELF-HOSTING.md says how to run it).
 
-use super::sql::{dollar_params, Backend, Conn, Event, Row, Tx, Value};
+use super::sql::{dollar_params, Backend, Conn, Event, Isolation, Row, Tx, Value};
 use super::{Result, StoreError};
 use postgres::error::SqlState;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -290,6 +290,10 @@ impl r2d2::ManageConnection for Manager {
 struct On<'a, C: GenericClient> {
     client: RefCell<&'a mut C>,
     statements: &'a RefCell<HashMap<String, postgres::Statement>>,
+    /// In a write: a query stopped early is still read to its end, so that an error the
+    /// server sends after the rows read (a serialization failure) is seen, not left to
+    /// abort the transaction unnoticed.
+    drain: bool,
 }
 
 impl<C: GenericClient> On<'_, C> {
@@ -315,12 +319,20 @@ impl<C: GenericClient> Conn for On<'_, C> {
         let st = self.statement(sql)?;
         let mut client = self.client.borrow_mut();
         let mut rows = client.query_raw(&st, params.iter())?;
+        let mut wanted = true;
         while let Some(r) = rows.next()? {
-            if !f(row(&r)?)? {
-                break;
+            if wanted && !f(row(&r)?)? {
+                wanted = false;
+                if !self.drain {
+                    break;
+                }
             }
         }
         Ok(())
+    }
+
+    fn row_lock(&self) -> &'static str {
+        " FOR UPDATE"
     }
 }
 
@@ -434,7 +446,11 @@ fn payloads(e: &Event) -> Vec<String> {
 }
 
 impl Backend for Postgres {
-    fn write(&self, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>> {
+    fn write(&self, isolation: Isolation, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>> {
+        let level = match isolation {
+            Isolation::Serializable => IsolationLevel::Serializable,
+            Isolation::RowLocks => IsolationLevel::ReadCommitted,
+        };
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -444,9 +460,9 @@ impl Backend for Postgres {
             }
             let mut conn = self.pool.get()?;
             let PgConn { client, statements } = &mut *conn;
-            let mut tx = client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
+            let mut tx = client.build_transaction().isolation_level(level).start()?;
             let outcome = {
-                let on = On { client: RefCell::new(&mut tx), statements };
+                let on = On { client: RefCell::new(&mut tx), statements, drain: true };
                 let handle = Tx::new(&on);
                 match f(&handle) {
                     Ok(()) => {
@@ -483,7 +499,7 @@ impl Backend for Postgres {
     fn read(&self, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.pool.get()?;
         let PgConn { client, statements } = &mut *conn;
-        let on = On { client: RefCell::new(client), statements };
+        let on = On { client: RefCell::new(client), statements, drain: false };
         f(&Tx::new(&on))
     }
 

@@ -59,7 +59,9 @@ impl Store {
             /// Some message of this batch was stored or found a duplicate: ack it.
             touched: bool,
         }
-        self.write(|tx| {
+        // Ordered by the lock on each session's row (and the frames' primary key), not by
+        // serializable isolation: batches of different machines never abort each other.
+        self.write_row_locked(|tx| {
             let mut order: Vec<String> = Vec::new();
             let mut states: std::collections::HashMap<String, S> = std::collections::HashMap::new();
             let mut violation = None;
@@ -69,10 +71,12 @@ impl Store {
             let mut held: Option<(u64, u64)> = None;
             let mut frames: Vec<[Value; 5]> = Vec::new();
             {
+                // The session's row stays locked until the batch commits: another instance
+                // storing the same session (a connection handed over) waits, then reads what
+                // this one stored.
                 let load = |sid: &str| -> Result<Option<(String, i64, Option<i64>)>> {
-                    tx.query_opt("SELECT runtime_target_id, last_seq, ended_at FROM relay_sessions WHERE id = ?1", p![sid], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
+                    let sql = format!("SELECT runtime_target_id, last_seq, ended_at FROM relay_sessions WHERE id = ?1{}", tx.row_lock());
+                    tx.query_opt(&sql, p![sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 };
                 let was_refused = |sid: &str| -> Result<bool> {
                     Ok(tx

@@ -148,6 +148,12 @@ pub trait Conn {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize>;
     /// Runs a query and hands each row to `f`, in order, without collecting them.
     fn each(&self, sql: &str, params: &[Value], f: &mut dyn FnMut(Row) -> Result<bool>) -> Result<()>;
+    /// What follows a `SELECT` to lock the rows it returns until the transaction ends
+    /// (PostgreSQL: ` FOR UPDATE`); empty where a write transaction already excludes every
+    /// other writer (SQLite).
+    fn row_lock(&self) -> &'static str {
+        ""
+    }
 }
 
 /// A change to announce once the transaction that made it commits (see [`Event`]).
@@ -215,6 +221,11 @@ impl<'a> Tx<'a> {
         self.query_opt(sql, params, f)?.ok_or_else(|| StoreError::Db("the query returned no row".into()))
     }
 
+    /// ` FOR UPDATE` or nothing: see [`Conn::row_lock`]. For a [`Isolation::RowLocks`] write.
+    pub fn row_lock(&self) -> &'static str {
+        self.conn.row_lock()
+    }
+
     /// Rows handed to `f` one at a time until it returns `false`.
     pub fn each(&self, sql: &str, params: &[Value], mut f: impl FnMut(Row) -> Result<bool>) -> Result<()> {
         self.conn.each(sql, params, &mut f)
@@ -235,20 +246,39 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// How a write is kept consistent with the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Serializable with every other write: the default, for everything but the relay's
+    /// frames.
+    Serializable,
+    /// Consistent through the rows it locks (its `SELECT`s end in [`Tx::row_lock`]) and the
+    /// unique keys only. For storing frames: each batch touches one runtime target's
+    /// sessions, so batches of different machines never abort each other, however many run
+    /// at once (under `SERIALIZABLE`, hundreds of sessions starting together in one org kept
+    /// failing each other's commits). PostgreSQL: `READ COMMITTED`; SQLite: its one writer.
+    RowLocks,
+}
+
 /// A database the store runs on.
 ///
 /// What the domain code assumes of every backend:
-/// - `write` runs `f` in a transaction that is serializable with every other `write` of any
-///   process on the same database (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SERIALIZABLE`,
-///   with `f` run again after a serialization failure, so `f` must not have effects outside
-///   the transaction). `f` returning an error, or calling [`Tx::abandon`], rolls it back.
+/// - `write` with [`Isolation::Serializable`] runs `f` in a transaction that is serializable
+///   with every other `write` of any process on the same database (SQLite: `BEGIN
+///   IMMEDIATE`; PostgreSQL: `SERIALIZABLE`, with `f` run again after a serialization
+///   failure, a deadlock or a lost unique-key race, so `f` must not have effects outside the
+///   transaction). `f` returning an error, or calling [`Tx::abandon`], rolls it back. With
+///   [`Isolation::RowLocks`] the same, except that only the rows `f` locks and the unique keys
+///   order it against other writes.
+/// - An error of any statement reaches `f` (PostgreSQL: rows a query stops reading early
+///   are still read to their end in a write, so an error after them is not lost).
 /// - A `(session_id, seq)` frame is stored at most once (a primary key on both), so two
 ///   instances racing on one session cannot both store a seq.
 /// - Events published in a committed transaction reach [`Backend::subscribe`]rs of this
 ///   process, and on PostgreSQL of every instance; none of a rolled-back one does.
 /// - `read` sees every committed write.
 pub trait Backend: Send + Sync {
-    fn write(&self, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>>;
+    fn write(&self, isolation: Isolation, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>>;
     fn read(&self, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;

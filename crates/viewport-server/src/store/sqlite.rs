@@ -2,7 +2,7 @@
 //! `BEGIN IMMEDIATE` transaction, which also serializes it with the admin CLI's writes from
 //! another process. Migrations by `PRAGMA user_version`.
 
-use super::sql::{Backend, Conn, Event, Row, Tx, Value};
+use super::sql::{Backend, Conn, Event, Isolation, Row, Tx, Value};
 use super::{Result, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
@@ -283,7 +283,8 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn write(&self, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>> {
+    /// Every write excludes all others (`BEGIN IMMEDIATE`), whatever the isolation asked.
+    fn write(&self, _isolation: Isolation, f: &mut dyn FnMut(&Tx) -> Result<()>) -> Result<Vec<Event>> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let handle = Tx::new(&*tx);
