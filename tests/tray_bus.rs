@@ -334,7 +334,7 @@ pub fn bus(notifications: bool) -> TestBus {
     }
     let conn = builder.build().unwrap();
     let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !dbus.name_has_owner("org.kde.StatusNotifierWatcher".try_into().unwrap()).unwrap_or(false) {
         assert!(std::time::Instant::now() < deadline, "the status-notifier watcher did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -345,7 +345,17 @@ pub fn bus(notifications: bool) -> TestBus {
     conn.request_name(host.as_str()).unwrap();
     let sn_watcher =
         zbus::blocking::Proxy::new(&conn, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher").unwrap();
-    let _: () = sn_watcher.call("RegisterStatusNotifierHost", &(host.as_str(),)).unwrap();
+    // The watcher owns its name a moment before it serves its object (UnknownObject until
+    // then, on a busy machine): ask again until it answers.
+    loop {
+        match sn_watcher.call::<_, _, ()>("RegisterStatusNotifierHost", &(host.as_str(),)) {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "the status-notifier watcher did not take the host: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
     TestBus { address, conn, sent, _watcher: watcher, _daemon: daemon }
 }
 
