@@ -36,6 +36,8 @@ pub struct Balancer {
     pub port: u16,
     backends: Arc<Vec<Backend>>,
     log: Arc<Mutex<Vec<Conn>>>,
+    /// Each connection's client side, by backend, for [`Balancer::cut`].
+    clients: Arc<Mutex<Vec<(usize, TcpStream)>>>,
 }
 
 impl Balancer {
@@ -45,7 +47,8 @@ impl Balancer {
         let port = listener.local_addr().unwrap().port();
         let backends: Arc<Vec<Backend>> = Arc::new(backends.iter().map(|&port| Backend { port, ..Default::default() }).collect());
         let log: Arc<Mutex<Vec<Conn>>> = Default::default();
-        let (bs, lg) = (backends.clone(), log.clone());
+        let clients: Arc<Mutex<Vec<(usize, TcpStream)>>> = Default::default();
+        let (bs, lg, cl) = (backends.clone(), log.clone(), clients.clone());
         std::thread::spawn(move || {
             let next = AtomicUsize::new(0);
             for client in listener.incoming().flatten() {
@@ -59,6 +62,9 @@ impl Balancer {
                     drop(client);
                     continue;
                 };
+                if let Ok(c) = client.try_clone() {
+                    cl.lock().unwrap().push((i, c));
+                }
                 let id = {
                     let mut l = lg.lock().unwrap();
                     l.push(Conn { backend: i, request: String::new(), open: true });
@@ -98,7 +104,7 @@ impl Balancer {
                 }
             }
         });
-        Balancer { port, backends, log }
+        Balancer { port, backends, log, clients }
     }
 
     pub fn url(&self) -> String {
@@ -118,6 +124,13 @@ impl Balancer {
     /// Takes backend `i` out of rotation (as a failed health check does) or puts it back.
     pub fn set_down(&self, i: usize, down: bool) {
         self.backends[i].down.store(down, Ordering::SeqCst);
+    }
+
+    /// Closes every client connection to backend `i` (as a proxy draining it would).
+    pub fn cut(&self, i: usize) {
+        for (_, c) in self.clients.lock().unwrap().iter().filter(|(b, _)| *b == i) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
     }
 
     /// Backend `i`'s host vanishes: out of rotation, and its open connections go silent

@@ -77,6 +77,12 @@ impl Pg {
         if let Ok(base) = std::env::var("VIEWPORT_TEST_PG") {
             return Pg { base, cluster: None };
         }
+        Pg::private(&[], &[])
+    }
+
+    /// A cluster of its own (never the script's), with `settings` (`-c NAME=VALUE`) and
+    /// `files` written into its data directory, readable by the server only (a TLS key).
+    pub fn private(settings: &[(&str, &str)], files: &[(&str, &[u8])]) -> Pg {
         let dir = tempfile::Builder::new().prefix("vpd-pg-").tempdir().unwrap();
         let root = unsafe { libc::geteuid() } == 0;
         if root {
@@ -92,6 +98,15 @@ impl Pg {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for (name, bytes) in files {
+            let p = data.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            if root {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+            }
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
         if root {
@@ -102,6 +117,7 @@ impl Pg {
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"])
+            .args(settings.iter().flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")]))
             .arg("-k")
             .arg(dir.path())
             .stdin(Stdio::null())

@@ -22,6 +22,7 @@ use ulid::Ulid;
 mod limits;
 mod members;
 pub mod pg;
+mod pg_tls;
 mod relay;
 pub mod sql;
 mod sqlite;

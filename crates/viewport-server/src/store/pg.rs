@@ -267,6 +267,7 @@ pub struct PgConn {
 
 struct Manager {
     config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -274,7 +275,11 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: self.config.connect(NoTls)?, statements: RefCell::new(HashMap::new()) })
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
+        Ok(PgConn { client, statements: RefCell::new(HashMap::new()) })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
@@ -339,7 +344,9 @@ impl<C: GenericClient> Conn for On<'_, C> {
 pub struct Postgres {
     /// Taken on drop (see below).
     pool: std::mem::ManuallyDrop<r2d2::Pool<Manager>>,
+    /// The URL as tokio-postgres reads it (see `pg_tls`), and its TLS connector.
     url: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl Drop for Postgres {
@@ -380,10 +387,27 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// "cannot connect to URL: why", with what to do when the server's certificate is the cause.
+fn connect_error(url: &str, e: &postgres::Error) -> String {
+    let mut why = e.to_string();
+    if let Some(source) = std::error::Error::source(e) {
+        if !why.contains(&source.to_string()) {
+            why = format!("{why}: {source}");
+        }
+    }
+    let hint = if why.contains("certificate") || why.contains("TLS") || why.contains("tls") {
+        "; name the CA that issued the database's certificate with sslrootcert=FILE in --db, and connect by a host name the certificate carries"
+    } else {
+        ""
+    };
+    format!("cannot connect to {}: {why}{hint}", redact(url))
+}
+
 impl Postgres {
     /// Connects (the pool's first connection must succeed) and migrates.
     pub fn connect(url: &str) -> Result<Postgres> {
-        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Unsupported(format!("--db {}: {e}", redact(url))))?;
+        let tls = super::pg_tls::from_url(url)?;
+        let mut config: postgres::Config = tls.url.parse().map_err(|e| StoreError::Unsupported(format!("--db {}: {e}", redact(url))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -391,14 +415,19 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("viewport-server");
         }
+        let manager = Manager { config: config.clone(), tls: tls.connector.clone() };
+        // One connection first, so that a wrong password, host or certificate is said at
+        // once: the pool would try again until its timeout and then say only that it timed out.
+        let first = r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Db(connect_error(url, &e)))?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(15))
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
-            .build(Manager { config: config.clone() })
+            .build(manager)
             .map_err(|e| StoreError::Db(format!("cannot connect to {}: {e}", redact(url))))?;
-        let pg = Postgres { pool: std::mem::ManuallyDrop::new(pool), url: url.to_string() };
+        let pg = Postgres { pool: std::mem::ManuallyDrop::new(pool), url: tls.url, tls: tls.connector };
         pg.migrate()?;
         Ok(pg)
     }
@@ -514,7 +543,10 @@ impl Backend for Postgres {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        Some(tokio::spawn(listen(config, events)))
+        Some(match self.tls.clone() {
+            Some(tls) => tokio::spawn(listen(config, tls, events)),
+            None => tokio::spawn(listen(config, tokio_postgres::NoTls, events)),
+        })
     }
 
     fn describe(&self) -> Result<Vec<(String, String)>> {
@@ -522,23 +554,36 @@ impl Backend for Postgres {
         let version: String = conn.client.query_one("SHOW server_version", &[])?.get(0);
         let schema: i64 = conn.client.query_one("SELECT version FROM viewport_schema", &[])?.get(0);
         let isolation: String = conn.client.query_one("SHOW default_transaction_isolation", &[])?.get(0);
+        let ssl = conn.client.query_opt("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl", &[])?;
+        let tls = match (ssl, &self.tls) {
+            (Some(r), Some(_)) => format!("{}, the server's certificate verified", r.get::<_, Option<String>>(0).unwrap_or_else(|| "TLS".into())),
+            (Some(_), None) => "TLS the server asked for, its certificate not verified".into(),
+            (None, _) => "off (sslmode=require in --db turns it on)".into(),
+        };
         let state = self.pool.state();
         Ok(vec![
             ("database".into(), format!("PostgreSQL {version}")),
             ("schema".into(), format!("{schema} of {}", MIGRATIONS.len())),
-            ("writes".into(), format!("serializable (default for others: {isolation})")),
+            ("writes".into(), format!("serializable; frames under row locks, read committed (the database's default: {isolation})")),
             ("pool".into(), format!("{} connections, {} idle", state.connections, state.idle_connections)),
+            ("tls".into(), tls),
         ])
     }
 }
 
 /// Forwards every instance's notifications to `events`, reconnecting for as long as the
 /// server runs; after each (re)connection, [`Event::Resync`].
-async fn listen(config: tokio_postgres::Config, events: tokio::sync::broadcast::Sender<Event>) {
+async fn listen<T>(config: tokio_postgres::Config, tls: T, events: tokio::sync::broadcast::Sender<Event>)
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
     use futures_util::StreamExt;
     let mut backoff = Duration::from_millis(200);
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
