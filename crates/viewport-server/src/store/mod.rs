@@ -478,6 +478,11 @@ impl Store {
         self.db.listen(self.events.clone())
     }
 
+    /// How many writes of this handle ran again after losing a race with another writer.
+    pub fn write_retries(&self) -> u64 {
+        self.db.retries()
+    }
+
     /// Facts for `doctor`.
     pub fn describe(&self) -> Result<Vec<(String, String)>> {
         self.db.describe()

@@ -347,6 +347,8 @@ pub struct Postgres {
     /// The URL as tokio-postgres reads it (see `pg_tls`), and its TLS connector.
     url: String,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// Writes run again after a lost race, since connecting.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Postgres {
@@ -387,20 +389,23 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// "cannot connect to URL: why", with what to do when the server's certificate is the cause.
-fn connect_error(url: &str, e: &postgres::Error) -> String {
+/// "cannot connect: why" (the caller names the database), with what to do when TLS is
+/// the cause.
+fn connect_error(e: &postgres::Error) -> String {
     let mut why = e.to_string();
     if let Some(source) = std::error::Error::source(e) {
         if !why.contains(&source.to_string()) {
             why = format!("{why}: {source}");
         }
     }
-    let hint = if why.contains("certificate") || why.contains("TLS") || why.contains("tls") {
+    let hint = if why.contains("does not support TLS") {
+        "; turn TLS on in the database (ssl = on in postgresql.conf), or leave sslmode out of --db on a network you trust"
+    } else if why.contains("certificate") {
         "; name the CA that issued the database's certificate with sslrootcert=FILE in --db, and connect by a host name the certificate carries"
     } else {
         ""
     };
-    format!("cannot connect to {}: {why}{hint}", redact(url))
+    format!("cannot connect: {why}{hint}")
 }
 
 impl Postgres {
@@ -418,7 +423,7 @@ impl Postgres {
         let manager = Manager { config: config.clone(), tls: tls.connector.clone() };
         // One connection first, so that a wrong password, host or certificate is said at
         // once: the pool would try again until its timeout and then say only that it timed out.
-        let first = r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Db(connect_error(url, &e)))?;
+        let first = r2d2::ManageConnection::connect(&manager).map_err(|e| StoreError::Db(connect_error(&e)))?;
         drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(16)
@@ -426,8 +431,8 @@ impl Postgres {
             .connection_timeout(Duration::from_secs(15))
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(manager)
-            .map_err(|e| StoreError::Db(format!("cannot connect to {}: {e}", redact(url))))?;
-        let pg = Postgres { pool: std::mem::ManuallyDrop::new(pool), url: tls.url, tls: tls.connector };
+            .map_err(|e| StoreError::Db(format!("cannot connect: {e}")))?;
+        let pg = Postgres { pool: std::mem::ManuallyDrop::new(pool), url: tls.url, tls: tls.connector, retries: Default::default() };
         pg.migrate()?;
         Ok(pg)
     }
@@ -483,6 +488,7 @@ impl Backend for Postgres {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
+                self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Back off a little, more each time, with jitter so racers spread out.
                 let ms = (1u64 << attempt.min(6)) + u64::from(crate::util::random_bytes::<1>()[0] % 8);
                 std::thread::sleep(Duration::from_millis(ms));
@@ -534,6 +540,10 @@ impl Backend for Postgres {
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn listen(&self, events: tokio::sync::broadcast::Sender<Event>) -> Option<tokio::task::JoinHandle<()>> {

@@ -287,6 +287,11 @@ pub trait Backend: Send + Sync {
     fn listen(&self, events: tokio::sync::broadcast::Sender<Event>) -> Option<tokio::task::JoinHandle<()>>;
     /// Facts for `doctor`: the schema version, what the database says about itself.
     fn describe(&self) -> Result<Vec<(String, String)>>;
+    /// How many times a write of this handle ran again after losing a race (0 on SQLite,
+    /// where writers take turns).
+    fn retries(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs `sql` through a translator that turns `?N` into `$N` (PostgreSQL's spelling),
