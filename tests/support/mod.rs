@@ -110,10 +110,12 @@ impl Server {
 
     /// One of several instances on the PostgreSQL database `db_url`, on `port`, whose public
     /// URL is `public_url` (a [`balancer::Balancer`] in front of them all).
-    pub fn start_pg(port: u16, public_url: String, db_url: &str) -> Server {
+    /// `extra`: more `serve` arguments.
+    pub fn start_pg(port: u16, public_url: String, db_url: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        let mut s = Server { url, dir, port, child: None, public_url, extra: vec![], tls_ca: None, db_url: Some(db_url.to_string()) };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut s = Server { url, dir, port, child: None, public_url, extra, tls_ca: None, db_url: Some(db_url.to_string()) };
         s.restart();
         s
     }
