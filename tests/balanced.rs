@@ -103,9 +103,8 @@ fn paired_machine(c: &Cluster, ping_secs: Option<&str>) -> (Machine, std::path::
 
 /// Runs a 60-line session over about 6 s through `vpd run`, applies `fault` to the instance
 /// holding the relay connection after 1.5 s, and checks that the record is complete: byte for
-/// byte what the terminal showed, no gap, every frame once. Returns the cluster and the
-/// instance the fault hit.
-fn survives(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, Machine) {
+/// byte what the terminal showed, no gap, every frame once.
+fn survives(fault: impl FnOnce(&mut Cluster, usize)) {
     let mut c = cluster(2);
     c.admin().org_with_member("Acme Engineering", "acme", "alice@example.com");
     let (m, dir) = paired_machine(&c, Some("2"));
@@ -131,19 +130,11 @@ fn survives(fault: impl FnOnce(&mut Cluster, usize)) -> (Cluster, usize, Machine
     let rec = c.record(s["id"].as_str().unwrap());
     assert_eq!(String::from_utf8_lossy(&rec), String::from_utf8_lossy(&out.stdout), "complete, in order, every frame once");
     assert_eq!(s["gap_count"], 0, "{s}");
-    (c, hit, m)
 }
 
 #[test]
 fn an_instance_killed_mid_session_loses_nothing() {
-    let (c, hit, _m) = survives(|c, hit| c.servers[hit].kill());
-    // The survivor answers everything through the balancer on its own.
-    for _ in 0..4 {
-        let r = reqwest::blocking::Client::new().get(format!("{}/api/health", c.lb.url())).header("Connection", "close").send().unwrap();
-        assert!(r.status().is_success());
-    }
-    let since_kill = c.lb.connections().into_iter().rev().take(4).collect::<Vec<_>>();
-    assert!(since_kill.iter().all(|conn| conn.backend != hit), "the dead instance gets no new connection: {since_kill:?}");
+    survives(|c, hit| c.servers[hit].kill());
 }
 
 #[test]
@@ -164,8 +155,15 @@ fn every_instance_sees_what_another_does() {
     m.env.push(("VPD_RELAY_PING_SECS".into(), "2".into()));
     let (p, code) = m.start_pair(&["--server", &c.lb.url(), "--org", "acme"]);
     let code = code["code"].as_str().unwrap().to_string();
-    let polling = c.lb.connections().iter().rev().find(|conn| conn.open && conn.request.contains("/api/pairing-codes")).map(|conn| conn.backend);
-    let polling = polling.expect("the pairing long poll goes through the balancer");
+    // The instance holding the long poll: the one whose open connection carries the pending
+    // `GET …/status?wait=` (sent, not answered yet: the code is not approved).
+    let mut polling = None;
+    wait_until("the long poll through the balancer", Duration::from_secs(30), || {
+        polling =
+            c.lb.connections().iter().find(|conn| conn.open && conn.requests.iter().any(|r| r.contains("/status?wait="))).map(|conn| conn.backend);
+        polling.is_some()
+    });
+    let polling = polling.unwrap();
     let other = 1 - polling;
     let web = c.servers[other].web_login("alice@example.com");
     let (status, _) = web.approve(&code, &acme);
@@ -220,10 +218,17 @@ fn every_instance_sees_what_another_does() {
     // 4. Machines → Revoke on the instance that does not hold the connection: the holder
     // closes it, and the daemon drops the pairing.
     let machine_id = m.config()["pairings"][0]["machineId"].as_str().unwrap().to_string();
+    let target = m.config()["pairings"][0]["runtimeTargetId"].as_str().unwrap().to_string();
     let (status, _) = web.post("/orgs/acme/machines", "/orgs/acme/machines/revoke", &[("machine_id", &machine_id)]);
     assert!(status == 200 || status == 303, "revoke answered {status}");
     wait_until("the daemon to drop the revoked pairing", Duration::from_secs(40), || m.pairing_count() == 0);
     wait_until("the holder to close the relay connection", Duration::from_secs(20), || c.lb.relay_backend().is_none());
+    // The holder closed it (4401), having heard of the revocation from the other instance.
+    let holder_log = std::fs::read_to_string(c.servers[holder].log()).unwrap();
+    assert!(
+        holder_log.lines().any(|l| l.contains("closing the relay connection of a revoked pairing") && l.contains(&target)),
+        "the holder closed the revoked pairing's connection:\n{holder_log}"
+    );
     let st = m.ok(&["status"]);
     assert!(st["activity"].as_array().unwrap().iter().any(|a| a["message"] == "Acme Engineering revoked this machine's pairing"), "{st}");
 }
@@ -242,14 +247,26 @@ fn limits_hold_across_instances_behind_the_balancer() {
         "name": "box", "public_key": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "key_algorithm": "ed25519",
         "daemon_version": "0.1.0", "platform": {"os": "linux", "arch": "x86_64"}
     });
-    let before = c.lb.connections().len();
-    let statuses: Vec<u16> = (0..6)
-        .map(|_| {
-            // A connection of its own each time: the balancer alternates between the instances.
-            let r = reqwest::blocking::Client::new().post(format!("{}/api/pairing-codes", c.lb.url())).json(&body).send().unwrap();
-            r.status().as_u16()
-        })
-        .collect();
+    let minute = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let burst = || -> Vec<u16> {
+        (0..6)
+            .map(|_| {
+                // A connection of its own each time: the balancer alternates between the instances.
+                let r = reqwest::blocking::Client::new().post(format!("{}/api/pairing-codes", c.lb.url())).json(&body).send().unwrap();
+                r.status().as_u16()
+            })
+            .collect()
+    };
+    let mut before = c.lb.connections().len();
+    let mut started = minute();
+    let mut statuses = burst();
+    if minute() != started {
+        // A very slow machine crossed into the next minute mid-burst: once more, in a fresh one.
+        std::thread::sleep(Duration::from_secs(61 - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60));
+        (before, started) = (c.lb.connections().len(), minute());
+        statuses = burst();
+        assert_eq!(minute(), started, "six requests took over 15 s, twice");
+    }
     assert_eq!(statuses, [201, 201, 201, 201, 429, 429], "the limit is shared, never doubled");
     let backends: std::collections::BTreeSet<usize> = c.lb.connections()[before..].iter().map(|conn| conn.backend).collect();
     assert_eq!(backends.len(), 2, "both instances answered");

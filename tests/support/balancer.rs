@@ -29,7 +29,19 @@ pub struct Conn {
     pub backend: usize,
     /// The first line the client sent (`GET /ws HTTP/1.1` for the relay).
     pub request: String,
+    /// Every HTTP request line the client sent on it (keep-alive carries several).
+    pub requests: Vec<String>,
     pub open: bool,
+}
+
+/// The HTTP request lines (`METHOD /path HTTP/1.1`) in a chunk a client sent.
+fn request_lines(chunk: &[u8]) -> Vec<String> {
+    const METHODS: [&str; 6] = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS "];
+    String::from_utf8_lossy(chunk)
+        .lines()
+        .filter(|l| l.ends_with(" HTTP/1.1") && METHODS.iter().any(|m| l.starts_with(m)))
+        .map(str::to_string)
+        .collect()
 }
 
 pub struct Balancer {
@@ -43,7 +55,12 @@ pub struct Balancer {
 impl Balancer {
     /// Balances over the loopback ports `backends`, which need not be listening yet.
     pub fn start(backends: &[u16]) -> Balancer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0, backends)
+    }
+
+    /// The same, listening on `port` (0: any free one).
+    pub fn start_on(port: u16, backends: &[u16]) -> Balancer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let backends: Arc<Vec<Backend>> = Arc::new(backends.iter().map(|&port| Backend { port, ..Default::default() }).collect());
         let log: Arc<Mutex<Vec<Conn>>> = Default::default();
@@ -67,7 +84,7 @@ impl Balancer {
                 }
                 let id = {
                     let mut l = lg.lock().unwrap();
-                    l.push(Conn { backend: i, request: String::new(), open: true });
+                    l.push(Conn { backend: i, request: String::new(), requests: Vec::new(), open: true });
                     l.len() - 1
                 };
                 let open = Arc::new(AtomicUsize::new(2));
@@ -85,6 +102,9 @@ impl Balancer {
                                 let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
                                 lg.lock().unwrap()[id].request = line;
                                 first = false;
+                            }
+                            if up {
+                                lg.lock().unwrap()[id].requests.extend(request_lines(&buf[..n]));
                             }
                             while bs[i].blackholed.load(Ordering::SeqCst) {
                                 std::thread::sleep(Duration::from_millis(20));

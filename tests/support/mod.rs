@@ -56,11 +56,29 @@ pub struct Server {
     pub url: String,
     pub public_url: String,
     extra: Vec<String>,
-    child: Option<Child>,
+    /// The running processes: one, or one per instance of a [`Balanced`] server.
+    children: Vec<Child>,
     /// The CA of its TLS certificate, when it serves TLS.
     tls_ca: Option<Vec<u8>>,
     /// `--db`: a PostgreSQL URL, when not the SQLite file in `dir`.
     db_url: Option<String>,
+    /// With `VPD_TEST_BALANCED=1`: the instances behind the balancer on `port`.
+    balanced: Option<Balanced>,
+}
+
+/// `VPD_TEST_BALANCED=1` (scripts/test.sh runs part of the end-to-end suite so): every
+/// [`Server::start_with`] is two `viewport-server` instances on one PostgreSQL database, with
+/// the harness's round-robin balancer on the test's port in front of them. Fields drop in
+/// order: the balancer, then the database (the instances are stopped before).
+pub struct Balanced {
+    pub ports: Vec<u16>,
+    pub balancer: balancer::Balancer,
+    _pg: pg::Pg,
+}
+
+/// Whether this run puts every server behind a balancer (see [`Balanced`]).
+pub fn balanced_mode() -> bool {
+    std::env::var_os("VPD_TEST_BALANCED").is_some_and(|v| v == "1")
 }
 
 impl Server {
@@ -79,7 +97,17 @@ impl Server {
     pub fn start_with(port: u16, public_url: String, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = Server { url: format!("http://127.0.0.1:{port}"), dir, port, child: None, public_url, extra, tls_ca: None, db_url: None };
+        let (db_url, balanced) = if balanced_mode() {
+            let pg = pg::Pg::start();
+            let db = pg.database();
+            let ports = vec![free_port(), free_port()];
+            let balancer = balancer::Balancer::start_on(port, &ports);
+            (Some(db), Some(Balanced { ports, balancer, _pg: pg }))
+        } else {
+            (None, None)
+        };
+        let mut s =
+            Server { url: format!("http://127.0.0.1:{port}"), dir, port, children: Vec::new(), public_url, extra, tls_ca: None, db_url, balanced };
         s.restart();
         s
     }
@@ -98,11 +126,12 @@ impl Server {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
-            child: None,
+            children: Vec::new(),
             public_url: format!("http://127.0.0.1:{port}"),
             extra: vec![],
             tls_ca: None,
             db_url: None,
+            balanced: None,
         };
         s.restart();
         s
@@ -115,7 +144,8 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = Server { url, dir, port, child: None, public_url, extra, tls_ca: None, db_url: Some(db_url.to_string()) };
+        let mut s =
+            Server { url, dir, port, children: Vec::new(), public_url, extra, tls_ca: None, db_url: Some(db_url.to_string()), balanced: None };
         s.restart();
         s
     }
@@ -131,31 +161,37 @@ impl Server {
         self.dir.path().join("server.log")
     }
 
-    /// (Re)starts on the same port and database.
+    /// (Re)starts on the same port and database (every instance, when balanced).
     pub fn restart(&mut self) {
         self.stop();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
-        let child = Command::new(bin("viewport-server"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--public-url", &self.public_url, "--db"])
-            .arg(self.db_arg())
-            .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let url = format!("{}/api/health", self.url);
+        let ports = self.balanced.as_ref().map_or_else(|| vec![self.port], |b| b.ports.clone());
+        for port in &ports {
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
+            let child = Command::new(bin("viewport-server"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &self.public_url, "--db"])
+                .arg(self.db_arg())
+                .args(&self.extra)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.children.push(child);
+        }
         // Over TLS (serve --tls-cert), the CA the test made is the one to trust.
         let mut client = reqwest::blocking::Client::builder();
         if let Some(ca) = &self.tls_ca {
             client = client.add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap());
         }
         let client = client.build().unwrap();
-        wait_until("viewport-server to answer", Duration::from_secs(20), || {
-            client.get(&url).send().map(|r| r.status().is_success()).unwrap_or(false)
-        });
+        for port in ports {
+            // Each instance itself, not whichever one the balancer picks.
+            let url = format!("{}/api/health", self.url.replace(&format!(":{}", self.port), &format!(":{port}")));
+            wait_until("viewport-server to answer", Duration::from_secs(20), || {
+                client.get(&url).send().map(|r| r.status().is_success()).unwrap_or(false)
+            });
+        }
     }
 
     /// A server serving HTTPS and WSS with `cert`/`key` (PEM files), whose certificate is
@@ -165,32 +201,42 @@ impl Server {
         let url = format!("https://127.0.0.1:{port}");
         let extra = vec!["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
         let dir = tempfile::tempdir().unwrap();
-        let mut s =
-            Server { url: url.clone(), dir, port, child: None, public_url: url, extra, tls_ca: Some(ca_pem.as_bytes().to_vec()), db_url: None };
+        let mut s = Server {
+            url: url.clone(),
+            dir,
+            port,
+            children: Vec::new(),
+            public_url: url,
+            extra,
+            tls_ca: Some(ca_pem.as_bytes().to_vec()),
+            db_url: None,
+            balanced: None,
+        };
         s.restart();
         s
     }
 
-    /// Kills the process at once (SIGKILL): no goodbye to anyone connected.
+    /// Kills the processes at once (SIGKILL): no goodbye to anyone connected.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        for mut c in self.children.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        for c in &self.children {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for mut c in self.children.drain(..) {
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
+            while Instant::now() < deadline && c.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            if c.try_wait().unwrap().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 

@@ -113,3 +113,28 @@ fn an_untrusted_certificate_or_another_host_name_is_refused_with_what_to_do() {
     assert!(ok, "{err}");
     assert!(out.contains("off (sslmode=require"), "{out}");
 }
+
+#[test]
+fn a_url_without_a_password_takes_it_from_pgpassword() {
+    let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all viewport 127.0.0.1/32 scram-sha-256\n";
+    let pg = pg::Pg::private(&[("password_encryption", "scram-sha-256")], &[("pg_hba.conf", hba.as_bytes())]);
+    let db = pg.database();
+    pg.psql(&db, "CREATE ROLE viewport LOGIN PASSWORD 'correct horse'; GRANT ALL ON SCHEMA public TO viewport").unwrap();
+    let url = db.replace("postgres@", "viewport@");
+    let doctor = |password: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_viewport-server"));
+        c.args(["admin", "--db", &url, "doctor"]).env_remove("PGPASSWORD");
+        if let Some(p) = password {
+            c.env("PGPASSWORD", p);
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, text) = doctor(None);
+    assert!(!ok && text.contains("cannot connect") && text.contains("password"), "{text}");
+    let (ok, text) = doctor(Some("wrong"));
+    assert!(!ok && text.contains("password authentication failed"), "{text}");
+    assert!(!text.contains("wrong"), "the password is never printed: {text}");
+    let (ok, text) = doctor(Some("correct horse"));
+    assert!(ok && text.contains("schema"), "{text}");
+}

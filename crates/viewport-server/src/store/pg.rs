@@ -5,7 +5,9 @@
 //! - Every write is a `SERIALIZABLE` transaction, run again (a fresh attempt, up to
 //!   [`ATTEMPTS`]) when PostgreSQL reports that it lost a race with another: that is what
 //!   makes the store's read-check-write code, written for SQLite's one writer at a time,
-//!   correct with many instances writing at once.
+//!   correct with many instances writing at once. The exception is storing frames
+//!   ([`Isolation::RowLocks`]: `READ COMMITTED`, each session's row locked), so that
+//!   machines never abort each other's batches.
 //! - Events of a committed write are sent with `pg_notify` inside the transaction, so they
 //!   reach every instance's `LISTEN` exactly when the change is visible, and never for a
 //!   rolled-back change. A listener that lost its connection reconnects and announces
@@ -13,8 +15,9 @@
 //! - Migrations are numbered in `viewport_schema`, applied under an advisory lock, so
 //!   instances starting together migrate once.
 //!
-//! The connection is plain TCP or a Unix socket (`host=/run/postgresql`); TLS to the
-//! database is not built in (docs/SELF-HOSTING.md says how to run it).
+//! The connection is plain TCP, a Unix socket (`host=/run/postgresql`), or TLS with the
+//! server's certificate verified (`sslmode=require`: see `pg_tls`). A URL without a password
+//! takes it from `PGPASSWORD`, as libpq does (`.pgpass` is not read).
 
 use super::sql::{dollar_params, Backend, Conn, Event, Isolation, Row, Tx, Value};
 use super::{Result, StoreError};
@@ -389,6 +392,18 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// `url` (as tokio-postgres reads it) as a connection config; without a password in it, the
+/// one in `PGPASSWORD`. `shown` is the URL to name in an error.
+fn parse_config(url: &str, shown: &str) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Unsupported(format!("--db {}: {e}", redact(shown))))?;
+    if config.get_password().is_none() {
+        if let Some(password) = std::env::var_os("PGPASSWORD") {
+            config.password(password.as_encoded_bytes());
+        }
+    }
+    Ok(config)
+}
+
 /// "cannot connect: why" (the caller names the database), with what to do when TLS is
 /// the cause.
 fn connect_error(e: &postgres::Error) -> String {
@@ -412,7 +427,7 @@ impl Postgres {
     /// Connects (the pool's first connection must succeed) and migrates.
     pub fn connect(url: &str) -> Result<Postgres> {
         let tls = super::pg_tls::from_url(url)?;
-        let mut config: postgres::Config = tls.url.parse().map_err(|e| StoreError::Unsupported(format!("--db {}: {e}", redact(url))))?;
+        let mut config = postgres::Config::from(parse_config(&tls.url, url)?);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -547,7 +562,7 @@ impl Backend for Postgres {
     }
 
     fn listen(&self, events: tokio::sync::broadcast::Sender<Event>) -> Option<tokio::task::JoinHandle<()>> {
-        let mut config: tokio_postgres::Config = self.url.parse().ok()?;
+        let mut config = parse_config(&self.url, &self.url).ok()?;
         config.application_name("viewport-server listen");
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         if config.get_connect_timeout().is_none() {

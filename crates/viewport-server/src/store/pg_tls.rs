@@ -5,7 +5,8 @@
 //!   certificate checked against the trusted roots and the host name (libpq checks nothing
 //!   under `require`; a database reached over a network it does not trust deserves the check);
 //! - `sslrootcert=FILE`: the CA certificates (PEM) that are trusted, instead of the
-//!   operating system's; it implies `sslmode=require`;
+//!   operating system's (`sslrootcert=system`, as in libpq 16, names those); it implies
+//!   `sslmode=require`;
 //! - `sslmode=prefer` or `allow` are refused: each may fall back to plain text without a word.
 //!
 //! tokio-postgres knows none of `verify-*` or `sslrootcert`, so they are taken out of the URL
@@ -33,8 +34,10 @@ pub fn from_url(url: &str) -> Result<Tls> {
     let (mut mode, mut root, mut kept) = (None::<String>, None::<String>, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        // tokio-postgres decodes names too: `ssl%6Dode` is `sslmode`.
+        let key = percent_encoding::percent_decode_str(k).decode_utf8_lossy().into_owned();
         let value = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
-        match k {
+        match key.as_str() {
             "sslmode" => mode = Some(value),
             "sslrootcert" => root = Some(value),
             _ => kept.push(pair.to_string()),
@@ -62,6 +65,7 @@ pub fn from_url(url: &str) -> Result<Tls> {
         kept.push("sslmode=disable".into());
     }
     let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    let root = root.filter(|r| r != "system");
     let connector = if tls { Some(MakeRustlsConnect::new(client_config(root.as_deref())?)) } else { None };
     Ok(Tls { url, connector })
 }
@@ -121,6 +125,9 @@ mod tests {
         assert!(url_of("postgres://h/db?sslmode=disable&sslrootcert=/x.pem").contains("drop one of them"));
         // verify-full is tokio-postgres's require, checked by rustls (the system's roots here).
         assert_eq!(url_of("postgres://u@h/db?sslmode=verify-full"), "postgres://u@h/db?sslmode=require");
+        assert_eq!(url_of("postgres://h/db?sslrootcert=system"), "postgres://h/db?sslmode=require", "the OS's roots");
+        // A name written encoded is still the name tokio-postgres would read.
+        assert!(url_of("postgres://h/db?ssl%6Dode=prefer").starts_with("error:"));
         let missing = url_of("postgres://h/db?sslmode=verify-full&sslrootcert=%2Fno%2Fsuch.pem");
         assert!(missing.contains("cannot read sslrootcert=/no/such.pem"), "decoded: {missing}");
     }

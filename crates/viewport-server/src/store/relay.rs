@@ -3,7 +3,8 @@
 //! runtime target, across every instance on the database.
 //!
 //! The protocol rules are here once, for both databases; what they rely on is written on
-//! [`super::sql::Backend`] (serializable writes, a frame's `(session, seq)` stored once).
+//! [`super::sql::Backend`] (serializable writes, except that frames are stored under their
+//! sessions' row locks; a frame's `(session, seq)` stored once).
 
 use super::sql::{p, Event, Row, ToValue, Tx, Value};
 use super::{FrameRow, RelayBatchOutcome, RelayOp, Result, SessionRow, Store, StoreError, StoredQuota};
