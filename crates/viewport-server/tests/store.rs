@@ -27,6 +27,7 @@ both!(
     expired_codes_cannot_be_approved,
     two_instances_racing_on_one_session_store_each_frame_once,
     many_machines_starting_sessions_at_once_never_fail_each_other,
+    the_stored_quota_holds_when_sessions_start_together,
     roles_audit_and_keys_agree,
     counters_are_shared_by_every_handle,
 );
@@ -231,6 +232,45 @@ fn many_machines_starting_sessions_at_once_never_fail_each_other(fresh: &dyn Fn(
     let sessions = s.sessions(&w.id).unwrap();
     assert_eq!(sessions.len(), MACHINES * 8);
     assert!(sessions.iter().all(|r| r.last_seq == 5 && r.frame_count == 5));
+}
+
+/// An org's stored quota is checked as sessions start: with room for one session, 12
+/// sessions starting at once on 12 machines (through handles of their own) store one, and
+/// the other 11 are refused, however they interleave.
+fn the_stored_quota_holds_when_sessions_start_together(fresh: &dyn Fn() -> Store) {
+    const MACHINES: usize = 12;
+    let s = fresh();
+    let u = s.create_user("a@example.com", "h", 0).unwrap();
+    let w = s.create_workspace("One", "one", 0).unwrap();
+    s.add_member(&w.id, &u.id, 0).unwrap();
+    let pairings: Vec<Pairing> = (0..MACHINES)
+        .map(|i| {
+            let code = format!("BCDFGHJ{}", vpd_proto::CODE_ALPHABET[i] as char);
+            s.insert_device_code(&code, b"h", &machine(), None, 0, 900).unwrap();
+            s.approve_code(&code, &w.id, &u.id, &Actor::cli(), 1).unwrap()
+        })
+        .collect();
+    let quota = StoredQuota { machine_bytes: 1 << 40, org_bytes: 1000 };
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(MACHINES));
+    let threads: Vec<_> = pairings
+        .into_iter()
+        .map(|p| {
+            let (store, w, barrier) = (fresh(), w.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let sid = ulid::Ulid::new().to_string();
+                let ops = [
+                    RelayOp::Start { session_id: sid.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 },
+                    frame(&sid, 1, &[b'x'; 1000]),
+                ];
+                let out = store.relay_store_batch(&w.id, &p.runtime_target_id, &p.machine_id, &ops, quota, 10).unwrap();
+                out.refused.len()
+            })
+        })
+        .collect();
+    let refused: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(refused, MACHINES - 1, "one session fits the quota, and only one was let in");
+    assert_eq!(s.sessions(&w.id).unwrap().len(), 1);
 }
 
 /// Roles, the audit log and signing keys read the same on both databases.

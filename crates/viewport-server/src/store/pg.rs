@@ -342,6 +342,10 @@ impl<C: GenericClient> Conn for On<'_, C> {
     fn row_lock(&self) -> &'static str {
         " FOR UPDATE"
     }
+
+    fn lock_key(&self, key: &str) -> Result<()> {
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", &[Value::Text(key.to_string())]).map(drop)
+    }
 }
 
 pub struct Postgres {

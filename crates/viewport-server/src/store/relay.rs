@@ -446,6 +446,9 @@ fn over_quota(tx: &Tx, held: &mut Option<(u64, u64)>, machine_id: &str, workspac
     let (m, o) = match *held {
         Some(h) => h,
         None => {
+            // Sessions of one org starting at once take turns here, so each sums what the one
+            // before stored (frame batches are ordered only by their own sessions' rows).
+            tx.lock_key(&format!("stored-quota:{workspace_id}"))?;
             let sum = |sql: &str, id: &str| -> Result<u64> { Ok(tx.query_one(sql, p![id], |r| r.get::<i64>(0))?.max(0) as u64) };
             let m = sum("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM relay_sessions WHERE machine_id = ?1", machine_id)?;
             let o = sum("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM relay_sessions WHERE workspace_id = ?1", workspace_id)?;

@@ -154,6 +154,12 @@ pub trait Conn {
     fn row_lock(&self) -> &'static str {
         ""
     }
+    /// Takes a lock named `key` until the transaction ends, so that writes naming the same
+    /// key take turns (PostgreSQL: an advisory lock); nothing where writers always take turns
+    /// (SQLite).
+    fn lock_key(&self, _key: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A change to announce once the transaction that made it commits (see [`Event`]).
@@ -224,6 +230,12 @@ impl<'a> Tx<'a> {
     /// ` FOR UPDATE` or nothing: see [`Conn::row_lock`]. For a [`Isolation::RowLocks`] write.
     pub fn row_lock(&self) -> &'static str {
         self.conn.row_lock()
+    }
+
+    /// Writes naming `key` take turns from here to the end of the transaction: see
+    /// [`Conn::lock_key`]. For a [`Isolation::RowLocks`] write that reads more than its rows.
+    pub fn lock_key(&self, key: &str) -> Result<()> {
+        self.conn.lock_key(key)
     }
 
     /// Rows handed to `f` one at a time until it returns `false`.
