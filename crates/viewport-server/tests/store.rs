@@ -83,6 +83,22 @@ fn paired_store(s: Store) -> (Store, Workspace, Pairing) {
     (s, w, p)
 }
 
+/// A store with one org, one member and `n` machines paired in it (at most 400).
+fn org_with_machines(s: Store, n: usize) -> (Store, Workspace, Vec<Pairing>) {
+    let u = s.create_user("a@example.com", "h", 0).unwrap();
+    let w = s.create_workspace("One", "one", 0).unwrap();
+    s.add_member(&w.id, &u.id, 0).unwrap();
+    let alphabet = vpd_proto::CODE_ALPHABET;
+    let pairings = (0..n)
+        .map(|i| {
+            let code = format!("BCDFGH{}{}", alphabet[i / 20] as char, alphabet[i % 20] as char);
+            s.insert_device_code(&code, b"h", &machine(), None, 0, 900).unwrap();
+            s.approve_code(&code, &w.id, &u.id, &Actor::cli(), 1).unwrap()
+        })
+        .collect();
+    (s, w, pairings)
+}
+
 fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
     RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
 }
@@ -194,18 +210,7 @@ fn two_instances_racing_on_one_session_store_each_frame_once(fresh: &dyn Fn() ->
 /// are stored under row locks instead.
 fn many_machines_starting_sessions_at_once_never_fail_each_other(fresh: &dyn Fn() -> Store) {
     const MACHINES: usize = 24;
-    let s = fresh();
-    let u = s.create_user("a@example.com", "h", 0).unwrap();
-    let w = s.create_workspace("One", "one", 0).unwrap();
-    s.add_member(&w.id, &u.id, 0).unwrap();
-    let alphabet = vpd_proto::CODE_ALPHABET;
-    let pairings: Vec<Pairing> = (0..MACHINES)
-        .map(|i| {
-            let code = format!("BCDFGH{}{}", alphabet[i / 20] as char, alphabet[i % 20] as char);
-            s.insert_device_code(&code, b"h", &machine(), None, 0, 900).unwrap();
-            s.approve_code(&code, &w.id, &u.id, &Actor::cli(), 1).unwrap()
-        })
-        .collect();
+    let (s, w, pairings) = org_with_machines(fresh(), MACHINES);
     // Large enough never to refuse, small enough that every new session sums the org's bytes.
     let quota = StoredQuota { machine_bytes: 1 << 40, org_bytes: 1 << 40 };
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(MACHINES));
@@ -239,17 +244,7 @@ fn many_machines_starting_sessions_at_once_never_fail_each_other(fresh: &dyn Fn(
 /// the other 11 are refused, however they interleave.
 fn the_stored_quota_holds_when_sessions_start_together(fresh: &dyn Fn() -> Store) {
     const MACHINES: usize = 12;
-    let s = fresh();
-    let u = s.create_user("a@example.com", "h", 0).unwrap();
-    let w = s.create_workspace("One", "one", 0).unwrap();
-    s.add_member(&w.id, &u.id, 0).unwrap();
-    let pairings: Vec<Pairing> = (0..MACHINES)
-        .map(|i| {
-            let code = format!("BCDFGHJ{}", vpd_proto::CODE_ALPHABET[i] as char);
-            s.insert_device_code(&code, b"h", &machine(), None, 0, 900).unwrap();
-            s.approve_code(&code, &w.id, &u.id, &Actor::cli(), 1).unwrap()
-        })
-        .collect();
+    let (s, w, pairings) = org_with_machines(fresh(), MACHINES);
     let quota = StoredQuota { machine_bytes: 1 << 40, org_bytes: 1000 };
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(MACHINES));
     let threads: Vec<_> = pairings
