@@ -177,19 +177,20 @@ fn every_instance_sees_what_another_does() {
     // 2. The relay token the daemon holds was issued by one instance; that instance is
     // drained and its connections cut, so the daemon reconnects to the other with the same
     // token, which verifies there.
-    let token_from = c.lb.connections().iter().rev().find(|conn| conn.request.starts_with("POST /api/runtime/relay-token")).map(|conn| conn.backend);
+    let token_from =
+        c.lb.connections().iter().rev().find(|conn| conn.request().starts_with("POST /api/runtime/relay-token")).map(|conn| conn.backend);
     let token_from = token_from.expect("the relay token came through the balancer");
-    let tokens_before = c.lb.connections().iter().filter(|conn| conn.request.starts_with("POST /api/runtime/relay-token")).count();
+    let tokens_before = c.lb.connections().iter().filter(|conn| conn.request().starts_with("POST /api/runtime/relay-token")).count();
     c.lb.set_down(token_from, true);
     let before_cut = c.lb.connections().len();
     c.lb.cut(token_from);
     c.lb.cut(1 - token_from);
     wait_until("a new relay connection on the instance that did not issue the token", Duration::from_secs(30), || {
         let new_ws =
-            c.lb.connections()[before_cut..].iter().any(|conn| conn.open && conn.request.starts_with("GET /ws") && conn.backend == 1 - token_from);
+            c.lb.connections()[before_cut..].iter().any(|conn| conn.open && conn.request().starts_with("GET /ws") && conn.backend == 1 - token_from);
         new_ws && state(&m) == "connected"
     });
-    let tokens_after = c.lb.connections().iter().filter(|conn| conn.request.starts_with("POST /api/runtime/relay-token")).count();
+    let tokens_after = c.lb.connections().iter().filter(|conn| conn.request().starts_with("POST /api/runtime/relay-token")).count();
     assert_eq!(tokens_after, tokens_before, "the daemon kept its token, and the other instance took it");
     c.lb.set_down(token_from, false);
 

@@ -27,11 +27,16 @@ struct Backend {
 pub struct Conn {
     /// Index of the backend it went to.
     pub backend: usize,
-    /// The first line the client sent (`GET /ws HTTP/1.1` for the relay).
-    pub request: String,
     /// Every HTTP request line the client sent on it (keep-alive carries several).
     pub requests: Vec<String>,
     pub open: bool,
+}
+
+impl Conn {
+    /// The first request line (`GET /ws HTTP/1.1` for the relay), or "" before any.
+    pub fn request(&self) -> &str {
+        self.requests.first().map_or("", String::as_str)
+    }
 }
 
 /// The HTTP request lines (`METHOD /path HTTP/1.1`) in a chunk a client sent.
@@ -84,7 +89,7 @@ impl Balancer {
                 }
                 let id = {
                     let mut l = lg.lock().unwrap();
-                    l.push(Conn { backend: i, request: String::new(), requests: Vec::new(), open: true });
+                    l.push(Conn { backend: i, requests: Vec::new(), open: true });
                     l.len() - 1
                 };
                 let open = Arc::new(AtomicUsize::new(2));
@@ -92,17 +97,11 @@ impl Balancer {
                     let (bs, lg, open) = (bs.clone(), lg.clone(), open.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
-                        let mut first = up;
                         loop {
                             let n = match from.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
-                            if first {
-                                let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
-                                lg.lock().unwrap()[id].request = line;
-                                first = false;
-                            }
                             if up {
                                 lg.lock().unwrap()[id].requests.extend(request_lines(&buf[..n]));
                             }
@@ -138,7 +137,7 @@ impl Balancer {
 
     /// The backend holding the newest open relay WebSocket (`GET /ws…`), if one is open.
     pub fn relay_backend(&self) -> Option<usize> {
-        self.connections().iter().rev().find(|c| c.open && c.request.starts_with("GET /ws")).map(|c| c.backend)
+        self.connections().iter().rev().find(|c| c.open && c.request().starts_with("GET /ws")).map(|c| c.backend)
     }
 
     /// Takes backend `i` out of rotation (as a failed health check does) or puts it back.

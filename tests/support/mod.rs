@@ -95,44 +95,35 @@ impl Server {
 
     /// Like [`Server::start_as`], with more `serve` arguments.
     pub fn start_with(port: u16, public_url: String, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        let (db_url, balanced) = if balanced_mode() {
+        let mut s = Self::new(format!("http://127.0.0.1:{port}"), port, public_url, extra.iter().map(|s| s.to_string()).collect());
+        if balanced_mode() {
             let pg = pg::Pg::start();
-            let db = pg.database();
+            s.db_url = Some(pg.database());
             let ports = vec![free_port(), free_port()];
             let balancer = balancer::Balancer::start_on(port, &ports);
-            (Some(db), Some(Balanced { ports, balancer, _pg: pg }))
-        } else {
-            (None, None)
-        };
-        let mut s =
-            Server { url: format!("http://127.0.0.1:{port}"), dir, port, children: Vec::new(), public_url, extra, tls_ca: None, db_url, balanced };
+            s.balanced = Some(Balanced { ports, balancer, _pg: pg });
+        }
         s.restart();
         s
+    }
+
+    /// Not started yet: on a SQLite file in a directory of its own, without TLS.
+    fn new(url: String, port: u16, public_url: String, extra: Vec<String>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Server { dir, port, url, public_url, extra, children: Vec::new(), tls_ca: None, db_url: None, balanced: None }
     }
 
     /// A server on a fresh port whose database starts as a copy of `db` (with its WAL).
     pub fn start_from(db: &Path) -> Server {
         let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut s = Self::new(url.clone(), port, url, vec![]);
         for ext in ["", "-wal", "-shm"] {
             let from = PathBuf::from(format!("{}{ext}", db.display()));
             if from.exists() {
-                std::fs::copy(&from, dir.path().join(format!("viewport.db{ext}"))).unwrap();
+                std::fs::copy(&from, s.dir.path().join(format!("viewport.db{ext}"))).unwrap();
             }
         }
-        let mut s = Server {
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            port,
-            children: Vec::new(),
-            public_url: format!("http://127.0.0.1:{port}"),
-            extra: vec![],
-            tls_ca: None,
-            db_url: None,
-            balanced: None,
-        };
         s.restart();
         s
     }
@@ -141,11 +132,8 @@ impl Server {
     /// URL is `public_url` (a [`balancer::Balancer`] in front of them all).
     /// `extra`: more `serve` arguments.
     pub fn start_pg(port: u16, public_url: String, db_url: &str, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s =
-            Server { url, dir, port, children: Vec::new(), public_url, extra, tls_ca: None, db_url: Some(db_url.to_string()), balanced: None };
+        let mut s = Self::new(format!("http://127.0.0.1:{port}"), port, public_url, extra.iter().map(|s| s.to_string()).collect());
+        s.db_url = Some(db_url.to_string());
         s.restart();
         s
     }
@@ -187,7 +175,7 @@ impl Server {
         let client = client.build().unwrap();
         for port in ports {
             // Each instance itself, not whichever one the balancer picks.
-            let url = format!("{}/api/health", self.url.replace(&format!(":{}", self.port), &format!(":{port}")));
+            let url = format!("{}:{port}/api/health", self.url.rsplit_once(':').unwrap().0);
             wait_until("viewport-server to answer", Duration::from_secs(20), || {
                 client.get(&url).send().map(|r| r.status().is_success()).unwrap_or(false)
             });
@@ -200,18 +188,8 @@ impl Server {
         let port = free_port();
         let url = format!("https://127.0.0.1:{port}");
         let extra = vec!["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
-            url: url.clone(),
-            dir,
-            port,
-            children: Vec::new(),
-            public_url: url,
-            extra,
-            tls_ca: Some(ca_pem.as_bytes().to_vec()),
-            db_url: None,
-            balanced: None,
-        };
+        let mut s = Self::new(url.clone(), port, url, extra);
+        s.tls_ca = Some(ca_pem.as_bytes().to_vec());
         s.restart();
         s
     }

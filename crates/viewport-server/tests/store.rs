@@ -99,6 +99,27 @@ fn org_with_machines(s: Store, n: usize) -> (Store, Workspace, Vec<Pairing>) {
     (s, w, pairings)
 }
 
+/// Runs `f` for each pairing at the same moment, each on a thread with a store handle of its
+/// own (another instance); what each returned.
+fn at_once<T: Send>(fresh: &dyn Fn() -> Store, pairings: Vec<Pairing>, f: impl Fn(Store, Pairing) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(pairings.len());
+    let stores: Vec<Store> = pairings.iter().map(|_| fresh()).collect();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = stores
+            .into_iter()
+            .zip(pairings)
+            .map(|(store, p)| {
+                let (barrier, f) = (&barrier, &f);
+                scope.spawn(move || {
+                    barrier.wait();
+                    f(store, p)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("a machine's batch failed")).collect()
+    })
+}
+
 fn frame(sid: &str, seq: u64, data: &[u8]) -> RelayOp {
     RelayOp::Frame { session_id: sid.into(), seq, ts: "t".into(), kind: "output", data: data.to_vec() }
 }
@@ -213,26 +234,19 @@ fn many_machines_starting_sessions_at_once_never_fail_each_other(fresh: &dyn Fn(
     let (s, w, pairings) = org_with_machines(fresh(), MACHINES);
     // Large enough never to refuse, small enough that every new session sums the org's bytes.
     let quota = StoredQuota { machine_bytes: 1 << 40, org_bytes: 1 << 40 };
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(MACHINES));
-    let threads: Vec<_> = pairings
-        .into_iter()
-        .map(|p| {
-            let (store, w, barrier) = (fresh(), w.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..8 {
-                    let sid = ulid::Ulid::new().to_string();
-                    let mut ops = vec![RelayOp::Start { session_id: sid.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 }];
-                    ops.extend((1..=5).map(|seq| frame(&sid, seq, b"output")));
-                    let out = store.relay_store_batch(&w.id, &p.runtime_target_id, &p.machine_id, &ops, quota, 10).unwrap();
-                    assert!(out.violation.is_none() && out.refused.is_empty(), "{:?} {:?}", out.violation, out.refused);
-                    assert_eq!(out.acks, [(sid, 5)]);
-                }
-                store.write_retries()
-            })
-        })
-        .collect();
-    let retries: u64 = threads.into_iter().map(|t| t.join().expect("a machine's batch failed")).sum();
+    let retries: u64 = at_once(fresh, pairings, |store, p| {
+        for _ in 0..8 {
+            let sid = ulid::Ulid::new().to_string();
+            let mut ops = vec![RelayOp::Start { session_id: sid.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 }];
+            ops.extend((1..=5).map(|seq| frame(&sid, seq, b"output")));
+            let out = store.relay_store_batch(&w.id, &p.runtime_target_id, &p.machine_id, &ops, quota, 10).unwrap();
+            assert!(out.violation.is_none() && out.refused.is_empty(), "{:?} {:?}", out.violation, out.refused);
+            assert_eq!(out.acks, [(sid, 5)]);
+        }
+        store.write_retries()
+    })
+    .into_iter()
+    .sum();
     assert_eq!(retries, 0, "no machine's batch lost a race to another's (they lock different rows)");
     let sessions = s.sessions(&w.id).unwrap();
     assert_eq!(sessions.len(), MACHINES * 8);
@@ -246,24 +260,14 @@ fn the_stored_quota_holds_when_sessions_start_together(fresh: &dyn Fn() -> Store
     const MACHINES: usize = 12;
     let (s, w, pairings) = org_with_machines(fresh(), MACHINES);
     let quota = StoredQuota { machine_bytes: 1 << 40, org_bytes: 1000 };
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(MACHINES));
-    let threads: Vec<_> = pairings
-        .into_iter()
-        .map(|p| {
-            let (store, w, barrier) = (fresh(), w.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let sid = ulid::Ulid::new().to_string();
-                let ops = [
-                    RelayOp::Start { session_id: sid.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 },
-                    frame(&sid, 1, &[b'x'; 1000]),
-                ];
-                let out = store.relay_store_batch(&w.id, &p.runtime_target_id, &p.machine_id, &ops, quota, 10).unwrap();
-                out.refused.len()
-            })
-        })
-        .collect();
-    let refused: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let refused: usize = at_once(fresh, pairings, |store, p| {
+        let sid = ulid::Ulid::new().to_string();
+        let ops =
+            [RelayOp::Start { session_id: sid.clone(), agent: "x".into(), directory: "d".into(), started_at: 5 }, frame(&sid, 1, &[b'x'; 1000])];
+        store.relay_store_batch(&w.id, &p.runtime_target_id, &p.machine_id, &ops, quota, 10).unwrap().refused.len()
+    })
+    .into_iter()
+    .sum();
     assert_eq!(refused, MACHINES - 1, "one session fits the quota, and only one was let in");
     assert_eq!(s.sessions(&w.id).unwrap().len(), 1);
 }

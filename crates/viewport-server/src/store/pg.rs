@@ -584,10 +584,10 @@ impl Backend for Postgres {
         let schema: i64 = conn.client.query_one("SELECT version FROM viewport_schema", &[])?.get(0);
         let isolation: String = conn.client.query_one("SHOW default_transaction_isolation", &[])?.get(0);
         let ssl = conn.client.query_opt("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl", &[])?;
-        let tls = match (ssl, &self.tls) {
-            (Some(r), Some(_)) => format!("{}, the server's certificate verified", r.get::<_, Option<String>>(0).unwrap_or_else(|| "TLS".into())),
-            (Some(_), None) => "TLS the server asked for, its certificate not verified".into(),
-            (None, _) => "off (sslmode=require in --db turns it on)".into(),
+        // TLS only ever comes from the verifying connector (`pg_tls`).
+        let tls = match ssl {
+            Some(r) => format!("{}, the server's certificate verified", r.get::<_, Option<String>>(0).unwrap_or_else(|| "TLS".into())),
+            None => "off (sslmode=require in --db turns it on)".into(),
         };
         let state = self.pool.state();
         Ok(vec![
