@@ -5,7 +5,6 @@
 //! reconnects lands on a live instance. It logs each connection's backend and request line,
 //! so a test can tell which instance holds the relay WebSocket.
 
-use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,23 +95,14 @@ impl Balancer {
                 for (up, mut from, mut to) in [(true, client.try_clone().unwrap(), upstream.try_clone().unwrap()), (false, upstream, client)] {
                     let (bs, lg, open) = (bs.clone(), lg.clone(), open.clone());
                     std::thread::spawn(move || {
-                        let mut buf = [0u8; 16384];
-                        loop {
-                            let n = match from.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
+                        let held = || bs[i].blackholed.load(Ordering::SeqCst);
+                        super::forward(&mut from, &mut to, held, |chunk| {
                             if up {
-                                lg.lock().unwrap()[id].requests.extend(request_lines(&buf[..n]));
+                                lg.lock().unwrap()[id].requests.extend(request_lines(chunk));
                             }
-                            while bs[i].blackholed.load(Ordering::SeqCst) {
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
-                            if to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        while bs[i].blackholed.load(Ordering::SeqCst) {
+                        });
+                        // A vanished host never closes either.
+                        while held() {
                             std::thread::sleep(Duration::from_millis(20));
                         }
                         let _ = to.shutdown(Shutdown::Both);

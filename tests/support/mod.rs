@@ -656,19 +656,7 @@ impl Proxy {
                 for (mut from, mut to) in [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)] {
                     let st = st.clone();
                     std::thread::spawn(move || {
-                        let mut buf = [0u8; 16384];
-                        loop {
-                            let n = match from.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            while st.load(Ordering::SeqCst) {
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
-                            if to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
+                        forward(&mut from, &mut to, || st.load(Ordering::SeqCst), |_| {});
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
@@ -952,6 +940,25 @@ impl Socks5Proxy {
 }
 
 /// Copies bytes both ways between a proxy's client and its upstream until either closes.
+/// Copies `from` to `to` until either ends, showing each chunk to `seen` first and holding
+/// it back while `held()` (a stalled link: bytes are taken, none passed on).
+pub fn forward(from: &mut std::net::TcpStream, to: &mut std::net::TcpStream, held: impl Fn() -> bool, mut seen: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        seen(&buf[..n]);
+        while held() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
 fn pipe(client: std::net::TcpStream, upstream: std::net::TcpStream) {
     let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
     let (mut c_r, mut c_w) = (client.try_clone().unwrap(), client);
