@@ -2,10 +2,11 @@
 //! (scripts/build-windows.sh, run by scripts/test.sh), starts its daemon on a named pipe,
 //! pairs with a Linux `viewport-server` on loopback (approved through the admin CLI), binds a
 //! directory, streams sessions byte for byte (`vpd session start|frame|end` and `vpd run
-//! --no-pty`), shows `vpd status`, runs a command under ConPTY, and unpairs. Each test has its
-//! own Wine prefix. What Wine cannot show (a second Windows user, the pipe's security
-//! descriptor as enforced, toasts, the owner of a TCP connection) is in docs/WINDOWS.md's
-//! checklist for a real Windows machine, and in the unit tests of the code that builds it.
+//! --no-pty`), shows `vpd status`, runs commands and a batch file under ConPTY (their text
+//! checked), and unpairs. Each test has its own Wine prefix. What Wine cannot show (a second
+//! Windows user, the pipe's security descriptor as enforced, toasts, the owner of a TCP
+//! connection) is in docs/WINDOWS.md's checklist for a real Windows machine, and in the unit
+//! tests of the code that builds it.
 
 mod support;
 use serde_json::Value;
@@ -178,14 +179,31 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("piped-from-cmd"));
     assert_eq!(session(&server, &run_id)["exit_code"], 3);
 
-    // `vpd run` under ConPTY: the command runs in the bound directory, its exit code passes
-    // through, and the session is recorded. (Wine 8's pseudo console hands no output to the
-    // pipe; the text is checked on a real Windows machine, docs/WINDOWS.md.)
-    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "cmd", "/c", "echo conpty & exit 4"]);
+    // `vpd run` under ConPTY (os/pty.rs), its input not a terminal: the command runs in the
+    // bound directory, what it writes reaches the terminal and the org alike, and its exit
+    // code passes through. Wine 8 gives a console program no standard handles when they are
+    // left empty (Windows gives it the pseudo console's), so here cmd writes to its console
+    // device (CON) itself; docs/WINDOWS.md's checklist runs a plain `echo` on Windows.
+    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "cmd", "/c", "echo conpty-says-hi> CON & exit 4"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains("conpty-says-hi"), "the terminal shows the command's text: {shown:?}");
     let con_id = server.admin(&["session", "list", "--org", "acme"])[0]["id"].as_str().unwrap().to_string();
     assert_ne!(con_id, run_id);
     wait_until("the ConPTY run recorded", Duration::from_secs(30), || session(&server, &con_id)["exit_code"] == 4);
+    assert_eq!(recorded(&server, &con_id), out.stdout, "what the terminal got is what the org got");
+
+    // A batch file, named without its extension (found through PATHEXT) and run through cmd,
+    // its argument passed as typed.
+    std::fs::write(w.c("work/api/hello.cmd"), "@echo off\r\necho batch-got %1> CON\r\nexit /b 5\r\n").unwrap();
+    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", r".\hello", "two words & more"]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains(r#"batch-got "two words & more""#), "{shown:?}");
+    // A name that is nowhere says so, and nothing runs.
+    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "no-such-tool"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-tool was not found"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Status in text, as a person reads it.
     let text = String::from_utf8_lossy(&w.run(&["status"]).stdout).to_string();

@@ -6,7 +6,6 @@
 use crate::install::exe;
 use crate::output::{show, Out};
 use base64::Engine;
-use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use serde_json::json;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -21,10 +20,6 @@ use vpd_daemon::{Error, ErrorCode, Home};
 use vpd_proto::relay::FrameKind;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn term_size() -> Option<PtySize> {
-    vpd_daemon::os::terminal::size().map(|(cols, rows)| PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
-}
 
 pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, no_pty: bool, out: &Out) -> Result<ExitCode, Error> {
     let program = command.first().ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "nothing to run: vpd run -- COMMAND [ARGS…]"))?;
@@ -52,16 +47,11 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         return run_piped(home, &cwd, &command, session.as_ref());
     }
 
-    let pty = native_pty_system()
-        .openpty(term_size().unwrap_or(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }))
-        .map_err(|e| Error::new(ErrorCode::Internal, format!("opening a pseudo-terminal: {e}")))?;
-    let mut cmd = CommandBuilder::new(program);
-    cmd.args(&command[1..]);
-    cmd.cwd(&cwd);
-    let mut child = pty.slave.spawn_command(cmd).map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")))?;
-    drop(pty.slave);
-    let mut reader = pty.master.try_clone_reader().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    let mut writer = pty.master.take_writer().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let (cols, rows) = vpd_daemon::os::terminal::size().unwrap_or((80, 24));
+    let mut pty = vpd_daemon::os::pty::Pty::spawn(program, &command[1..], &cwd, cols, rows)
+        .map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")))?;
+    let mut reader = pty.reader().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    let mut writer = pty.writer().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let raw = vpd_daemon::os::terminal::RawMode::enter();
 
     // Frames go to the daemon over one connection, in order, from one thread.
@@ -71,7 +61,9 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         std::thread::spawn(move || stream(&home, &id, rx))
     });
 
-    // Keyboard → command.
+    // Keyboard → command. At the end of our input (stdin not a terminal) the command's input
+    // stays open until it exits: Windows' console host shuts down when its input breaks.
+    let (kept_tx, kept_input) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut stdin = std::io::stdin();
@@ -81,16 +73,17 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
             }
             let _ = writer.flush();
         }
+        let _ = kept_tx.send(writer);
     });
 
     // Window size changes.
-    let master = pty.master;
+    let resizer = pty.resizer();
     let resize_tx = tx.clone();
     if std::io::stdout().is_terminal() {
         vpd_daemon::os::terminal::on_resize(move || {
-            if let Some(size) = term_size() {
-                let _ = master.resize(size);
-                let _ = resize_tx.try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{}x{}", size.cols, size.rows)) });
+            if let Some((cols, rows)) = vpd_daemon::os::terminal::size() {
+                resizer.resize(cols, rows);
+                let _ = resize_tx.try_send(StreamItem::Frame { kind: FrameKind::Resize, data: B64.encode(format!("{cols}x{rows}")) });
             }
         });
     }
@@ -112,10 +105,12 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         }
     });
 
-    let status = child.wait().map_err(|e| Error::io("waiting for the command", e))?;
+    // The exit lets the terminal go; the pump then reads what is left, to the end.
+    let code = pty.wait().map_err(|e| Error::io("waiting for the command", e))?;
+    drop(kept_input);
     let _ = pump.join();
     drop(raw);
-    Ok(finish(status.exit_code() as i32, tx, streamer))
+    Ok(finish(code, tx, streamer))
 }
 
 /// The session's end, once its command exited with `code`: the end item sent, the stream
