@@ -3,7 +3,7 @@
 # -Zbuild-std, linked by mingw-w64) and the one-function stand-in DLL Wine 8 needs
 # (`ProcessPrng`, ../shared/notes/cross-platform.md), for the Wine test (tests/wine.rs, run by
 # scripts/test.sh). Installs Wine and the toolchain when missing. Output:
-# target/cross/x86_64-pc-windows-gnu/debug/{vpd,vpd-daemon}.exe and
+# target/cross/x86_64-pc-windows-gnu/debug/{vpd,vpd-daemon,viewport-tray}.exe and
 # target/cross/wine/bcryptprimitives.dll.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,11 @@ fi
 RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
   /usr/bin/cargo build -Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu --locked --quiet \
   -p vpd-cli -p vpd-daemon --bins --config 'target.x86_64-pc-windows-gnu.linker="x86_64-w64-mingw32-gcc"'
+# The tray (its icon in the notification area, the daemon core in-process; tests/wine.rs
+# starts it in Wine's desktop). Not the window: it needs WebView2, which Wine does not have.
+RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
+  /usr/bin/cargo build -Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu --locked --quiet \
+  -p viewport-tray --bin viewport-tray --config 'target.x86_64-pc-windows-gnu.linker="x86_64-w64-mingw32-gcc"'
 
 mkdir -p target/cross/wine
 shim=target/cross/wine/shim.c
@@ -34,7 +39,7 @@ cat > "$shim" <<'C'
 __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) { return RtlGenRandom(data, (ULONG)len); }
 C
 x86_64-w64-mingw32-gcc -shared -o target/cross/wine/bcryptprimitives.dll "$shim" -ladvapi32
-echo "Windows build: target/cross/x86_64-pc-windows-gnu/debug/vpd.exe, vpd-daemon.exe; Wine's stand-in DLL: target/cross/wine/bcryptprimitives.dll"
+echo "Windows build: target/cross/x86_64-pc-windows-gnu/debug/vpd.exe, vpd-daemon.exe, viewport-tray.exe; Wine's stand-in DLL: target/cross/wine/bcryptprimitives.dll"
 
 # The installer around them (tests/wine.rs installs and uninstalls it).
 ./scripts/package-windows.sh

@@ -12,6 +12,9 @@
 //! `notifications.rs` turns activity into notifications; `event_loop.rs` is the main thread's
 //! loop on each OS; this file is the glue.
 
+// A release tray on Windows opens no console window (at login, from the Start menu).
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
 mod core;
 mod event_loop;
 mod menu;

@@ -222,8 +222,8 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
 }
 
 /// Issue 12 item 6: the installer (scripts/package-windows.sh, NSIS from Debian) installs for
-/// this user without an administrator, puts `vpd` on the user's PATH (a new terminal finds
-/// it), marks the files as the installer's (so `vpd update` names the installer instead of
+/// this user without an administrator, with the tray in the Start menu, puts `vpd` on the
+/// user's PATH (a new terminal finds it), marks the files as the installer's (so `vpd update` names the installer instead of
 /// overwriting them), and its uninstaller removes the files and the PATH entry.
 #[test]
 fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
@@ -244,9 +244,12 @@ fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
     let users = w.dir.path().join("prefix/drive_c/users");
     let user = std::fs::read_dir(&users).unwrap().flatten().map(|e| e.path()).find(|p| p.join("AppData/Local/Programs/Viewport").is_dir());
     let dir = user.expect("installed under the user's AppData\\Local\\Programs\\Viewport").join("AppData/Local/Programs/Viewport");
-    for f in ["vpd.exe", "vpd-daemon.exe", "uninstall.exe", "viewport-package.json"] {
+    for f in ["vpd.exe", "vpd-daemon.exe", "viewport-tray.exe", "uninstall.exe", "viewport-package.json"] {
         assert!(dir.join(f).is_file(), "{f} installed");
     }
+    let profile = dir.parent().unwrap().parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let shortcut = profile.join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Viewport.lnk");
+    assert!(shortcut.is_file(), "the tray in the Start menu: {}", shortcut.display());
     // Wine 8 needs its stand-in DLL beside any Rust program (the build's, not the installer's).
     std::fs::copy(w.bin.join("bcryptprimitives.dll"), dir.join("bcryptprimitives.dll")).unwrap();
 
@@ -267,6 +270,98 @@ fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
     let removed = wine(&[dir.join("uninstall.exe").to_str().unwrap(), "/S"]);
     assert!(removed.status.success());
     wait_until("the uninstaller to finish", Duration::from_secs(60), || !dir.join("vpd.exe").exists());
+    wait_until("the Start menu entry removed", Duration::from_secs(30), || !shortcut.exists());
+    assert!(!dir.join("viewport-tray.exe").exists());
     let path = String::from_utf8_lossy(&wine(&["reg", "query", r"HKCU\Environment", "/v", "Path"]).stdout).to_string();
     assert!(!path.contains(r"Programs\Viewport"), "{path}");
+}
+
+/// An X server of its own (Xvfb, which scripts/test.sh installs), for Wine's desktop.
+struct Display {
+    server: std::process::Child,
+    name: String,
+}
+
+impl Display {
+    fn start() -> Display {
+        let mut server = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/test.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Display { server, name: format!(":{}", line.trim()) }
+    }
+
+    /// The screen as a PNG (ImageMagick's `import`), kept with the other screenshots.
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = repo().join("target/artifacts/tray");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(name);
+        let ok = Command::new("import").args(["-display", &self.name, "-window", "root"]).arg(&out).status().unwrap();
+        assert!(ok.success(), "import (ImageMagick) took no screenshot");
+        out
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// The number of colours in a part of a PNG (ImageMagick): 1 for an empty patch of desktop.
+fn colours(png: &Path, geometry: &str) -> usize {
+    let out = Command::new("convert").arg(png).args(["-crop", geometry, "+repage", "-format", "%k", "info:"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// Issue 12 item 1: the Windows tray (`viewport-tray.exe`) in Wine's desktop: it runs the
+/// daemon core in its own process (`vpd.exe` reaches it on the named pipe), its icon appears
+/// in the notification area (a screenshot, target/artifacts/tray/windows-tray.png), and it
+/// exits when its core is stopped. Its menu under Wine is not clicked here (Wine's taskbar
+/// does not open it for a synthetic click); docs/WINDOWS.md's checklist has it.
+#[test]
+fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
+    let w = Win::new();
+    let tray = repo().join("target/cross/x86_64-pc-windows-gnu/debug/viewport-tray.exe");
+    assert!(tray.is_file(), "{} is missing: run scripts/build-windows.sh", tray.display());
+    std::fs::copy(&tray, w.bin.join("viewport-tray.exe")).unwrap();
+    let display = Display::start();
+    let mut c = Command::new(WINE);
+    c.args(["explorer", "/desktop=shell,800x600"])
+        .arg(w.bin.join("viewport-tray.exe"))
+        .args(["--home", r"C:\vpdhome"])
+        .env("DISPLAY", &display.name)
+        .env("WINEPREFIX", w.dir.path().join("prefix"))
+        .env("WINEDEBUG", "-all")
+        .env("VPD_KEYRING", "off")
+        .env("VPD_UI_PORT", "0")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(w.dir.path().join("tray.out")).unwrap())
+        .stderr(std::fs::File::create(w.dir.path().join("tray.err")).unwrap());
+    let mut desktop = c.spawn().unwrap();
+
+    // The core in the tray answers on the named pipe; the icon was added.
+    wait_until("the tray's daemon core", Duration::from_secs(90), || w.logs().contains("tray icon shown"));
+    let status = w.ok(&["status"]);
+    assert_eq!(status["daemon"]["running"], true, "{status}");
+    assert!(w.logs().contains("daemon started"), "the core runs in the tray");
+    let text = String::from_utf8_lossy(&w.run(&["status"]).stdout).to_string();
+    assert!(text.contains("none — run `vpd pair`"), "{text}");
+
+    // The notification area (the taskbar's right end) holds the icon; the rest of the
+    // taskbar beside it is empty.
+    let shot = display.screenshot("windows-tray.png");
+    assert!(colours(&shot, "24x20+776+580") > 2, "no icon in the notification area: see {}", shot.display());
+    assert!(colours(&shot, "24x20+700+580") <= 2, "the taskbar beside it is empty: see {}", shot.display());
+
+    // Stopping the core stops the tray's core.
+    w.ok(&["daemon", "stop"]);
+    wait_until("the tray to exit", Duration::from_secs(30), || w.logs().contains("daemon stopped"));
+    let _ = desktop.kill();
+    let _ = desktop.wait();
 }

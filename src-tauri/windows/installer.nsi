@@ -49,6 +49,10 @@ Section "Viewport"
   FileWrite $0 '{"manager": "the Viewport installer", "command": "run the newer viewport-setup.exe (or winget upgrade Viewport)"}$\r$\n'
   FileClose $0
   WriteUninstaller "$INSTDIR\uninstall.exe"
+  ; The tray in the Start menu (`vpd install` makes it the login item when it is here).
+  !if /FileExists "${BINDIR}/viewport-tray.exe"
+    CreateShortcut "$SMPROGRAMS\Viewport.lnk" "$INSTDIR\viewport-tray.exe"
+  !endif
 
   ; On the user's PATH, once.
   ReadRegStr $1 HKCU "Environment" "Path"
@@ -82,6 +86,7 @@ Section "Uninstall"
   Delete "$INSTDIR\viewport-window.exe"
   Delete "$INSTDIR\viewport-package.json"
   Delete "$INSTDIR\uninstall.exe"
+  Delete "$SMPROGRAMS\Viewport.lnk"
   RMDir "$INSTDIR"
 
   ReadRegStr $1 HKCU "Environment" "Path"
