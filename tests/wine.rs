@@ -54,7 +54,6 @@ impl Win {
             .args(args)
             .env("WINEPREFIX", self.dir.path().join("prefix"))
             .env("WINEDEBUG", "-all")
-            .env("VPD_KEYRING", "off")
             .env("VPD_UI_PORT", "0")
             .stdin(Stdio::null());
         c
@@ -146,6 +145,10 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     assert!(pair.wait().unwrap().success());
     assert_eq!(done["event"], "paired", "{done}");
     assert_eq!(done["workspaceId"], org.as_str());
+    // The issue token is in the Credential Manager (Wine's), not in config.json.
+    assert_eq!(done["credentialStore"], "keyring", "{done}");
+    let config: Value = serde_json::from_slice(&std::fs::read(w.c("vpdhome/config.json")).unwrap()).unwrap();
+    assert_eq!(config["pairings"][0]["credential"], serde_json::json!({"store": "keyring"}), "no token in config.json: {config}");
     wait_until("the pairing connected", Duration::from_secs(60), || w.ok(&["status"])["pairings"][0]["state"] == "connected");
 
     // A bound directory; the binding file is inside it, the path shown as Windows shows it.
@@ -208,13 +211,15 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     // Status in text, as a person reads it.
     let text = String::from_utf8_lossy(&w.run(&["status"]).stdout).to_string();
     assert!(text.contains("Acme Engineering") && text.contains("connected") && text.contains(r"C:\work\api"), "{text}");
+    assert!(text.contains("Credentials: OS keyring"), "{text}");
 
     // The home is the user's alone: an owner-only DACL (doctor says so), no other trustee.
     let doctor = w.ok(&["doctor"]);
     let perms = doctor["checks"].as_array().unwrap().iter().find(|c| c["name"] == "permissions").cloned().unwrap_or(Value::Null);
     assert_eq!(perms["level"], "ok", "{doctor}");
 
-    // Unpair: the platform is told, the pairing is gone.
+    // Unpair: the platform is told (with the token read back from the Credential Manager),
+    // the pairing is gone.
     w.ok(&["unpair", "--org", "acme"]);
     assert_eq!(w.ok(&["status"])["pairings"].as_array().unwrap().len(), 0);
     let machines = server.admin(&["machine", "list", "--org", "acme"]);
@@ -338,7 +343,6 @@ fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
         .env("DISPLAY", &display.name)
         .env("WINEPREFIX", w.dir.path().join("prefix"))
         .env("WINEDEBUG", "-all")
-        .env("VPD_KEYRING", "off")
         .env("VPD_UI_PORT", "0")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(w.dir.path().join("tray.out")).unwrap())
