@@ -198,6 +198,8 @@ test('a person sets up the server, approves pairings, watches a session, manages
     await page.locator('pre#output span.f2', { hasText: 'tests passed' }).waitFor({ timeout: 30000 });
     assert.ok(!(await page.locator('pre#output').textContent()).includes('10%'), 'the carriage return overwrote the progress');
     assert.deepEqual(navigations, [], 'the new output came without a reload');
+    // The header's frame count follows the output (1 when the page loaded, now 3).
+    await eventually('the frame count to follow', async () => (await page.locator('#frames').textContent()).trim() === '3');
     await look(page, 'server-09-session-live');
     vpdText('session', 'end', sessionId, '--exit-code', '0');
 

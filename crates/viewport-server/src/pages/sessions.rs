@@ -33,6 +33,7 @@ pub const SESSION_JS: &str = r#"// Keeps a session page's screen up to date (sam
   var from = Number(pre.getAttribute("data-from")) || 0;
   var next = Number(pre.getAttribute("data-next")) || 0;
   var state = document.getElementById("state");
+  var frames = document.getElementById("frames");
   function atBottom() {
     return window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
   }
@@ -64,6 +65,7 @@ pub const SESSION_JS: &str = r#"// Keeps a session page's screen up to date (sam
         }
         next = j.next;
         if (state && j.state) state.textContent = j.state;
+        if (frames && typeof j.frames === "number") frames.textContent = String(j.frames);
         if (j.ended && !j.more) return;
         setTimeout(poll, j.more ? 0 : 1000);
       })
@@ -195,7 +197,7 @@ pub async fn show(State(state): State<AppState>, session: MaybeSession, uri: Uri
                 dt { "Started" } dd { (util::human_time(r.started_at)) }
                 dt { "State" } dd #state { (state_label(&r)) @if let Some(t) = r.ended_at { " at " (util::human_time(t)) } }
                 dt { "Frames" } dd {
-                    (r.frame_count)
+                    span #frames { (r.frame_count) }
                     @if let Some(t) = r.purged_at {
                         span.muted { " · older output was removed by retention on " (util::human_time(t)) }
                     }
@@ -254,6 +256,7 @@ pub async fn frames(
         "more": shown.more,
         "ended": r.ended_at.is_some(),
         "state": state_label(&r),
+        "frames": r.frame_count,
     });
     if shown.changed {
         j["lines"] = serde_json::json!(shown.lines);
