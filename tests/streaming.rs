@@ -392,3 +392,36 @@ fn text_and_size_limits_never_stall_an_orgs_stream() {
     assert_eq!(st["pairings"][0]["state"], "connected", "{st}");
     assert!(st["pairings"][0]["lastError"].is_null(), "{st}");
 }
+
+/// `vpd run` with its input from a pipe: the command reads it, and the end of it reaches the
+/// command (a pseudo-terminal's EOF), so a command that reads to the end finishes.
+#[test]
+fn piped_input_reaches_the_command_and_its_end_ends_it() {
+    let m = Machine::new();
+    let dir = m.mkdir("work/plain");
+    let mut child = m
+        .command()
+        .args(["run", "--cwd", dir.to_str().unwrap(), "--", "sh", "-c", r#"read a; echo "got $a"; cat >/dev/null; echo reached-the-end"#])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"first\nmore\n").unwrap();
+    }
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("vpd run never ended: the end of its input did not reach the command");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got first") && text.contains("reached-the-end"), "{text:?}");
+}

@@ -187,7 +187,8 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     // code passes through. Wine 8 gives a console program no standard handles when they are
     // left empty (Windows gives it the pseudo console's), so here cmd writes to its console
     // device (CON) itself; docs/WINDOWS.md's checklist runs a plain `echo` on Windows.
-    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "cmd", "/c", "echo conpty-says-hi> CON & exit 4"]);
+    // (`^-` is cmd's escape: the text appears only if echo ran, not in the window's title.)
+    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "cmd", "/c", "echo conpty^-says^-hi> CON & exit 4"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(shown.contains("conpty-says-hi"), "the terminal shows the command's text: {shown:?}");
@@ -196,17 +197,28 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
     wait_until("the ConPTY run recorded", Duration::from_secs(30), || session(&server, &con_id)["exit_code"] == 4);
     assert_eq!(recorded(&server, &con_id), out.stdout, "what the terminal got is what the org got");
 
-    // A batch file, named without its extension (found through PATHEXT) and run through cmd,
-    // its argument passed as typed.
-    std::fs::write(w.c("work/api/hello.cmd"), "@echo off\r\necho batch-got %1> CON\r\nexit /b 5\r\n").unwrap();
-    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", r".\hello", "two words & more"]);
+    // A batch file on PATH, named without its extension (found through PATHEXT) and run
+    // through cmd, its argument passed as typed.
+    std::fs::create_dir_all(w.c("tools")).unwrap();
+    std::fs::write(w.c("tools/hello.cmd"), "@echo off\r\necho batch-got %1> CON\r\nexit /b 5\r\n").unwrap();
+    let mut c = w.command(&["run", "--cwd", r"C:\work\api", "--", "hello", "two words & more"]);
+    c.env("WINEPATH", r"C:\tools");
+    let out = w.run_cmd(c);
     assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(shown.contains(r#"batch-got "two words & more""#), "{shown:?}");
-    // A name that is nowhere says so, and nothing runs.
-    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "no-such-tool"]);
+    // A name on no PATH says so, and is not looked for in the folder (a repository could plant
+    // it there); its session ends at once.
+    std::fs::copy(w.bin.join("vpd.exe"), w.c("work/api/planted.exe")).unwrap();
+    let out = w.run(&["run", "--cwd", r"C:\work\api", "--", "planted"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-tool was not found"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r"planted was not found on PATH (a program in this folder: .\planted)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed = server.admin(&["session", "list", "--org", "acme"])[0].clone();
+    wait_until("the unstarted session ended", Duration::from_secs(30), || session(&server, failed["id"].as_str().unwrap())["ended_at"].is_string());
 
     // Status in text, as a person reads it.
     let text = String::from_utf8_lossy(&w.run(&["status"]).stdout).to_string();
@@ -327,7 +339,7 @@ fn colours(png: &Path, geometry: &str) -> usize {
 /// Issue 12 item 1: the Windows tray (`viewport-tray.exe`) in Wine's desktop: it runs the
 /// daemon core in its own process (`vpd.exe` reaches it on the named pipe), its icon appears
 /// in the notification area (a screenshot, target/artifacts/tray/windows-tray.png), and it
-/// exits when its core is stopped. Its menu under Wine is not clicked here (Wine's taskbar
+/// exits when its core is stopped (Wine's desktop ends with it). Its menu under Wine is not clicked here (Wine's taskbar
 /// does not open it for a synthetic click); docs/WINDOWS.md's checklist has it.
 #[test]
 fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
@@ -359,13 +371,15 @@ fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
 
     // The notification area (the taskbar's right end) holds the icon; the rest of the
     // taskbar beside it is empty.
-    let shot = display.screenshot("windows-tray.png");
-    assert!(colours(&shot, "24x20+776+580") > 2, "no icon in the notification area: see {}", shot.display());
+    let shot = repo().join("target/artifacts/tray/windows-tray.png");
+    wait_until("the icon drawn in the notification area", Duration::from_secs(30), || {
+        colours(&display.screenshot("windows-tray.png"), "24x20+776+580") > 2
+    });
     assert!(colours(&shot, "24x20+700+580") <= 2, "the taskbar beside it is empty: see {}", shot.display());
 
-    // Stopping the core stops the tray's core.
+    // Stopping the core ends the tray, and with it Wine's desktop (which ends with its last
+    // program).
     w.ok(&["daemon", "stop"]);
-    wait_until("the tray to exit", Duration::from_secs(30), || w.logs().contains("daemon stopped"));
-    let _ = desktop.kill();
-    let _ = desktop.wait();
+    wait_until("the tray to exit", Duration::from_secs(60), || desktop.try_wait().unwrap().is_some());
+    assert!(w.logs().contains("daemon stopped"));
 }

@@ -48,8 +48,17 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
     }
 
     let (cols, rows) = vpd_daemon::os::terminal::size().unwrap_or((80, 24));
-    let mut pty = vpd_daemon::os::pty::Pty::spawn(program, &command[1..], &cwd, cols, rows)
-        .map_err(|e| Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")))?;
+    let mut pty = match vpd_daemon::os::pty::Pty::spawn(program, &command[1..], &cwd, cols, rows) {
+        Ok(p) => p,
+        Err(e) => {
+            // The session started for it ends at once, saying why.
+            if let Some(s) = &session {
+                let end = SessionEndParams { session_id: s.session_id.clone(), exit_code: None, reason: Some("failed_to_start".into()) };
+                let _ = client::ask(home, end, Duration::from_secs(10));
+            }
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("cannot run {program}: {e}")));
+        }
+    };
     let mut reader = pty.reader().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let mut writer = pty.writer().map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
     let raw = vpd_daemon::os::terminal::RawMode::enter();
@@ -61,9 +70,7 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
         std::thread::spawn(move || stream(&home, &id, rx))
     });
 
-    // Keyboard → command. At the end of our input (stdin not a terminal) the command's input
-    // stays open until it exits: Windows' console host shuts down when its input breaks.
-    let (kept_tx, kept_input) = mpsc::channel();
+    // Keyboard → command; at the end of our input, the writer's drop tells the command.
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut stdin = std::io::stdin();
@@ -73,7 +80,6 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
             }
             let _ = writer.flush();
         }
-        let _ = kept_tx.send(writer);
     });
 
     // Window size changes.
@@ -107,7 +113,6 @@ pub fn run(home: &Home, cwd: &Path, name: Option<String>, command: Vec<String>, 
 
     // The exit lets the terminal go; the pump then reads what is left, to the end.
     let code = pty.wait().map_err(|e| Error::io("waiting for the command", e))?;
-    drop(kept_input);
     let _ = pump.join();
     drop(raw);
     Ok(finish(code, tx, streamer))
@@ -121,7 +126,9 @@ fn finish(code: i32, tx: mpsc::SyncSender<StreamItem>, streamer: Option<std::thr
     if let Some(s) = streamer {
         let _ = s.join();
     }
-    ExitCode::from(code.clamp(0, 255) as u8)
+    // A Windows status beyond a byte (a crash, 0xC0000005; Ctrl-C, 0xC000013A) is a failure,
+    // never the 0 that clamping a negative number would make of it.
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// `vpd run --no-pty`: the command's output through plain pipes, streamed byte for byte (what

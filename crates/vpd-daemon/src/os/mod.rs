@@ -12,7 +12,7 @@
 //! | [`signals`] a stop request | SIGTERM, SIGINT | the same | Ctrl-C, close, logoff, shutdown |
 //! | [`net`] network addresses | `getifaddrs` | `getifaddrs` | `GetAdaptersAddresses` (if-addrs) |
 //! | [`terminal`] raw mode, size | termios, `TIOCGWINSZ`, SIGWINCH | the same | console modes (VT input), the screen buffer, polled |
-//! | [`pty`] `vpd run`'s pseudo-terminal | a Unix pty (portable-pty) | the same | ConPTY (our own: no cursor request, empty standard handles, closed after the exit) |
+//! | [`pty`] `vpd run`'s pseudo-terminal | a Unix pty (portable-pty) | the same | ConPTY (our own: the cursor inherited only in a console, empty standard handles, closed after the exit) |
 //! | [`pointer`] an installation's `current` | a symlink, one rename | the same | a junction, two renames (recovered at the next start) |
 //! | [`userdir`] writing in users' folders | `openat`, never following a link | the same | reparse points refused on every handle |
 

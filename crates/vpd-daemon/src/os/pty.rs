@@ -1,9 +1,9 @@
 //! The pseudo-terminal `vpd run` runs a command under: its output as the terminal would get
 //! it, keys to it, its window size, its exit code. A Unix pseudo-terminal (portable-pty) on
 //! Linux and macOS; a pseudo console (ConPTY) of our own on Windows, because portable-pty's
-//! asks the hosting terminal for the cursor position (`PSEUDOCONSOLE_INHERIT_CURSOR`) and
-//! hangs the command until it is answered, which nothing answers when `vpd run` is not in a
-//! terminal (docs/DECISIONS.md).
+//! always asks the hosting terminal for the cursor position (`PSEUDOCONSOLE_INHERIT_CURSOR`)
+//! and holds the command until it is answered, which nothing answers when `vpd run` is not
+//! in a console (docs/DECISIONS.md).
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -27,7 +27,8 @@ impl Pty {
         self.0.reader()
     }
 
-    /// Keys to the command (once).
+    /// Keys to the command (once). Dropping it tells the command its input ended (the
+    /// terminal's end-of-file character), and nothing more is sent.
     pub fn writer(&mut self) -> io::Result<Box<dyn Write + Send>> {
         self.0.writer()
     }
@@ -127,6 +128,9 @@ mod imp {
     use std::sync::{Arc, Mutex};
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, WAIT_FAILED};
     use windows_sys::Win32::System::Console::{ClosePseudoConsole, CreatePseudoConsole, ResizePseudoConsole, COORD, HPCON};
+
+    /// Keeps the calling console's cursor (windows-sys has no name for it).
+    const PSEUDOCONSOLE_INHERIT_CURSOR: u32 = 1;
     use windows_sys::Win32::System::Pipes::CreatePipe;
     use windows_sys::Win32::System::Threading::{
         CreateProcessW, DeleteProcThreadAttributeList, GetExitCodeProcess, InitializeProcThreadAttributeList, UpdateProcThreadAttribute,
@@ -162,6 +166,28 @@ mod imp {
         process: OwnedHandle,
         output: Option<File>,
         input: Option<File>,
+        /// The console's input, open until the command exits: the console host shuts down
+        /// when its input breaks, which would cut the command's output short.
+        _input_kept: File,
+    }
+
+    /// Keys to the console; dropped, it sends the console's end of input (Ctrl-Z, Enter),
+    /// as a Unix terminal's writer sends its EOF character.
+    struct Writer(File);
+
+    impl Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl Drop for Writer {
+        fn drop(&mut self) {
+            let _ = self.0.write_all(b"\x1a\r\n");
+        }
     }
 
     #[derive(Clone)]
@@ -185,14 +211,16 @@ mod imp {
     impl Pty {
         pub fn spawn(program: &str, args: &[String], cwd: &Path, cols: u16, rows: u16) -> io::Result<Pty> {
             let (app, mut line) = command_line(&resolve(program, cwd)?, args)?;
+            // In a console, the console's own cursor is kept (no clear screen at the start):
+            // the hosting terminal answers the cursor-position request on our input, which
+            // `vpd run` forwards. Elsewhere nothing would answer it, and the command would wait.
+            let flags = if crate::os::terminal::is_console() { PSEUDOCONSOLE_INHERIT_CURSOR } else { 0 };
             let (input_read, input) = pipe()?;
             let (output, output_write) = pipe()?;
             let mut hpc: HPCON = 0;
             let size = COORD { X: cols.min(i16::MAX as u16) as i16, Y: rows.min(i16::MAX as u16) as i16 };
-            // No flags: in particular not PSEUDOCONSOLE_INHERIT_CURSOR, which holds the command
-            // until the hosting terminal answers a cursor-position request.
             // SAFETY: pipe handles in; the console handle out is closed by `Console`.
-            let hr = unsafe { CreatePseudoConsole(size, handle(&input_read), handle(&output_write), 0, &mut hpc) };
+            let hr = unsafe { CreatePseudoConsole(size, handle(&input_read), handle(&output_write), flags, &mut hpc) };
             if hr != 0 {
                 return Err(io::Error::other(format!("creating a pseudo console: HRESULT {hr:#x}")));
             }
@@ -241,14 +269,19 @@ mod imp {
                 )
             };
             if ok == 0 {
-                return Err(io::Error::last_os_error());
+                let e = io::Error::last_os_error();
+                // The output is dropped before the console, whose close may wait for it.
+                drop(output);
+                drop(console);
+                return Err(e);
             }
             // SAFETY: handles CreateProcessW returned; the thread's is not needed.
             let process = unsafe {
                 CloseHandle(pi.hThread);
                 OwnedHandle::from_raw_handle(pi.hProcess.cast())
             };
-            Ok(Pty { console, process, output: Some(output), input: Some(input) })
+            let _input_kept = input.try_clone()?;
+            Ok(Pty { console, process, output: Some(output), input: Some(input), _input_kept })
         }
 
         pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send>> {
@@ -256,7 +289,7 @@ mod imp {
         }
 
         pub fn writer(&mut self) -> io::Result<Box<dyn Write + Send>> {
-            Ok(Box::new(self.input.take().ok_or_else(|| io::Error::other("the writer was taken"))?))
+            Ok(Box::new(Writer(self.input.take().ok_or_else(|| io::Error::other("the writer was taken"))?)))
         }
 
         pub fn resizer(&self) -> Resizer {
@@ -322,14 +355,17 @@ mod command_line {
     use std::io;
     use std::path::{Path, PathBuf};
 
-    /// The file `program` names: a path (relative to `cwd`), or a name looked up in `PATH`,
-    /// with `PATHEXT`'s extensions tried when it has none (`claude` finds `claude.cmd`).
+    /// The file `program` names: a path (relative to `cwd`), or a name looked up in `PATH`
+    /// only — never in the folder, which may be a repository's (a planted `git.exe`) — with
+    /// `PATHEXT`'s extensions that Windows can start tried when it has none (`claude` finds
+    /// `claude.cmd`; `.js` or `.vbs` files are not programs to CreateProcessW).
     pub fn resolve(program: &str, cwd: &Path) -> io::Result<PathBuf> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let exts = std::env::var("PATHEXT").unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into());
         let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-        find(program, cwd, &dirs, &exts, |p| p.is_file())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{program} was not found (in the folder or on PATH)")))
+        find(program, cwd, &dirs, &exts, |p| p.is_file()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{program} was not found on PATH (a program in this folder: .\\{program})"))
+        })
     }
 
     pub fn find(program: &str, cwd: &Path, path: &[PathBuf], pathext: &str, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
@@ -339,7 +375,8 @@ mod command_line {
             if has_ext {
                 v.push(base.clone());
             }
-            for ext in pathext.split(';').filter(|e| !e.is_empty()) {
+            let startable = |e: &&str| [".com", ".exe", ".bat", ".cmd"].contains(&e.to_ascii_lowercase().as_str());
+            for ext in pathext.split(';').filter(startable) {
                 let mut s = base.clone().into_os_string();
                 s.push(ext.to_ascii_lowercase());
                 v.push(PathBuf::from(s));
@@ -358,6 +395,12 @@ mod command_line {
     pub fn command_line(program: &Path, args: &[String]) -> io::Result<(PathBuf, Vec<u16>)> {
         let ext = program.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
         let batch = matches!(ext.as_deref(), Some("bat" | "cmd"));
+        if batch && program.to_string_lossy().contains(['"', '%']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a batch file whose path has \" or %, which cmd would reread; move or rename it", program.display()),
+            ));
+        }
         let mut line = String::new();
         quote(&program.to_string_lossy(), &mut line, batch);
         for a in args {
@@ -365,7 +408,7 @@ mod command_line {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "{} is a batch file, and cmd would reread the argument {a:?} (it has \", % or a line break); run it through cmd /c yourself",
+                        "{} is a batch file, and cmd would reread the argument {a:?} (it has \", % or a line break); vpd run passes such arguments only to programs (.exe)",
                         program.display()
                     ),
                 ));
@@ -434,17 +477,28 @@ mod tests {
         let (app, l) = line(r"C:\npm\claude.cmd", &["--resume", "a&b", "x y"]);
         assert!(app.to_string_lossy().to_ascii_lowercase().ends_with("cmd.exe"));
         assert_eq!(l, r#"cmd.exe /d /v:off /s /c "C:\npm\claude.cmd --resume "a&b" "x y"""#);
+        let e = command_line(Path::new(r"C:\100%\x.cmd"), &[]).unwrap_err();
+        assert!(e.to_string().contains("move or rename it"), "{e}");
         for bad in [r#"say "hi""#, "%PATH%", "two\nlines"] {
             let e = command_line(Path::new(r"C:\npm\claude.CMD"), &[bad.to_string()]).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
-            assert!(e.to_string().contains("cmd /c yourself"), "{e}");
+            assert!(e.to_string().contains("only to programs"), "{e}");
         }
     }
 
     #[test]
     fn a_name_is_found_on_path_with_pathext_and_a_path_relative_to_the_folder() {
         let path = [PathBuf::from("/bin1"), PathBuf::from("/bin2")];
-        let files = ["/bin2/claude.cmd", "/bin1/node.exe", "/bin2/node.exe", "/work/tool.bat", "/bin2/git"];
+        let files = [
+            "/bin2/claude.cmd",
+            "/bin1/node.exe",
+            "/bin2/node.exe",
+            "/work/tool.bat",
+            "/bin2/git",
+            "/bin1/serve.js",
+            "/bin2/serve.exe",
+            "/work/planted.exe",
+        ];
         let exists = |p: &Path| files.iter().any(|f| Path::new(f) == p);
         let exts = ".COM;.EXE;.BAT;.CMD";
         assert_eq!(find("claude", Path::new("/work"), &path, exts, exists), Some(PathBuf::from("/bin2/claude.cmd")));
@@ -453,5 +507,8 @@ mod tests {
         assert_eq!(find("./tool", Path::new("/work"), &path, exts, exists), Some(PathBuf::from("/work/./tool.bat")));
         assert_eq!(find("git", Path::new("/work"), &path, exts, exists), None, "no extension: not a program Windows can start");
         assert_eq!(find("missing", Path::new("/work"), &path, exts, exists), None);
+        let with_js = ".COM;.EXE;.BAT;.CMD;.VBS;.JS";
+        assert_eq!(find("serve", Path::new("/work"), &path, with_js, exists), Some(PathBuf::from("/bin2/serve.exe")), "a .js is no program");
+        assert_eq!(find("planted", Path::new("/work"), &path, exts, exists), None, "a bare name is never looked for in the folder");
     }
 }

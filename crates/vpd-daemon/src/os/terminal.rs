@@ -9,7 +9,14 @@ pub fn size() -> Option<(u16, u16)> {
     imp::size()
 }
 
-/// Raw mode on stdin until dropped (nothing when stdin is not a terminal).
+/// Both stdin and stdout are the terminal (a person at a console, not a pipe or a file).
+pub fn is_console() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// Raw mode on stdin until dropped (nothing when stdin is not a terminal); on Windows the
+/// console also reads escape sequences on stdout (VT processing), as a Unix terminal does.
 pub struct RawMode(Option<imp::Saved>);
 
 impl RawMode {
@@ -115,10 +122,12 @@ mod imp {
     use std::os::windows::io::AsRawHandle;
     use windows_sys::Win32::System::Console::{
         FlushConsoleInputBuffer, GetConsoleMode, GetConsoleScreenBufferInfo, GetStdHandle, SetConsoleMode, CONSOLE_MODE, CONSOLE_SCREEN_BUFFER_INFO,
-        ENABLE_ECHO_INPUT, ENABLE_LINE_INPUT, ENABLE_PROCESSED_INPUT, ENABLE_VIRTUAL_TERMINAL_INPUT, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+        ENABLE_ECHO_INPUT, ENABLE_LINE_INPUT, ENABLE_PROCESSED_INPUT, ENABLE_VIRTUAL_TERMINAL_INPUT, ENABLE_VIRTUAL_TERMINAL_PROCESSING,
+        STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
     };
 
-    pub type Saved = CONSOLE_MODE;
+    /// The input's mode, and the output's when it is a console.
+    pub type Saved = (CONSOLE_MODE, Option<CONSOLE_MODE>);
 
     pub fn size() -> Option<(u16, u16)> {
         let mut info: CONSOLE_SCREEN_BUFFER_INFO = unsafe { std::mem::zeroed() };
@@ -141,13 +150,24 @@ mod imp {
             }
             let raw = (mode & !(ENABLE_ECHO_INPUT | ENABLE_LINE_INPUT | ENABLE_PROCESSED_INPUT)) | ENABLE_VIRTUAL_TERMINAL_INPUT;
             SetConsoleMode(h, raw);
+            let out = GetStdHandle(STD_OUTPUT_HANDLE);
+            let mut out_mode: CONSOLE_MODE = 0;
+            let saved_out = (GetConsoleMode(out, &mut out_mode) != 0).then(|| {
+                SetConsoleMode(out, out_mode | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
+                out_mode
+            });
+            Some((mode, saved_out))
         }
-        Some(mode)
     }
 
     pub fn restore(s: Saved) {
-        // SAFETY: restores the mode GetConsoleMode returned.
-        unsafe { SetConsoleMode(GetStdHandle(STD_INPUT_HANDLE), s) };
+        // SAFETY: restores the modes GetConsoleMode returned.
+        unsafe {
+            SetConsoleMode(GetStdHandle(STD_INPUT_HANDLE), s.0);
+            if let Some(out) = s.1 {
+                SetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), out);
+            }
+        }
     }
 
     pub fn on_resize(mut f: impl FnMut() + Send + 'static) {
