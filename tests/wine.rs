@@ -10,6 +10,7 @@
 
 mod support;
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -47,15 +48,16 @@ impl Win {
         self.dir.path().join("prefix/drive_c").join(rel)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// `wine ARGS` in this prefix, quiet, with no input (and no web UI port to take).
+    fn wine(&self, args: &[&OsStr]) -> Command {
         let mut c = Command::new(WINE);
-        c.arg(self.bin.join("vpd.exe"))
-            .args(["--home", r"C:\vpdhome"])
-            .args(args)
-            .env("WINEPREFIX", self.dir.path().join("prefix"))
-            .env("WINEDEBUG", "-all")
-            .env("VPD_UI_PORT", "0")
-            .stdin(Stdio::null());
+        c.args(args).env("WINEPREFIX", self.dir.path().join("prefix")).env("WINEDEBUG", "-all").env("VPD_UI_PORT", "0").stdin(Stdio::null());
+        c
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.wine(&[self.bin.join("vpd.exe").as_os_str()]);
+        c.args(["--home", r"C:\vpdhome"]).args(args);
         c
     }
 
@@ -240,8 +242,9 @@ fn the_windows_build_pairs_binds_streams_and_unpairs_under_wine() {
 
 /// Issue 12 item 6: the installer (scripts/package-windows.sh, NSIS from Debian) installs for
 /// this user without an administrator, with the tray in the Start menu, puts `vpd` on the
-/// user's PATH (a new terminal finds it), marks the files as the installer's (so `vpd update` names the installer instead of
-/// overwriting them), and its uninstaller removes the files and the PATH entry.
+/// user's PATH (a new terminal finds it), marks the files as the installer's (so `vpd
+/// update` names the installer instead of overwriting them), and its uninstaller removes the
+/// files, the Start menu entry and the PATH entry.
 #[test]
 fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
     let w = Win::new();
@@ -251,20 +254,16 @@ fn the_installer_puts_vpd_on_path_and_its_uninstaller_removes_everything() {
         .map(|e| e.path())
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-setup.exe")))
         .expect("target/cross/viewport-VERSION-setup.exe: run scripts/build-windows.sh");
-    let wine = |args: &[&str]| {
-        let mut c = Command::new(WINE);
-        c.args(args).env("WINEPREFIX", w.dir.path().join("prefix")).env("WINEDEBUG", "-all").stdin(Stdio::null());
-        w.run_cmd(c)
-    };
+    let wine = |args: &[&str]| w.run_cmd(w.wine(&args.iter().map(OsStr::new).collect::<Vec<_>>()));
     let installed = wine(&[setup.to_str().unwrap(), "/S"]);
     assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
     let users = w.dir.path().join("prefix/drive_c/users");
     let user = std::fs::read_dir(&users).unwrap().flatten().map(|e| e.path()).find(|p| p.join("AppData/Local/Programs/Viewport").is_dir());
-    let dir = user.expect("installed under the user's AppData\\Local\\Programs\\Viewport").join("AppData/Local/Programs/Viewport");
+    let profile = user.expect("installed under the user's AppData\\Local\\Programs\\Viewport");
+    let dir = profile.join("AppData/Local/Programs/Viewport");
     for f in ["vpd.exe", "vpd-daemon.exe", "viewport-tray.exe", "uninstall.exe", "viewport-package.json"] {
         assert!(dir.join(f).is_file(), "{f} installed");
     }
-    let profile = dir.parent().unwrap().parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     let shortcut = profile.join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Viewport.lnk");
     assert!(shortcut.is_file(), "the tray in the Start menu: {}", shortcut.display());
     // Wine 8 needs its stand-in DLL beside any Rust program (the build's, not the installer's).
@@ -339,8 +338,9 @@ fn colours(png: &Path, geometry: &str) -> usize {
 /// Issue 12 item 1: the Windows tray (`viewport-tray.exe`) in Wine's desktop: it runs the
 /// daemon core in its own process (`vpd.exe` reaches it on the named pipe), its icon appears
 /// in the notification area (a screenshot, target/artifacts/tray/windows-tray.png), and it
-/// exits when its core is stopped (Wine's desktop ends with it). Its menu under Wine is not clicked here (Wine's taskbar
-/// does not open it for a synthetic click); docs/WINDOWS.md's checklist has it.
+/// exits when its core is stopped (Wine's desktop ends with it). Its menu is not clicked
+/// here (Wine's taskbar does not open it for a synthetic click); docs/WINDOWS.md's
+/// checklist has it.
 #[test]
 fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
     let w = Win::new();
@@ -348,15 +348,10 @@ fn the_windows_tray_shows_its_icon_and_runs_the_daemon_core() {
     assert!(tray.is_file(), "{} is missing: run scripts/build-windows.sh", tray.display());
     std::fs::copy(&tray, w.bin.join("viewport-tray.exe")).unwrap();
     let display = Display::start();
-    let mut c = Command::new(WINE);
-    c.args(["explorer", "/desktop=shell,800x600"])
-        .arg(w.bin.join("viewport-tray.exe"))
-        .args(["--home", r"C:\vpdhome"])
+    let tray = w.bin.join("viewport-tray.exe");
+    let mut c = w.wine(&[OsStr::new("explorer"), OsStr::new("/desktop=shell,800x600"), tray.as_os_str()]);
+    c.args(["--home", r"C:\vpdhome"])
         .env("DISPLAY", &display.name)
-        .env("WINEPREFIX", w.dir.path().join("prefix"))
-        .env("WINEDEBUG", "-all")
-        .env("VPD_UI_PORT", "0")
-        .stdin(Stdio::null())
         .stdout(std::fs::File::create(w.dir.path().join("tray.out")).unwrap())
         .stderr(std::fs::File::create(w.dir.path().join("tray.err")).unwrap());
     let mut desktop = c.spawn().unwrap();

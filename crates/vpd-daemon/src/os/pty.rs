@@ -128,15 +128,20 @@ mod imp {
     use std::sync::{Arc, Mutex};
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, WAIT_FAILED};
     use windows_sys::Win32::System::Console::{ClosePseudoConsole, CreatePseudoConsole, ResizePseudoConsole, COORD, HPCON};
-
-    /// Keeps the calling console's cursor (windows-sys has no name for it).
-    const PSEUDOCONSOLE_INHERIT_CURSOR: u32 = 1;
     use windows_sys::Win32::System::Pipes::CreatePipe;
     use windows_sys::Win32::System::Threading::{
         CreateProcessW, DeleteProcThreadAttributeList, GetExitCodeProcess, InitializeProcThreadAttributeList, UpdateProcThreadAttribute,
         WaitForSingleObject, CREATE_UNICODE_ENVIRONMENT, EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
         PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE, STARTF_USESTDHANDLES, STARTUPINFOEXW,
     };
+
+    /// Keeps the calling console's cursor (windows-sys has no name for it).
+    const PSEUDOCONSOLE_INHERIT_CURSOR: u32 = 1;
+
+    /// A console size (its fields are `i16`).
+    fn coord(cols: u16, rows: u16) -> COORD {
+        COORD { X: cols.min(i16::MAX as u16) as i16, Y: rows.min(i16::MAX as u16) as i16 }
+    }
 
     /// The pseudo console, until the command ended (then closed, once).
     struct Console(Mutex<Option<HPCON>>);
@@ -218,9 +223,8 @@ mod imp {
             let (input_read, input) = pipe()?;
             let (output, output_write) = pipe()?;
             let mut hpc: HPCON = 0;
-            let size = COORD { X: cols.min(i16::MAX as u16) as i16, Y: rows.min(i16::MAX as u16) as i16 };
             // SAFETY: pipe handles in; the console handle out is closed by `Console`.
-            let hr = unsafe { CreatePseudoConsole(size, handle(&input_read), handle(&output_write), flags, &mut hpc) };
+            let hr = unsafe { CreatePseudoConsole(coord(cols, rows), handle(&input_read), handle(&output_write), flags, &mut hpc) };
             if hr != 0 {
                 return Err(io::Error::other(format!("creating a pseudo console: HRESULT {hr:#x}")));
             }
@@ -316,7 +320,7 @@ mod imp {
         pub fn resize(&self, cols: u16, rows: u16) {
             if let Some(h) = *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) {
                 // SAFETY: an open pseudo console (under the lock, so not being closed).
-                unsafe { ResizePseudoConsole(h, COORD { X: cols.min(i16::MAX as u16) as i16, Y: rows.min(i16::MAX as u16) as i16 }) };
+                unsafe { ResizePseudoConsole(h, coord(cols, rows)) };
             }
         }
     }
